@@ -1,0 +1,207 @@
+"""The recipe: every default of a training run, one documented field each, saved with every run.
+
+`Recipe` groups the fields by concern (data, model, augment, optim, schedule, engine). Field names
+are unique across groups, so a user overrides any of them by its bare name (`epochs=8`,
+`--epochs 8`) or by its dotted path (`schedule.epochs=8`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from imagefit.errors import UserError
+
+
+def _doc(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass
+class DataRecipe:
+    val_split: float = field(default=0.15, metadata=_doc("share of each class held out for validation when DATA has no val split"))
+    test_split: float = field(default=0.0, metadata=_doc("share of each class held out as a test split when DATA has no test split"))
+    seed: int = field(default=42, metadata=_doc("seed for the split, the augmentation and the weights of new layers"))
+    batch_size: int = field(default=32, metadata=_doc("images per step on each device"))
+    num_workers: int = field(default=-1, metadata=_doc("data-loader worker processes; -1 picks from the CPU count"))
+    imbalance: str = field(default="auto", metadata=_doc("auto | weights | sampler | none: how unequal class sizes are handled"))
+    imbalance_ratio: float = field(default=1.5, metadata=_doc("auto uses class weights once largest/smallest class exceeds this"))
+
+
+@dataclass
+class ModelRecipe:
+    model: str = field(default="tf_efficientnet_lite0", metadata=_doc("any timm model name (`timm.list_models()`)"))
+    pretrained: bool = field(default=True, metadata=_doc("start from ImageNet weights (offline packages first, then timm's hub)"))
+    image_size: int = field(default=0, metadata=_doc("square input size in pixels; 0 takes the model's own"))
+    head: tuple[int, ...] = field(default=(), metadata=_doc("hidden sizes of the head, e.g. 512,256 (Linear-BN-ReLU-Dropout each)"))
+    dropout: float = field(default=0.2, metadata=_doc("dropout before the last linear layer"))
+
+
+@dataclass
+class AugmentRecipe:
+    crop_scale: float = field(default=0.35, metadata=_doc("smallest area share kept by the random resized crop"))
+    hflip: bool = field(default=True, metadata=_doc("random horizontal flips"))
+    vflip: bool = field(default=False, metadata=_doc("random vertical flips (for images with no 'up': plants, insects, cells)"))
+    rotate: float = field(default=0.0, metadata=_doc("random rotation up to this many degrees (180 for any angle)"))
+    color_jitter: float = field(default=0.2, metadata=_doc("strength of random brightness/contrast/saturation changes"))
+    auto_augment: str = field(default="none", metadata=_doc("none | trivial | randaugment"))
+    mixup: float = field(default=0.0, metadata=_doc("MixUp alpha (0 turns it off), through timm's Mixup"))
+    cutmix: float = field(default=0.0, metadata=_doc("CutMix alpha (0 turns it off), through timm's Mixup"))
+
+
+@dataclass
+class OptimRecipe:
+    optimizer: str = field(default="adamw", metadata=_doc("any timm optimizer name (timm.optim.create_optimizer_v2)"))
+    lr: float = field(default=1e-3, metadata=_doc("learning rate of the head while the backbone is frozen"))
+    finetune_lr_ratio: float = field(default=0.1, metadata=_doc("learning rate of the whole network in phase 2, as a share of lr"))
+    weight_decay: float = field(default=0.05, metadata=_doc("decoupled weight decay; none on norms and biases"))
+    label_smoothing: float = field(default=0.1, metadata=_doc("label smoothing of the cross-entropy loss"))
+
+
+@dataclass
+class ScheduleRecipe:
+    frozen_epochs: int = field(default=2, metadata=_doc("phase 1: epochs training the head with the backbone frozen"))
+    epochs: int = field(default=8, metadata=_doc("all epochs, both phases; epochs == frozen_epochs never unfreezes"))
+    warmup_epochs: float = field(default=0.5, metadata=_doc("linear warm-up at the start of phase 2, in epochs"))
+    patience: int = field(default=3, metadata=_doc("phase 2 stops after this many epochs without a better val macro-F1"))
+
+
+@dataclass
+class EngineRecipe:
+    accelerator: str = field(default="auto", metadata=_doc("cpu | gpu | mps | auto (Lightning Trainer)"))
+    devices: str = field(default="auto", metadata=_doc("number of devices, or a list like 0,1 (Lightning Trainer)"))
+    strategy: str = field(default="auto", metadata=_doc("auto | ddp | ddp_spawn | fsdp ... (Lightning Trainer)"))
+    num_nodes: int = field(default=1, metadata=_doc("machines for multi-node DDP (Lightning Trainer)"))
+    precision: str = field(default="auto", metadata=_doc("auto (bf16/fp16 mixed on GPU, fp32 on CPU) or a Lightning value"))
+
+
+@dataclass
+class Recipe:
+    data: DataRecipe = field(default_factory=DataRecipe)
+    model: ModelRecipe = field(default_factory=ModelRecipe)
+    augment: AugmentRecipe = field(default_factory=AugmentRecipe)
+    optim: OptimRecipe = field(default_factory=OptimRecipe)
+    schedule: ScheduleRecipe = field(default_factory=ScheduleRecipe)
+    engine: EngineRecipe = field(default_factory=EngineRecipe)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The recipe as plain JSON-ready nested dicts."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Recipe:
+        """A recipe from nested dicts (as `to_dict` gives); missing fields keep their defaults."""
+        recipe = cls()
+        for group_name, group_values in values.items():
+            for name, value in group_values.items():
+                recipe = recipe.override(**{f"{group_name}.{name}": value})
+        return recipe
+
+    def override(self, **overrides: Any) -> Recipe:
+        """A copy with fields replaced; keys are bare field names or `group.field`, values are coerced."""
+        groups = {f.name: dataclasses.replace(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        for key, value in overrides.items():
+            group_name, name = _locate(key)
+            group = groups[group_name]
+            setattr(group, name, _coerce(key, value, _field_type(type(group), name)))
+        recipe = Recipe(**groups)
+        recipe.validate()
+        return recipe
+
+    def validate(self) -> None:
+        """Raise UserError for values no training could use."""
+        _choice("imbalance", self.data.imbalance, ("auto", "weights", "sampler", "none"))
+        _choice("auto_augment", self.augment.auto_augment, ("none", "trivial", "randaugment"))
+        if not 0 <= self.data.val_split < 1 or not 0 <= self.data.test_split < 1:
+            raise UserError("val_split and test_split must be between 0 and 1, e.g. --val-split 0.15")
+        if self.schedule.epochs < 1 or not 0 <= self.schedule.frozen_epochs <= self.schedule.epochs:
+            raise UserError(
+                f"need 1 <= epochs and 0 <= frozen_epochs <= epochs, got epochs={self.schedule.epochs} "
+                f"frozen_epochs={self.schedule.frozen_epochs}"
+            )
+        if self.data.batch_size < 1:
+            raise UserError(f"batch_size must be at least 1, got {self.data.batch_size}")
+
+
+def field_help() -> list[tuple[str, str, str]]:
+    """(name, default, help) for every recipe field, for `imagefit train --help`."""
+    rows = []
+    for group in dataclasses.fields(Recipe):
+        for f in dataclasses.fields(group.default_factory()):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            rows.append((f.name, _format_value(default), f.metadata.get("help", "")))
+    return rows
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value) or "none"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _field_index() -> dict[str, tuple[str, str]]:
+    index = {}
+    for group in dataclasses.fields(Recipe):
+        for f in dataclasses.fields(group.default_factory()):
+            index[f.name] = (group.name, f.name)
+            index[f"{group.name}.{f.name}"] = (group.name, f.name)
+    return index
+
+
+def _locate(key: str) -> tuple[str, str]:
+    index = _field_index()
+    normalised = key.replace("-", "_")
+    if normalised in index:
+        return index[normalised]
+    close = difflib.get_close_matches(normalised, list(index), n=3)
+    hint = f" Did you mean: {', '.join(close)}?" if close else " See `imagefit train --help` for the list."
+    raise UserError(f"unknown recipe option '{key}'.{hint}")
+
+
+def _field_type(group_cls: type, name: str) -> Any:
+    return typing.get_type_hints(group_cls)[name]
+
+
+def _coerce(key: str, value: Any, kind: Any) -> Any:
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        kind = next(k for k in typing.get_args(kind) if k is not type(None))
+        origin = typing.get_origin(kind)
+    try:
+        if origin is tuple:
+            return _to_int_tuple(value)
+        if kind is bool:
+            return _to_bool(value)
+        return kind(value)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"option '{key}' expects {getattr(kind, '__name__', kind)}, got {value!r}") from exc
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(value)
+
+
+def _to_int_tuple(value: Any) -> tuple[int, ...]:
+    if isinstance(value, (list, tuple)):
+        return tuple(int(v) for v in value)
+    text = str(value).strip().lower()
+    if text in ("", "none", "0"):
+        return ()
+    return tuple(int(part) for part in text.split(","))
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise UserError(f"{name}={value!r} is not one of: {', '.join(choices)}")

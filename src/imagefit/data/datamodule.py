@@ -1,0 +1,113 @@
+"""Datasets and the LightningDataModule that feeds training, validation and test."""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections import Counter
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+
+from imagefit.config import AugmentRecipe, DataRecipe
+from imagefit.data.decode import open_image
+from imagefit.data.sources import Sample, locator_name
+from imagefit.data.transforms import Preprocess, eval_transform, train_transform
+
+
+class ImageDataset(Dataset):
+    """(image tensor, class index) pairs; an image that fails to decode is replaced by the next one."""
+
+    def __init__(self, samples: list[Sample], class_to_idx: dict[str, int], transform, *, decode_size: int = 0):
+        self.samples = samples
+        self.targets = [class_to_idx[s.label] for s in samples]
+        self.transform = transform
+        self.decode_size = decode_size
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int):
+        for attempt in range(len(self.samples)):
+            position = (index + attempt) % len(self.samples)
+            try:
+                image = open_image(self.samples[position].path, min_size=self.decode_size)
+            except (OSError, ValueError, SyntaxError) as exc:
+                # Checked once before training, so this is a file changed since: never stop an epoch for it.
+                warnings.warn(f"{locator_name(self.samples[position].path)}: unreadable ({exc}); using another image",
+                              stacklevel=2)
+                continue
+            return self.transform(image), self.targets[position]
+        raise RuntimeError("no image in the dataset can be read")
+
+
+def default_workers(requested: int) -> int:
+    """Loader workers: the requested number, or (for -1) one per CPU core up to 8."""
+    if requested >= 0:
+        return requested
+    return min(8, os.cpu_count() or 1)
+
+
+def class_weights(labels: list[int], num_classes: int) -> torch.Tensor:
+    """'Balanced' class weights n / (k * count), as scikit-learn's compute_class_weight gives."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    present = sorted(set(labels))
+    weights = torch.ones(num_classes)
+    values = compute_class_weight("balanced", classes=torch.tensor(present).numpy(), y=labels)
+    for cls, value in zip(present, values):
+        weights[cls] = float(value)
+    return weights
+
+
+def imbalance_ratio(labels: list[int]) -> float:
+    """Largest class size over smallest."""
+    counts = Counter(labels).values()
+    return max(counts) / max(1, min(counts))
+
+
+class ImageDataModule(L.LightningDataModule):
+    """Train/val/test loaders over a fixed split, with the augmentation and sampler the recipe asks for."""
+
+    def __init__(self, samples: list[Sample], classes: list[str], preprocess: Preprocess, *,
+                 data: DataRecipe, augment: AugmentRecipe, weighted_sampler: bool = False):
+        super().__init__()
+        self.classes = classes
+        self.class_to_idx = {name: i for i, name in enumerate(classes)}
+        self.preprocess = preprocess
+        self.recipe = data
+        self.weighted_sampler = weighted_sampler
+        self.by_split = {name: [s for s in samples if s.split == name] for name in ("train", "val", "test")}
+        crop_side = preprocess.size / math.sqrt(max(augment.crop_scale, 0.05))
+        self.train_set = ImageDataset(self.by_split["train"], self.class_to_idx, train_transform(preprocess, augment),
+                                      decode_size=int(crop_side))
+        evaluation = eval_transform(preprocess)
+        self.eval_sets = {name: ImageDataset(self.by_split[name], self.class_to_idx, evaluation,
+                                             decode_size=preprocess.resize_size) for name in ("val", "test")}
+
+    def _loader(self, dataset: ImageDataset, *, shuffle: bool, sampler=None) -> DataLoader:
+        workers = default_workers(self.recipe.num_workers)
+        return DataLoader(dataset, batch_size=self.recipe.batch_size, shuffle=shuffle and sampler is None,
+                          sampler=sampler, num_workers=workers, persistent_workers=workers > 0,
+                          pin_memory=torch.cuda.is_available(), drop_last=False)
+
+    def train_dataloader(self) -> DataLoader:
+        sampler = None
+        if self.weighted_sampler:
+            weights = class_weights(self.train_set.targets, len(self.classes))
+            sample_weights = weights[torch.tensor(self.train_set.targets)]
+            generator = torch.Generator().manual_seed(self.recipe.seed)
+            sampler = WeightedRandomSampler(sample_weights, num_samples=len(sample_weights), generator=generator)
+        return self._loader(self.train_set, shuffle=True, sampler=sampler)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.eval_sets["val"], shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.eval_sets["test"], shuffle=False)
+
+    def eval_loader(self, split: str) -> DataLoader:
+        """A plain, unshuffled loader of one split, for final metrics."""
+        return self._loader(self.eval_sets[split], shuffle=False)

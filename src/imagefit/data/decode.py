@@ -1,0 +1,109 @@
+"""Open any image a user may have as an upright 8-bit RGB PIL image.
+
+Handles files and zip members, EXIF orientation, grayscale, palette, RGBA/LA (composited on
+white), CMYK and 16-bit or float images. PIL's decompression-bomb guard stays on.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import os
+import zipfile
+from pathlib import PurePosixPath
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from imagefit.data.sources import ZIP_SEPARATOR
+
+# What a file's extension promises, for the wrong-extension warning.
+EXTENSION_FORMATS = {
+    ".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".png": "PNG", ".gif": "GIF", ".bmp": "BMP",
+    ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP", ".ppm": "PPM", ".pgm": "PPM",
+}
+
+
+@functools.lru_cache(maxsize=8)
+def _open_zip(archive: str, pid: int) -> zipfile.ZipFile:
+    # One handle per process: a handle inherited through fork shares its file offset with the parent.
+    del pid
+    return zipfile.ZipFile(archive)
+
+
+def read_bytes(locator: str) -> bytes:
+    """The raw bytes of a file or zip member."""
+    if ZIP_SEPARATOR in locator:
+        archive, member = locator.split(ZIP_SEPARATOR, 1)
+        return _open_zip(archive, os.getpid()).read(member)
+    with open(locator, "rb") as handle:
+        return handle.read()
+
+
+def open_image(locator: str, *, min_size: int = 0) -> Image.Image:
+    """An upright RGB image; JPEGs decode at a reduced scale when `min_size` allows (PIL draft)."""
+    image = Image.open(io.BytesIO(read_bytes(locator)))
+    if min_size and image.format in ("JPEG", "MPO"):
+        # draft keeps both sides >= the requested size, so the crop that follows loses nothing.
+        image.draft("RGB", (min_size, min_size))
+    image.load()
+    return to_rgb(ImageOps.exif_transpose(image))
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL mode as 8-bit RGB; transparency becomes white, high bit depths are rescaled."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        return _high_depth_to_rgb(image)
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _high_depth_to_rgb(image: Image.Image) -> Image.Image:
+    values = np.asarray(image, dtype=np.float64)
+    top = 65535.0 if image.mode.startswith("I;16") or values.max(initial=0) > 255 else 255.0
+    if image.mode == "F":
+        low, high = float(values.min(initial=0)), float(values.max(initial=1))
+        values, top = values - low, max(high - low, 1e-12)
+    scaled = np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return Image.fromarray(scaled, mode="L").convert("RGB")
+
+
+def check_image(locator: str) -> tuple[str, str]:
+    """('', format) when the image decodes, else (reason, '') with a short reason for the user."""
+    try:
+        data = read_bytes(locator)
+        if not data:
+            return "empty file (0 bytes)", ""
+        image = Image.open(io.BytesIO(data))
+        image_format = image.format or ""
+        if image_format in ("JPEG", "MPO"):
+            image.draft("RGB", (64, 64))  # a truncated file still fails; decoding at 1/8 scale is fast
+        image.load()
+        return "", image_format
+    except Image.DecompressionBombError:
+        return "too many pixels (PIL decompression-bomb guard); shrink it", ""
+    except (OSError, SyntaxError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        return _reason(exc), ""
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc)
+    if "cannot identify image file" in text:
+        return "not an image"
+    if "truncated" in text:
+        return "truncated image"
+    return text.split("\n")[0][:80] or type(exc).__name__
+
+
+def extension_mismatch(locator: str, image_format: str) -> str:
+    """The format a file's extension promises when its content is another, else ''."""
+    expected = EXTENSION_FORMATS.get(PurePosixPath(locator).suffix.lower(), "")
+    actual = "JPEG" if image_format == "MPO" else image_format  # camera JPEGs with a preview read as MPO
+    return expected if expected and actual and actual != expected else ""

@@ -1,0 +1,96 @@
+"""Check every image once before training: skip what cannot be decoded, warn about what looks off."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from imagefit.data.decode import check_image, extension_mismatch
+from imagefit.data.sources import Sample, find_samples, locator_name
+from imagefit.errors import UserError
+
+SHOWN = 3  # how many example files a warning lists
+
+
+@dataclass
+class Inventory:
+    """The usable samples of a dataset, and what was skipped or looked off, for the user."""
+
+    samples: list[Sample]
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (locator, reason)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def classes(self) -> list[str]:
+        return sorted({s.label for s in self.samples})
+
+    def fingerprint(self) -> str:
+        """A short hash of the sample list (locators, labels, splits), saved with a run."""
+        digest = hashlib.sha256()
+        for sample in sorted(self.samples, key=lambda s: s.path):
+            digest.update(f"{sample.path}\t{sample.label}\t{sample.split}\n".encode())
+        return digest.hexdigest()[:16]
+
+
+def scan(data: Path, *, workers: int = 4) -> Inventory:
+    """Find DATA's samples, decode-check each, and validate the classes; raises UserError if unusable."""
+    samples, loose = find_samples(data)
+    if not samples:
+        raise UserError(
+            f"{data}: no images in class folders. Put each class's images in a folder named after the class "
+            "(DATA/cat/1.jpg, DATA/dog/2.jpg) or pass a CSV of path,label"
+        )
+    inventory = Inventory(samples=[])
+    if loose:
+        inventory.warnings.append(_listing(f"{len(loose)} files outside any class folder were ignored", loose))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(check_image, [s.path for s in samples]))
+    mismatched = []
+    for sample, (reason, image_format) in zip(samples, results):
+        if reason:
+            inventory.skipped.append((sample.path, reason))
+            continue
+        inventory.samples.append(sample)
+        expected = extension_mismatch(sample.path, image_format)
+        if expected:
+            mismatched.append(f"{locator_name(sample.path)} is {image_format}, not {expected}")
+    if inventory.skipped:
+        shown = [f"{locator_name(p)} ({why})" for p, why in inventory.skipped]
+        inventory.warnings.append(_listing(f"skipped {len(inventory.skipped)} unreadable files", shown))
+    if mismatched:
+        inventory.warnings.append(_listing(f"{len(mismatched)} files have the wrong extension (read anyway)", mismatched))
+    _check_classes(data, inventory)
+    return inventory
+
+
+def _listing(headline: str, items: list[str]) -> str:
+    more = f", +{len(items) - SHOWN} more" if len(items) > SHOWN else ""
+    return f"{headline}: {', '.join(str(i) for i in items[:SHOWN])}{more}"
+
+
+def _check_classes(data: Path, inventory: Inventory) -> None:
+    samples = inventory.samples
+    if not samples:
+        raise UserError(f"{data}: none of the {len(inventory.skipped)} files is a readable image. Check the files")
+    classes = inventory.classes
+    if len(classes) < 2:
+        raise UserError(
+            f"{data}: only one class ('{classes[0]}') found. A classifier needs at least two class folders"
+        )
+    train_labels = {s.label for s in samples if s.split in ("train", "")}
+    unseen = sorted({s.label for s in samples if s.split in ("val", "test")} - train_labels)
+    if unseen:
+        raise UserError(
+            f"{data}: classes {', '.join(repr(c) for c in unseen)} are in val/test but not in train. "
+            "Add training images for them or remove them from val/test"
+        )
+    counts = Counter(s.label for s in samples if s.split in ("train", ""))
+    tiny = sorted(label for label, n in counts.items() if n < 2)
+    if tiny:
+        raise UserError(
+            f"{data}: classes {', '.join(repr(c) for c in tiny)} have fewer than 2 training images. "
+            "Add images or remove those class folders"
+        )

@@ -1,0 +1,77 @@
+"""Training and evaluation transforms (torchvision transforms v2) from the model's preprocessing config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import v2
+
+from imagefit.config import AugmentRecipe
+
+INTERPOLATIONS = {
+    "bicubic": InterpolationMode.BICUBIC,
+    "bilinear": InterpolationMode.BILINEAR,
+    "nearest": InterpolationMode.NEAREST,
+}
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """What a model expects: square input size, normalisation, interpolation and eval crop share."""
+
+    size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str = "bicubic"
+    crop_pct: float = 0.875
+
+    @property
+    def resize_size(self) -> int:
+        """Shorter side before the centre crop at evaluation."""
+        return int(round(self.size / self.crop_pct))
+
+    def to_dict(self) -> dict:
+        return {"size": self.size, "mean": list(self.mean), "std": list(self.std),
+                "interpolation": self.interpolation, "crop_pct": self.crop_pct}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Preprocess:
+        return cls(size=int(values["size"]), mean=tuple(values["mean"]), std=tuple(values["std"]),
+                   interpolation=values.get("interpolation", "bicubic"), crop_pct=float(values.get("crop_pct", 0.875)))
+
+
+def _tensor_tail(preprocess: Preprocess) -> list:
+    return [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(preprocess.mean, preprocess.std)]
+
+
+def eval_transform(preprocess: Preprocess) -> v2.Compose:
+    """Resize the shorter side, centre-crop, normalise (as timm's eval transform)."""
+    interpolation = INTERPOLATIONS.get(preprocess.interpolation, InterpolationMode.BICUBIC)
+    return v2.Compose([
+        v2.Resize(preprocess.resize_size, interpolation=interpolation, antialias=True),
+        v2.CenterCrop(preprocess.size),
+        *_tensor_tail(preprocess),
+    ])
+
+
+def train_transform(preprocess: Preprocess, augment: AugmentRecipe) -> v2.Compose:
+    """Random resized crop, flips, rotation, colour jitter and optional auto-augment, then normalise."""
+    interpolation = INTERPOLATIONS.get(preprocess.interpolation, InterpolationMode.BICUBIC)
+    steps: list = [v2.RandomResizedCrop(preprocess.size, scale=(augment.crop_scale, 1.0),
+                                        interpolation=interpolation, antialias=True)]
+    if augment.hflip:
+        steps.append(v2.RandomHorizontalFlip())
+    if augment.vflip:
+        steps.append(v2.RandomVerticalFlip())
+    if augment.rotate > 0:
+        steps.append(v2.RandomRotation(augment.rotate, interpolation=InterpolationMode.BILINEAR))
+    if augment.auto_augment == "trivial":
+        steps.append(v2.TrivialAugmentWide(interpolation=InterpolationMode.BILINEAR))
+    elif augment.auto_augment == "randaugment":
+        steps.append(v2.RandAugment(interpolation=InterpolationMode.BILINEAR))
+    if augment.color_jitter > 0:
+        strength = augment.color_jitter
+        steps.append(v2.ColorJitter(brightness=strength, contrast=strength, saturation=strength))
+    return v2.Compose(steps + _tensor_tail(preprocess))

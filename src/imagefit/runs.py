@@ -1,0 +1,133 @@
+"""The run folder: what `imagefit train` writes, and loading it back without unpickling anything.
+
+    runs/<name>/
+      model.safetensors   best weights (backbone + head)
+      config.json         data, resolved recipe, preprocessing, weights source, imagefit version
+      labels.json         class names in output order
+      split.csv           path,label,split of every image used
+      history.csv         one row per epoch
+      metrics.json        {"val": {...}, "test": {...}}
+      env.json            versions, device, data fingerprint
+      checkpoints/        last.ckpt (resume) and best.ckpt (Lightning, loaded with weights_only)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from imagefit.config import Recipe
+from imagefit.data.split import read_split
+from imagefit.data.transforms import Preprocess
+from imagefit.errors import UserError
+
+REQUIRED_FILES = ("model.safetensors", "config.json", "labels.json")
+FORMAT_VERSION = 1
+
+
+def write_json(path: Path, value: Any) -> None:
+    """Write JSON atomically (a crash never leaves half a file)."""
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    temporary.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    temporary.replace(path)
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def dataset_name(data: Path) -> str:
+    """A run-name stem from DATA: its folder or file name, made filesystem-safe."""
+    stem = Path(data).expanduser().resolve().stem or "data"
+    return re.sub(r"[^\w.-]+", "-", stem).strip("-") or "data"
+
+
+def new_run_dir(*, data: Path, runs_dir: Path, name: str | None = None, out: Path | None = None) -> Path:
+    """Create and return the folder of a new run: `out` exactly, else runs_dir/name, else runs_dir/<data>[-N]."""
+    if out is not None:
+        target = Path(out)
+        if target.exists() and any(target.iterdir()):
+            raise UserError(f"{target} exists and is not empty. Pick another --out, or --resume {target}")
+        target.mkdir(parents=True, exist_ok=True)
+        return target
+    runs_dir = Path(runs_dir)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    stem = name or dataset_name(data)
+    for counter in range(1, 10_000):
+        target = runs_dir / (stem if counter == 1 else f"{stem}-{counter}")
+        try:
+            target.mkdir()
+            return target
+        except FileExistsError:
+            if name:
+                raise UserError(f"{target} exists. Pick another --name, or --resume {target}") from None
+    raise UserError(f"{runs_dir} holds too many runs named {stem}. Pass --name")
+
+
+@dataclass
+class Run:
+    """A finished run folder, loaded: recipe, classes, preprocessing, metrics and the model."""
+
+    path: Path
+    config: dict
+    classes: list[str]
+
+    @property
+    def recipe(self) -> Recipe:
+        return Recipe.from_dict(self.config["recipe"])
+
+    @property
+    def preprocess(self) -> Preprocess:
+        return Preprocess.from_dict(self.config["preprocess"])
+
+    @property
+    def metrics(self) -> dict:
+        path = self.path / "metrics.json"
+        return read_json(path) if path.exists() else {}
+
+    def split(self):
+        """The samples of split.csv (path, label, split)."""
+        return read_split(self.path / "split.csv")
+
+    def load_model(self):
+        """The trained ImageClassifier in eval mode, weights from model.safetensors."""
+        from safetensors.torch import load_file
+
+        from imagefit.models import build_classifier
+
+        model, _, _ = build_classifier(self.recipe.model, len(self.classes), pretrained=False)
+        model.load_state_dict(load_file(self.path / "model.safetensors"), strict=True)
+        return model.eval()
+
+    @torch.inference_mode()
+    def predict(self, paths: list[str], *, batch_size: int = 32) -> torch.Tensor:
+        """Class probabilities [N, C] for image files (or zip locators), preprocessed as in evaluation."""
+        from imagefit.data.decode import open_image
+        from imagefit.data.transforms import eval_transform
+
+        model, transform, preprocess = self.load_model(), eval_transform(self.preprocess), self.preprocess
+        outputs = []
+        for start in range(0, len(paths), batch_size):
+            images = [transform(open_image(str(p), min_size=preprocess.resize_size)) for p in paths[start:start + batch_size]]
+            outputs.append(model(torch.stack(images)).softmax(dim=1))
+        return torch.cat(outputs) if outputs else torch.empty(0, len(self.classes))
+
+
+def load_run(path: Path) -> Run:
+    """Load a run folder; raises UserError naming what is missing or too new."""
+    path = Path(path)
+    if not path.is_dir():
+        raise UserError(f"{path}: no such run folder. Pass the folder `imagefit train` printed at its end")
+    missing = [name for name in REQUIRED_FILES if not (path / name).exists()]
+    if missing:
+        raise UserError(f"{path}: not a finished run, missing {', '.join(missing)}. "
+                        f"Finish it with `imagefit train --resume {path}`")
+    config = read_json(path / "config.json")
+    if config.get("format_version", 0) > FORMAT_VERSION:
+        raise UserError(f"{path} was written by a newer imagefit ({config.get('imagefit_version')}). Upgrade imagefit")
+    return Run(path=path, config=config, classes=read_json(path / "labels.json"))

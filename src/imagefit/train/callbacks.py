@@ -1,0 +1,93 @@
+"""Recipe behaviour that cuts across training, as Lightning callbacks that survive a resume."""
+
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import BaseFinetuning, EarlyStopping
+
+HISTORY_COLUMNS = ["epoch", "phase", "lr", "train_loss", "val_loss", "val_accuracy", "val_macro_f1", "seconds"]
+
+
+class FreezeBackbone(BaseFinetuning):
+    """Phase 1: backbone frozen with BatchNorm in eval mode; from `unfreeze_at_epoch` on, all of it trains."""
+
+    def __init__(self, unfreeze_at_epoch: int):
+        super().__init__()
+        self.unfreeze_at_epoch = unfreeze_at_epoch
+
+    def freeze_before_training(self, pl_module: L.LightningModule) -> None:
+        if self.unfreeze_at_epoch > 0:
+            self.freeze(pl_module.model.backbone, train_bn=False)
+
+    def finetune_function(self, pl_module: L.LightningModule, epoch: int, optimizer) -> None:
+        if epoch >= self.unfreeze_at_epoch and pl_module.phase == 1:
+            # All parameters are in the optimizer from the start: unfreezing is enough, no new group.
+            self.make_trainable(pl_module.model.backbone)
+        pl_module.phase = 1 if epoch < self.unfreeze_at_epoch else 2
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_start(trainer, pl_module)
+        if pl_module.phase == 1:
+            # Lightning puts the whole module in train mode each epoch; frozen BatchNorm keeps its statistics.
+            pl_module.model.backbone.eval()
+
+
+class PhaseTwoEarlyStopping(EarlyStopping):
+    """Early stopping that only starts counting once the whole network trains."""
+
+    def __init__(self, *, start_epoch: int, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.start_epoch = start_epoch
+
+    def _run_early_stopping_check(self, trainer: L.Trainer) -> None:
+        if trainer.current_epoch >= self.start_epoch:
+            super()._run_early_stopping_check(trainer)
+
+
+class History(L.Callback):
+    """One row per epoch (phase, lr, losses, val accuracy and macro-F1, seconds), kept in checkpoints, written to CSV."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.rows: list[dict[str, Any]] = []
+        self._started = time.perf_counter()
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._started = time.perf_counter()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Runs before ModelCheckpoint's hook (Lightning orders checkpoint callbacks last), so the
+        # checkpoint of an epoch holds that epoch's row.
+        if trainer.sanity_checking:
+            return
+        metrics = trainer.callback_metrics
+        row = {
+            "epoch": trainer.current_epoch + 1,
+            "phase": pl_module.phase,
+            "lr": trainer.optimizers[0].param_groups[0]["lr"],
+            "train_loss": pl_module.epoch_train_loss,
+            "val_loss": float(metrics.get("val_loss", float("nan"))),
+            "val_accuracy": float(metrics.get("val_acc", float("nan"))),
+            "val_macro_f1": float(metrics.get("val_f1", float("nan"))),
+            "seconds": round(time.perf_counter() - self._started, 2),
+        }
+        self.rows = [r for r in self.rows if r["epoch"] < row["epoch"]] + [row]
+        if trainer.is_global_zero:
+            self.write()
+
+    def write(self) -> None:
+        with self.path.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=HISTORY_COLUMNS)
+            writer.writeheader()
+            writer.writerows(self.rows)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.rows = list(state_dict.get("rows", []))

@@ -1,0 +1,193 @@
+"""`imagefit.train`: scan and split the data, build the model, fit with Lightning, write the run folder."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from rich.console import Console
+from safetensors.torch import save_file
+
+from imagefit import runs
+from imagefit.config import Recipe
+from imagefit.data import Sample, assign_splits, read_split, scan, write_split
+from imagefit.data.datamodule import ImageDataModule, class_weights, default_workers, imbalance_ratio
+from imagefit.errors import UserError
+from imagefit.inference import predict_probabilities
+from imagefit.metrics import classification_metrics
+from imagefit.models import build_classifier
+from imagefit.train.callbacks import FreezeBackbone, History, PhaseTwoEarlyStopping
+from imagefit.train.environment import environment
+from imagefit.train.module import ClassifierModule
+from imagefit.train.summary import print_summary
+
+# A DDP launcher re-runs the command in each new process; they find the run folder of the first here.
+RUN_DIR_ENV = "IMAGEFIT_RUN_DIR"
+
+
+@dataclass
+class Plan:
+    """What one training needs: where it writes, the recipe, the data and its fixed split."""
+
+    run_dir: Path
+    recipe: Recipe
+    data: str
+    samples: list[Sample]
+    classes: list[str]
+
+
+def train(data: str | Path | None = None, *, out: str | Path | None = None, name: str | None = None,
+          runs_dir: str | Path = "runs", resume: str | Path | None = None, console: Console | None = None,
+          **overrides) -> runs.Run | None:
+    """Train a classifier on DATA with the default recipe (overridden by keyword) and return the finished run.
+
+    DATA is a folder of class folders, a folder with train/val/test folders, a CSV of path,label
+    or a .zip of either. `resume` continues an interrupted run folder instead. Returns None in
+    the extra processes of a multi-process (DDP) run.
+    """
+    console = console or Console(stderr=True)
+    if resume is not None:
+        return _fit(_resume_plan(Path(resume), overrides), console, resuming=True)
+    if data is None:
+        raise UserError("no DATA given. Pass a folder of class folders, a CSV or a .zip")
+    recipe = Recipe().override(**overrides)
+    inventory = scan(Path(data), workers=max(2, default_workers(recipe.data.num_workers)))
+    for warning in inventory.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    samples = assign_splits(inventory.samples, val_split=recipe.data.val_split,
+                            test_split=recipe.data.test_split, seed=recipe.data.seed)
+    inherited = os.environ.get(RUN_DIR_ENV)
+    run_dir = Path(inherited) if inherited else runs.new_run_dir(data=Path(data), runs_dir=Path(runs_dir), name=name,
+                                                                  out=Path(out) if out else None)
+    plan = Plan(run_dir, recipe, str(Path(data).expanduser().resolve()), samples, inventory.classes)
+    if not inherited:
+        write_split(run_dir / "split.csv", samples)
+        runs.write_json(run_dir / "labels.json", plan.classes)
+        runs.write_json(run_dir / "env.json", environment(data_fingerprint=inventory.fingerprint()))
+    return _fit(plan, console, resuming=False)
+
+
+def _resume_plan(run_dir: Path, overrides: dict) -> Plan:
+    config_path = run_dir / "config.json"
+    if not config_path.exists():
+        raise UserError(f"{run_dir}: no config.json, so nothing to resume. Start a new run with `imagefit train DATA`")
+    if overrides:
+        raise UserError(f"--resume continues {run_dir} with its saved recipe; drop the options {', '.join(overrides)}")
+    if not (run_dir / "checkpoints" / "last.ckpt").exists():
+        raise UserError(f"{run_dir}: no checkpoint yet (it stopped before its first epoch ended). "
+                        "Start again with `imagefit train DATA`")
+    config = runs.read_json(config_path)
+    return Plan(run_dir, Recipe.from_dict(config["recipe"]), config["data"],
+                read_split(run_dir / "split.csv"), runs.read_json(run_dir / "labels.json"))
+
+
+def _imbalance_mode(recipe: Recipe, ratio: float) -> str:
+    mode = recipe.data.imbalance
+    if mode == "auto":
+        return "weights" if ratio > recipe.data.imbalance_ratio else "none"
+    return mode
+
+
+def _fit(plan: Plan, console: Console, *, resuming: bool) -> runs.Run | None:
+    recipe = plan.recipe
+    L.seed_everything(recipe.data.seed, workers=True, verbose=False)
+    model, preprocess, weights_source = build_classifier(recipe.model, len(plan.classes),
+                                                         pretrained=recipe.model.pretrained and not resuming)
+    targets = [plan.classes.index(s.label) for s in plan.samples if s.split == "train"]
+    ratio = imbalance_ratio(targets)
+    mode = _imbalance_mode(recipe, ratio)
+    if mode != "none" and not resuming:
+        console.print(f"classes are imbalanced (largest/smallest = {ratio:.1f}x): using "
+                      f"{'class-weighted loss' if mode == 'weights' else 'a weighted sampler'}", highlight=False)
+    datamodule = ImageDataModule(plan.samples, plan.classes, preprocess, data=recipe.data, augment=recipe.augment,
+                                 weighted_sampler=mode == "sampler")
+    weights = class_weights(targets, len(plan.classes)) if mode == "weights" else None
+    module = ClassifierModule(model, recipe, len(plan.classes), class_weights=weights)
+    if not resuming and not os.environ.get(RUN_DIR_ENV):
+        runs.write_json(plan.run_dir / "config.json", _config(plan, preprocess.to_dict(), weights_source, mode))
+    trainer, checkpoint = _trainer(recipe, plan.run_dir)
+    last = plan.run_dir / "checkpoints" / "last.ckpt"
+    os.environ[RUN_DIR_ENV] = str(plan.run_dir.resolve())
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=last if resuming else None, weights_only=True)
+    finally:
+        os.environ.pop(RUN_DIR_ENV, None)
+    if not trainer.is_global_zero:
+        return None
+    _finish(plan, module, datamodule, checkpoint, trainer)
+    run = runs.load_run(plan.run_dir)
+    print_summary(run, console)
+    return run
+
+
+def _config(plan: Plan, preprocess: dict, weights_source: str, imbalance: str) -> dict:
+    from imagefit import __version__
+
+    return {"format_version": runs.FORMAT_VERSION, "imagefit_version": __version__, "data": plan.data,
+            "recipe": plan.recipe.to_dict(), "preprocess": preprocess, "weights_source": weights_source,
+            "imbalance_handling": imbalance}
+
+
+def _precision(recipe: Recipe) -> str:
+    if recipe.engine.precision != "auto":
+        return recipe.engine.precision
+    on_gpu = recipe.engine.accelerator in ("gpu", "cuda") or (recipe.engine.accelerator == "auto"
+                                                               and torch.cuda.is_available())
+    if not on_gpu:
+        return "32-true"  # bf16 autocast on CPUs without native bf16 is many times slower
+    return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+
+
+def _devices(text: str):
+    if text == "auto":
+        return "auto"
+    return int(text) if text.lstrip("-").isdigit() else [int(d) for d in text.split(",") if d.strip()]
+
+
+def _trainer(recipe: Recipe, run_dir: Path) -> tuple[L.Trainer, ModelCheckpoint]:
+    schedule = recipe.schedule
+    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val_f1", mode="max",
+                                 save_last=True, save_top_k=1, enable_version_counter=False)
+    callbacks = [
+        FreezeBackbone(unfreeze_at_epoch=schedule.frozen_epochs),
+        PhaseTwoEarlyStopping(start_epoch=schedule.frozen_epochs, monitor="val_f1", mode="max",
+                              patience=schedule.patience),
+        History(run_dir / "history.csv"),
+        RichProgressBar(leave=True),
+        checkpoint,
+    ]
+    trainer = L.Trainer(
+        max_epochs=schedule.epochs, accelerator=recipe.engine.accelerator, devices=_devices(recipe.engine.devices),
+        strategy=recipe.engine.strategy, num_nodes=recipe.engine.num_nodes, precision=_precision(recipe),
+        callbacks=callbacks, logger=False, default_root_dir=run_dir, num_sanity_val_steps=0,
+        enable_model_summary=False, deterministic=False,
+    )
+    return trainer, checkpoint
+
+
+def _finish(plan: Plan, module: ClassifierModule, datamodule: ImageDataModule, checkpoint: ModelCheckpoint,
+            trainer: L.Trainer) -> None:
+    best = checkpoint.best_model_path or str(plan.run_dir / "checkpoints" / "last.ckpt")
+    state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+    weights = {k.removeprefix("model."): v.contiguous() for k, v in state.items() if k.startswith("model.")}
+    module.model.load_state_dict(weights, strict=True)
+    save_file(weights, str(plan.run_dir / "model.safetensors"))
+    device = "cuda" if trainer.strategy.root_device.type == "cuda" else "cpu"
+    metrics = {}
+    for split in ("val", "test"):
+        if datamodule.by_split[split]:
+            probabilities, targets = predict_probabilities(module.model, datamodule.eval_loader(split), device=device)
+            metrics[split] = classification_metrics(targets.tolist(), probabilities.argmax(1).tolist(), plan.classes)
+    metrics["best_epoch"] = _best_epoch(trainer)
+    runs.write_json(plan.run_dir / "metrics.json", metrics)
+
+
+def _best_epoch(trainer: L.Trainer) -> int | None:
+    history = next((c for c in trainer.callbacks if isinstance(c, History)), None)
+    if history is None or not history.rows:
+        return None
+    return max(history.rows, key=lambda row: row["val_macro_f1"])["epoch"]

@@ -1,0 +1,101 @@
+"""The LightningModule: loss, metrics and optimizer of the recipe; the engineering lives in the Trainer."""
+
+from __future__ import annotations
+
+import time
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from timm.data import Mixup
+from timm.optim import create_optimizer_v2
+from torch.optim.lr_scheduler import LambdaLR
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from imagefit.config import Recipe
+from imagefit.models import ImageClassifier
+from imagefit.train.schedule import PhaseSchedule, weight_decay_groups
+
+
+class ClassifierModule(L.LightningModule):
+    """Train an ImageClassifier with label smoothing, class weights, optional MixUp/CutMix and the phase schedule."""
+
+    def __init__(self, model: ImageClassifier, recipe: Recipe, num_classes: int,
+                 class_weights: torch.Tensor | None = None):
+        super().__init__()
+        self.model = model
+        self.recipe = recipe
+        self.num_classes = num_classes
+        self.register_buffer("class_weights", class_weights if class_weights is not None else torch.ones(num_classes))
+        self.use_class_weights = class_weights is not None
+        self.mixup = _make_mixup(recipe, num_classes)
+        self.val_accuracy = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        self.val_f1 = MulticlassF1Score(num_classes=num_classes, average="macro")
+        self.phase = 1
+        self._epoch_loss = torch.zeros(2)
+        self._epoch_started = 0.0
+        self._images_seen = 0
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images)
+
+    def _loss(self, logits: torch.Tensor, targets: torch.Tensor, smoothing: float) -> torch.Tensor:
+        weight = self.class_weights if self.use_class_weights else None
+        return F.cross_entropy(logits, targets, weight=weight, label_smoothing=smoothing)
+
+    def on_train_epoch_start(self) -> None:
+        self._epoch_loss = torch.zeros(2)
+        self._epoch_started = time.perf_counter()
+        self._images_seen = 0
+
+    def training_step(self, batch, batch_idx):
+        images, targets = batch
+        smoothing = self.recipe.optim.label_smoothing
+        if self.mixup is not None and len(images) % 2 == 0:
+            images, targets = self.mixup(images, targets)  # soft targets, smoothing included
+            smoothing = 0.0
+        loss = self._loss(self(images), targets, smoothing)
+        self._epoch_loss += torch.tensor([loss.item() * len(images), len(images)])
+        self._images_seen += len(images) * self.trainer.world_size
+        speed = self._images_seen / max(1e-6, time.perf_counter() - self._epoch_started)
+        self.log_dict({"phase": float(self.phase), "img_s": speed}, prog_bar=True, on_step=True, on_epoch=False)
+        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False)
+        return loss
+
+    @property
+    def epoch_train_loss(self) -> float:
+        """Mean training loss of the current epoch so far (this process's batches)."""
+        return float(self._epoch_loss[0] / self._epoch_loss[1]) if self._epoch_loss[1] else float("nan")
+
+    def validation_step(self, batch, batch_idx):
+        images, targets = batch
+        logits = self(images)
+        loss = self._loss(logits, targets, 0.0)
+        self.val_accuracy.update(logits, targets)
+        self.val_f1.update(logits, targets)
+        self.log("val_loss", loss, prog_bar=False, on_epoch=True, sync_dist=True, batch_size=len(images))
+        self.log("val_acc", self.val_accuracy, prog_bar=True, on_epoch=True)
+        self.log("val_f1", self.val_f1, prog_bar=True, on_epoch=True)
+
+    def configure_optimizers(self):
+        optim = self.recipe.optim
+        groups = weight_decay_groups(self.model, optim.weight_decay)
+        optimizer = create_optimizer_v2(groups, opt=optim.optimizer, lr=optim.lr, weight_decay=optim.weight_decay)
+        schedule = self.recipe.schedule
+        steps_per_epoch = max(1, self.trainer.estimated_stepping_batches // max(1, self.trainer.max_epochs))
+        curve = PhaseSchedule(
+            frozen_steps=schedule.frozen_epochs * steps_per_epoch,
+            total_steps=schedule.epochs * steps_per_epoch,
+            warmup_steps=int(schedule.warmup_epochs * steps_per_epoch),
+            finetune_ratio=optim.finetune_lr_ratio,
+        )
+        scheduler = LambdaLR(optimizer, curve)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def _make_mixup(recipe: Recipe, num_classes: int) -> Mixup | None:
+    augment = recipe.augment
+    if augment.mixup <= 0 and augment.cutmix <= 0:
+        return None
+    return Mixup(mixup_alpha=augment.mixup, cutmix_alpha=augment.cutmix,
+                 label_smoothing=recipe.optim.label_smoothing, num_classes=num_classes)
