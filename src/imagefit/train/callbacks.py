@@ -56,9 +56,11 @@ class History(L.Callback):
         self.path = Path(path)
         self.rows: list[dict[str, Any]] = []
         self._started = time.perf_counter()
+        self._lr = float("nan")
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._started = time.perf_counter()
+        self._lr = trainer.optimizers[0].param_groups[0]["lr"]  # the epoch's starting learning rate
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Runs before ModelCheckpoint's hook (Lightning orders checkpoint callbacks last), so the
@@ -69,7 +71,7 @@ class History(L.Callback):
         row = {
             "epoch": trainer.current_epoch + 1,
             "phase": pl_module.phase,
-            "lr": trainer.optimizers[0].param_groups[0]["lr"],
+            "lr": self._lr,
             "train_loss": pl_module.epoch_train_loss,
             "val_loss": float(metrics.get("val_loss", float("nan"))),
             "val_accuracy": float(metrics.get("val_acc", float("nan"))),

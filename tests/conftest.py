@@ -1,0 +1,70 @@
+"""Shared fixtures: tiny generated image datasets and the real datasets beside the checkout."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# Small, fast settings for every training test: a 0.1M-parameter timm test model at 32 px.
+TINY = {"model": "test_efficientnet", "pretrained": False, "image_size": 32, "batch_size": 8, "num_workers": 0,
+        "accelerator": "cpu", "devices": "1",
+        "lr": 0.01, "finetune_lr_ratio": 1.0}  # from scratch, the fine-tune rate stays high
+COLOURS = {"red": (200, 40, 40), "blue": (40, 40, 200), "green": (40, 180, 40)}
+
+
+def shared_path(name: str) -> Path:
+    """A real dataset under ../shared/data, or a skip saying why."""
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.skip(f"real data {path} is absent (it sits beside the checkout on the build machines)")
+    return path
+
+
+def colour_image(colour: tuple[int, int, int], *, seed: int, size: tuple[int, int] = (40, 36)) -> Image.Image:
+    """A noisy image of one colour: classes that a tiny model can tell apart."""
+    rng = np.random.default_rng(seed)
+    base = np.array(colour, dtype=np.int16)[None, None, :]
+    noise = rng.integers(-30, 30, size=(size[1], size[0], 3))
+    return Image.fromarray(np.clip(base + noise, 0, 255).astype(np.uint8))
+
+
+def make_class_folders(root: Path, *, per_class: int = 12, classes=("red", "blue"), split: str = "") -> Path:
+    """root/[split/]<class>/<i>.jpg with `per_class` images per class."""
+    for index, name in enumerate(classes):
+        folder = root / split / name if split else root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        colour = COLOURS.get(name, (index * 90 % 255, 120, 255 - index * 90 % 255))
+        for i in range(per_class):
+            colour_image(colour, seed=index * 1000 + i).save(folder / f"{i:03d}.jpg", quality=90)
+    return root
+
+
+def zip_folder(folder: Path, archive: Path, *, root_name: str = "") -> Path:
+    """Zip every file under `folder`, optionally below one top folder (as cifar10.zip is)."""
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as handle:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                name = path.relative_to(folder).as_posix()
+                handle.write(path, f"{root_name}/{name}" if root_name else name)
+    return archive
+
+
+@pytest.fixture
+def class_folders(tmp_path: Path) -> Path:
+    return make_class_folders(tmp_path / "colours")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """One finished tiny run, trained once per test session, for tests that read a run folder."""
+    import imagefit
+
+    data = make_class_folders(tmp_path_factory.mktemp("data") / "colours", per_class=16)
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    imagefit.train(data, out=out, epochs=3, frozen_epochs=1, **TINY)
+    return out

@@ -1,0 +1,33 @@
+"""The command line: one-line errors with exit code 2, and a real run through the console script."""
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import make_class_folders
+
+
+def _imagefit(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "imagefit.cli", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.mark.parametrize("make_args, fragment", [
+    (lambda tmp: [str(tmp / "missing")], "no such file or folder"),
+    (lambda tmp: [str(make_class_folders(tmp / "d", per_class=2)), "--epohcs", "2"], "Did you mean: epochs"),
+    (lambda tmp: [str(make_class_folders(tmp / "d", per_class=2, classes=("red",)))], "only one class"),
+    (lambda tmp: [str(make_class_folders(tmp / "d", per_class=2)), "--model", "resnet5O"], "unknown model"),
+])
+def test_user_mistakes_are_one_line_with_exit_code_2(tmp_path, make_args, fragment):
+    result = _imagefit("train", *make_args(tmp_path))
+    assert result.returncode == 2
+    assert fragment in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len([line for line in result.stderr.splitlines() if line.startswith("error:")]) == 1
+
+
+def test_help_lists_recipe_options():
+    result = _imagefit("train", "--help")
+    assert result.returncode == 0
+    assert "--frozen-epochs" in result.stdout and "--label-smoothing" in result.stdout

@@ -1,0 +1,56 @@
+import json
+
+import pytest
+
+from imagefit.cli import parse_overrides
+from imagefit.config import Recipe, field_help
+from imagefit.errors import UserError
+
+
+def test_override_by_bare_name_and_dotted_path_coerces_strings():
+    recipe = Recipe().override(epochs="7", **{"optim.lr": "0.01"}, vflip="true", head="512,256")
+    assert recipe.schedule.epochs == 7
+    assert recipe.optim.lr == pytest.approx(0.01)
+    assert recipe.augment.vflip is True
+    assert recipe.model.head == (512, 256)
+
+
+def test_override_leaves_the_original_untouched():
+    base = Recipe()
+    base.override(epochs=3)
+    assert base.schedule.epochs == Recipe().schedule.epochs
+
+
+def test_unknown_option_suggests_the_close_name():
+    with pytest.raises(UserError, match="Did you mean: epochs"):
+        Recipe().override(epohcs=3)
+
+
+@pytest.mark.parametrize("overrides, fragment", [
+    ({"epochs": "many"}, "expects int"),
+    ({"imbalance": "magic"}, "not one of"),
+    ({"frozen_epochs": 5, "epochs": 2}, "frozen_epochs <= epochs"),
+    ({"val_split": 1.5}, "between 0 and 1"),
+])
+def test_bad_values_are_user_errors(overrides, fragment):
+    with pytest.raises(UserError, match=fragment):
+        Recipe().override(**overrides)
+
+
+def test_recipe_round_trips_through_json():
+    recipe = Recipe().override(epochs=4, head=(64,), model="resnet18")
+    again = Recipe.from_dict(json.loads(json.dumps(recipe.to_dict())))
+    assert again == recipe
+
+
+def test_every_field_is_documented():
+    rows = field_help()
+    assert len(rows) == len({name for name, _, _ in rows}), "field names must be unique across groups"
+    assert all(text for _, _, text in rows)
+
+
+def test_cli_overrides_parse_flags_values_and_negations():
+    parsed = parse_overrides(["--epochs", "3", "--lr=0.1", "--vflip", "--no-hflip", "--model", "resnet18"])
+    assert parsed == {"epochs": "3", "lr": "0.1", "vflip": "true", "hflip": "false", "model": "resnet18"}
+    with pytest.raises(UserError, match="unexpected argument"):
+        parse_overrides(["stray"])

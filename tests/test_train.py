@@ -1,0 +1,97 @@
+import csv
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import imagefit
+from imagefit.errors import UserError
+
+from conftest import TINY, make_class_folders
+
+RUN_FILES = {"model.safetensors", "config.json", "labels.json", "split.csv", "history.csv", "metrics.json", "env.json"}
+
+
+def _history(run_dir):
+    with (run_dir / "history.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_run_folder_has_every_file_and_learns(tiny_run):
+    assert RUN_FILES <= {p.name for p in tiny_run.iterdir()}
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert metrics["val"]["accuracy"] >= 0.9, "red vs blue is trivially learnable"
+    assert set(metrics["val"]["per_class"]) == {"red", "blue"}
+    rows = _history(tiny_run)
+    assert [r["phase"] for r in rows] == ["1", "2", "2"]
+    assert all(float(r["seconds"]) > 0 for r in rows)
+    config = json.loads((tiny_run / "config.json").read_text())
+    assert config["recipe"]["schedule"]["epochs"] == 3 and config["preprocess"]["size"] == 32
+
+
+def test_run_loads_back_and_reproduces_its_validation_accuracy(tiny_run):
+    run = imagefit.load_run(tiny_run)
+    val = [s for s in run.split() if s.split == "val"]
+    probabilities = run.predict([s.path for s in val])
+    predicted = [run.classes[i] for i in probabilities.argmax(1).tolist()]
+    accuracy = sum(p == s.label for p, s in zip(predicted, val)) / len(val)
+    assert accuracy == pytest.approx(run.metrics["val"]["accuracy"])
+
+
+def test_run_folder_holds_no_pickles_outside_checkpoints(tiny_run):
+    weights = load_file(tiny_run / "model.safetensors")
+    assert any(k.startswith("head.") for k in weights) and any(k.startswith("backbone.") for k in weights)
+    for name in ("config.json", "labels.json", "metrics.json", "env.json"):
+        json.loads((tiny_run / name).read_text())
+
+
+def test_frozen_phase_changes_only_the_head(tmp_path):
+    data = make_class_folders(tmp_path / "d", per_class=10)
+    torch.manual_seed(0)
+    run = imagefit.train(data, out=tmp_path / "run", epochs=1, frozen_epochs=1, seed=5, **TINY)
+    from imagefit.models import build_classifier
+
+    torch.manual_seed(5)
+    fresh, _, _ = build_classifier(run.recipe.model, 2, pretrained=False)
+    trained = run.load_model()
+    for (name, before), after in zip(fresh.backbone.state_dict().items(), trained.backbone.state_dict().values()):
+        assert torch.equal(before, after), f"{name} changed while frozen (BatchNorm statistics included)"
+    assert not torch.equal(fresh.head[-1].weight, trained.head[-1].weight)
+
+
+def test_class_weights_are_used_when_imbalanced(tmp_path):
+    data = make_class_folders(tmp_path / "d", per_class=4, classes=("red",))
+    make_class_folders(data, per_class=16, classes=("blue",))
+    run = imagefit.train(data, out=tmp_path / "run", epochs=1, frozen_epochs=1, **TINY)
+    assert run.config["imbalance_handling"] == "weights"
+
+
+@pytest.mark.parametrize("options", [{"imbalance": "sampler", "mixup": 0.2, "cutmix": 1.0, "auto_augment": "trivial",
+                                      "vflip": True, "rotate": 180, "head": "16"}])
+def test_optional_recipe_paths_train(tmp_path, options):
+    data = make_class_folders(tmp_path / "d", per_class=8)
+    run = imagefit.train(data, out=tmp_path / "run", epochs=2, frozen_epochs=1, **TINY, **options)
+    assert run.config["imbalance_handling"] == "sampler"
+    assert len(_history(run.path)) == 2
+
+
+def test_test_split_is_carved_and_reported(tmp_path):
+    data = make_class_folders(tmp_path / "d", per_class=10)
+    run = imagefit.train(data, out=tmp_path / "run", epochs=1, frozen_epochs=0, test_split=0.2, **TINY)
+    assert run.metrics["test"]["count"] == 4
+    assert {s.split for s in run.split()} == {"train", "val", "test"}
+
+
+def test_out_folder_that_is_not_empty_is_refused(tmp_path, class_folders):
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "file").write_text("keep me")
+    with pytest.raises(UserError, match="not empty"):
+        imagefit.train(class_folders, out=tmp_path / "taken", **TINY)
+    assert (tmp_path / "taken" / "file").read_text() == "keep me"
+
+
+def test_run_names_count_up(tmp_path, class_folders):
+    first = imagefit.train(class_folders, runs_dir=tmp_path / "runs", epochs=1, frozen_epochs=1, **TINY)
+    second = imagefit.train(class_folders, runs_dir=tmp_path / "runs", epochs=1, frozen_epochs=1, **TINY)
+    assert (first.path.name, second.path.name) == ("colours", "colours-2")
