@@ -11,9 +11,17 @@ from PIL import Image
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 # Small, fast settings for every training test: a 0.1M-parameter timm test model at 32 px.
-TINY = {"model": "test_efficientnet", "pretrained": False, "image_size": 32, "batch_size": 8, "num_workers": 0,
-        "accelerator": "cpu", "devices": "1",
-        "lr": 0.01, "finetune_lr_ratio": 1.0}  # from scratch, the fine-tune rate stays high
+TINY = {
+    "model": "test_efficientnet",
+    "pretrained": False,
+    "image_size": 32,
+    "batch_size": 8,
+    "num_workers": 0,
+    "accelerator": "cpu",
+    "devices": "1",
+    "lr": 0.01,
+    "finetune_lr_ratio": 1.0,
+}  # from scratch, the fine-tune rate stays high
 COLOURS = {"red": (200, 40, 40), "blue": (40, 40, 200), "green": (40, 180, 40)}
 
 

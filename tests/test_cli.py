@@ -4,21 +4,24 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import make_class_folders
 
 
 def _imagefit(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "imagefit.cli", *args], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "imagefit.cli", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
-@pytest.mark.parametrize("make_args, fragment", [
-    (lambda tmp: [str(tmp / "missing")], "no such file or folder"),
-    (lambda tmp: [str(make_class_folders(tmp / "d", per_class=2)), "--epohcs", "2"], "Did you mean: epochs"),
-    (lambda tmp: [str(make_class_folders(tmp / "d", per_class=2, classes=("red",)))], "only one class"),
-    (lambda tmp: [str(make_class_folders(tmp / "d", per_class=2)), "--model", "resnet5O"], "unknown model"),
-])
+@pytest.mark.parametrize(
+    "make_args, fragment",
+    [
+        (lambda tmp: [str(tmp / "missing")], "no such file or folder"),
+        (lambda tmp: [str(make_class_folders(tmp / "d", per_class=2)), "--epohcs", "2"], "Did you mean: epochs"),
+        (lambda tmp: [str(make_class_folders(tmp / "d", per_class=2, classes=("red",)))], "only one class"),
+        (lambda tmp: [str(make_class_folders(tmp / "d", per_class=2)), "--model", "resnet5O"], "unknown model"),
+    ],
+)
 def test_user_mistakes_are_one_line_with_exit_code_2(tmp_path, make_args, fragment):
     result = _imagefit("train", *make_args(tmp_path))
     assert result.returncode == 2

@@ -26,12 +26,15 @@ def test_unknown_option_suggests_the_close_name():
         Recipe().override(epohcs=3)
 
 
-@pytest.mark.parametrize("overrides, fragment", [
-    ({"epochs": "many"}, "expects int"),
-    ({"imbalance": "magic"}, "not one of"),
-    ({"frozen_epochs": 5, "epochs": 2}, "frozen_epochs <= epochs"),
-    ({"val_split": 1.5}, "between 0 and 1"),
-])
+@pytest.mark.parametrize(
+    "overrides, fragment",
+    [
+        ({"epochs": "many"}, "expects int"),
+        ({"imbalance": "magic"}, "not one of"),
+        ({"frozen_epochs": 5, "epochs": 2}, "frozen_epochs <= epochs"),
+        ({"val_split": 1.5}, "between 0 and 1"),
+    ],
+)
 def test_bad_values_are_user_errors(overrides, fragment):
     with pytest.raises(UserError, match=fragment):
         Recipe().override(**overrides)

@@ -2,11 +2,10 @@ import io
 
 import numpy as np
 import pytest
+from conftest import colour_image
 from PIL import Image
 
 from imagefit.data.decode import check_image, extension_mismatch, open_image
-
-from conftest import colour_image
 
 
 def _save(image: Image.Image, path, fmt: str, **kwargs):

@@ -9,7 +9,6 @@ import sys
 import time
 
 import pytest
-
 from conftest import TINY, make_class_folders
 
 
@@ -31,8 +30,9 @@ def test_killed_run_resumes_and_loses_at_most_the_current_epoch(tmp_path):
     data = make_class_folders(tmp_path / "d", per_class=40)
     run_dir = tmp_path / "run"
     options = _tiny_options(epochs=8, frozen_epochs=2, patience=100)
-    process = subprocess.Popen(_command(str(data), "--out", str(run_dir), *options),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        _command(str(data), "--out", str(run_dir), *options), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 300
     while time.time() < deadline and not (run_dir / "history.csv").exists() and process.poll() is None:
         time.sleep(0.05)
@@ -64,8 +64,9 @@ def test_resume_of_a_run_without_checkpoint_is_one_clear_line(tmp_path):
 def test_ddp_with_two_cpu_processes_writes_one_run(tmp_path):
     data = make_class_folders(tmp_path / "d", per_class=12)
     options = _tiny_options(epochs=2, frozen_epochs=1, devices=2, strategy="ddp")
-    result = subprocess.run(_command(str(data), "--runs-dir", str(tmp_path / "runs"), *options),
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        _command(str(data), "--runs-dir", str(tmp_path / "runs"), *options), capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
     assert runs == ["d"], "both processes must write into the same run folder"

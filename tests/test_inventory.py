@@ -1,9 +1,8 @@
 import pytest
+from conftest import colour_image, make_class_folders
 
 from imagefit.data import scan
 from imagefit.errors import UserError
-
-from conftest import colour_image, make_class_folders
 
 
 def test_bad_files_are_skipped_counted_and_listed(tmp_path):

@@ -3,11 +3,10 @@
 import json
 
 import pytest
+from conftest import shared_path
 
 import imagefit
 from imagefit.models.weights import offline_weights_file
-
-from conftest import shared_path
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,11 @@
 import csv
 
 import pytest
+from conftest import make_class_folders, zip_folder
 
 from imagefit.data import find_samples
 from imagefit.data.sources import ZIP_SEPARATOR
 from imagefit.errors import UserError
-
-from conftest import make_class_folders, zip_folder
 
 
 def _labels_by_split(samples):

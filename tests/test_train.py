@@ -3,12 +3,11 @@ import json
 
 import pytest
 import torch
+from conftest import TINY, make_class_folders
 from safetensors.torch import load_file
 
 import imagefit
 from imagefit.errors import UserError
-
-from conftest import TINY, make_class_folders
 
 RUN_FILES = {"model.safetensors", "config.json", "labels.json", "split.csv", "history.csv", "metrics.json", "env.json"}
 
@@ -35,7 +34,7 @@ def test_run_loads_back_and_reproduces_its_validation_accuracy(tiny_run):
     val = [s for s in run.split() if s.split == "val"]
     probabilities = run.predict([s.path for s in val])
     predicted = [run.classes[i] for i in probabilities.argmax(1).tolist()]
-    accuracy = sum(p == s.label for p, s in zip(predicted, val)) / len(val)
+    accuracy = sum(p == s.label for p, s in zip(predicted, val, strict=True)) / len(val)
     assert accuracy == pytest.approx(run.metrics["val"]["accuracy"])
 
 
@@ -55,7 +54,9 @@ def test_frozen_phase_changes_only_the_head(tmp_path):
     torch.manual_seed(5)
     fresh, _, _ = build_classifier(run.recipe.model, 2, pretrained=False)
     trained = run.load_model()
-    for (name, before), after in zip(fresh.backbone.state_dict().items(), trained.backbone.state_dict().values()):
+    for (name, before), after in zip(
+        fresh.backbone.state_dict().items(), trained.backbone.state_dict().values(), strict=True
+    ):
         assert torch.equal(before, after), f"{name} changed while frozen (BatchNorm statistics included)"
     assert not torch.equal(fresh.head[-1].weight, trained.head[-1].weight)
 
@@ -67,8 +68,20 @@ def test_class_weights_are_used_when_imbalanced(tmp_path):
     assert run.config["imbalance_handling"] == "weights"
 
 
-@pytest.mark.parametrize("options", [{"imbalance": "sampler", "mixup": 0.2, "cutmix": 1.0, "auto_augment": "trivial",
-                                      "vflip": True, "rotate": 180, "head": "16"}])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {
+            "imbalance": "sampler",
+            "mixup": 0.2,
+            "cutmix": 1.0,
+            "auto_augment": "trivial",
+            "vflip": True,
+            "rotate": 180,
+            "head": "16",
+        }
+    ],
+)
 def test_optional_recipe_paths_train(tmp_path, options):
     data = make_class_folders(tmp_path / "d", per_class=8)
     run = imagefit.train(data, out=tmp_path / "run", epochs=2, frozen_epochs=1, **TINY, **options)

@@ -1,15 +1,14 @@
 import pytest
 import timm
 import torch
+from conftest import shared_path
 
+from imagefit.config import ModelRecipe
 from imagefit.data.decode import open_image
 from imagefit.data.transforms import eval_transform
+from imagefit.errors import UserError
 from imagefit.models import build_classifier, preprocess_for
 from imagefit.models.weights import lite_to_timm, offline_weights_file
-from imagefit.config import ModelRecipe
-from imagefit.errors import UserError
-
-from conftest import shared_path
 
 IMAGENET_ANT, IMAGENET_BEE = 310, 309
 

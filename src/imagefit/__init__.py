@@ -1,8 +1,8 @@
 """imagefit: turn a folder of labelled images into the best classifier it can, by transfer learning.
 
-    >>> import imagefit
-    >>> sorted(imagefit.Recipe().to_dict())
-    ['augment', 'data', 'engine', 'model', 'optim', 'schedule']
+>>> import imagefit
+>>> sorted(imagefit.Recipe().to_dict())
+['augment', 'data', 'engine', 'model', 'optim', 'schedule']
 """
 
 __version__ = "0.1.0"

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import warnings
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -13,8 +14,12 @@ from imagefit.config import field_help
 from imagefit.errors import UserError
 
 console = Console(stderr=True)
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Turn a folder of labelled images into the best classifier it can, by transfer learning.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Turn a folder of labelled images into the best classifier it can, by transfer learning.",
+)
 
 
 def _recipe_epilog() -> str:
@@ -57,15 +62,16 @@ def parse_overrides(args: list[str]) -> dict[str, str]:
     return overrides
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-             epilog=_recipe_epilog())
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, epilog=_recipe_epilog())
 def train(
     ctx: typer.Context,
-    data: Optional[Path] = typer.Argument(None, help="folder of class folders, pre-split folders, CSV of path,label, or .zip"),
-    out: Optional[Path] = typer.Option(None, help="write the run folder exactly here"),
-    name: Optional[str] = typer.Option(None, help="run name under --runs-dir (default: the data's name)"),
+    data: Path | None = typer.Argument(
+        None, help="folder of class folders, pre-split folders, CSV of path,label, or .zip"
+    ),
+    out: Path | None = typer.Option(None, help="write the run folder exactly here"),
+    name: str | None = typer.Option(None, help="run name under --runs-dir (default: the data's name)"),
     runs_dir: Path = typer.Option(Path("runs"), help="where new run folders go"),
-    resume: Optional[Path] = typer.Option(None, help="continue this interrupted run folder"),
+    resume: Path | None = typer.Option(None, help="continue this interrupted run folder"),
 ) -> None:
     """Train a classifier on DATA with the full transfer-learning recipe and write a run folder."""
     from imagefit.train import train as train_run
@@ -84,6 +90,9 @@ def version() -> None:
 
 
 def main() -> None:
+    # Lightning's start-up notes (GPU/TPU availability, logger tips) are noise in a command's output.
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     app()
 
 

@@ -24,21 +24,33 @@ def _doc(text: str) -> dict[str, str]:
 
 @dataclass
 class DataRecipe:
-    val_split: float = field(default=0.15, metadata=_doc("share of each class held out for validation when DATA has no val split"))
-    test_split: float = field(default=0.0, metadata=_doc("share of each class held out as a test split when DATA has no test split"))
+    val_split: float = field(
+        default=0.15, metadata=_doc("share of each class held out for validation when DATA has no val split")
+    )
+    test_split: float = field(
+        default=0.0, metadata=_doc("share of each class held out as a test split when DATA has no test split")
+    )
     seed: int = field(default=42, metadata=_doc("seed for the split, the augmentation and the weights of new layers"))
     batch_size: int = field(default=32, metadata=_doc("images per step on each device"))
     num_workers: int = field(default=-1, metadata=_doc("data-loader worker processes; -1 picks from the CPU count"))
-    imbalance: str = field(default="auto", metadata=_doc("auto | weights | sampler | none: how unequal class sizes are handled"))
-    imbalance_ratio: float = field(default=1.5, metadata=_doc("auto uses class weights once largest/smallest class exceeds this"))
+    imbalance: str = field(
+        default="auto", metadata=_doc("auto | weights | sampler | none: how unequal class sizes are handled")
+    )
+    imbalance_ratio: float = field(
+        default=1.5, metadata=_doc("auto uses class weights once largest/smallest class exceeds this")
+    )
 
 
 @dataclass
 class ModelRecipe:
     model: str = field(default="tf_efficientnet_lite0", metadata=_doc("any timm model name (`timm.list_models()`)"))
-    pretrained: bool = field(default=True, metadata=_doc("start from ImageNet weights (offline packages first, then timm's hub)"))
+    pretrained: bool = field(
+        default=True, metadata=_doc("start from ImageNet weights (offline packages first, then timm's hub)")
+    )
     image_size: int = field(default=0, metadata=_doc("square input size in pixels; 0 takes the model's own"))
-    head: tuple[int, ...] = field(default=(), metadata=_doc("hidden sizes of the head, e.g. 512,256 (Linear-BN-ReLU-Dropout each)"))
+    head: tuple[int, ...] = field(
+        default=(), metadata=_doc("hidden sizes of the head, e.g. 512,256 (Linear-BN-ReLU-Dropout each)")
+    )
     dropout: float = field(default=0.2, metadata=_doc("dropout before the last linear layer"))
 
 
@@ -46,7 +58,9 @@ class ModelRecipe:
 class AugmentRecipe:
     crop_scale: float = field(default=0.35, metadata=_doc("smallest area share kept by the random resized crop"))
     hflip: bool = field(default=True, metadata=_doc("random horizontal flips"))
-    vflip: bool = field(default=False, metadata=_doc("random vertical flips (for images with no 'up': plants, insects, cells)"))
+    vflip: bool = field(
+        default=False, metadata=_doc("random vertical flips (for images with no 'up': plants, insects, cells)")
+    )
     rotate: float = field(default=0.0, metadata=_doc("random rotation up to this many degrees (180 for any angle)"))
     color_jitter: float = field(default=0.2, metadata=_doc("strength of random brightness/contrast/saturation changes"))
     auto_augment: str = field(default="none", metadata=_doc("none | trivial | randaugment"))
@@ -58,7 +72,9 @@ class AugmentRecipe:
 class OptimRecipe:
     optimizer: str = field(default="adamw", metadata=_doc("any timm optimizer name (timm.optim.create_optimizer_v2)"))
     lr: float = field(default=1e-3, metadata=_doc("learning rate of the head while the backbone is frozen"))
-    finetune_lr_ratio: float = field(default=0.1, metadata=_doc("learning rate of the whole network in phase 2, as a share of lr"))
+    finetune_lr_ratio: float = field(
+        default=0.1, metadata=_doc("learning rate of the whole network in phase 2, as a share of lr")
+    )
     weight_decay: float = field(default=0.05, metadata=_doc("decoupled weight decay; none on norms and biases"))
     label_smoothing: float = field(default=0.1, metadata=_doc("label smoothing of the cross-entropy loss"))
 
@@ -68,7 +84,9 @@ class ScheduleRecipe:
     frozen_epochs: int = field(default=2, metadata=_doc("phase 1: epochs training the head with the backbone frozen"))
     epochs: int = field(default=8, metadata=_doc("all epochs, both phases; epochs == frozen_epochs never unfreezes"))
     warmup_epochs: float = field(default=0.5, metadata=_doc("linear warm-up at the start of phase 2, in epochs"))
-    patience: int = field(default=3, metadata=_doc("phase 2 stops after this many epochs without a better val macro-F1"))
+    patience: int = field(
+        default=3, metadata=_doc("phase 2 stops after this many epochs without a better val macro-F1")
+    )
 
 
 @dataclass
@@ -77,7 +95,9 @@ class EngineRecipe:
     devices: str = field(default="auto", metadata=_doc("number of devices, or a list like 0,1 (Lightning Trainer)"))
     strategy: str = field(default="auto", metadata=_doc("auto | ddp | ddp_spawn | fsdp ... (Lightning Trainer)"))
     num_nodes: int = field(default=1, metadata=_doc("machines for multi-node DDP (Lightning Trainer)"))
-    precision: str = field(default="auto", metadata=_doc("auto (bf16/fp16 mixed on GPU, fp32 on CPU) or a Lightning value"))
+    precision: str = field(
+        default="auto", metadata=_doc("auto (bf16/fp16 mixed on GPU, fp32 on CPU) or a Lightning value")
+    )
 
 
 @dataclass

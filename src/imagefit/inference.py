@@ -8,7 +8,9 @@ from torch.utils.data import DataLoader
 
 
 @torch.inference_mode()
-def predict_probabilities(model: nn.Module, loader: DataLoader, *, device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+def predict_probabilities(
+    model: nn.Module, loader: DataLoader, *, device: str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(class probabilities [N, C], targets [N]) for every batch of `loader`, in order."""
     model = model.to(device).eval()
     probabilities, targets = [], []

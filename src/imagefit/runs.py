@@ -1,14 +1,14 @@
 """The run folder: what `imagefit train` writes, and loading it back without unpickling anything.
 
-    runs/<name>/
-      model.safetensors   best weights (backbone + head)
-      config.json         data, resolved recipe, preprocessing, weights source, imagefit version
-      labels.json         class names in output order
-      split.csv           path,label,split of every image used
-      history.csv         one row per epoch
-      metrics.json        {"val": {...}, "test": {...}}
-      env.json            versions, device, data fingerprint
-      checkpoints/        last.ckpt (resume) and best.ckpt (Lightning, loaded with weights_only)
+runs/<name>/
+  model.safetensors   best weights (backbone + head)
+  config.json         data, resolved recipe, preprocessing, weights source, imagefit version
+  labels.json         class names in output order
+  split.csv           path,label,split of every image used
+  history.csv         one row per epoch
+  metrics.json        {"val": {...}, "test": {...}}
+  env.json            versions, device, data fingerprint
+  checkpoints/        last.ckpt (resume) and best.ckpt (Lightning, loaded with weights_only)
 """
 
 from __future__ import annotations
@@ -113,7 +113,10 @@ class Run:
         model, transform, preprocess = self.load_model(), eval_transform(self.preprocess), self.preprocess
         outputs = []
         for start in range(0, len(paths), batch_size):
-            images = [transform(open_image(str(p), min_size=preprocess.resize_size)) for p in paths[start:start + batch_size]]
+            images = [
+                transform(open_image(str(p), min_size=preprocess.resize_size))
+                for p in paths[start : start + batch_size]
+            ]
             outputs.append(model(torch.stack(images)).softmax(dim=1))
         return torch.cat(outputs) if outputs else torch.empty(0, len(self.classes))
 
@@ -125,8 +128,9 @@ def load_run(path: Path) -> Run:
         raise UserError(f"{path}: no such run folder. Pass the folder `imagefit train` printed at its end")
     missing = [name for name in REQUIRED_FILES if not (path / name).exists()]
     if missing:
-        raise UserError(f"{path}: not a finished run, missing {', '.join(missing)}. "
-                        f"Finish it with `imagefit train --resume {path}`")
+        raise UserError(
+            f"{path}: not a finished run, missing {', '.join(missing)}. Finish it with `imagefit train --resume {path}`"
+        )
     config = read_json(path / "config.json")
     if config.get("format_version", 0) > FORMAT_VERSION:
         raise UserError(f"{path} was written by a newer imagefit ({config.get('imagefit_version')}). Upgrade imagefit")

@@ -36,8 +36,10 @@ class ImageDataset(Dataset):
                 image = open_image(self.samples[position].path, min_size=self.decode_size)
             except (OSError, ValueError, SyntaxError) as exc:
                 # Checked once before training, so this is a file changed since: never stop an epoch for it.
-                warnings.warn(f"{locator_name(self.samples[position].path)}: unreadable ({exc}); using another image",
-                              stacklevel=2)
+                warnings.warn(
+                    f"{locator_name(self.samples[position].path)}: unreadable ({exc}); using another image",
+                    stacklevel=2,
+                )
                 continue
             return self.transform(image), self.targets[position]
         raise RuntimeError("no image in the dataset can be read")
@@ -57,7 +59,7 @@ def class_weights(labels: list[int], num_classes: int) -> torch.Tensor:
     present = sorted(set(labels))
     weights = torch.ones(num_classes)
     values = compute_class_weight("balanced", classes=torch.tensor(present).numpy(), y=labels)
-    for cls, value in zip(present, values):
+    for cls, value in zip(present, values, strict=True):
         weights[cls] = float(value)
     return weights
 
@@ -71,8 +73,16 @@ def imbalance_ratio(labels: list[int]) -> float:
 class ImageDataModule(L.LightningDataModule):
     """Train/val/test loaders over a fixed split, with the augmentation and sampler the recipe asks for."""
 
-    def __init__(self, samples: list[Sample], classes: list[str], preprocess: Preprocess, *,
-                 data: DataRecipe, augment: AugmentRecipe, weighted_sampler: bool = False):
+    def __init__(
+        self,
+        samples: list[Sample],
+        classes: list[str],
+        preprocess: Preprocess,
+        *,
+        data: DataRecipe,
+        augment: AugmentRecipe,
+        weighted_sampler: bool = False,
+    ):
         super().__init__()
         self.classes = classes
         self.class_to_idx = {name: i for i, name in enumerate(classes)}
@@ -81,17 +91,27 @@ class ImageDataModule(L.LightningDataModule):
         self.weighted_sampler = weighted_sampler
         self.by_split = {name: [s for s in samples if s.split == name] for name in ("train", "val", "test")}
         crop_side = preprocess.size / math.sqrt(max(augment.crop_scale, 0.05))
-        self.train_set = ImageDataset(self.by_split["train"], self.class_to_idx, train_transform(preprocess, augment),
-                                      decode_size=int(crop_side))
+        self.train_set = ImageDataset(
+            self.by_split["train"], self.class_to_idx, train_transform(preprocess, augment), decode_size=int(crop_side)
+        )
         evaluation = eval_transform(preprocess)
-        self.eval_sets = {name: ImageDataset(self.by_split[name], self.class_to_idx, evaluation,
-                                             decode_size=preprocess.resize_size) for name in ("val", "test")}
+        self.eval_sets = {
+            name: ImageDataset(self.by_split[name], self.class_to_idx, evaluation, decode_size=preprocess.resize_size)
+            for name in ("val", "test")
+        }
 
     def _loader(self, dataset: ImageDataset, *, shuffle: bool, sampler=None) -> DataLoader:
         workers = default_workers(self.recipe.num_workers)
-        return DataLoader(dataset, batch_size=self.recipe.batch_size, shuffle=shuffle and sampler is None,
-                          sampler=sampler, num_workers=workers, persistent_workers=workers > 0,
-                          pin_memory=torch.cuda.is_available(), drop_last=False)
+        return DataLoader(
+            dataset,
+            batch_size=self.recipe.batch_size,
+            shuffle=shuffle and sampler is None,
+            sampler=sampler,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=torch.cuda.is_available(),
+            drop_last=False,
+        )
 
     def train_dataloader(self) -> DataLoader:
         sampler = None

@@ -19,8 +19,17 @@ from imagefit.data.sources import ZIP_SEPARATOR
 
 # What a file's extension promises, for the wrong-extension warning.
 EXTENSION_FORMATS = {
-    ".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".png": "PNG", ".gif": "GIF", ".bmp": "BMP",
-    ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP", ".ppm": "PPM", ".pgm": "PPM",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".jpe": "JPEG",
+    ".png": "PNG",
+    ".gif": "GIF",
+    ".bmp": "BMP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".webp": "WEBP",
+    ".ppm": "PPM",
+    ".pgm": "PPM",
 }
 
 

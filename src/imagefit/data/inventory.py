@@ -49,7 +49,7 @@ def scan(data: Path, *, workers: int = 4) -> Inventory:
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = list(pool.map(check_image, [s.path for s in samples]))
     mismatched = []
-    for sample, (reason, image_format) in zip(samples, results):
+    for sample, (reason, image_format) in zip(samples, results, strict=True):
         if reason:
             inventory.skipped.append((sample.path, reason))
             continue
@@ -61,7 +61,9 @@ def scan(data: Path, *, workers: int = 4) -> Inventory:
         shown = [f"{locator_name(p)} ({why})" for p, why in inventory.skipped]
         inventory.warnings.append(_listing(f"skipped {len(inventory.skipped)} unreadable files", shown))
     if mismatched:
-        inventory.warnings.append(_listing(f"{len(mismatched)} files have the wrong extension (read anyway)", mismatched))
+        inventory.warnings.append(
+            _listing(f"{len(mismatched)} files have the wrong extension (read anyway)", mismatched)
+        )
     _check_classes(data, inventory)
     return inventory
 
@@ -77,9 +79,7 @@ def _check_classes(data: Path, inventory: Inventory) -> None:
         raise UserError(f"{data}: none of the {len(inventory.skipped)} files is a readable image. Check the files")
     classes = inventory.classes
     if len(classes) < 2:
-        raise UserError(
-            f"{data}: only one class ('{classes[0]}') found. A classifier needs at least two class folders"
-        )
+        raise UserError(f"{data}: only one class ('{classes[0]}') found. A classifier needs at least two class folders")
     train_labels = {s.label for s in samples if s.split in ("train", "")}
     unseen = sorted({s.label for s in samples if s.split in ("val", "test")} - train_labels)
     if unseen:

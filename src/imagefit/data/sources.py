@@ -16,9 +16,13 @@ from imagefit.errors import UserError
 
 ZIP_SEPARATOR = "::"
 SPLIT_NAMES = {
-    "train": "train", "training": "train",
-    "val": "val", "valid": "val", "validation": "val",
-    "test": "test", "testing": "test",
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "test": "test",
+    "testing": "test",
 }
 # Files that are never images and never worth a warning.
 IGNORED_NAMES = {"thumbs.db", "desktop.ini", "license", "license.txt", "readme", "readme.md", "readme.txt"}
@@ -45,7 +49,9 @@ def find_samples(data: Path) -> tuple[list[Sample], list[str]]:
         return _from_zip(data.resolve())
     if suffix in (".csv", ".tsv"):
         return _from_csv(data.resolve()), []
-    raise UserError(f"{data}: not a folder, .csv or .zip. Pass a folder of class folders, a CSV of path,label or a .zip")
+    raise UserError(
+        f"{data}: not a folder, .csv or .zip. Pass a folder of class folders, a CSV of path,label or a .zip"
+    )
 
 
 def locator_name(locator: str) -> str:

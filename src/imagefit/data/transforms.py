@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms import v2
+from torchvision.transforms import InterpolationMode, v2
 
 from imagefit.config import AugmentRecipe
 
@@ -33,13 +32,23 @@ class Preprocess:
         return int(round(self.size / self.crop_pct))
 
     def to_dict(self) -> dict:
-        return {"size": self.size, "mean": list(self.mean), "std": list(self.std),
-                "interpolation": self.interpolation, "crop_pct": self.crop_pct}
+        return {
+            "size": self.size,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "interpolation": self.interpolation,
+            "crop_pct": self.crop_pct,
+        }
 
     @classmethod
     def from_dict(cls, values: dict) -> Preprocess:
-        return cls(size=int(values["size"]), mean=tuple(values["mean"]), std=tuple(values["std"]),
-                   interpolation=values.get("interpolation", "bicubic"), crop_pct=float(values.get("crop_pct", 0.875)))
+        return cls(
+            size=int(values["size"]),
+            mean=tuple(values["mean"]),
+            std=tuple(values["std"]),
+            interpolation=values.get("interpolation", "bicubic"),
+            crop_pct=float(values.get("crop_pct", 0.875)),
+        )
 
 
 def _tensor_tail(preprocess: Preprocess) -> list:
@@ -49,18 +58,23 @@ def _tensor_tail(preprocess: Preprocess) -> list:
 def eval_transform(preprocess: Preprocess) -> v2.Compose:
     """Resize the shorter side, centre-crop, normalise (as timm's eval transform)."""
     interpolation = INTERPOLATIONS.get(preprocess.interpolation, InterpolationMode.BICUBIC)
-    return v2.Compose([
-        v2.Resize(preprocess.resize_size, interpolation=interpolation, antialias=True),
-        v2.CenterCrop(preprocess.size),
-        *_tensor_tail(preprocess),
-    ])
+    return v2.Compose(
+        [
+            v2.Resize(preprocess.resize_size, interpolation=interpolation, antialias=True),
+            v2.CenterCrop(preprocess.size),
+            *_tensor_tail(preprocess),
+        ]
+    )
 
 
 def train_transform(preprocess: Preprocess, augment: AugmentRecipe) -> v2.Compose:
     """Random resized crop, flips, rotation, colour jitter and optional auto-augment, then normalise."""
     interpolation = INTERPOLATIONS.get(preprocess.interpolation, InterpolationMode.BICUBIC)
-    steps: list = [v2.RandomResizedCrop(preprocess.size, scale=(augment.crop_scale, 1.0),
-                                        interpolation=interpolation, antialias=True)]
+    steps: list = [
+        v2.RandomResizedCrop(
+            preprocess.size, scale=(augment.crop_scale, 1.0), interpolation=interpolation, antialias=True
+        )
+    ]
     if augment.hflip:
         steps.append(v2.RandomHorizontalFlip())
     if augment.vflip:

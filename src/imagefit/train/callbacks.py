@@ -50,7 +50,7 @@ class PhaseTwoEarlyStopping(EarlyStopping):
 
 
 class History(L.Callback):
-    """One row per epoch (phase, lr, losses, val accuracy and macro-F1, seconds), kept in checkpoints, written to CSV."""
+    """One row per epoch (phase, lr, losses, val accuracy and macro-F1, seconds), checkpointed and written to CSV."""
 
     def __init__(self, path: Path):
         self.path = Path(path)

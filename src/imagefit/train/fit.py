@@ -40,9 +40,16 @@ class Plan:
     classes: list[str]
 
 
-def train(data: str | Path | None = None, *, out: str | Path | None = None, name: str | None = None,
-          runs_dir: str | Path = "runs", resume: str | Path | None = None, console: Console | None = None,
-          **overrides) -> runs.Run | None:
+def train(
+    data: str | Path | None = None,
+    *,
+    out: str | Path | None = None,
+    name: str | None = None,
+    runs_dir: str | Path = "runs",
+    resume: str | Path | None = None,
+    console: Console | None = None,
+    **overrides,
+) -> runs.Run | None:
     """Train a classifier on DATA with the default recipe (overridden by keyword) and return the finished run.
 
     DATA is a folder of class folders, a folder with train/val/test folders, a CSV of path,label
@@ -58,11 +65,15 @@ def train(data: str | Path | None = None, *, out: str | Path | None = None, name
     inventory = scan(Path(data), workers=max(2, default_workers(recipe.data.num_workers)))
     for warning in inventory.warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
-    samples = assign_splits(inventory.samples, val_split=recipe.data.val_split,
-                            test_split=recipe.data.test_split, seed=recipe.data.seed)
+    samples = assign_splits(
+        inventory.samples, val_split=recipe.data.val_split, test_split=recipe.data.test_split, seed=recipe.data.seed
+    )
     inherited = os.environ.get(RUN_DIR_ENV)
-    run_dir = Path(inherited) if inherited else runs.new_run_dir(data=Path(data), runs_dir=Path(runs_dir), name=name,
-                                                                  out=Path(out) if out else None)
+    run_dir = (
+        Path(inherited)
+        if inherited
+        else runs.new_run_dir(data=Path(data), runs_dir=Path(runs_dir), name=name, out=Path(out) if out else None)
+    )
     plan = Plan(run_dir, recipe, str(Path(data).expanduser().resolve()), samples, inventory.classes)
     if not inherited:
         write_split(run_dir / "split.csv", samples)
@@ -78,11 +89,18 @@ def _resume_plan(run_dir: Path, overrides: dict) -> Plan:
     if overrides:
         raise UserError(f"--resume continues {run_dir} with its saved recipe; drop the options {', '.join(overrides)}")
     if not (run_dir / "checkpoints" / "last.ckpt").exists():
-        raise UserError(f"{run_dir}: no checkpoint yet (it stopped before its first epoch ended). "
-                        "Start again with `imagefit train DATA`")
+        raise UserError(
+            f"{run_dir}: no checkpoint yet (it stopped before its first epoch ended). "
+            "Start again with `imagefit train DATA`"
+        )
     config = runs.read_json(config_path)
-    return Plan(run_dir, Recipe.from_dict(config["recipe"]), config["data"],
-                read_split(run_dir / "split.csv"), runs.read_json(run_dir / "labels.json"))
+    return Plan(
+        run_dir,
+        Recipe.from_dict(config["recipe"]),
+        config["data"],
+        read_split(run_dir / "split.csv"),
+        runs.read_json(run_dir / "labels.json"),
+    )
 
 
 def _imbalance_mode(recipe: Recipe, ratio: float) -> str:
@@ -95,16 +113,26 @@ def _imbalance_mode(recipe: Recipe, ratio: float) -> str:
 def _fit(plan: Plan, console: Console, *, resuming: bool) -> runs.Run | None:
     recipe = plan.recipe
     L.seed_everything(recipe.data.seed, workers=True, verbose=False)
-    model, preprocess, weights_source = build_classifier(recipe.model, len(plan.classes),
-                                                         pretrained=recipe.model.pretrained and not resuming)
+    model, preprocess, weights_source = build_classifier(
+        recipe.model, len(plan.classes), pretrained=recipe.model.pretrained and not resuming
+    )
     targets = [plan.classes.index(s.label) for s in plan.samples if s.split == "train"]
     ratio = imbalance_ratio(targets)
     mode = _imbalance_mode(recipe, ratio)
     if mode != "none" and not resuming:
-        console.print(f"classes are imbalanced (largest/smallest = {ratio:.1f}x): using "
-                      f"{'class-weighted loss' if mode == 'weights' else 'a weighted sampler'}", highlight=False)
-    datamodule = ImageDataModule(plan.samples, plan.classes, preprocess, data=recipe.data, augment=recipe.augment,
-                                 weighted_sampler=mode == "sampler")
+        console.print(
+            f"classes are imbalanced (largest/smallest = {ratio:.1f}x): using "
+            f"{'class-weighted loss' if mode == 'weights' else 'a weighted sampler'}",
+            highlight=False,
+        )
+    datamodule = ImageDataModule(
+        plan.samples,
+        plan.classes,
+        preprocess,
+        data=recipe.data,
+        augment=recipe.augment,
+        weighted_sampler=mode == "sampler",
+    )
     weights = class_weights(targets, len(plan.classes)) if mode == "weights" else None
     module = ClassifierModule(model, recipe, len(plan.classes), class_weights=weights)
     if not resuming and not os.environ.get(RUN_DIR_ENV):
@@ -127,16 +155,23 @@ def _fit(plan: Plan, console: Console, *, resuming: bool) -> runs.Run | None:
 def _config(plan: Plan, preprocess: dict, weights_source: str, imbalance: str) -> dict:
     from imagefit import __version__
 
-    return {"format_version": runs.FORMAT_VERSION, "imagefit_version": __version__, "data": plan.data,
-            "recipe": plan.recipe.to_dict(), "preprocess": preprocess, "weights_source": weights_source,
-            "imbalance_handling": imbalance}
+    return {
+        "format_version": runs.FORMAT_VERSION,
+        "imagefit_version": __version__,
+        "data": plan.data,
+        "recipe": plan.recipe.to_dict(),
+        "preprocess": preprocess,
+        "weights_source": weights_source,
+        "imbalance_handling": imbalance,
+    }
 
 
 def _precision(recipe: Recipe) -> str:
     if recipe.engine.precision != "auto":
         return recipe.engine.precision
-    on_gpu = recipe.engine.accelerator in ("gpu", "cuda") or (recipe.engine.accelerator == "auto"
-                                                               and torch.cuda.is_available())
+    on_gpu = recipe.engine.accelerator in ("gpu", "cuda") or (
+        recipe.engine.accelerator == "auto" and torch.cuda.is_available()
+    )
     if not on_gpu:
         return "32-true"  # bf16 autocast on CPUs without native bf16 is many times slower
     return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
@@ -150,27 +185,44 @@ def _devices(text: str):
 
 def _trainer(recipe: Recipe, run_dir: Path) -> tuple[L.Trainer, ModelCheckpoint]:
     schedule = recipe.schedule
-    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val_f1", mode="max",
-                                 save_last=True, save_top_k=1, enable_version_counter=False)
+    checkpoint = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename="best",
+        monitor="val_f1",
+        mode="max",
+        save_last=True,
+        save_top_k=1,
+        enable_version_counter=False,
+    )
     callbacks = [
         FreezeBackbone(unfreeze_at_epoch=schedule.frozen_epochs),
-        PhaseTwoEarlyStopping(start_epoch=schedule.frozen_epochs, monitor="val_f1", mode="max",
-                              patience=schedule.patience),
+        PhaseTwoEarlyStopping(
+            start_epoch=schedule.frozen_epochs, monitor="val_f1", mode="max", patience=schedule.patience
+        ),
         History(run_dir / "history.csv"),
         RichProgressBar(leave=True),
         checkpoint,
     ]
     trainer = L.Trainer(
-        max_epochs=schedule.epochs, accelerator=recipe.engine.accelerator, devices=_devices(recipe.engine.devices),
-        strategy=recipe.engine.strategy, num_nodes=recipe.engine.num_nodes, precision=_precision(recipe),
-        callbacks=callbacks, logger=False, default_root_dir=run_dir, num_sanity_val_steps=0,
-        enable_model_summary=False, deterministic=False,
+        max_epochs=schedule.epochs,
+        accelerator=recipe.engine.accelerator,
+        devices=_devices(recipe.engine.devices),
+        strategy=recipe.engine.strategy,
+        num_nodes=recipe.engine.num_nodes,
+        precision=_precision(recipe),
+        callbacks=callbacks,
+        logger=False,
+        default_root_dir=run_dir,
+        num_sanity_val_steps=0,
+        enable_model_summary=False,
+        deterministic=False,
     )
     return trainer, checkpoint
 
 
-def _finish(plan: Plan, module: ClassifierModule, datamodule: ImageDataModule, checkpoint: ModelCheckpoint,
-            trainer: L.Trainer) -> None:
+def _finish(
+    plan: Plan, module: ClassifierModule, datamodule: ImageDataModule, checkpoint: ModelCheckpoint, trainer: L.Trainer
+) -> None:
     best = checkpoint.best_model_path or str(plan.run_dir / "checkpoints" / "last.ckpt")
     state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
     weights = {k.removeprefix("model."): v.contiguous() for k, v in state.items() if k.startswith("model.")}

@@ -20,8 +20,9 @@ from imagefit.train.schedule import PhaseSchedule, weight_decay_groups
 class ClassifierModule(L.LightningModule):
     """Train an ImageClassifier with label smoothing, class weights, optional MixUp/CutMix and the phase schedule."""
 
-    def __init__(self, model: ImageClassifier, recipe: Recipe, num_classes: int,
-                 class_weights: torch.Tensor | None = None):
+    def __init__(
+        self, model: ImageClassifier, recipe: Recipe, num_classes: int, class_weights: torch.Tensor | None = None
+    ):
         super().__init__()
         self.model = model
         self.recipe = recipe
@@ -97,5 +98,9 @@ def _make_mixup(recipe: Recipe, num_classes: int) -> Mixup | None:
     augment = recipe.augment
     if augment.mixup <= 0 and augment.cutmix <= 0:
         return None
-    return Mixup(mixup_alpha=augment.mixup, cutmix_alpha=augment.cutmix,
-                 label_smoothing=recipe.optim.label_smoothing, num_classes=num_classes)
+    return Mixup(
+        mixup_alpha=augment.mixup,
+        cutmix_alpha=augment.cutmix,
+        label_smoothing=recipe.optim.label_smoothing,
+        num_classes=num_classes,
+    )
