@@ -31,7 +31,7 @@ def main(argv: list[str]) -> None:
         with (run.path / "history.csv").open() as handle:
             history = list(csv.DictReader(handle))
         train_images = sum(s.split == "train" for s in run.split())
-    metrics = run.metrics
+        metrics = run.metrics  # read before the scratch folder goes
     split = "test" if "test" in metrics else "val"
     speed = train_images * len(history) / sum(float(row["seconds"]) for row in history)
     print("| data | options | split | accuracy | macro-F1 | epochs | wall | train img/s |")

@@ -3,7 +3,7 @@ import json
 
 import pytest
 import torch
-from conftest import TINY, make_class_folders
+from conftest import TINY, make_class_folders, zip_folder
 from safetensors.torch import load_file
 
 import imagefit
@@ -108,3 +108,39 @@ def test_run_names_count_up(tmp_path, class_folders):
     first = imagefit.train(class_folders, runs_dir=tmp_path / "runs", epochs=1, frozen_epochs=1, **TINY)
     second = imagefit.train(class_folders, runs_dir=tmp_path / "runs", epochs=1, frozen_epochs=1, **TINY)
     assert (first.path.name, second.path.name) == ("colours", "colours-2")
+
+
+def _layout(tmp_path, kind):
+    if kind == "folders":
+        return make_class_folders(tmp_path / "d", per_class=8)
+    if kind == "presplit":
+        make_class_folders(tmp_path / "d", per_class=8, split="train")
+        return make_class_folders(tmp_path / "d", per_class=3, split="validation")
+    if kind == "csv":
+        make_class_folders(tmp_path / "images", per_class=8)
+        rows = ["path,label"] + [
+            f"{p.relative_to(tmp_path).as_posix()},{p.parent.name}"
+            for p in sorted((tmp_path / "images").rglob("*.jpg"))
+        ]
+        (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+        return tmp_path / "labels.csv"
+    make_class_folders(tmp_path / "d", per_class=8, split="train")
+    make_class_folders(tmp_path / "d", per_class=3, split="val")
+    return zip_folder(tmp_path / "d", tmp_path / "data.zip", root_name="inside")
+
+
+@pytest.mark.parametrize("kind", ["folders", "presplit", "csv", "zip"])
+def test_every_data_layout_trains(tmp_path, kind):
+    data = _layout(tmp_path, kind)
+    options = {**TINY, "num_workers": 2} if kind == "zip" else TINY  # zip members read in worker processes
+    run = imagefit.train(data, out=tmp_path / "run", epochs=1, frozen_epochs=1, **options)
+    expected_val = {"folders": 4, "presplit": 6, "csv": 4, "zip": 6}[kind]
+    assert run.metrics["val"]["count"] == expected_val
+
+
+def test_same_seed_gives_the_same_split_and_close_results(tmp_path, class_folders):
+    first = imagefit.train(class_folders, out=tmp_path / "a", epochs=2, frozen_epochs=1, **TINY)
+    second = imagefit.train(class_folders, out=tmp_path / "b", epochs=2, frozen_epochs=1, **TINY)
+    assert (first.path / "split.csv").read_text() == (second.path / "split.csv").read_text()
+    losses = [[float(r["val_loss"]) for r in _history(run.path)] for run in (first, second)]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-3)

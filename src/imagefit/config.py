@@ -95,6 +95,9 @@ class EngineRecipe:
     devices: str = field(default="auto", metadata=_doc("number of devices, or a list like 0,1 (Lightning Trainer)"))
     strategy: str = field(default="auto", metadata=_doc("auto | ddp | ddp_spawn | fsdp ... (Lightning Trainer)"))
     num_nodes: int = field(default=1, metadata=_doc("machines for multi-node DDP (Lightning Trainer)"))
+    channels_last: bool = field(
+        default=True, metadata=_doc("NHWC memory format: 1.6-1.7x faster convolutions on CPU (benchmarks/RESULTS.md)")
+    )
     precision: str = field(
         default="auto", metadata=_doc("auto (bf16/fp16 mixed on GPU, fp32 on CPU) or a Lightning value")
     )

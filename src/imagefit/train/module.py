@@ -38,7 +38,13 @@ class ClassifierModule(L.LightningModule):
         self._images_seen = 0
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.recipe.engine.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         return self.model(images)
+
+    def on_fit_start(self) -> None:
+        if self.recipe.engine.channels_last:
+            self.model.to(memory_format=torch.channels_last)
 
     def _loss(self, logits: torch.Tensor, targets: torch.Tensor, smoothing: float) -> torch.Tensor:
         weight = self.class_weights if self.use_class_weights else None
