@@ -1,15 +1,38 @@
 """imagefit: turn a folder of labelled images into the best classifier it can, by transfer learning.
 
->>> import imagefit
->>> sorted(imagefit.Recipe().to_dict())
-['augment', 'data', 'engine', 'model', 'optim', 'schedule']
+    >>> import imagefit
+    >>> sorted(imagefit.Recipe().to_dict())
+    ['augment', 'data', 'engine', 'model', 'optim', 'schedule']
+
+The heavy parts (torch, Lightning) load on first use, so that ONNX prediction runs without torch.
 """
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
 from imagefit.config import Recipe  # noqa: E402
 from imagefit.errors import UserError  # noqa: E402
-from imagefit.runs import Run, load_run  # noqa: E402
-from imagefit.train import train  # noqa: E402
 
-__all__ = ["Recipe", "Run", "UserError", "__version__", "load_run", "train"]
+_LAZY = {
+    "train": ("imagefit.training", "train"),
+    "Run": ("imagefit.runs", "Run"),
+    "load_run": ("imagefit.runs", "load_run"),
+    "predict": ("imagefit.predict", "predict"),
+    "evaluate": ("imagefit.evaluate", "evaluate"),
+    "export_onnx": ("imagefit.export", "export_onnx"),
+    "explain": ("imagefit.explain", "explain"),
+    "write_report": ("imagefit.report", "write_report"),
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        module, attribute = _LAZY[name]
+        return getattr(importlib.import_module(module), attribute)
+    raise AttributeError(f"module 'imagefit' has no attribute {name!r}")
+
+
+__all__ = ["Recipe", "UserError", "__version__", *_LAZY]

@@ -72,13 +72,101 @@ def train(
     name: str | None = typer.Option(None, help="run name under --runs-dir (default: the data's name)"),
     runs_dir: Path = typer.Option(Path("runs"), help="where new run folders go"),
     resume: Path | None = typer.Option(None, help="continue this interrupted run folder"),
+    report: bool = typer.Option(True, help="write report.html at the end"),
 ) -> None:
     """Train a classifier on DATA with the full transfer-learning recipe and write a run folder."""
-    from imagefit.train import train as train_run
+    from imagefit.training import train as train_run
 
     with _user_errors():
         overrides = parse_overrides(ctx.args)
-        train_run(data, out=out, name=name, runs_dir=runs_dir, resume=resume, console=console, **overrides)
+        train_run(
+            data, out=out, name=name, runs_dir=runs_dir, resume=resume, console=console, report=report, **overrides
+        )
+
+
+@app.command()
+def evaluate(
+    run: Path = typer.Argument(..., help="run folder"),
+    data: Path | None = typer.Argument(None, help="other data with the same classes (default: the run's val/test)"),
+    split: str | None = typer.Option(None, help="only this split: val or test (or train/val/test of DATA)"),
+    tta_n: int = typer.Option(1, help="test-time views to average (1 = none)"),
+) -> None:
+    """Accuracy, balanced accuracy, macro-F1, top-5, log loss, calibration and per-class figures; writes CSVs."""
+    from imagefit.evaluate import evaluate as evaluate_run
+    from imagefit.summaries import print_evaluation
+
+    with _user_errors():
+        print_evaluation(evaluate_run(run, data, split=split, tta_n=tta_n), console)
+
+
+@app.command()
+def predict(
+    model: Path = typer.Argument(..., help="run folder, or an exported .onnx model"),
+    inputs: list[Path] = typer.Argument(..., help="image files, folders (recursive) or .zip files"),
+    out: Path = typer.Option(Path("preds.csv"), help="CSV to write (Id,Category)"),
+    tta: bool = typer.Option(False, help="average over flips and crops"),
+    tta_n: int = typer.Option(4, help="views with --tta (1-6)"),
+    full: bool = typer.Option(False, help="add path, confidence and the top-3 classes"),
+    overwrite: bool = typer.Option(False, help="replace OUT if it exists"),
+    batch_size: int = typer.Option(32, help="images per batch"),
+) -> None:
+    """Predict images with a run or an .onnx model and write an Id,Category CSV."""
+    from imagefit.predict import predict as predict_images
+    from imagefit.predict import write_csv
+
+    with _user_errors():
+        if out.exists() and not overwrite:
+            raise UserError(f"{out} exists. Pass --overwrite or another --out")
+        predictions = predict_images(model, inputs, tta=tta, tta_n=tta_n, batch_size=batch_size)
+        if predictions.skipped:
+            shown = ", ".join(f"{Path(p.split('::')[-1]).name} ({why})" for p, why in predictions.skipped[:3])
+            console.print(
+                f"[yellow]warning:[/] skipped {len(predictions.skipped)} unreadable files: {shown}", highlight=False
+            )
+        write_csv(predictions, out, full=full, overwrite=overwrite)
+        console.print(f"{len(predictions.paths)} predictions written to {out}", highlight=False)
+
+
+@app.command()
+def explain(
+    run: Path = typer.Argument(..., help="run folder"),
+    images: list[Path] = typer.Argument(..., help="image files, folders or .zip files"),
+    out: Path | None = typer.Option(None, help="folder for the PNG overlays (default RUN/explain)"),
+    target: str | None = typer.Option(None, help="class to explain (default: the predicted one)"),
+) -> None:
+    """Grad-CAM heat maps of where the model looks, saved as PNG overlays."""
+    from imagefit.explain import explain as explain_images
+
+    with _user_errors():
+        explanations = explain_images(run, images, out_dir=out, target=target)
+        console.print(
+            f"{len(explanations)} Grad-CAM overlays written to {out or Path(run) / 'explain'}", highlight=False
+        )
+
+
+@app.command()
+def report(run: Path = typer.Argument(..., help="run folder")) -> None:
+    """Write RUN/report.html: summary, curves, confusion matrix, per-class table, mistakes, Grad-CAM, calibration."""
+    from imagefit.report import write_report
+
+    with _user_errors():
+        console.print(f"report: {write_report(run)}", highlight=False)
+
+
+@app.command()
+def export(
+    run: Path = typer.Argument(..., help="run folder"),
+    format: str = typer.Option("onnx", help="onnx (the only format for now)"),
+    out: Path | None = typer.Option(None, help="output .onnx path (default RUN/model.onnx)"),
+    overwrite: bool = typer.Option(False, help="replace OUT if it exists"),
+) -> None:
+    """Export the model to ONNX with its labels and preprocessing beside it as JSON."""
+    from imagefit.export import export_onnx
+
+    with _user_errors():
+        if format != "onnx":
+            raise UserError(f"--format {format} is not supported; use --format onnx")
+        console.print(f"exported: {export_onnx(run, out=out, overwrite=overwrite)}", highlight=False)
 
 
 @app.command()

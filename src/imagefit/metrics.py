@@ -1,12 +1,27 @@
-"""Classification metrics from labels and predictions (scikit-learn), shaped for metrics.json."""
+"""Classification metrics from class probabilities (scikit-learn and torchmetrics), shaped for metrics.json."""
 
 from __future__ import annotations
 
-from sklearn.metrics import accuracy_score, classification_report, f1_score
+import numpy as np
+import torch
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    classification_report,
+    f1_score,
+    log_loss,
+    top_k_accuracy_score,
+)
+from torchmetrics.functional.classification import multiclass_calibration_error
+
+CALIBRATION_BINS = 15
 
 
-def classification_metrics(y_true: list[int], y_pred: list[int], classes: list[str]) -> dict:
-    """Accuracy, macro-F1 and per-class precision/recall/F1/support."""
+def classification_metrics(y_true: list[int], probabilities: np.ndarray, classes: list[str]) -> dict:
+    """Accuracy, balanced accuracy, macro-F1, top-5 (over 5 classes), log loss, ECE and per-class figures."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    y_true = np.asarray(y_true)
+    y_pred = probabilities.argmax(axis=1)
     labels = list(range(len(classes)))
     report = classification_report(
         y_true, y_pred, labels=labels, target_names=classes, output_dict=True, zero_division=0
@@ -20,9 +35,19 @@ def classification_metrics(y_true: list[int], y_pred: list[int], classes: list[s
         }
         for name in classes
     }
-    return {
+    figures = {
         "accuracy": float(accuracy_score(y_true, y_pred)),
+        "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
         "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
-        "count": len(y_true),
-        "per_class": per_class,
+        "log_loss": float(log_loss(y_true, np.clip(probabilities, 1e-12, 1.0), labels=labels)),
+        "ece": float(
+            multiclass_calibration_error(
+                torch.from_numpy(probabilities).float(), torch.from_numpy(y_true), len(classes), n_bins=CALIBRATION_BINS
+            )
+        ),
+        "count": int(len(y_true)),
     }
+    if len(classes) > 5:
+        figures["top5_accuracy"] = float(top_k_accuracy_score(y_true, probabilities, k=5, labels=labels))
+    figures["per_class"] = per_class
+    return figures

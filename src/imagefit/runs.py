@@ -19,11 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from imagefit.config import Recipe
+from imagefit.data.preprocess import Preprocess
 from imagefit.data.split import read_split
-from imagefit.data.transforms import Preprocess
 from imagefit.errors import UserError
 
 REQUIRED_FILES = ("model.safetensors", "config.json", "labels.json")
@@ -104,21 +102,16 @@ class Run:
         model.load_state_dict(load_file(self.path / "model.safetensors"), strict=True)
         return model.eval()
 
-    @torch.inference_mode()
-    def predict(self, paths: list[str], *, batch_size: int = 32) -> torch.Tensor:
-        """Class probabilities [N, C] for image files (or zip locators), preprocessed as in evaluation."""
-        from imagefit.data.decode import open_image
-        from imagefit.data.transforms import eval_transform
+    def predict(self, paths: list[str], *, tta_n: int = 1, batch_size: int = 32):
+        """Class probabilities [N, C] (NumPy) for image files or zip locators, preprocessed as in evaluation."""
+        from imagefit.predict import predict_with
+        from imagefit.predict.models import TorchPredictor
 
-        model, transform, preprocess = self.load_model(), eval_transform(self.preprocess), self.preprocess
-        outputs = []
-        for start in range(0, len(paths), batch_size):
-            images = [
-                transform(open_image(str(p), min_size=preprocess.resize_size))
-                for p in paths[start : start + batch_size]
-            ]
-            outputs.append(model(torch.stack(images)).softmax(dim=1))
-        return torch.cat(outputs) if outputs else torch.empty(0, len(self.classes))
+        predictor = TorchPredictor(self.load_model(), self.classes, self.preprocess)
+        predictions = predict_with(predictor, [str(p) for p in paths], tta_n=tta_n, batch_size=batch_size)
+        if predictions.skipped:
+            raise UserError(f"cannot read {predictions.skipped[0][0]}: {predictions.skipped[0][1]}")
+        return predictions.probabilities
 
 
 def load_run(path: Path) -> Run:

@@ -13,8 +13,9 @@ from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from imagefit.config import AugmentRecipe, DataRecipe
 from imagefit.data.decode import open_image
+from imagefit.data.preprocess import Preprocess
 from imagefit.data.sources import Sample, locator_name
-from imagefit.data.transforms import Preprocess, eval_transform, train_transform
+from imagefit.data.transforms import eval_transform, train_transform
 
 
 class ImageDataset(Dataset):

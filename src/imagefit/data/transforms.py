@@ -2,53 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torchvision.transforms import InterpolationMode, v2
 
 from imagefit.config import AugmentRecipe
+from imagefit.data.preprocess import Preprocess
 
 INTERPOLATIONS = {
     "bicubic": InterpolationMode.BICUBIC,
     "bilinear": InterpolationMode.BILINEAR,
     "nearest": InterpolationMode.NEAREST,
 }
-
-
-@dataclass(frozen=True)
-class Preprocess:
-    """What a model expects: square input size, normalisation, interpolation and eval crop share."""
-
-    size: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    interpolation: str = "bicubic"
-    crop_pct: float = 0.875
-
-    @property
-    def resize_size(self) -> int:
-        """Shorter side before the centre crop at evaluation."""
-        return int(round(self.size / self.crop_pct))
-
-    def to_dict(self) -> dict:
-        return {
-            "size": self.size,
-            "mean": list(self.mean),
-            "std": list(self.std),
-            "interpolation": self.interpolation,
-            "crop_pct": self.crop_pct,
-        }
-
-    @classmethod
-    def from_dict(cls, values: dict) -> Preprocess:
-        return cls(
-            size=int(values["size"]),
-            mean=tuple(values["mean"]),
-            std=tuple(values["std"]),
-            interpolation=values.get("interpolation", "bicubic"),
-            crop_pct=float(values.get("crop_pct", 0.875)),
-        )
 
 
 def _tensor_tail(preprocess: Preprocess) -> list:

@@ -8,7 +8,7 @@ import timm
 from torch import nn
 
 from imagefit.config import ModelRecipe
-from imagefit.data.transforms import Preprocess
+from imagefit.data.preprocess import Preprocess
 from imagefit.errors import UserError
 from imagefit.models.weights import load_offline_weights
 

@@ -17,13 +17,13 @@ from imagefit.config import Recipe
 from imagefit.data import Sample, assign_splits, read_split, scan, write_split
 from imagefit.data.datamodule import ImageDataModule, class_weights, default_workers, imbalance_ratio
 from imagefit.errors import UserError
-from imagefit.inference import predict_probabilities
-from imagefit.metrics import classification_metrics
+from imagefit.evaluate import evaluate
 from imagefit.models import build_classifier
-from imagefit.train.callbacks import FreezeBackbone, History, PhaseTwoEarlyStopping
-from imagefit.train.environment import environment
-from imagefit.train.module import ClassifierModule
-from imagefit.train.summary import print_summary
+from imagefit.report import write_report
+from imagefit.training.callbacks import FreezeBackbone, History, PhaseTwoEarlyStopping
+from imagefit.training.environment import environment
+from imagefit.training.module import ClassifierModule
+from imagefit.training.summary import print_summary
 
 # A DDP launcher re-runs the command in each new process; they find the run folder of the first here.
 RUN_DIR_ENV = "IMAGEFIT_RUN_DIR"
@@ -48,17 +48,19 @@ def train(
     runs_dir: str | Path = "runs",
     resume: str | Path | None = None,
     console: Console | None = None,
+    report: bool = True,
     **overrides,
 ) -> runs.Run | None:
     """Train a classifier on DATA with the default recipe (overridden by keyword) and return the finished run.
 
     DATA is a folder of class folders, a folder with train/val/test folders, a CSV of path,label
-    or a .zip of either. `resume` continues an interrupted run folder instead. Returns None in
+    or a .zip of either. `resume` continues an interrupted run folder instead; `report` writes
+    report.html (evaluation, figures, Grad-CAM) at the end. Returns None in
     the extra processes of a multi-process (DDP) run.
     """
     console = console or Console(stderr=True)
     if resume is not None:
-        return _fit(_resume_plan(Path(resume), overrides), console, resuming=True)
+        return _fit(_resume_plan(Path(resume), overrides), console, resuming=True, report=report)
     if data is None:
         raise UserError("no DATA given. Pass a folder of class folders, a CSV or a .zip")
     recipe = Recipe().override(**overrides)
@@ -79,7 +81,7 @@ def train(
         write_split(run_dir / "split.csv", samples)
         runs.write_json(run_dir / "labels.json", plan.classes)
         runs.write_json(run_dir / "env.json", environment(data_fingerprint=inventory.fingerprint()))
-    return _fit(plan, console, resuming=False)
+    return _fit(plan, console, resuming=False, report=report)
 
 
 def _resume_plan(run_dir: Path, overrides: dict) -> Plan:
@@ -110,7 +112,7 @@ def _imbalance_mode(recipe: Recipe, ratio: float) -> str:
     return mode
 
 
-def _fit(plan: Plan, console: Console, *, resuming: bool) -> runs.Run | None:
+def _fit(plan: Plan, console: Console, *, resuming: bool, report: bool = True) -> runs.Run | None:
     recipe = plan.recipe
     L.seed_everything(recipe.data.seed, workers=True, verbose=False)
     model, preprocess, weights_source = build_classifier(
@@ -146,7 +148,9 @@ def _fit(plan: Plan, console: Console, *, resuming: bool) -> runs.Run | None:
         os.environ.pop(RUN_DIR_ENV, None)
     if not trainer.is_global_zero:
         return None
-    _finish(plan, module, datamodule, checkpoint, trainer)
+    _finish(plan, checkpoint, trainer)
+    if report:
+        write_report(plan.run_dir)
     run = runs.load_run(plan.run_dir)
     print_summary(run, console)
     return run
@@ -220,22 +224,14 @@ def _trainer(recipe: Recipe, run_dir: Path) -> tuple[L.Trainer, ModelCheckpoint]
     return trainer, checkpoint
 
 
-def _finish(
-    plan: Plan, module: ClassifierModule, datamodule: ImageDataModule, checkpoint: ModelCheckpoint, trainer: L.Trainer
-) -> None:
+def _finish(plan: Plan, checkpoint: ModelCheckpoint, trainer: L.Trainer) -> None:
+    """Best weights to model.safetensors, then final figures through the same path as `imagefit evaluate`."""
     best = checkpoint.best_model_path or str(plan.run_dir / "checkpoints" / "last.ckpt")
     state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
     weights = {k.removeprefix("model."): v.contiguous() for k, v in state.items() if k.startswith("model.")}
-    module.model.load_state_dict(weights, strict=True)
     save_file(weights, str(plan.run_dir / "model.safetensors"))
-    device = "cuda" if trainer.strategy.root_device.type == "cuda" else "cpu"
-    metrics = {}
-    for split in ("val", "test"):
-        if datamodule.by_split[split]:
-            probabilities, targets = predict_probabilities(module.model, datamodule.eval_loader(split), device=device)
-            metrics[split] = classification_metrics(targets.tolist(), probabilities.argmax(1).tolist(), plan.classes)
-    metrics["best_epoch"] = _best_epoch(trainer)
-    runs.write_json(plan.run_dir / "metrics.json", metrics)
+    runs.write_json(plan.run_dir / "metrics.json", {"best_epoch": _best_epoch(trainer)})
+    evaluate(plan.run_dir, device="cuda" if trainer.strategy.root_device.type == "cuda" else "cpu")
 
 
 def _best_epoch(trainer: L.Trainer) -> int | None:

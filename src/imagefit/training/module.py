@@ -14,7 +14,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from imagefit.config import Recipe
 from imagefit.models import ImageClassifier
-from imagefit.train.schedule import PhaseSchedule, weight_decay_groups
+from imagefit.training.schedule import PhaseSchedule, weight_decay_groups
 
 
 class ClassifierModule(L.LightningModule):

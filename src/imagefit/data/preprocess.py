@@ -1,0 +1,78 @@
+"""A model's preprocessing facts, and the evaluation preprocessing in NumPy (no torch needed).
+
+`eval_array` gives exactly what the torchvision eval transform gives (PIL resize of the shorter
+side, centre crop, scale to [0, 1], normalise), so ONNX Runtime and PyTorch see the same input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+PIL_INTERPOLATIONS = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Image.NEAREST}
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """What a model expects: square input size, normalisation, interpolation and eval crop share."""
+
+    size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str = "bicubic"
+    crop_pct: float = 0.875
+
+    @property
+    def resize_size(self) -> int:
+        """Shorter side before the centre crop at evaluation."""
+        return int(round(self.size / self.crop_pct))
+
+    def to_dict(self) -> dict:
+        return {
+            "size": self.size,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "interpolation": self.interpolation,
+            "crop_pct": self.crop_pct,
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Preprocess:
+        return cls(
+            size=int(values["size"]),
+            mean=tuple(values["mean"]),
+            std=tuple(values["std"]),
+            interpolation=values.get("interpolation", "bicubic"),
+            crop_pct=float(values.get("crop_pct", 0.875)),
+        )
+
+
+def resize_shorter(image: Image.Image, size: int, interpolation: str) -> Image.Image:
+    """Resize so the shorter side is `size`, as torchvision's Resize(int) computes it."""
+    width, height = image.size
+    short, long = (width, height) if width <= height else (height, width)
+    new_short, new_long = size, int(size * long / short)
+    new_size = (new_short, new_long) if width <= height else (new_long, new_short)
+    return image.resize(new_size, PIL_INTERPOLATIONS.get(interpolation, Image.BICUBIC))
+
+
+def center_crop(image: Image.Image, size: int) -> Image.Image:
+    """The central size x size square, as torchvision's CenterCrop picks it."""
+    width, height = image.size
+    top, left = int(round((height - size) / 2.0)), int(round((width - size) / 2.0))
+    return image.crop((left, top, left + size, top + size))
+
+
+def normalise(image: Image.Image, preprocess: Preprocess) -> np.ndarray:
+    """A float32 CHW array scaled to [0, 1] and normalised with the model's mean and std."""
+    pixels = np.asarray(image, dtype=np.float32) / 255.0
+    pixels = (pixels - np.asarray(preprocess.mean, dtype=np.float32)) / np.asarray(preprocess.std, dtype=np.float32)
+    return np.ascontiguousarray(pixels.transpose(2, 0, 1))
+
+
+def eval_array(image: Image.Image, preprocess: Preprocess, *, resize: int = 0) -> np.ndarray:
+    """The evaluation input for one RGB image; `resize` overrides the shorter side before the crop."""
+    resized = resize_shorter(image, resize or preprocess.resize_size, preprocess.interpolation)
+    return normalise(center_crop(resized, preprocess.size), preprocess)

@@ -1,0 +1,95 @@
+"""Evaluate a run on its own val/test split or on any dataset with the same classes.
+
+Writes the figures into the run's metrics.json (under the split's name, or `data:<name>` for
+other data) and one row per image into predictions-<key>.csv.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from imagefit import runs
+from imagefit.data import Sample, scan
+from imagefit.errors import UserError
+from imagefit.metrics import classification_metrics
+from imagefit.predict import Predictions, predict_with
+from imagefit.predict.models import TorchPredictor
+
+
+@dataclass
+class Evaluation:
+    """The figures and per-image predictions of one evaluated split."""
+
+    key: str
+    metrics: dict
+    predictions: Predictions
+    true_labels: list[str]
+
+
+def evaluate(
+    run_path: str | Path,
+    data: str | Path | None = None,
+    *,
+    split: str | None = None,
+    tta_n: int = 1,
+    device: str = "cpu",
+) -> list[Evaluation]:
+    """Evaluate RUN on its val and test splits (or just `split`), or on DATA; write metrics and predictions."""
+    run = runs.load_run(Path(run_path))
+    predictor = TorchPredictor.from_run(run.path, device=device)
+    results = []
+    for key, samples in _targets(run, data, split).items():
+        predictions = predict_with(predictor, [s.path for s in samples], tta_n=tta_n)
+        by_path = {s.path: s.label for s in samples}
+        true_labels = [by_path[p] for p in predictions.paths]
+        y_true = [run.classes.index(label) for label in true_labels]
+        metrics = classification_metrics(y_true, predictions.probabilities, run.classes)
+        metrics["skipped"] = len(predictions.skipped)
+        results.append(Evaluation(key, metrics, predictions, true_labels))
+        _write_predictions(run.path / f"predictions-{key.replace(':', '-')}.csv", predictions, true_labels)
+    stored = run.metrics
+    stored.update({result.key: result.metrics for result in results})
+    runs.write_json(run.path / "metrics.json", stored)
+    return results
+
+
+def _targets(run: runs.Run, data: str | Path | None, split: str | None) -> dict[str, list[Sample]]:
+    if data is None:
+        samples = run.split()
+        names = [split] if split else [name for name in ("val", "test") if any(s.split == name for s in samples)]
+        chosen = {name: [s for s in samples if s.split == name] for name in names}
+        empty = [name for name, members in chosen.items() if not members]
+        if empty:
+            raise UserError(f"{run.path} has no '{empty[0]}' split. Its splits: val, test (when made); or pass DATA")
+        return chosen
+    inventory = scan(Path(data))
+    unknown = sorted({s.label for s in inventory.samples} - set(run.classes))
+    if unknown:
+        raise UserError(
+            f"{data} has classes the model does not know: {', '.join(unknown)}. "
+            f"The model's classes: {', '.join(run.classes)}"
+        )
+    samples = [s for s in inventory.samples if not split or s.split == split]
+    return {f"data:{runs.dataset_name(Path(data))}": samples}
+
+
+def _write_predictions(path: Path, predictions: Predictions, true_labels: list[str]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "true", "predicted", "confidence", *predictions.classes])
+        for locator, truth, row in zip(predictions.paths, true_labels, predictions.probabilities, strict=True):
+            best = int(np.argmax(row))
+            writer.writerow([locator, truth, predictions.classes[best], f"{row[best]:.6f}", *(f"{p:.6f}" for p in row)])
+
+
+def read_predictions(path: Path) -> tuple[list[dict], list[str]]:
+    """Rows of a predictions CSV (path, true, predicted, confidence, probabilities) and its class names."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        rows = list(reader)
+        classes = reader.fieldnames[4:] if reader.fieldnames else []
+    return rows, classes

@@ -1,0 +1,68 @@
+"""Export a run's model to ONNX, with its labels and preprocessing beside it, and check it against PyTorch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from imagefit.errors import UserError
+from imagefit.runs import load_run
+
+OPSET = 18
+
+
+def export_onnx(run_path: str | Path, *, out: str | Path | None = None, overwrite: bool = False) -> Path:
+    """Write RUN/model.onnx (or OUT) and the JSON of labels and preprocessing beside it; returns the .onnx path.
+
+    The graph takes float32 [N, 3, size, size] named `images` (any N) and returns logits named `logits`.
+    It is checked with the ONNX checker and against PyTorch on a random batch before this returns.
+    """
+    import onnx
+    import torch
+
+    run = load_run(Path(run_path))
+    target = Path(out) if out else run.path / "model.onnx"
+    if target.suffix.lower() != ".onnx":
+        raise UserError(f"{target}: the output name must end in .onnx")
+    if target.exists() and not overwrite:
+        raise UserError(f"{target} exists. Pass --overwrite or another --out")
+    model = run.load_model()
+    size = run.preprocess.size
+    example = torch.randn(2, 3, size, size)
+    torch.onnx.export(
+        model,
+        (example,),
+        str(target),
+        input_names=["images"],
+        output_names=["logits"],
+        dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+        opset_version=OPSET,
+        dynamo=False,  # the TorchScript exporter needs no onnxscript and gives a single self-contained file
+    )
+    onnx.checker.check_model(str(target))
+    facts = {
+        "classes": run.classes,
+        "preprocess": run.preprocess.to_dict(),
+        "model": run.recipe.model.model,
+        "run": str(run.path.resolve()),
+        "input": {"name": "images", "layout": "NCHW", "dtype": "float32"},
+    }
+    target.with_suffix(".json").write_text(json.dumps(facts, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    _check_against_torch(model, target, example)
+    return target
+
+
+def _check_against_torch(model, target: Path, example) -> None:
+    import onnxruntime as ort
+    import torch
+
+    session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+    (logits,) = session.run(None, {"images": example.numpy()})
+    with torch.inference_mode():
+        expected = model(example).numpy()
+    if not np.allclose(logits, expected, atol=1e-3, rtol=1e-3):
+        raise RuntimeError(
+            f"ONNX export of {target} disagrees with PyTorch (max diff {np.abs(logits - expected).max()})"
+        )

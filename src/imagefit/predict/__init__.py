@@ -1,0 +1,117 @@
+"""Batch prediction for image files, folders and zips, with optional test-time augmentation, to CSV.
+
+Works with a run folder (PyTorch) or an exported `.onnx` model (ONNX Runtime, torch never imported).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from imagefit.data.decode import open_image
+from imagefit.data.preprocess import Preprocess, eval_array
+from imagefit.errors import UserError
+from imagefit.predict.inputs import collect_inputs, image_id
+from imagefit.predict.models import Predictor, load_predictor
+
+# Test-time views in order of use: (shorter side before the centre crop, as a share of the model's
+# resize size; horizontal flip). --tta-n N averages the first N.
+TTA_VIEWS = ((1.0, False), (1.0, True), (1.15, False), (1.15, True), (0.875, False), (0.875, True))
+DEFAULT_TTA_N = 4
+
+
+@dataclass
+class Predictions:
+    """Class probabilities for every readable input, and the inputs that could not be read."""
+
+    paths: list[str]
+    probabilities: np.ndarray
+    classes: list[str]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def labels(self) -> list[str]:
+        return [self.classes[i] for i in self.probabilities.argmax(axis=1)] if len(self.paths) else []
+
+
+def _views(image: Image.Image, preprocess: Preprocess, count: int) -> list[np.ndarray]:
+    arrays = []
+    for scale, flip in TTA_VIEWS[:count]:
+        view = image.transpose(Image.FLIP_LEFT_RIGHT) if flip else image
+        arrays.append(eval_array(view, preprocess, resize=max(preprocess.size, round(preprocess.resize_size * scale))))
+    return arrays
+
+
+def _load(locator: str, preprocess: Preprocess, views: int) -> list[np.ndarray] | str:
+    """The views of one input, or the reason it could not be read."""
+    try:
+        image = open_image(locator, min_size=round(preprocess.resize_size * (1.15 if views > 2 else 1.0)))
+    except (OSError, ValueError, SyntaxError) as exc:
+        return str(exc).split("\n")[0][:80] or type(exc).__name__
+    return _views(image, preprocess, views)
+
+
+def predict_with(
+    predictor: Predictor, locators: list[str], *, tta_n: int = 1, batch_size: int = 32, threads: int = 0
+) -> Predictions:
+    """Probabilities from an already loaded predictor; decoding runs in a thread pool beside the model."""
+    if not 1 <= tta_n <= len(TTA_VIEWS):
+        raise UserError(f"--tta-n must be between 1 and {len(TTA_VIEWS)}, got {tta_n}")
+    paths, outputs, skipped = [], [], []
+    with ThreadPoolExecutor(max_workers=threads or os.cpu_count() or 1) as pool:
+        for start in range(0, len(locators), batch_size):
+            chunk = locators[start : start + batch_size]
+            loaded = list(pool.map(lambda loc: _load(loc, predictor.preprocess, tta_n), chunk))
+            good = [(loc, views) for loc, views in zip(chunk, loaded, strict=True) if not isinstance(views, str)]
+            skipped += [(loc, views) for loc, views in zip(chunk, loaded, strict=True) if isinstance(views, str)]
+            if not good:
+                continue
+            batch = np.stack([view for _, views in good for view in views])
+            probabilities = predictor.probabilities(batch).reshape(len(good), tta_n, -1).mean(axis=1)
+            paths += [loc for loc, _ in good]
+            outputs.append(probabilities)
+    stacked = np.concatenate(outputs) if outputs else np.zeros((0, len(predictor.classes)), dtype=np.float32)
+    return Predictions(paths=paths, probabilities=stacked, classes=list(predictor.classes), skipped=skipped)
+
+
+def predict(
+    model: str | Path,
+    inputs: list[str | Path],
+    *,
+    tta: bool = False,
+    tta_n: int = DEFAULT_TTA_N,
+    batch_size: int = 32,
+    device: str = "cpu",
+) -> Predictions:
+    """Predict every image under INPUTS with a run folder or an exported .onnx model."""
+    predictor = load_predictor(model, device=device)
+    return predict_with(predictor, collect_inputs(list(inputs)), tta_n=tta_n if tta else 1, batch_size=batch_size)
+
+
+def write_csv(
+    predictions: Predictions, out: Path, *, full: bool = False, top_k: int = 3, overwrite: bool = False
+) -> Path:
+    """Write `Id,Category` (and with `full`, path, confidence and the top-k classes) to OUT."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise UserError(f"{out} exists. Pass --overwrite or another --out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    header = ["Id", "Category"] + (["path", "confidence", "top_k"] if full else [])
+    with out.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        for path, row in zip(predictions.paths, predictions.probabilities, strict=True):
+            best = int(row.argmax())
+            record = [image_id(path), predictions.classes[best]]
+            if full:
+                order = np.argsort(-row)[:top_k]
+                ranked = ";".join(f"{predictions.classes[i]}:{row[i]:.4f}" for i in order)
+                record += [path, f"{row[best]:.6f}", ranked]
+            writer.writerow(record)
+    return out
