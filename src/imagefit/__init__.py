@@ -20,10 +20,10 @@ _LAZY = {
     "train": ("imagefit.training", "train"),
     "Run": ("imagefit.runs", "Run"),
     "load_run": ("imagefit.runs", "load_run"),
-    "predict": ("imagefit.predict", "predict"),
-    "evaluate": ("imagefit.evaluate", "evaluate"),
+    "predict": ("imagefit.prediction", "predict"),
+    "evaluate": ("imagefit.evaluation", "evaluate"),
     "export_onnx": ("imagefit.export", "export_onnx"),
-    "explain": ("imagefit.explain", "explain"),
+    "explain": ("imagefit.gradcam", "explain"),
     "write_report": ("imagefit.report", "write_report"),
 }
 

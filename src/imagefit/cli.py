@@ -92,7 +92,7 @@ def evaluate(
     tta_n: int = typer.Option(1, help="test-time views to average (1 = none)"),
 ) -> None:
     """Accuracy, balanced accuracy, macro-F1, top-5, log loss, calibration and per-class figures; writes CSVs."""
-    from imagefit.evaluate import evaluate as evaluate_run
+    from imagefit.evaluation import evaluate as evaluate_run
     from imagefit.summaries import print_evaluation
 
     with _user_errors():
@@ -111,8 +111,8 @@ def predict(
     batch_size: int = typer.Option(32, help="images per batch"),
 ) -> None:
     """Predict images with a run or an .onnx model and write an Id,Category CSV."""
-    from imagefit.predict import predict as predict_images
-    from imagefit.predict import write_csv
+    from imagefit.prediction import predict as predict_images
+    from imagefit.prediction import write_csv
 
     with _user_errors():
         if out.exists() and not overwrite:
@@ -135,7 +135,7 @@ def explain(
     target: str | None = typer.Option(None, help="class to explain (default: the predicted one)"),
 ) -> None:
     """Grad-CAM heat maps of where the model looks, saved as PNG overlays."""
-    from imagefit.explain import explain as explain_images
+    from imagefit.gradcam import explain as explain_images
 
     with _user_errors():
         explanations = explain_images(run, images, out_dir=out, target=target)

@@ -20,6 +20,7 @@ CALIBRATION_BINS = 15
 def classification_metrics(y_true: list[int], probabilities: np.ndarray, classes: list[str]) -> dict:
     """Accuracy, balanced accuracy, macro-F1, top-5 (over 5 classes), log loss, ECE and per-class figures."""
     probabilities = np.asarray(probabilities, dtype=np.float64)
+    probabilities = probabilities / probabilities.sum(axis=1, keepdims=True)  # float32 softmax rows drift from 1
     y_true = np.asarray(y_true)
     y_pred = probabilities.argmax(axis=1)
     labels = list(range(len(classes)))

@@ -14,7 +14,7 @@ from PIL import Image
 from imagefit import figures, runs
 from imagefit.data.decode import open_image
 from imagefit.data.sources import locator_name
-from imagefit.evaluate import evaluate, read_predictions
+from imagefit.evaluation import evaluate, read_predictions
 
 WORST_ERRORS = 12
 GRADCAM_SAMPLES = 4
@@ -145,7 +145,7 @@ def _worst_errors(rows: list[dict], split: str) -> str:
 
 
 def _gradcam(run: runs.Run, rows: list[dict], samples: int) -> str:
-    from imagefit.explain import gradcam
+    from imagefit.gradcam import gradcam
 
     right = [r for r in rows if r["true"] == r["predicted"]][:samples]
     wrong = [r for r in rows if r["true"] != r["predicted"]][:samples]

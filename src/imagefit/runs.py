@@ -104,8 +104,8 @@ class Run:
 
     def predict(self, paths: list[str], *, tta_n: int = 1, batch_size: int = 32):
         """Class probabilities [N, C] (NumPy) for image files or zip locators, preprocessed as in evaluation."""
-        from imagefit.predict import predict_with
-        from imagefit.predict.models import TorchPredictor
+        from imagefit.prediction import predict_with
+        from imagefit.prediction.models import TorchPredictor
 
         predictor = TorchPredictor(self.load_model(), self.classes, self.preprocess)
         predictions = predict_with(predictor, [str(p) for p in paths], tta_n=tta_n, batch_size=batch_size)

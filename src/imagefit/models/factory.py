@@ -77,6 +77,12 @@ def build_classifier(
     return model, preprocess_for(backbone, recipe.image_size), source
 
 
+def native_image_size(name: str) -> int:
+    """The input size a timm model was pretrained at (224 when its config names none)."""
+    size = timm.get_pretrained_cfg_value(name, "input_size")
+    return int(size[-1]) if size else 224
+
+
 def preprocess_for(backbone: nn.Module, image_size: int = 0) -> Preprocess:
     """The backbone's own preprocessing (timm's data config), at `image_size` when given."""
     config = timm.data.resolve_model_data_config(backbone)

@@ -16,9 +16,11 @@ from imagefit import runs
 from imagefit.config import Recipe
 from imagefit.data import Sample, assign_splits, read_split, scan, write_split
 from imagefit.data.datamodule import ImageDataModule, class_weights, default_workers, imbalance_ratio
+from imagefit.data.sources import ZIP_SEPARATOR
 from imagefit.errors import UserError
-from imagefit.evaluate import evaluate
+from imagefit.evaluation import evaluate
 from imagefit.models import build_classifier
+from imagefit.models.factory import check_model_name, native_image_size
 from imagefit.report import write_report
 from imagefit.training.callbacks import FreezeBackbone, History, PhaseTwoEarlyStopping
 from imagefit.training.environment import environment
@@ -64,6 +66,8 @@ def train(
     if data is None:
         raise UserError("no DATA given. Pass a folder of class folders, a CSV or a .zip")
     recipe = Recipe().override(**overrides)
+    check_model_name(recipe.model.model)  # before any folder is made
+    recipe = _resolve_image_size(recipe, console)
     inventory = scan(Path(data), workers=max(2, default_workers(recipe.data.num_workers)))
     for warning in inventory.warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
@@ -96,12 +100,15 @@ def _resume_plan(run_dir: Path, overrides: dict) -> Plan:
             "Start again with `imagefit train DATA`"
         )
     config = runs.read_json(config_path)
+    samples = read_split(run_dir / "split.csv")
+    missing = [s.path for s in samples if not Path(s.path.split(ZIP_SEPARATOR)[0]).exists()]
+    if missing:
+        raise UserError(
+            f"{len(missing)} images of {run_dir}/split.csv are gone (first: {missing[0]}). "
+            f"Put the data back at {config['data']} to resume"
+        )
     return Plan(
-        run_dir,
-        Recipe.from_dict(config["recipe"]),
-        config["data"],
-        read_split(run_dir / "split.csv"),
-        runs.read_json(run_dir / "labels.json"),
+        run_dir, Recipe.from_dict(config["recipe"]), config["data"], samples, runs.read_json(run_dir / "labels.json")
     )
 
 
@@ -170,13 +177,27 @@ def _config(plan: Plan, preprocess: dict, weights_source: str, imbalance: str) -
     }
 
 
+def _on_gpu(recipe: Recipe) -> bool:
+    accelerator = recipe.engine.accelerator
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+
+
+def _resolve_image_size(recipe: Recipe, console: Console) -> Recipe:
+    """Fix image_size 0 to a number: the model's own, capped by cpu_max_image_size when training on CPU."""
+    if recipe.model.image_size:
+        return recipe
+    native = native_image_size(recipe.model.model)
+    cap = recipe.model.cpu_max_image_size
+    if _on_gpu(recipe) or not cap or native <= cap:
+        return recipe.override(image_size=native)
+    console.print(f"CPU: training at {cap} px (the model's own size is {native}; --image-size {native} for it)")
+    return recipe.override(image_size=cap)
+
+
 def _precision(recipe: Recipe) -> str:
     if recipe.engine.precision != "auto":
         return recipe.engine.precision
-    on_gpu = recipe.engine.accelerator in ("gpu", "cuda") or (
-        recipe.engine.accelerator == "auto" and torch.cuda.is_available()
-    )
-    if not on_gpu:
+    if not _on_gpu(recipe):
         return "32-true"  # bf16 autocast on CPUs without native bf16 is many times slower
     return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
 

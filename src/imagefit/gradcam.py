@@ -14,7 +14,7 @@ from torch import nn
 from imagefit.data.decode import open_image
 from imagefit.data.preprocess import Preprocess, center_crop, normalise, resize_shorter
 from imagefit.errors import UserError
-from imagefit.predict.inputs import collect_inputs, image_id
+from imagefit.prediction.inputs import collect_inputs, image_id
 from imagefit.runs import load_run
 
 

@@ -17,8 +17,8 @@ from PIL import Image
 from imagefit.data.decode import open_image
 from imagefit.data.preprocess import Preprocess, eval_array
 from imagefit.errors import UserError
-from imagefit.predict.inputs import collect_inputs, image_id
-from imagefit.predict.models import Predictor, load_predictor
+from imagefit.prediction.inputs import collect_inputs, image_id
+from imagefit.prediction.models import Predictor, load_predictor
 
 # Test-time views in order of use: (shorter side before the centre crop, as a share of the model's
 # resize size; horizontal flip). --tta-n N averages the first N.

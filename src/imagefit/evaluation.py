@@ -16,8 +16,8 @@ from imagefit import runs
 from imagefit.data import Sample, scan
 from imagefit.errors import UserError
 from imagefit.metrics import classification_metrics
-from imagefit.predict import Predictions, predict_with
-from imagefit.predict.models import TorchPredictor
+from imagefit.prediction import Predictions, predict_with
+from imagefit.prediction.models import TorchPredictor
 
 
 @dataclass
