@@ -114,8 +114,15 @@ def explain(
         raise UserError(f"--target '{target}' is not a class of this model: {', '.join(run.classes)}")
     out = Path(out_dir) if out_dir else run.path / "explain"
     out.mkdir(parents=True, exist_ok=True)
-    locators = collect_inputs(list(images))
-    pictures = [open_image(loc) for loc in locators]
+    locators, pictures = [], []
+    for locator in collect_inputs(list(images)):
+        try:
+            pictures.append(open_image(locator))
+        except (OSError, ValueError, SyntaxError):
+            continue  # not an image: nothing to explain
+        locators.append(locator)
+    if not pictures:
+        raise UserError(f"none of {', '.join(str(i) for i in images)} is a readable image")
     wanted = [run.classes.index(target) if target else None] * len(pictures)
     explanations = []
     for locator, (overlay, label_index, confidence) in zip(

@@ -22,4 +22,6 @@ def print_summary(run: Run, console: Console) -> None:
             table.add_row(split, str(figures["count"]), f"{figures['accuracy']:.4f}", f"{figures['macro_f1']:.4f}")
     console.print(table)
     console.print(f"best epoch: {metrics.get('best_epoch')}   model: {run.recipe.model.model}")
+    if (run.path / "report.html").exists():
+        console.print(f"report: {run.path / 'report.html'}", highlight=False, soft_wrap=True)
     console.print(f"run folder: {run.path}", highlight=False, soft_wrap=True)
