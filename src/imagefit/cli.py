@@ -105,7 +105,7 @@ def predict(
     inputs: list[Path] = typer.Argument(..., help="image files, folders (recursive) or .zip files"),
     out: Path = typer.Option(Path("preds.csv"), help="CSV to write (Id,Category)"),
     tta: bool = typer.Option(False, help="average over flips and crops"),
-    tta_n: int = typer.Option(4, help="views with --tta (1-6)"),
+    tta_n: int = typer.Option(2, help="views with --tta (1-6): mirror first, then zoomed crops"),
     full: bool = typer.Option(False, help="add path, confidence and the top-3 classes"),
     overwrite: bool = typer.Option(False, help="replace OUT if it exists"),
     batch_size: int = typer.Option(32, help="images per batch"),

@@ -80,10 +80,11 @@ def _section(anchor: str, title: str, content: str) -> str:
     return f'<section id="{anchor}"><h2>{html.escape(title)}</h2>\n{content}\n</section>'
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+def _table(header: list[str] | None, rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header or [])
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    thead = f"<thead><tr>{head}</tr></thead>" if head else ""
+    return f"<table>{thead}<tbody>{body}</tbody></table>"
 
 
 def _summary(run: runs.Run, split: str) -> str:
@@ -105,7 +106,7 @@ def _summary(run: runs.Run, split: str) -> str:
     return _section(
         "summary",
         "Run summary",
-        _table(["", ""], facts)
+        _table(None, facts)
         + _table(["split", *keys], figures_rows)
         + f"<p>Figures below are on the {split} split.</p>",
     )
@@ -147,8 +148,13 @@ def _worst_errors(rows: list[dict], split: str) -> str:
 def _gradcam(run: runs.Run, rows: list[dict], samples: int) -> str:
     from imagefit.gradcam import gradcam
 
-    right = [r for r in rows if r["true"] == r["predicted"]][:samples]
-    wrong = [r for r in rows if r["true"] != r["predicted"]][:samples]
+    by_confidence = sorted(rows, key=lambda r: -float(r["confidence"]))
+    right, seen = [], set()
+    for row in by_confidence:  # the surest right answer of as many classes as fit
+        if row["true"] == row["predicted"] and row["true"] not in seen and len(right) < samples:
+            right.append(row)
+            seen.add(row["true"])
+    wrong = [r for r in by_confidence if r["true"] != r["predicted"]][:samples]
     chosen = right + wrong
     if not chosen:
         return _section("gradcam", "Where the model looks (Grad-CAM)", "<p>No images to explain.</p>")

@@ -23,7 +23,7 @@ from imagefit.prediction.models import Predictor, load_predictor
 # Test-time views in order of use: (shorter side before the centre crop, as a share of the model's
 # resize size; horizontal flip). --tta-n N averages the first N.
 TTA_VIEWS = ((1.0, False), (1.0, True), (1.15, False), (1.15, True), (0.875, False), (0.875, True))
-DEFAULT_TTA_N = 4
+DEFAULT_TTA_N = 2  # flips helped and crops hurt on clothing-small test (benchmarks/RESULTS.md)
 
 
 @dataclass
@@ -64,10 +64,17 @@ def predict_with(
     if not 1 <= tta_n <= len(TTA_VIEWS):
         raise UserError(f"--tta-n must be between 1 and {len(TTA_VIEWS)}, got {tta_n}")
     paths, outputs, skipped = [], [], []
+    chunks = [locators[start : start + batch_size] for start in range(0, len(locators), batch_size)]
     with ThreadPoolExecutor(max_workers=threads or os.cpu_count() or 1) as pool:
-        for start in range(0, len(locators), batch_size):
-            chunk = locators[start : start + batch_size]
-            loaded = list(pool.map(lambda loc: _load(loc, predictor.preprocess, tta_n), chunk))
+
+        def submit(chunk: list[str]):
+            return [pool.submit(_load, loc, predictor.preprocess, tta_n) for loc in chunk]
+
+        pending = submit(chunks[0]) if chunks else []
+        for index, chunk in enumerate(chunks):
+            loaded = [future.result() for future in pending]
+            # Decode the next batch while the model runs on this one.
+            pending = submit(chunks[index + 1]) if index + 1 < len(chunks) else []
             good = [(loc, views) for loc, views in zip(chunk, loaded, strict=True) if not isinstance(views, str)]
             skipped += [(loc, views) for loc, views in zip(chunk, loaded, strict=True) if isinstance(views, str)]
             if not good:
