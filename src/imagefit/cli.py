@@ -77,6 +77,7 @@ def train(
     """Train a classifier on DATA with the full transfer-learning recipe and write a run folder."""
     from imagefit.training import train as train_run
 
+    _quiet_lightning()
     with _user_errors():
         overrides = parse_overrides(ctx.args)
         train_run(
@@ -177,10 +178,17 @@ def version() -> None:
     print(__version__)
 
 
-def main() -> None:
-    # Lightning's start-up notes (GPU/TPU availability, logger tips) are noise in a command's output.
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+def _quiet_lightning() -> None:
+    """Hide Lightning's start-up notes (GPU/TPU availability, logger tips): noise in a command's output.
+
+    Called after Lightning is imported, since its import sets its loggers to INFO.
+    """
+    for name in ("lightning.pytorch", "lightning.pytorch.utilities.rank_zero", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+
+
+def main() -> None:
     app()
 
 
