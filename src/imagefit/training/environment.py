@@ -29,3 +29,15 @@ def environment(*, data_fingerprint: str) -> dict:
         "data_fingerprint": data_fingerprint,
         "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def training_facts(trainer) -> dict:
+    """How the run was trained: processes, device type, precision, and when it finished."""
+    return {
+        "world_size": trainer.world_size,
+        "num_nodes": trainer.num_nodes,
+        "accelerator": trainer.strategy.root_device.type,
+        "strategy": type(trainer.strategy).__name__,
+        "precision": str(trainer.precision),
+        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }

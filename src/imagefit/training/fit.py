@@ -23,7 +23,7 @@ from imagefit.models import build_classifier
 from imagefit.models.factory import check_model_name, native_image_size
 from imagefit.report import write_report
 from imagefit.training.callbacks import FreezeBackbone, History, PhaseTwoEarlyStopping
-from imagefit.training.environment import environment
+from imagefit.training.environment import environment, training_facts
 from imagefit.training.module import ClassifierModule
 from imagefit.training.summary import print_summary
 
@@ -252,6 +252,8 @@ def _finish(plan: Plan, checkpoint: ModelCheckpoint, trainer: L.Trainer) -> None
     weights = {k.removeprefix("model."): v.contiguous() for k, v in state.items() if k.startswith("model.")}
     save_file(weights, str(plan.run_dir / "model.safetensors"))
     runs.write_json(plan.run_dir / "metrics.json", {"best_epoch": _best_epoch(trainer)})
+    env_path = plan.run_dir / "env.json"
+    runs.write_json(env_path, {**runs.read_json(env_path), **training_facts(trainer)})
     evaluate(plan.run_dir, device="cuda" if trainer.strategy.root_device.type == "cuda" else "cpu")
 
 
