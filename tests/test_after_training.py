@@ -167,3 +167,20 @@ def test_loading_an_incomplete_run_names_what_is_missing(tmp_path):
     (tmp_path / "half" / "config.json").write_text("{}")
     with pytest.raises(UserError, match="missing model.safetensors, labels.json"):
         imagefit.load_run(tmp_path / "half")
+
+
+def test_run_from_a_newer_imagefit_is_refused(tiny_run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "newer"
+    shutil.copytree(tiny_run, copy)
+    config = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**config, "format_version": 99, "imagefit_version": "9.0"}))
+    with pytest.raises(UserError, match="newer imagefit"):
+        imagefit.load_run(copy)
+
+
+def test_predict_with_no_images_is_a_clear_error(tiny_run, tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no files in"):
+        predict(tiny_run, [tmp_path / "empty"])

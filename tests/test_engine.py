@@ -48,6 +48,8 @@ def test_killed_run_resumes_and_loses_at_most_the_current_epoch(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert _epochs(run_dir) == list(range(1, 9))
     with (run_dir / "history.csv").open() as handle:
+        assert [row["phase"] for row in csv.DictReader(handle)] == ["1", "1"] + ["2"] * 6, "phase survives resume"
+    with (run_dir / "history.csv").open() as handle:
         assert list(csv.DictReader(handle))[: len(first_rows) - 1] == first_rows[:-1]
     assert "val" in json.loads((run_dir / "metrics.json").read_text())
 

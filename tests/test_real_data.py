@@ -30,3 +30,14 @@ def test_hymenoptera_placeholder_gif_is_read_not_fatal(hymenoptera_run):
     assert any(p.endswith("imageNotFound.gif") for p in paths)
     env = json.loads((hymenoptera_run.path / "env.json").read_text())
     assert len(env["data_fingerprint"]) == 16
+
+
+def test_onnx_and_pytorch_agree_on_real_photos(hymenoptera_run, tmp_path):
+    from imagefit.prediction import predict
+
+    onnx_path = imagefit.export_onnx(hymenoptera_run.path, out=tmp_path / "hymenoptera.onnx")
+    photos = [s.path for s in hymenoptera_run.split() if s.split == "val"][:24]
+    eager = predict(hymenoptera_run.path, photos).probabilities
+    exported = predict(onnx_path, photos).probabilities
+    assert (eager.argmax(1) == exported.argmax(1)).all()
+    assert abs(eager - exported).max() < 1e-4
