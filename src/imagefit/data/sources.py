@@ -43,7 +43,7 @@ def find_samples(data: Path) -> tuple[list[Sample], list[str]]:
     if not data.exists():
         raise UserError(f"{data}: no such file or folder. Pass a folder of class folders, a CSV or a .zip")
     if data.is_dir():
-        return _from_relative_paths(_walk(data), root=f"{data.resolve()}{os.sep}")
+        return _from_relative_paths(walk_files(data), root=f"{data.resolve()}{os.sep}")
     suffix = data.suffix.lower()
     if suffix == ".zip":
         return _from_zip(data.resolve())
@@ -59,7 +59,8 @@ def locator_name(locator: str) -> str:
     return PurePosixPath(locator.split(ZIP_SEPARATOR)[-1].replace(os.sep, "/")).name
 
 
-def _walk(root: Path) -> list[str]:
+def walk_files(root: Path) -> list[str]:
+    """Every candidate file under ROOT (hidden files and folders left out), as sorted relative POSIX paths."""
     paths = []
     for folder, dirs, files in os.walk(root, followlinks=True):
         dirs[:] = sorted(d for d in dirs if not d.startswith((".", "__")))
@@ -68,18 +69,22 @@ def _walk(root: Path) -> list[str]:
     return paths
 
 
-def _is_candidate(name: str) -> bool:
-    return not name.startswith((".", "_")) and name.lower() not in IGNORED_NAMES
-
-
-def _from_zip(archive: Path) -> tuple[list[Sample], list[str]]:
+def zip_files(archive: Path) -> list[str]:
+    """Every candidate file member of a zip (folders, hidden files and macOS metadata left out), sorted."""
     try:
         with zipfile.ZipFile(archive) as handle:
             names = [n for n in handle.namelist() if not n.endswith("/") and "__MACOSX/" not in n]
     except zipfile.BadZipFile as exc:
         raise UserError(f"{archive}: not a readable zip ({exc}). Re-create the archive or pass the folder") from exc
-    names = [n for n in names if _is_candidate(PurePosixPath(n).name)]
-    return _from_relative_paths(sorted(names), root=f"{archive}{ZIP_SEPARATOR}")
+    return sorted(n for n in names if _is_candidate(PurePosixPath(n).name))
+
+
+def _is_candidate(name: str) -> bool:
+    return not name.startswith((".", "_")) and name.lower() not in IGNORED_NAMES
+
+
+def _from_zip(archive: Path) -> tuple[list[Sample], list[str]]:
+    return _from_relative_paths(zip_files(archive), root=f"{archive}{ZIP_SEPARATOR}")
 
 
 def _strip_single_root(paths: list[str]) -> tuple[str, list[str]]:
