@@ -41,14 +41,16 @@ def colour_image(colour: tuple[int, int, int], *, seed: int, size: tuple[int, in
     return Image.fromarray(np.clip(base + noise, 0, 255).astype(np.uint8))
 
 
-def make_class_folders(root: Path, *, per_class: int = 12, classes=("red", "blue"), split: str = "") -> Path:
-    """root/[split/]<class>/<i>.jpg with `per_class` images per class."""
+def make_class_folders(
+    root: Path, *, per_class: int = 12, classes=("red", "blue"), split: str = "", first_seed: int = 0
+) -> Path:
+    """root/[split/]<class>/<i>.jpg with `per_class` images per class (different seeds give different pixels)."""
     for index, name in enumerate(classes):
         folder = root / split / name if split else root / name
         folder.mkdir(parents=True, exist_ok=True)
         colour = COLOURS.get(name, (index * 90 % 255, 120, 255 - index * 90 % 255))
         for i in range(per_class):
-            colour_image(colour, seed=index * 1000 + i).save(folder / f"{i:03d}.jpg", quality=90)
+            colour_image(colour, seed=first_seed + index * 1000 + i).save(folder / f"{i:03d}.jpg", quality=90)
     return root
 
 

@@ -52,9 +52,9 @@ def test_exif_rotated_photo_comes_upright(tmp_path):
 
 def test_png_named_jpg_is_read_and_flagged(tmp_path):
     path = _save(colour_image((1, 2, 3), seed=2), tmp_path / "fake.jpg", "PNG")
-    reason, image_format = check_image(path)
-    assert reason == "" and image_format == "PNG"
-    assert extension_mismatch(path, image_format) == "JPEG"
+    facts = check_image(path)
+    assert facts.reason == "" and facts.format == "PNG" and (facts.width, facts.height) == (40, 36)
+    assert extension_mismatch(path, facts.format) == "JPEG"
     assert open_image(path).mode == "RGB"
 
 
@@ -67,15 +67,15 @@ def test_truncated_jpeg_text_file_and_empty_file_fail_the_check(tmp_path):
     text.write_text("not an image")
     empty = tmp_path / "empty.jpg"
     empty.write_bytes(b"")
-    assert check_image(str(truncated))[0] == "truncated image"
-    assert check_image(str(text))[0] == "not an image"
-    assert check_image(str(empty))[0].startswith("empty file")
+    assert check_image(str(truncated)).reason == "truncated image"
+    assert check_image(str(text)).reason == "not an image"
+    assert check_image(str(empty)).reason.startswith("empty file")
 
 
 def test_decompression_bomb_guard_stays_on(tmp_path, monkeypatch):
     path = _save(colour_image((5, 5, 5), seed=4, size=(64, 64)), tmp_path / "big.png", "PNG")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 64*64 > 2 * 1000 pixels
-    assert "decompression-bomb" in check_image(path)[0]
+    assert "decompression-bomb" in check_image(path).reason
 
 
 def test_reduced_scale_jpeg_decode_stays_close_to_full_decode(tmp_path):

@@ -171,6 +171,21 @@ def export(
 
 
 @app.command()
+def audit(
+    data: Path = typer.Argument(..., help="folder, pre-split folders, CSV or .zip, as for train"),
+    run: Path | None = typer.Option(None, help="embed with this trained run's model"),
+    out: Path | None = typer.Option(None, help="folder for audit.json and audit.html (default audits/<data>)"),
+    write_clean: Path | None = typer.Option(None, help="write a path,label,split CSV without duplicates and leaks"),
+    embeddings: bool = typer.Option(True, help="run the model-based checks (near duplicates, labels, outliers)"),
+) -> None:
+    """Find what is wrong with a dataset: corrupt files, duplicates, leakage, label errors, outliers, imbalance."""
+    from imagefit.audit import audit as audit_data
+
+    with _user_errors():
+        audit_data(data, run=run, out=out, write_clean=write_clean, embeddings=embeddings, console=console)
+
+
+@app.command()
 def version() -> None:
     """Print the imagefit version."""
     from imagefit import __version__

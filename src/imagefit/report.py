@@ -2,39 +2,21 @@
 
 from __future__ import annotations
 
-import base64
 import csv
 import html
-import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from imagefit import figures, runs
 from imagefit.data.decode import open_image
 from imagefit.data.sources import locator_name
 from imagefit.evaluation import evaluate, read_predictions
+from imagefit.html_page import PAGE, data_uri, img, section, table, thumbnail
 
 WORST_ERRORS = 12
 GRADCAM_SAMPLES = 4
 SECTIONS = ("summary", "curves", "confusion", "per-class", "errors", "gradcam", "calibration", "recipe")
-
-
-def _data_uri(png: bytes, kind: str = "png") -> str:
-    return f"data:image/{kind};base64,{base64.b64encode(png).decode()}"
-
-
-def _thumbnail(picture: Image.Image | np.ndarray, size: int = 160) -> str:
-    image = Image.fromarray(picture) if isinstance(picture, np.ndarray) else picture.copy()
-    image.thumbnail((size, size))
-    buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, format="JPEG", quality=85)
-    return _data_uri(buffer.getvalue(), "jpeg")
-
-
-def _img(uri: str, alt: str) -> str:
-    return f'<img src="{uri}" alt="{html.escape(alt)}">'
 
 
 def write_report(run_path: str | Path, *, gradcam_samples: int = GRADCAM_SAMPLES) -> Path:
@@ -53,19 +35,19 @@ def write_report(run_path: str | Path, *, gradcam_samples: int = GRADCAM_SAMPLES
         [
             _summary(run, split),
             _curves(run),
-            _section(
+            section(
                 "confusion",
                 f"Confusion matrix ({split})",
-                _img(_data_uri(figures.confusion_matrices(y_true, y_pred, classes)), "confusion matrix"),
+                img(data_uri(figures.confusion_matrices(y_true, y_pred, classes)), "confusion matrix"),
             ),
             _per_class(run.metrics.get(split, {})),
             _worst_errors(rows, split),
             _gradcam(run, rows, gradcam_samples),
-            _section(
+            section(
                 "calibration",
                 f"Calibration ({split})",
                 f"<p>Expected calibration error: {run.metrics.get(split, {}).get('ece', float('nan')):.4f}</p>"
-                + _img(_data_uri(figures.reliability_diagram(y_true, probabilities)), "reliability diagram"),
+                + img(data_uri(figures.reliability_diagram(y_true, probabilities)), "reliability diagram"),
             ),
             _recipe(run),
         ]
@@ -74,17 +56,6 @@ def write_report(run_path: str | Path, *, gradcam_samples: int = GRADCAM_SAMPLES
     target = run.path / "report.html"
     target.write_text(page, encoding="utf-8")
     return target
-
-
-def _section(anchor: str, title: str, content: str) -> str:
-    return f'<section id="{anchor}"><h2>{html.escape(title)}</h2>\n{content}\n</section>'
-
-
-def _table(header: list[str] | None, rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header or [])
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
-    thead = f"<thead><tr>{head}</tr></thead>" if head else ""
-    return f"<table>{thead}<tbody>{body}</tbody></table>"
 
 
 def _summary(run: runs.Run, split: str) -> str:
@@ -103,19 +74,17 @@ def _summary(run: runs.Run, split: str) -> str:
         for name in ("val", "test")
         if name in run.metrics
     ]
-    return _section(
+    return section(
         "summary",
         "Run summary",
-        _table(None, facts)
-        + _table(["split", *keys], figures_rows)
-        + f"<p>Figures below are on the {split} split.</p>",
+        table(None, facts) + table(["split", *keys], figures_rows) + f"<p>Figures below are on the {split} split.</p>",
     )
 
 
 def _curves(run: runs.Run) -> str:
     with (run.path / "history.csv").open(newline="") as handle:
         history = list(csv.DictReader(handle))
-    return _section("curves", "Training curves", _img(_data_uri(figures.training_curves(history)), "training curves"))
+    return section("curves", "Training curves", img(data_uri(figures.training_curves(history)), "training curves"))
 
 
 def _per_class(metrics: dict) -> str:
@@ -123,8 +92,8 @@ def _per_class(metrics: dict) -> str:
     rows = [
         [name, f"{v['f1']:.3f}", f"{v['precision']:.3f}", f"{v['recall']:.3f}", v["support"]] for name, v in per_class
     ]
-    return _section(
-        "per-class", "Per class, weakest first", _table(["class", "F1", "precision", "recall", "support"], rows)
+    return section(
+        "per-class", "Per class, weakest first", table(["class", "F1", "precision", "recall", "support"], rows)
     )
 
 
@@ -133,16 +102,16 @@ def _worst_errors(rows: list[dict], split: str) -> str:
     cards = []
     for row in wrong[:WORST_ERRORS]:
         try:
-            picture = _thumbnail(open_image(row["path"]))
+            picture = thumbnail(open_image(row["path"]))
         except OSError:
             continue
         caption = f"true {row['true']} / predicted {row['predicted']} ({float(row['confidence']):.2f})"
         cards.append(
-            f"<figure>{_img(picture, locator_name(row['path']))}<figcaption>{html.escape(caption)}<br>"
+            f"<figure>{img(picture, locator_name(row['path']))}<figcaption>{html.escape(caption)}<br>"
             f"<small>{html.escape(locator_name(row['path']))}</small></figcaption></figure>"
         )
     content = f'<div class="gallery">{"".join(cards)}</div>' if cards else f"<p>No mistakes on {split}.</p>"
-    return _section("errors", "Most confident mistakes", content)
+    return section("errors", "Most confident mistakes", content)
 
 
 def _gradcam(run: runs.Run, rows: list[dict], samples: int) -> str:
@@ -157,44 +126,20 @@ def _gradcam(run: runs.Run, rows: list[dict], samples: int) -> str:
     wrong = [r for r in by_confidence if r["true"] != r["predicted"]][:samples]
     chosen = right + wrong
     if not chosen:
-        return _section("gradcam", "Where the model looks (Grad-CAM)", "<p>No images to explain.</p>")
+        return section("gradcam", "Where the model looks (Grad-CAM)", "<p>No images to explain.</p>")
     overlays = gradcam(run.load_model(), run.preprocess, [open_image(r["path"]) for r in chosen], run.classes)
     cards = []
     for row, (overlay, label_index, confidence) in zip(chosen, overlays, strict=True):
         verdict = "right" if row["true"] == row["predicted"] else "wrong"
         caption = f"{verdict}: true {row['true']}, predicted {run.classes[label_index]} ({confidence:.2f})"
         cards.append(
-            f"<figure>{_img(_thumbnail(overlay, 200), caption)}<figcaption>{html.escape(caption)}</figcaption></figure>"
+            f"<figure>{img(thumbnail(overlay, 200), caption)}<figcaption>{html.escape(caption)}</figcaption></figure>"
         )
-    return _section("gradcam", "Where the model looks (Grad-CAM)", f'<div class="gallery">{"".join(cards)}</div>')
+    return section("gradcam", "Where the model looks (Grad-CAM)", f'<div class="gallery">{"".join(cards)}</div>')
 
 
 def _recipe(run: runs.Run) -> str:
     rows = [
         [f"{group}.{name}", value] for group, values in run.config["recipe"].items() for name, value in values.items()
     ]
-    return _section("recipe", "Recipe", _table(["option", "value"], rows))
-
-
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }}
-table {{ border-collapse: collapse; margin: .6rem 0; }}
-td, th {{ border: 1px solid #ccc; padding: .25rem .6rem; text-align: left; font-size: .9rem; }}
-section {{ margin-bottom: 2.2rem; }}
-img {{ max-width: 100%; }}
-.gallery {{ display: flex; flex-wrap: wrap; gap: .8rem; }}
-figure {{ margin: 0; width: 210px; font-size: .8rem; }}
-</style></head>
-<body><h1>{title}</h1>
-{body}
-<script>
-// Self-check for people and tests: how many pictures decoded (shown as data-images="ok/total").
-window.addEventListener("load", () => {{
-  const images = [...document.images];
-  document.body.dataset.images = images.filter(i => i.complete && i.naturalWidth > 0).length + "/" + images.length;
-}});
-</script>
-</body></html>
-"""
+    return section("recipe", "Recipe", table(["option", "value"], rows))

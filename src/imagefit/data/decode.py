@@ -7,9 +7,11 @@ white), CMYK and 16-bit or float images. PIL's decompression-bomb guard stays on
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import os
 import zipfile
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 import numpy as np
@@ -84,22 +86,39 @@ def _high_depth_to_rgb(image: Image.Image) -> Image.Image:
     return Image.fromarray(scaled, mode="L").convert("RGB")
 
 
-def check_image(locator: str) -> tuple[str, str]:
-    """('', format) when the image decodes, else (reason, '') with a short reason for the user."""
+@dataclass(frozen=True)
+class ImageFacts:
+    """What one file check found: why it is unusable ('' if usable), its format, size, mode and content hash."""
+
+    reason: str
+    format: str = ""
+    width: int = 0
+    height: int = 0
+    mode: str = ""
+    sha256: str = ""
+    bytes: int = 0
+
+
+def check_image(locator: str) -> ImageFacts:
+    """Read and decode one file (JPEGs at 1/8 scale: a truncated file still fails) and report what it is."""
     try:
         data = read_bytes(locator)
-        if not data:
-            return "empty file (0 bytes)", ""
+    except (OSError, KeyError, zipfile.BadZipFile) as exc:
+        return ImageFacts(reason=_reason(exc))
+    digest = hashlib.sha256(data).hexdigest()
+    if not data:
+        return ImageFacts(reason="empty file (0 bytes)", sha256=digest)
+    try:
         image = Image.open(io.BytesIO(data))
-        image_format = image.format or ""
-        if image_format in ("JPEG", "MPO"):
-            image.draft("RGB", (64, 64))  # a truncated file still fails; decoding at 1/8 scale is fast
+        facts = ImageFacts("", image.format or "", image.width, image.height, image.mode, digest, len(data))
+        if facts.format in ("JPEG", "MPO"):
+            image.draft("RGB", (64, 64))
         image.load()
-        return "", image_format
+        return facts
     except Image.DecompressionBombError:
-        return "too many pixels (PIL decompression-bomb guard); shrink it", ""
-    except (OSError, SyntaxError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        return _reason(exc), ""
+        return ImageFacts(reason="too many pixels (PIL decompression-bomb guard); shrink it", sha256=digest)
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        return ImageFacts(reason=_reason(exc), sha256=digest, bytes=len(data))
 
 
 def _reason(exc: Exception) -> str:

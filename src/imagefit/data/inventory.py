@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imagefit.data.decode import check_image, extension_mismatch
+from imagefit.data.decode import ImageFacts, check_image, extension_mismatch
 from imagefit.data.sources import Sample, find_samples, locator_name
 from imagefit.errors import UserError
 
@@ -22,6 +22,7 @@ class Inventory:
     samples: list[Sample]
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (locator, reason)
     warnings: list[str] = field(default_factory=list)
+    facts: dict[str, ImageFacts] = field(default_factory=dict)  # locator -> what the check found
 
     @property
     def classes(self) -> list[str]:
@@ -49,14 +50,15 @@ def scan(data: Path, *, workers: int = 4) -> Inventory:
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = list(pool.map(check_image, [s.path for s in samples]))
     mismatched = []
-    for sample, (reason, image_format) in zip(samples, results, strict=True):
-        if reason:
-            inventory.skipped.append((sample.path, reason))
+    for sample, facts in zip(samples, results, strict=True):
+        inventory.facts[sample.path] = facts
+        if facts.reason:
+            inventory.skipped.append((sample.path, facts.reason))
             continue
         inventory.samples.append(sample)
-        expected = extension_mismatch(sample.path, image_format)
+        expected = extension_mismatch(sample.path, facts.format)
         if expected:
-            mismatched.append(f"{locator_name(sample.path)} is {image_format}, not {expected}")
+            mismatched.append(f"{locator_name(sample.path)} is {facts.format}, not {expected}")
     if inventory.skipped:
         shown = [f"{locator_name(p)} ({why})" for p, why in inventory.skipped]
         inventory.warnings.append(_listing(f"skipped {len(inventory.skipped)} unreadable files", shown))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,34 +58,55 @@ def _load(locator: str, preprocess: Preprocess, views: int) -> list[np.ndarray] 
     return _views(image, preprocess, views)
 
 
-def predict_with(
-    predictor: Predictor, locators: list[str], *, tta_n: int = 1, batch_size: int = 32, threads: int = 0
-) -> Predictions:
-    """Probabilities from an already loaded predictor; decoding runs in a thread pool beside the model."""
-    if not 1 <= tta_n <= len(TTA_VIEWS):
-        raise UserError(f"--tta-n must be between 1 and {len(TTA_VIEWS)}, got {tta_n}")
+def map_batches(
+    model_fn: Callable[[np.ndarray], np.ndarray],
+    preprocess: Preprocess,
+    locators: list[str],
+    *,
+    views: int = 1,
+    batch_size: int = 32,
+    threads: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[list[str], np.ndarray, list[tuple[str, str]]]:
+    """Run `model_fn` over every readable input (averaged over `views`): (paths, outputs [N, ...], skipped).
+
+    Decoding runs in a thread pool and the next batch decodes while the model runs on this one.
+    """
     paths, outputs, skipped = [], [], []
     chunks = [locators[start : start + batch_size] for start in range(0, len(locators), batch_size)]
     with ThreadPoolExecutor(max_workers=threads or os.cpu_count() or 1) as pool:
 
         def submit(chunk: list[str]):
-            return [pool.submit(_load, loc, predictor.preprocess, tta_n) for loc in chunk]
+            return [pool.submit(_load, loc, preprocess, views) for loc in chunk]
 
         pending = submit(chunks[0]) if chunks else []
         for index, chunk in enumerate(chunks):
             loaded = [future.result() for future in pending]
-            # Decode the next batch while the model runs on this one.
             pending = submit(chunks[index + 1]) if index + 1 < len(chunks) else []
-            good = [(loc, views) for loc, views in zip(chunk, loaded, strict=True) if not isinstance(views, str)]
-            skipped += [(loc, views) for loc, views in zip(chunk, loaded, strict=True) if isinstance(views, str)]
-            if not good:
-                continue
-            batch = np.stack([view for _, views in good for view in views])
-            probabilities = predictor.probabilities(batch).reshape(len(good), tta_n, -1).mean(axis=1)
-            paths += [loc for loc, _ in good]
-            outputs.append(probabilities)
-    stacked = np.concatenate(outputs) if outputs else np.zeros((0, len(predictor.classes)), dtype=np.float32)
-    return Predictions(paths=paths, probabilities=stacked, classes=list(predictor.classes), skipped=skipped)
+            good = [(loc, arrays) for loc, arrays in zip(chunk, loaded, strict=True) if not isinstance(arrays, str)]
+            skipped += [(loc, why) for loc, why in zip(chunk, loaded, strict=True) if isinstance(why, str)]
+            if good:
+                batch = np.stack([array for _, arrays in good for array in arrays])
+                result = model_fn(batch)
+                outputs.append(result.reshape(len(good), views, *result.shape[1:]).mean(axis=1))
+                paths += [loc for loc, _ in good]
+            if progress:
+                progress(len(chunk))
+    return paths, (np.concatenate(outputs) if outputs else np.zeros((0,))), skipped
+
+
+def predict_with(
+    predictor: Predictor, locators: list[str], *, tta_n: int = 1, batch_size: int = 32, threads: int = 0
+) -> Predictions:
+    """Probabilities from an already loaded predictor, averaged over `tta_n` test-time views."""
+    if not 1 <= tta_n <= len(TTA_VIEWS):
+        raise UserError(f"--tta-n must be between 1 and {len(TTA_VIEWS)}, got {tta_n}")
+    paths, probabilities, skipped = map_batches(
+        predictor.probabilities, predictor.preprocess, locators, views=tta_n, batch_size=batch_size, threads=threads
+    )
+    if not paths:
+        probabilities = np.zeros((0, len(predictor.classes)), dtype=np.float32)
+    return Predictions(paths=paths, probabilities=probabilities, classes=list(predictor.classes), skipped=skipped)
 
 
 def predict(

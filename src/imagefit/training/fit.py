@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,6 +75,7 @@ def train(
     samples = assign_splits(
         inventory.samples, val_split=recipe.data.val_split, test_split=recipe.data.test_split, seed=recipe.data.seed
     )
+    _warn_fast_findings(inventory, samples, data, console)
     inherited = os.environ.get(RUN_DIR_ENV)
     run_dir = (
         Path(inherited)
@@ -86,6 +88,21 @@ def train(
         runs.write_json(run_dir / "labels.json", plan.classes)
         runs.write_json(run_dir / "env.json", environment(data_fingerprint=inventory.fingerprint()))
     return _fit(plan, console, resuming=False, report=report)
+
+
+def _warn_fast_findings(inventory, samples: list[Sample], data, console: Console) -> None:
+    """One warning line per cheap audit finding (exact duplicates, leakage, conflicting labels)."""
+    from imagefit.audit.findings import duplicate_findings
+
+    hashes = {path: facts.sha256 for path, facts in inventory.facts.items()}
+    counts = Counter(f.kind for f in duplicate_findings(samples, hashes))
+    for kind, what in (
+        ("leakage", "identical images in train and val/test"),
+        ("conflicting_label", "identical images under two classes"),
+        ("duplicate", "groups of byte-identical images"),
+    ):
+        if counts[kind]:
+            console.print(f"[yellow]warning:[/] {counts[kind]} {what}; see `imagefit audit {data}`", highlight=False)
 
 
 def _resume_plan(run_dir: Path, overrides: dict) -> Plan:

@@ -1,0 +1,77 @@
+"""Image embeddings (pooled backbone features), computed once and cached on disk by file content hash."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.progress import Progress
+
+from imagefit.config import ModelRecipe
+from imagefit.data.preprocess import Preprocess
+from imagefit.models import create_backbone, preprocess_for
+from imagefit.prediction import map_batches
+
+DEFAULT_CACHE = Path(os.environ.get("IMAGEFIT_CACHE", Path.home() / ".cache" / "imagefit"))
+
+
+def embedding_model(run_path: Path | None, *, median_side: int) -> tuple[torch.nn.Module, Preprocess, str]:
+    """The run's backbone, or the default offline-pretrained one, with its preprocessing and a cache name.
+
+    Without a run, images are embedded at 192 px, or 128 px when they are small (CIFAR's 32 px).
+    """
+    if run_path is not None:
+        from imagefit.runs import load_run
+
+        run = load_run(run_path)
+        return run.load_model().backbone, run.preprocess, f"run-{run.path.resolve().name}-{run.preprocess.size}"
+    recipe = ModelRecipe()
+    backbone, source = create_backbone(recipe.model, pretrained=True)
+    size = 128 if median_side <= 64 else min(192, preprocess_for(backbone).size)
+    return backbone, preprocess_for(backbone, size), f"{recipe.model}-{source}-{size}"
+
+
+def embed(
+    locators: list[str],
+    hashes: list[str],
+    model: torch.nn.Module,
+    preprocess: Preprocess,
+    *,
+    cache_name: str,
+    cache_dir: Path = DEFAULT_CACHE,
+    batch_size: int = 64,
+) -> np.ndarray:
+    """L2-normalised embeddings [N, D] in the order of `locators`; cached vectors are reused."""
+    cache_path = Path(cache_dir) / "embeddings" / f"{cache_name}.npz"
+    cached: dict[str, np.ndarray] = {}
+    if cache_path.exists():
+        with np.load(cache_path) as stored:
+            cached = dict(zip(stored["hashes"].tolist(), stored["vectors"], strict=True))
+    missing = [(loc, digest) for loc, digest in zip(locators, hashes, strict=True) if digest not in cached]
+    if missing:
+        model = model.eval().to(memory_format=torch.channels_last)
+
+        def features(batch: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                images = torch.from_numpy(batch).contiguous(memory_format=torch.channels_last)
+                return model(images).float().numpy()
+
+        with Progress(transient=True) as progress:
+            task = progress.add_task("embedding images", total=len(missing))
+            paths, vectors, _ = map_batches(
+                features,
+                preprocess,
+                [loc for loc, _ in missing],
+                batch_size=batch_size,
+                progress=lambda count: progress.advance(task, count),
+            )
+        by_path = {loc: digest for loc, digest in missing}
+        cached.update({by_path[path]: vector for path, vector in zip(paths, vectors, strict=True)})
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = cache_path.with_suffix(".tmp.npz")
+        np.savez(temporary, hashes=np.array(list(cached)), vectors=np.stack(list(cached.values())))
+        temporary.replace(cache_path)
+    matrix = np.stack([cached[digest] for digest in hashes]).astype(np.float32)
+    return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)

