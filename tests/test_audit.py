@@ -153,3 +153,11 @@ def test_hymenoptera_placeholder_is_the_top_outlier(tmp_path):
     report = audit(data, out=tmp_path / "audit", cache_dir=tmp_path / "cache")
     assert report.of_kind("outlier")[0].paths[0].endswith("imageNotFound.gif")
     assert report.counts["corrupt"] == 0 and report.counts["leakage"] == 0
+
+
+def test_audit_with_a_trained_run_embeds_with_its_model(tiny_run, tmp_path):
+    data = make_class_folders(tmp_path / "d", per_class=8)
+    report = audit(data, run=tiny_run, out=tmp_path / "audit", cache_dir=tmp_path / "cache")
+    (cache,) = (tmp_path / "cache" / "embeddings").glob("*.npz")
+    assert cache.name.startswith("run-") and cache.name.endswith("-32.npz")
+    assert report.counts["duplicate"] == 0 and len(report.of_kind("outlier")) == 1
