@@ -76,3 +76,25 @@ def test_ddp_with_two_cpu_processes_writes_one_run(tmp_path):
     assert (tmp_path / "runs" / "d" / "model.safetensors").exists()
     env = json.loads((tmp_path / "runs" / "d" / "env.json").read_text())
     assert (env["world_size"], env["strategy"]) == (2, "DDPStrategy")
+
+
+def test_ctrl_c_stops_with_one_line_naming_the_resume_command(tmp_path):
+    data = make_class_folders(tmp_path / "d", per_class=60)
+    run_dir = tmp_path / "run"
+    options = _tiny_options(epochs=30, frozen_epochs=1)
+    process = subprocess.Popen(
+        _command(str(data), "--out", str(run_dir), "--no-report", *options),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 300
+    while time.time() < deadline and not (run_dir / "history.csv").exists() and process.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-1500:]
+    assert f"continue with `imagefit train --resume {run_dir}`" in stderr
+    assert "Traceback" not in stderr
+    assert (run_dir / "checkpoints" / "last.ckpt").exists()

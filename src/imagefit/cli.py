@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from imagefit.config import field_help
-from imagefit.errors import UserError
+from imagefit.errors import TrainingInterrupted, UserError
 
 console = Console(stderr=True)
 app = typer.Typer(
@@ -36,8 +36,8 @@ def _user_errors():
     except UserError as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(code=2) from None
-    except KeyboardInterrupt:
-        console.print("interrupted: the last finished epoch is kept; continue with `imagefit train --resume RUN`")
+    except TrainingInterrupted as exc:
+        console.print(str(exc), highlight=False, soft_wrap=True)
         raise typer.Exit(code=130) from None
 
 

@@ -7,3 +7,7 @@ class UserError(ValueError):
     The CLI prints it as one line and exits with code 2. Bugs are not UserErrors and keep
     their tracebacks.
     """
+
+
+class TrainingInterrupted(Exception):
+    """Training was stopped (Ctrl-C); the message names the run folder and the command that resumes it."""

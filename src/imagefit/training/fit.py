@@ -18,7 +18,7 @@ from imagefit.config import Recipe
 from imagefit.data import Sample, assign_splits, read_split, scan, write_split
 from imagefit.data.datamodule import ImageDataModule, class_weights, default_workers, imbalance_ratio
 from imagefit.data.sources import ZIP_SEPARATOR
-from imagefit.errors import UserError
+from imagefit.errors import TrainingInterrupted, UserError
 from imagefit.evaluation import evaluate
 from imagefit.models import build_classifier
 from imagefit.models.factory import check_model_name, native_image_size
@@ -168,6 +168,13 @@ def _fit(plan: Plan, console: Console, *, resuming: bool, report: bool = True) -
     os.environ[RUN_DIR_ENV] = str(plan.run_dir.resolve())
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=last if resuming else None, weights_only=True)
+    except SystemExit:
+        if trainer.interrupted:  # Lightning turns Ctrl-C into a graceful stop and exit(1)
+            raise TrainingInterrupted(
+                f"interrupted: {plan.run_dir} keeps its last finished epoch; "
+                f"continue with `imagefit train --resume {plan.run_dir}`"
+            ) from None
+        raise
     finally:
         os.environ.pop(RUN_DIR_ENV, None)
     if not trainer.is_global_zero:
