@@ -112,18 +112,19 @@ def predict(
     batch_size: int = typer.Option(32, help="images per batch"),
 ) -> None:
     """Predict images with a run or an .onnx model and write an Id,Category CSV."""
+    from imagefit.data.inventory import listing
+    from imagefit.data.sources import locator_name
     from imagefit.prediction import predict as predict_images
     from imagefit.prediction import write_csv
 
     with _user_errors():
-        if out.exists() and not overwrite:
+        if out.exists() and not overwrite:  # before the prediction pass, not after it
             raise UserError(f"{out} exists. Pass --overwrite or another --out")
         predictions = predict_images(model, inputs, tta=tta, tta_n=tta_n, batch_size=batch_size)
         if predictions.skipped:
-            shown = ", ".join(f"{Path(p.split('::')[-1]).name} ({why})" for p, why in predictions.skipped[:3])
-            console.print(
-                f"[yellow]warning:[/] skipped {len(predictions.skipped)} unreadable files: {shown}", highlight=False
-            )
+            shown = [f"{locator_name(p)} ({why})" for p, why in predictions.skipped]
+            warning = listing(f"skipped {len(predictions.skipped)} unreadable files", shown)
+            console.print(f"[yellow]warning:[/] {warning}", highlight=False)
         write_csv(predictions, out, full=full, overwrite=overwrite)
         console.print(f"{len(predictions.paths)} predictions written to {out}", highlight=False)
 

@@ -12,7 +12,7 @@ from PIL import Image
 from torch import nn
 
 from imagefit.data.decode import open_image
-from imagefit.data.preprocess import Preprocess, center_crop, normalise, resize_shorter
+from imagefit.data.preprocess import Preprocess, eval_crop, normalise
 from imagefit.errors import UserError
 from imagefit.prediction.inputs import collect_inputs, image_id
 from imagefit.runs import load_run
@@ -73,7 +73,7 @@ class _TokenReshape:
 
 def model_input(image: Image.Image, preprocess: Preprocess) -> tuple[torch.Tensor, np.ndarray]:
     """The normalised input tensor [1, 3, S, S] and the same crop as an RGB float image in [0, 1]."""
-    crop = center_crop(resize_shorter(image, preprocess.resize_size, preprocess.interpolation), preprocess.size)
+    crop = eval_crop(image, preprocess)
     tensor = torch.from_numpy(normalise(crop, preprocess)).unsqueeze(0)
     return tensor, np.asarray(crop, dtype=np.float32) / 255.0
 

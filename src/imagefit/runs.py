@@ -107,7 +107,7 @@ class Run:
         from imagefit.prediction import predict_with
         from imagefit.prediction.models import TorchPredictor
 
-        predictor = TorchPredictor(self.load_model(), self.classes, self.preprocess)
+        predictor = TorchPredictor.from_run(self.path)
         predictions = predict_with(predictor, [str(p) for p in paths], tta_n=tta_n, batch_size=batch_size)
         if predictions.skipped:
             raise UserError(f"cannot read {predictions.skipped[0][0]}: {predictions.skipped[0][1]}")

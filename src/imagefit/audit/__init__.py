@@ -89,7 +89,7 @@ def _model_findings(inventory, run, cache_dir) -> list[Finding]:
     from imagefit.audit.similarity import label_issue_findings, near_duplicate_findings, outlier_findings
 
     samples = inventory.samples
-    hashes = [inventory.facts[s.path].sha256 for s in samples]
+    hashes = [inventory.hashes[s.path] for s in samples]
     median_side = int(np.median([min(inventory.facts[s.path].width, inventory.facts[s.path].height) for s in samples]))
     model, preprocess, cache_name = embedding_model(Path(run) if run else None, median_side=median_side)
     vectors = embed(

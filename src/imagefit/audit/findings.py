@@ -87,11 +87,19 @@ def related_findings(members: list[Sample], *, similarity: float) -> list[Findin
     return found
 
 
-def imbalance_finding(samples: list[Sample], *, ratio_threshold: float = 1.5, minimum: int = 10) -> Finding:
+HANDLING = {"weights": "class-weighted loss", "sampler": "a weighted sampler", "none": "nothing (balanced enough)"}
+
+
+def imbalance_finding(samples: list[Sample], *, minimum: int = 10) -> Finding:
     """Class counts of the training images, their imbalance ratio, classes below `minimum`, and train's answer."""
-    counts = Counter(s.label for s in samples if _split(s) == "train")
-    ratio = max(counts.values()) / max(1, min(counts.values()))
-    handling = "class-weighted loss" if ratio > ratio_threshold else "nothing (balanced enough)"
+    from imagefit.config import DataRecipe
+    from imagefit.data.datamodule import imbalance_handling, imbalance_ratio
+
+    labels = [s.label for s in samples if _split(s) == "train"]
+    counts = Counter(labels)
+    ratio = imbalance_ratio(labels)
+    defaults = DataRecipe()
+    handling = HANDLING[imbalance_handling(defaults.imbalance, ratio, defaults.imbalance_ratio)]
     return Finding(
         "imbalance",
         [],
@@ -136,5 +144,4 @@ def stats_finding(inventory: Inventory) -> Finding:
 
 def fast_findings(inventory: Inventory, samples: list[Sample]) -> list[Finding]:
     """Every check that needs no model: cheap enough to run before each training."""
-    hashes = {path: facts.sha256 for path, facts in inventory.facts.items()}
-    return file_findings(inventory) + duplicate_findings(samples, hashes) + [imbalance_finding(samples)]
+    return file_findings(inventory) + duplicate_findings(samples, inventory.hashes) + [imbalance_finding(samples)]

@@ -65,10 +65,17 @@ def class_weights(labels: list[int], num_classes: int) -> torch.Tensor:
     return weights
 
 
-def imbalance_ratio(labels: list[int]) -> float:
+def imbalance_ratio(labels: list) -> float:
     """Largest class size over smallest."""
     counts = Counter(labels).values()
     return max(counts) / max(1, min(counts))
+
+
+def imbalance_handling(setting: str, ratio: float, threshold: float) -> str:
+    """What training does about imbalance: 'weights', 'sampler' or 'none' ('auto' picks weights above threshold)."""
+    if setting == "auto":
+        return "weights" if ratio > threshold else "none"
+    return setting
 
 
 class ImageDataModule(L.LightningDataModule):

@@ -28,6 +28,11 @@ class Inventory:
     def classes(self) -> list[str]:
         return sorted({s.label for s in self.samples})
 
+    @property
+    def hashes(self) -> dict[str, str]:
+        """SHA-256 of each checked file's bytes, by locator."""
+        return {path: facts.sha256 for path, facts in self.facts.items()}
+
     def fingerprint(self) -> str:
         """A short hash of the sample list (locators, labels, splits), saved with a run."""
         digest = hashlib.sha256()
@@ -46,7 +51,7 @@ def scan(data: Path, *, workers: int = 4) -> Inventory:
         )
     inventory = Inventory(samples=[])
     if loose:
-        inventory.warnings.append(_listing(f"{len(loose)} files outside any class folder were ignored", loose))
+        inventory.warnings.append(listing(f"{len(loose)} files outside any class folder were ignored", loose))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = list(pool.map(check_image, [s.path for s in samples]))
     mismatched = []
@@ -61,16 +66,17 @@ def scan(data: Path, *, workers: int = 4) -> Inventory:
             mismatched.append(f"{locator_name(sample.path)} is {facts.format}, not {expected}")
     if inventory.skipped:
         shown = [f"{locator_name(p)} ({why})" for p, why in inventory.skipped]
-        inventory.warnings.append(_listing(f"skipped {len(inventory.skipped)} unreadable files", shown))
+        inventory.warnings.append(listing(f"skipped {len(inventory.skipped)} unreadable files", shown))
     if mismatched:
         inventory.warnings.append(
-            _listing(f"{len(mismatched)} files have the wrong extension (read anyway)", mismatched)
+            listing(f"{len(mismatched)} files have the wrong extension (read anyway)", mismatched)
         )
     _check_classes(data, inventory)
     return inventory
 
 
-def _listing(headline: str, items: list[str]) -> str:
+def listing(headline: str, items: list[str]) -> str:
+    """`headline: a, b, c, +N more`, for one-line warnings."""
     more = f", +{len(items) - SHOWN} more" if len(items) > SHOWN else ""
     return f"{headline}: {', '.join(str(i) for i in items[:SHOWN])}{more}"
 

@@ -72,7 +72,12 @@ def normalise(image: Image.Image, preprocess: Preprocess) -> np.ndarray:
     return np.ascontiguousarray(pixels.transpose(2, 0, 1))
 
 
+def eval_crop(image: Image.Image, preprocess: Preprocess, *, resize: int = 0) -> Image.Image:
+    """The picture the model sees at evaluation; `resize` overrides the shorter side before the crop."""
+    resized = resize_shorter(image, resize or preprocess.resize_size, preprocess.interpolation)
+    return center_crop(resized, preprocess.size)
+
+
 def eval_array(image: Image.Image, preprocess: Preprocess, *, resize: int = 0) -> np.ndarray:
     """The evaluation input for one RGB image; `resize` overrides the shorter side before the crop."""
-    resized = resize_shorter(image, resize or preprocess.resize_size, preprocess.interpolation)
-    return normalise(center_crop(resized, preprocess.size), preprocess)
+    return normalise(eval_crop(image, preprocess, resize=resize), preprocess)

@@ -16,7 +16,13 @@ from safetensors.torch import save_file
 from imagefit import runs
 from imagefit.config import Recipe
 from imagefit.data import Sample, assign_splits, read_split, scan, write_split
-from imagefit.data.datamodule import ImageDataModule, class_weights, default_workers, imbalance_ratio
+from imagefit.data.datamodule import (
+    ImageDataModule,
+    class_weights,
+    default_workers,
+    imbalance_handling,
+    imbalance_ratio,
+)
 from imagefit.data.sources import ZIP_SEPARATOR
 from imagefit.errors import TrainingInterrupted, UserError
 from imagefit.evaluation import evaluate
@@ -94,8 +100,7 @@ def _warn_fast_findings(inventory, samples: list[Sample], data, console: Console
     """One warning line per cheap audit finding (exact duplicates, leakage, conflicting labels)."""
     from imagefit.audit.findings import duplicate_findings
 
-    hashes = {path: facts.sha256 for path, facts in inventory.facts.items()}
-    counts = Counter(f.kind for f in duplicate_findings(samples, hashes))
+    counts = Counter(f.kind for f in duplicate_findings(samples, inventory.hashes))
     for kind, what in (
         ("leakage", "identical images in train and val/test"),
         ("conflicting_label", "identical images under two classes"),
@@ -129,13 +134,6 @@ def _resume_plan(run_dir: Path, overrides: dict) -> Plan:
     )
 
 
-def _imbalance_mode(recipe: Recipe, ratio: float) -> str:
-    mode = recipe.data.imbalance
-    if mode == "auto":
-        return "weights" if ratio > recipe.data.imbalance_ratio else "none"
-    return mode
-
-
 def _fit(plan: Plan, console: Console, *, resuming: bool, report: bool = True) -> runs.Run | None:
     recipe = plan.recipe
     L.seed_everything(recipe.data.seed, workers=True, verbose=False)
@@ -144,7 +142,7 @@ def _fit(plan: Plan, console: Console, *, resuming: bool, report: bool = True) -
     )
     targets = [plan.classes.index(s.label) for s in plan.samples if s.split == "train"]
     ratio = imbalance_ratio(targets)
-    mode = _imbalance_mode(recipe, ratio)
+    mode = imbalance_handling(recipe.data.imbalance, ratio, recipe.data.imbalance_ratio)
     if mode != "none" and not resuming:
         console.print(
             f"classes are imbalanced (largest/smallest = {ratio:.1f}x): using "
