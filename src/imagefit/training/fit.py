@@ -74,8 +74,8 @@ def train(
         raise UserError("no DATA given. Pass a folder of class folders, a CSV or a .zip")
     recipe = Recipe().override(**overrides)
     check_model_name(recipe.model.model)  # before any folder is made
-    recipe = _resolve_image_size(recipe, console)
     inventory = scan(Path(data), workers=max(2, default_workers(recipe.data.num_workers)))
+    recipe = _resolve_image_size(recipe, console)  # after the data check: a wrong path gets one line only
     for warning in inventory.warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     samples = assign_splits(
