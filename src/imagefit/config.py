@@ -84,11 +84,24 @@ class OptimRecipe:
 
 @dataclass
 class ScheduleRecipe:
-    frozen_epochs: int = field(default=2, metadata=_doc("phase 1: epochs training the head with the backbone frozen"))
+    frozen_epochs: int = field(default=3, metadata=_doc("phase 1: epochs training the head with the backbone frozen"))
     epochs: int = field(default=10, metadata=_doc("all epochs, both phases; epochs == frozen_epochs never unfreezes"))
     warmup_epochs: float = field(default=0.5, metadata=_doc("linear warm-up at the start of phase 2, in epochs"))
     patience: int = field(
         default=3, metadata=_doc("phase 2 stops after this many epochs without a better val macro-F1")
+    )
+    cached_head: bool = field(
+        default=True,
+        metadata=_doc(
+            "phase 1 trains the head on backbone features computed once and cached on disk, "
+            "seconds an epoch (false: through the frozen backbone every epoch)"
+        ),
+    )
+    head_views: int = field(
+        default=3, metadata=_doc("views of each training image in the feature cache: the plain one, then augmented")
+    )
+    time_limit: str = field(
+        default="", metadata=_doc("finish training within this wall time (90s, 10m, 1.5h): epochs planned to fit")
     )
 
 
@@ -152,6 +165,27 @@ class Recipe:
             )
         if self.data.batch_size < 1:
             raise UserError(f"batch_size must be at least 1, got {self.data.batch_size}")
+        if self.schedule.head_views < 1:
+            raise UserError(f"head_views must be at least 1 (the plain view), got {self.schedule.head_views}")
+        parse_duration(self.schedule.time_limit)
+
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in '90', '90s', '10m' or '1.5h'; 0 for '' (no limit). UserError for anything else."""
+    text = str(text).strip().lower()
+    if not text or text in ("0", "none"):
+        return 0.0
+    number, unit = (text[:-1], text[-1]) if text[-1] in _UNITS else (text, "s")
+    try:
+        seconds = float(number) * _UNITS[unit]
+    except ValueError:
+        seconds = -1.0
+    if seconds <= 0:
+        raise UserError(f"time_limit '{text}' is not a duration: write it like 90s, 10m or 1.5h")
+    return seconds
 
 
 def field_help() -> list[tuple[str, str, str]]:

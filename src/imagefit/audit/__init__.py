@@ -85,7 +85,7 @@ def audit(
 
 
 def _model_findings(inventory, run, cache_dir) -> list[Finding]:
-    from imagefit.audit.embeddings import DEFAULT_CACHE, embed, embedding_model
+    from imagefit.audit.embeddings import embed, embedding_model
     from imagefit.audit.similarity import label_issue_findings, near_duplicate_findings, outlier_findings
 
     samples = inventory.samples
@@ -98,7 +98,7 @@ def _model_findings(inventory, run, cache_dir) -> list[Finding]:
         model,
         preprocess,
         cache_name=cache_name,
-        cache_dir=cache_dir or DEFAULT_CACHE,
+        cache_dir=cache_dir,
     )
     return (
         near_duplicate_findings(vectors, samples, hashes)

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from rich.progress import Progress
 
+from imagefit.cache import cache_root
 from imagefit.config import ModelRecipe
 from imagefit.data.preprocess import Preprocess
 from imagefit.models import create_backbone, preprocess_for
 from imagefit.prediction import map_batches
-
-DEFAULT_CACHE = Path(os.environ.get("IMAGEFIT_CACHE", Path.home() / ".cache" / "imagefit"))
 
 
 def embedding_model(run_path: Path | None, *, median_side: int) -> tuple[torch.nn.Module, Preprocess, str]:
@@ -40,11 +38,11 @@ def embed(
     preprocess: Preprocess,
     *,
     cache_name: str,
-    cache_dir: Path = DEFAULT_CACHE,
+    cache_dir: Path | None = None,
     batch_size: int = 64,
 ) -> np.ndarray:
     """L2-normalised embeddings [N, D] in the order of `locators`; cached vectors are reused."""
-    cache_path = Path(cache_dir) / "embeddings" / f"{cache_name}.npz"
+    cache_path = Path(cache_dir or cache_root()) / "embeddings" / f"{cache_name}.npz"
     cached: dict[str, np.ndarray] = {}
     if cache_path.exists():
         with np.load(cache_path) as stored:

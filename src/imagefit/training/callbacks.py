@@ -52,8 +52,9 @@ class PhaseTwoEarlyStopping(EarlyStopping):
 class History(L.Callback):
     """One row per epoch (phase, lr, losses, val accuracy and macro-F1, seconds), checkpointed and written to CSV."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, offset: int = 0):
         self.path = Path(path)
+        self.offset = offset  # epochs done before Lightning's first (the head on cached features)
         self.rows: list[dict[str, Any]] = []
         self._started = time.perf_counter()
         self._lr = float("nan")
@@ -69,7 +70,7 @@ class History(L.Callback):
             return
         metrics = trainer.callback_metrics
         row = {
-            "epoch": trainer.current_epoch + 1,
+            "epoch": trainer.current_epoch + 1 + self.offset,
             "phase": pl_module.phase,
             "lr": self._lr,
             "train_loss": pl_module.epoch_train_loss,

@@ -31,6 +31,7 @@ from imagefit.models.factory import check_model_name, native_image_size
 from imagefit.report import write_report
 from imagefit.training.callbacks import FreezeBackbone, History, PhaseTwoEarlyStopping
 from imagefit.training.environment import environment, training_facts
+from imagefit.training.frozen import cached_head_phase, head_on_features
 from imagefit.training.module import ClassifierModule
 from imagefit.training.summary import print_summary
 
@@ -47,6 +48,7 @@ class Plan:
     data: str
     samples: list[Sample]
     classes: list[str]
+    hashes: dict[str, str] | None = None  # file content hashes, for the feature cache (new runs)
 
 
 def train(
@@ -88,7 +90,7 @@ def train(
         if inherited
         else runs.new_run_dir(data=Path(data), runs_dir=Path(runs_dir), name=name, out=Path(out) if out else None)
     )
-    plan = Plan(run_dir, recipe, str(Path(data).expanduser().resolve()), samples, inventory.classes)
+    plan = Plan(run_dir, recipe, str(Path(data).expanduser().resolve()), samples, inventory.classes, inventory.hashes)
     if not inherited:
         write_split(run_dir / "split.csv", samples)
         runs.write_json(run_dir / "labels.json", plan.classes)
@@ -158,10 +160,32 @@ def _fit(plan: Plan, console: Console, *, resuming: bool, report: bool = True) -
         weighted_sampler=mode == "sampler",
     )
     weights = class_weights(targets, len(plan.classes)) if mode == "weights" else None
-    module = ClassifierModule(model, recipe, len(plan.classes), class_weights=weights)
     if not resuming and not os.environ.get(RUN_DIR_ENV):
         runs.write_json(plan.run_dir / "config.json", _config(plan, preprocess.to_dict(), weights_source, mode))
-    trainer, checkpoint = _trainer(recipe, plan.run_dir)
+    offset = recipe.schedule.frozen_epochs if head_on_features(recipe) else 0
+    head_rows = []
+    if offset and not resuming:
+        head_rows = cached_head_phase(
+            model,
+            plan.samples,
+            plan.classes,
+            plan.hashes or _hashes(plan.samples),
+            preprocess,
+            recipe,
+            sampler=mode == "sampler",
+            class_weights=weights,
+            device="cuda" if _on_gpu(recipe) else "cpu",
+            console=console,
+        )
+    module = ClassifierModule(
+        model, recipe, len(plan.classes), class_weights=weights, frozen_epochs=recipe.schedule.frozen_epochs - offset
+    )
+    trainer, checkpoint = _trainer(recipe, plan.run_dir, offset=offset, head_rows=head_rows)
+    if trainer.max_epochs == 0:  # the head alone was asked for, and it is trained
+        history = _history(trainer)
+        history.write()
+        _finish(plan, trainer, _weights(model.state_dict(), prefix=""))
+        return _after_fit(plan, console, report)
     last = plan.run_dir / "checkpoints" / "last.ckpt"
     os.environ[RUN_DIR_ENV] = str(plan.run_dir.resolve())
     try:
@@ -177,7 +201,12 @@ def _fit(plan: Plan, console: Console, *, resuming: bool, report: bool = True) -
         os.environ.pop(RUN_DIR_ENV, None)
     if not trainer.is_global_zero:
         return None
-    _finish(plan, checkpoint, trainer)
+    best = checkpoint.best_model_path or str(plan.run_dir / "checkpoints" / "last.ckpt")
+    _finish(plan, trainer, _weights(torch.load(best, map_location="cpu", weights_only=True)["state_dict"], "model."))
+    return _after_fit(plan, console, report)
+
+
+def _after_fit(plan: Plan, console: Console, report: bool) -> runs.Run:
     if report:
         write_report(plan.run_dir)
     run = runs.load_run(plan.run_dir)
@@ -230,8 +259,20 @@ def _devices(text: str):
     return int(text) if text.lstrip("-").isdigit() else [int(d) for d in text.split(",") if d.strip()]
 
 
-def _trainer(recipe: Recipe, run_dir: Path) -> tuple[L.Trainer, ModelCheckpoint]:
+def _hashes(samples: list[Sample]) -> dict[str, str]:
+    from imagefit.data.decode import check_image
+
+    return {s.path: check_image(s.path).sha256 for s in samples}
+
+
+def _trainer(
+    recipe: Recipe, run_dir: Path, *, offset: int = 0, head_rows: list[dict] | None = None
+) -> tuple[L.Trainer, ModelCheckpoint]:
+    """The Lightning Trainer; with `offset` head epochs already done on features, it runs the rest."""
     schedule = recipe.schedule
+    history = History(run_dir / "history.csv", offset=offset)
+    history.rows = list(head_rows or [])
+    frozen = schedule.frozen_epochs - offset
     checkpoint = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="best",
@@ -242,16 +283,14 @@ def _trainer(recipe: Recipe, run_dir: Path) -> tuple[L.Trainer, ModelCheckpoint]
         enable_version_counter=False,
     )
     callbacks = [
-        FreezeBackbone(unfreeze_at_epoch=schedule.frozen_epochs),
-        PhaseTwoEarlyStopping(
-            start_epoch=schedule.frozen_epochs, monitor="val_f1", mode="max", patience=schedule.patience
-        ),
-        History(run_dir / "history.csv"),
+        FreezeBackbone(unfreeze_at_epoch=frozen),
+        PhaseTwoEarlyStopping(start_epoch=frozen, monitor="val_f1", mode="max", patience=schedule.patience),
+        history,
         RichProgressBar(leave=True),
         checkpoint,
     ]
     trainer = L.Trainer(
-        max_epochs=schedule.epochs,
+        max_epochs=schedule.epochs - offset,
         accelerator=recipe.engine.accelerator,
         devices=_devices(recipe.engine.devices),
         strategy=recipe.engine.strategy,
@@ -267,11 +306,13 @@ def _trainer(recipe: Recipe, run_dir: Path) -> tuple[L.Trainer, ModelCheckpoint]
     return trainer, checkpoint
 
 
-def _finish(plan: Plan, checkpoint: ModelCheckpoint, trainer: L.Trainer) -> None:
+def _weights(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The classifier's tensors from a state dict (a checkpoint's carry the 'model.' prefix)."""
+    return {k.removeprefix(prefix): v.detach().cpu().contiguous() for k, v in state.items() if k.startswith(prefix)}
+
+
+def _finish(plan: Plan, trainer: L.Trainer, weights: dict[str, torch.Tensor]) -> None:
     """Best weights to model.safetensors, then final figures through the same path as `imagefit evaluate`."""
-    best = checkpoint.best_model_path or str(plan.run_dir / "checkpoints" / "last.ckpt")
-    state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
-    weights = {k.removeprefix("model."): v.contiguous() for k, v in state.items() if k.startswith("model.")}
     save_file(weights, str(plan.run_dir / "model.safetensors"))
     runs.write_json(plan.run_dir / "metrics.json", {"best_epoch": _best_epoch(trainer)})
     env_path = plan.run_dir / "env.json"
@@ -279,8 +320,16 @@ def _finish(plan: Plan, checkpoint: ModelCheckpoint, trainer: L.Trainer) -> None
     evaluate(plan.run_dir, device="cuda" if trainer.strategy.root_device.type == "cuda" else "cpu")
 
 
+def _history(trainer: L.Trainer) -> History:
+    return next(c for c in trainer.callbacks if isinstance(c, History))
+
+
 def _best_epoch(trainer: L.Trainer) -> int | None:
-    history = next((c for c in trainer.callbacks if isinstance(c, History)), None)
-    if history is None or not history.rows:
+    """The epoch whose weights were kept: the best val macro-F1 among those Lightning checkpointed."""
+    history = _history(trainer)
+    if not trainer.max_epochs:  # head only: its last epoch is kept
+        return history.rows[-1]["epoch"] if history.rows else None
+    rows = [r for r in history.rows if r["epoch"] > history.offset]
+    if not rows:
         return None
-    return max(history.rows, key=lambda row: row["val_macro_f1"])["epoch"]
+    return max(rows, key=lambda row: row["val_macro_f1"])["epoch"]

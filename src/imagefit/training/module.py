@@ -21,9 +21,16 @@ class ClassifierModule(L.LightningModule):
     """Train an ImageClassifier with label smoothing, class weights, optional MixUp/CutMix and the phase schedule."""
 
     def __init__(
-        self, model: ImageClassifier, recipe: Recipe, num_classes: int, class_weights: torch.Tensor | None = None
+        self,
+        model: ImageClassifier,
+        recipe: Recipe,
+        num_classes: int,
+        class_weights: torch.Tensor | None = None,
+        frozen_epochs: int | None = None,
     ):
         super().__init__()
+        # Frozen epochs this Trainer runs: 0 when the head was trained on cached features beforehand.
+        self.frozen_epochs = recipe.schedule.frozen_epochs if frozen_epochs is None else frozen_epochs
         self.model = model
         self.recipe = recipe
         self.num_classes = num_classes
@@ -91,8 +98,8 @@ class ClassifierModule(L.LightningModule):
         schedule = self.recipe.schedule
         steps_per_epoch = max(1, self.trainer.estimated_stepping_batches // max(1, self.trainer.max_epochs))
         curve = PhaseSchedule(
-            frozen_steps=schedule.frozen_epochs * steps_per_epoch,
-            total_steps=schedule.epochs * steps_per_epoch,
+            frozen_steps=self.frozen_epochs * steps_per_epoch,
+            total_steps=self.trainer.max_epochs * steps_per_epoch,
             warmup_steps=int(schedule.warmup_epochs * steps_per_epoch),
             finetune_ratio=optim.finetune_lr_ratio,
         )

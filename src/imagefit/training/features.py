@@ -1,0 +1,152 @@
+"""Frozen-backbone features of fixed image views, computed once and cached on disk by file content hash.
+
+While the backbone is frozen its output for a given input never changes, so phase 1 needs each
+view of each image through the backbone once, not once an epoch. View 0 is the plain evaluation
+view; views 1.. are training augmentations drawn from a generator seeded by (seed, file hash,
+view), so the same file gets the same views in every run and the cache stays valid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.progress import Progress
+from torch.utils.data import DataLoader, Dataset
+
+from imagefit.cache import cache_root, digest
+from imagefit.config import AugmentRecipe
+from imagefit.data.decode import open_image
+from imagefit.data.preprocess import Preprocess
+from imagefit.data.sources import Sample
+from imagefit.data.transforms import eval_transform, train_transform
+
+
+class ViewDataset(Dataset):
+    """All `views` views of one image per item, [views, 3, H, W], decoded once at the size the crops need."""
+
+    def __init__(
+        self,
+        samples: list[Sample],
+        hashes: list[str],
+        preprocess: Preprocess,
+        augment: AugmentRecipe,
+        *,
+        views: int,
+        seed: int,
+    ):
+        self.samples, self.hashes, self.views, self.seed = samples, hashes, views, seed
+        self.preprocess = preprocess
+        self.plain = eval_transform(preprocess)
+        self.augmented = train_transform(preprocess, augment)
+        crop_side = preprocess.size / math.sqrt(max(augment.crop_scale, 0.05))
+        self.decode_size = int(crop_side) if views > 1 else preprocess.resize_size
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def view(self, image, index: int, view: int) -> torch.Tensor:
+        """View `view` of an opened image: 0 is plain, the others augmented with their own fixed seed."""
+        if view == 0:
+            return self.plain(image)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(view_seed(self.seed, self.hashes[index], view))
+            return self.augmented(image)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        image = open_image(self.samples[index].path, min_size=self.decode_size)
+        return torch.stack([self.view(image, index, v) for v in range(self.views)])
+
+
+def view_seed(seed: int, file_hash: str, view: int) -> int:
+    """The augmentation seed of one view of one file: the same in every run with the same seed."""
+    key = f"{seed}:{file_hash}:{view}".encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:7], "little")
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    """Content hash of a module's parameters and buffers: features depend on the exact weights."""
+    hasher = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        hasher.update(name.encode())
+        hasher.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return hasher.hexdigest()[:20]
+
+
+def cache_name(backbone: torch.nn.Module, preprocess: Preprocess, augment: AugmentRecipe, *, views: int, seed: int):
+    """Cache file stem: everything a cached feature depends on besides the image bytes."""
+    augmentation = augment.__dict__ if views > 1 else None
+    return f"{digest(weights_digest(backbone), preprocess.to_dict(), augmentation, seed)}-v{views}"
+
+
+def backbone_features(
+    backbone: torch.nn.Module, batch: torch.Tensor, *, device: torch.device, channels_last: bool
+) -> torch.Tensor:
+    """Pooled features of a batch of images [B, 3, H, W] through the frozen backbone (eval mode), on the CPU."""
+    images = batch.to(device)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():  # not inference_mode: the head trains on these tensors
+        return backbone(images).float().cpu()
+
+
+def extract_features(
+    backbone: torch.nn.Module,
+    dataset: ViewDataset,
+    *,
+    name: str,
+    batch_size: int = 32,
+    workers: int = 0,
+    device: str | torch.device = "cpu",
+    channels_last: bool = True,
+    cache_dir: Path | None = None,
+    label: str = "features",
+) -> torch.Tensor:
+    """Features [N, views, D] of every item of `dataset`, read from the cache where present, the rest computed."""
+    path = Path(cache_dir or cache_root()) / "features" / f"{name}.npz"
+    cached = _read(path)
+    missing = [i for i, h in enumerate(dataset.hashes) if h not in cached]
+    if missing:
+        device = torch.device(device)
+        backbone = backbone.eval().to(device)
+        if channels_last:
+            backbone = backbone.to(memory_format=torch.channels_last)
+        loader = DataLoader(
+            torch.utils.data.Subset(dataset, missing),
+            batch_size=max(1, batch_size // dataset.views),
+            num_workers=workers,
+            pin_memory=device.type == "cuda",
+        )
+        computed = []
+        with Progress(transient=True) as progress:
+            task = progress.add_task(f"{label} (once; cached)", total=len(missing))
+            for batch in loader:
+                count, views = batch.shape[:2]
+                flat = backbone_features(backbone, batch.flatten(0, 1), device=device, channels_last=channels_last)
+                computed.append(flat.view(count, views, -1))
+                progress.advance(task, count)
+        for index, vectors in zip(missing, torch.cat(computed).numpy(), strict=True):
+            cached[dataset.hashes[index]] = vectors
+        _write(path, cached)
+    return torch.from_numpy(np.stack([cached[h] for h in dataset.hashes]))
+
+
+def _read(path: Path) -> dict[str, np.ndarray]:
+    if not path.exists():
+        return {}
+    try:
+        with np.load(path) as stored:
+            return dict(zip(stored["hashes"].tolist(), stored["features"], strict=True))
+    except (OSError, ValueError, KeyError):
+        return {}  # a damaged cache is recomputed, never trusted
+
+
+def _write(path: Path, cached: dict[str, np.ndarray]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")  # processes of one DDP run write in turn
+    np.savez(temporary, hashes=np.array(list(cached)), features=np.stack(list(cached.values())))
+    temporary.replace(path)

@@ -1,0 +1,81 @@
+"""Phase 1 of `imagefit train` on cached features: extract once, then train the head in seconds an epoch."""
+
+from __future__ import annotations
+
+import torch
+from rich.console import Console
+
+from imagefit.config import Recipe
+from imagefit.data.datamodule import class_weights as balanced_weights
+from imagefit.data.datamodule import default_workers
+from imagefit.data.preprocess import Preprocess
+from imagefit.data.sources import Sample
+from imagefit.models import ImageClassifier
+from imagefit.training.features import ViewDataset, cache_name, extract_features
+from imagefit.training.head import HeadData, train_head
+
+
+def head_on_features(recipe: Recipe) -> bool:
+    """Whether phase 1 runs on cached features (outside Lightning) rather than through the frozen backbone."""
+    return recipe.schedule.cached_head and recipe.schedule.frozen_epochs > 0
+
+
+def cached_head_phase(
+    model: ImageClassifier,
+    samples: list[Sample],
+    classes: list[str],
+    hashes: dict[str, str],
+    preprocess: Preprocess,
+    recipe: Recipe,
+    *,
+    sampler: bool,
+    class_weights: torch.Tensor | None,
+    device: str,
+    console: Console,
+) -> list[dict]:
+    """Train model.head on cached backbone features of train (all views) and val (plain view); history rows."""
+    index = {name: i for i, name in enumerate(classes)}
+    views = recipe.schedule.head_views
+    seed = recipe.data.seed
+
+    def features_of(split: str, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        chosen = [s for s in samples if s.split == split]
+        dataset = ViewDataset(
+            chosen, [hashes[s.path] for s in chosen], preprocess, recipe.augment, views=count, seed=seed
+        )
+        if not chosen:
+            return torch.empty(0), torch.empty(0, dtype=torch.long)
+        table = extract_features(
+            model.backbone,
+            dataset,
+            name=cache_name(model.backbone, preprocess, recipe.augment, views=count, seed=seed),
+            batch_size=max(32, recipe.data.batch_size),
+            workers=default_workers(recipe.data.num_workers),
+            device=device,
+            channels_last=recipe.engine.channels_last,
+            label=f"{split} features, {count} view{'s' if count > 1 else ''}",
+        )
+        return table, torch.tensor([index[s.label] for s in chosen])
+
+    train_table, targets = features_of("train", views)
+    val_table, val_targets = features_of("val", 1)
+    data = HeadData(
+        features=lambda images, chosen_views: train_table[images, chosen_views],
+        targets=targets,
+        views=views,
+        val_features=val_table[:, 0] if len(val_table) else None,
+        val_targets=val_targets,
+    )
+    sample_weights = balanced_weights(targets.tolist(), len(classes))[targets] if sampler else None
+    model.head.cpu()
+
+    def show(row: dict) -> None:
+        console.print(
+            f"head epoch {row['epoch']}/{recipe.schedule.frozen_epochs} on cached features: "
+            f"val accuracy {row['val_accuracy']:.4f}, macro-F1 {row['val_macro_f1']:.4f} ({row['seconds']:.1f} s)",
+            highlight=False,
+        )
+
+    return train_head(
+        model.head, data, recipe, class_weights=class_weights, sample_weights=sample_weights, on_epoch=show
+    )
