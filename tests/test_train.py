@@ -148,7 +148,7 @@ def test_same_seed_gives_the_same_split_and_close_results(tmp_path, class_folder
 
 def test_resume_with_moved_data_names_the_missing_images(tmp_path):
     data = make_class_folders(tmp_path / "d", per_class=6)
-    imagefit.train(data, out=tmp_path / "run", epochs=1, frozen_epochs=1, report=False, **TINY)
+    imagefit.train(data, out=tmp_path / "run", epochs=2, frozen_epochs=1, report=False, **TINY)
     data.rename(tmp_path / "moved")
     with pytest.raises(UserError, match="12 images of .* are gone"):
         imagefit.train(resume=tmp_path / "run")

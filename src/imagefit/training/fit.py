@@ -11,7 +11,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from rich.console import Console
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from imagefit import runs
 from imagefit.config import Recipe
@@ -37,6 +37,8 @@ from imagefit.training.summary import print_summary
 
 # A DDP launcher re-runs the command in each new process; they find the run folder of the first here.
 RUN_DIR_ENV = "IMAGEFIT_RUN_DIR"
+# The model after phase 1 on cached features, kept when no fine-tuning epoch beats it on val.
+HEAD_WEIGHTS = "head.safetensors"
 
 
 @dataclass
@@ -60,6 +62,7 @@ def train(
     resume: str | Path | None = None,
     console: Console | None = None,
     report: bool = True,
+    callbacks: list | None = None,
     **overrides,
 ) -> runs.Run | None:
     """Train a classifier on DATA with the default recipe (overridden by keyword) and return the finished run.
@@ -67,11 +70,12 @@ def train(
     DATA is a folder of class folders, a folder with train/val/test folders, a CSV of path,label
     or a .zip of either. `resume` continues an interrupted run folder instead; `report` writes
     report.html (evaluation, figures, Grad-CAM) at the end. Returns None in
-    the extra processes of a multi-process (DDP) run.
+    the extra processes of a multi-process (DDP) run. `callbacks` are extra Lightning callbacks
+    for the fine-tuning Trainer.
     """
     console = console or Console(stderr=True)
     if resume is not None:
-        return _fit(_resume_plan(Path(resume), overrides), console, resuming=True, report=report)
+        return _fit(_resume_plan(Path(resume), overrides), console, resuming=True, report=report, callbacks=callbacks)
     if data is None:
         raise UserError("no DATA given. Pass a folder of class folders, a CSV or a .zip")
     recipe = Recipe().override(**overrides)
@@ -95,7 +99,7 @@ def train(
         write_split(run_dir / "split.csv", samples)
         runs.write_json(run_dir / "labels.json", plan.classes)
         runs.write_json(run_dir / "env.json", environment(data_fingerprint=inventory.fingerprint()))
-    return _fit(plan, console, resuming=False, report=report)
+    return _fit(plan, console, resuming=False, report=report, callbacks=callbacks)
 
 
 def _warn_fast_findings(inventory, samples: list[Sample], data, console: Console) -> None:
@@ -118,6 +122,8 @@ def _resume_plan(run_dir: Path, overrides: dict) -> Plan:
         raise UserError(f"{run_dir}: no config.json, so nothing to resume. Start a new run with `imagefit train DATA`")
     if overrides:
         raise UserError(f"--resume continues {run_dir} with its saved recipe; drop the options {', '.join(overrides)}")
+    if not (run_dir / "checkpoints" / "last.ckpt").exists() and (run_dir / "model.safetensors").exists():
+        raise UserError(f"{run_dir} has finished (model.safetensors is written); nothing to resume")
     if not (run_dir / "checkpoints" / "last.ckpt").exists():
         raise UserError(
             f"{run_dir}: no checkpoint yet (it stopped before its first epoch ended). "
@@ -136,7 +142,9 @@ def _resume_plan(run_dir: Path, overrides: dict) -> Plan:
     )
 
 
-def _fit(plan: Plan, console: Console, *, resuming: bool, report: bool = True) -> runs.Run | None:
+def _fit(
+    plan: Plan, console: Console, *, resuming: bool, report: bool = True, callbacks: list | None = None
+) -> runs.Run | None:
     recipe = plan.recipe
     L.seed_everything(recipe.data.seed, workers=True, verbose=False)
     model, preprocess, weights_source = build_classifier(
@@ -177,10 +185,12 @@ def _fit(plan: Plan, console: Console, *, resuming: bool, report: bool = True) -
             device="cuda" if _on_gpu(recipe) else "cpu",
             console=console,
         )
+        (plan.run_dir / "checkpoints").mkdir(exist_ok=True)
+        save_file(_weights(model.state_dict(), ""), str(plan.run_dir / "checkpoints" / HEAD_WEIGHTS))
     module = ClassifierModule(
         model, recipe, len(plan.classes), class_weights=weights, frozen_epochs=recipe.schedule.frozen_epochs - offset
     )
-    trainer, checkpoint = _trainer(recipe, plan.run_dir, offset=offset, head_rows=head_rows)
+    trainer, checkpoint = _trainer(recipe, plan.run_dir, offset=offset, head_rows=head_rows, extra=callbacks)
     if trainer.max_epochs == 0:  # the head alone was asked for, and it is trained
         history = _history(trainer)
         history.write()
@@ -201,9 +211,21 @@ def _fit(plan: Plan, console: Console, *, resuming: bool, report: bool = True) -
         os.environ.pop(RUN_DIR_ENV, None)
     if not trainer.is_global_zero:
         return None
-    best = checkpoint.best_model_path or str(plan.run_dir / "checkpoints" / "last.ckpt")
-    _finish(plan, trainer, _weights(torch.load(best, map_location="cpu", weights_only=True)["state_dict"], "model."))
+    _finish(plan, trainer, _kept_weights(plan.run_dir, checkpoint, trainer))
     return _after_fit(plan, console, report)
+
+
+def _kept_weights(run_dir: Path, checkpoint: ModelCheckpoint, trainer: L.Trainer) -> dict[str, torch.Tensor]:
+    """The best checkpoint's weights, or the head-only model when it beat every fine-tuning epoch on val."""
+    best = checkpoint.best_model_path or str(run_dir / "checkpoints" / "last.ckpt")
+    history = _history(trainer)
+    head_path = run_dir / "checkpoints" / HEAD_WEIGHTS
+    if history.offset and head_path.exists():
+        head_f1 = history.rows[history.offset - 1]["val_macro_f1"]
+        tuned = [r["val_macro_f1"] for r in history.rows[history.offset :]]
+        if tuned and head_f1 > max(tuned):
+            return load_file(str(head_path))
+    return _weights(torch.load(best, map_location="cpu", weights_only=True)["state_dict"], "model.")
 
 
 def _after_fit(plan: Plan, console: Console, report: bool) -> runs.Run:
@@ -266,7 +288,7 @@ def _hashes(samples: list[Sample]) -> dict[str, str]:
 
 
 def _trainer(
-    recipe: Recipe, run_dir: Path, *, offset: int = 0, head_rows: list[dict] | None = None
+    recipe: Recipe, run_dir: Path, *, offset: int = 0, head_rows: list[dict] | None = None, extra: list | None = None
 ) -> tuple[L.Trainer, ModelCheckpoint]:
     """The Lightning Trainer; with `offset` head epochs already done on features, it runs the rest."""
     schedule = recipe.schedule
@@ -288,6 +310,7 @@ def _trainer(
         history,
         RichProgressBar(leave=True),
         checkpoint,
+        *(extra or []),
     ]
     trainer = L.Trainer(
         max_epochs=schedule.epochs - offset,
@@ -329,7 +352,8 @@ def _best_epoch(trainer: L.Trainer) -> int | None:
     history = _history(trainer)
     if not trainer.max_epochs:  # head only: its last epoch is kept
         return history.rows[-1]["epoch"] if history.rows else None
-    rows = [r for r in history.rows if r["epoch"] > history.offset]
+    rows = [r for r in history.rows if r["epoch"] >= history.offset]  # the head's last epoch, then phase 2
     if not rows:
         return None
-    return max(rows, key=lambda row: row["val_macro_f1"])["epoch"]
+    # A tie goes to fine-tuning, as in _kept_weights; among fine-tuning epochs, the first best (as ModelCheckpoint).
+    return max(rows, key=lambda row: (row["val_macro_f1"], row["epoch"] > history.offset))["epoch"]
