@@ -4,7 +4,9 @@
 
 Synthetic input (no decode): this is the model's ceiling on this machine, to compare with the
 loader's rate and to choose the image size. Each setting runs `--steps` timed steps after one
-warm-up step; channels_last is measured beside the default memory format.
+warm-up step; channels_last is measured beside the default memory format. `--compile` adds
+torch.compile (inductor) with channels_last, its compile time (the warm-up steps) printed apart;
+`--threads 1,2` repeats everything at each torch thread count.
 """
 
 from __future__ import annotations
@@ -31,11 +33,14 @@ def _rate(model, batch: torch.Tensor, *, train: bool, steps: int) -> float:
             with torch.inference_mode():
                 model(batch)
 
+    started = time.perf_counter()
     step()
+    step()  # compiled graphs may recompile on the second call
+    warmup = time.perf_counter() - started
     started = time.perf_counter()
     for _ in range(steps):
         step()
-    return len(batch) * steps / (time.perf_counter() - started)
+    return len(batch) * steps / (time.perf_counter() - started), warmup
 
 
 def main() -> None:
@@ -44,21 +49,31 @@ def main() -> None:
     parser.add_argument("--sizes", default="224,192,160")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--compile", action="store_true", help="also measure torch.compile with channels_last")
+    parser.add_argument("--threads", default="", help="torch thread counts to compare, e.g. 1,2")
     args = parser.parse_args()
-    print(f"torch threads: {torch.get_num_threads()}  model: {args.model}  batch: {args.batch}")
-    print("| size | memory format | train img/s | inference img/s |")
-    print("|---|---|---|---|")
-    for size in (int(s) for s in args.sizes.split(",")):
-        for channels_last in (False, True):
-            model = timm.create_model(args.model, pretrained=False, num_classes=10)
-            batch = torch.randn(args.batch, 3, size, size)
-            if channels_last:
-                model = model.to(memory_format=torch.channels_last)
-                batch = batch.contiguous(memory_format=torch.channels_last)
-            train = _rate(model, batch, train=True, steps=args.steps)
-            infer = _rate(model, batch, train=False, steps=args.steps)
-            layout = "channels_last" if channels_last else "contiguous"
-            print(f"| {size} | {layout} | {train:.1f} | {infer:.1f} |", flush=True)
+    settings = [("contiguous", False), ("channels_last", False)] + ([("channels_last", True)] if args.compile else [])
+    print(f"model: {args.model}  batch: {args.batch}")
+    print("| threads | size | memory format | compiled | train img/s | inference img/s | warm-up s (train, infer) |")
+    print("|---|---|---|---|---|---|---|")
+    for threads in [int(t) for t in args.threads.split(",") if t] or [torch.get_num_threads()]:
+        torch.set_num_threads(threads)
+        for size in (int(s) for s in args.sizes.split(",")):
+            for layout, compiled in settings:
+                model = timm.create_model(args.model, pretrained=False, num_classes=10)
+                batch = torch.randn(args.batch, 3, size, size)
+                if layout == "channels_last":
+                    model = model.to(memory_format=torch.channels_last)
+                    batch = batch.contiguous(memory_format=torch.channels_last)
+                runner = torch.compile(model) if compiled else model
+                train, train_warmup = _rate(runner, batch, train=True, steps=args.steps)
+                runner = torch.compile(model) if compiled else model  # a fresh graph for inference
+                infer, infer_warmup = _rate(runner, batch, train=False, steps=args.steps)
+                print(
+                    f"| {threads} | {size} | {layout} | {'yes' if compiled else 'no'} | {train:.1f} | {infer:.1f} "
+                    f"| {train_warmup:.0f}, {infer_warmup:.0f} |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

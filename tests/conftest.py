@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import zipfile
 from pathlib import Path
 
@@ -62,6 +63,18 @@ def zip_folder(folder: Path, archive: Path, *, root_name: str = "") -> Path:
                 name = path.relative_to(folder).as_posix()
                 handle.write(path, f"{root_name}/{name}" if root_name else name)
     return archive
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Feature and embedding caches go to a folder of this session, never the user's ~/.cache."""
+    previous = os.environ.get("IMAGEFIT_CACHE")
+    os.environ["IMAGEFIT_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if previous is None:
+        os.environ.pop("IMAGEFIT_CACHE", None)
+    else:
+        os.environ["IMAGEFIT_CACHE"] = previous
 
 
 @pytest.fixture

@@ -158,3 +158,25 @@ def test_unknown_model_makes_no_run_folder(tmp_path, class_folders):
     with pytest.raises(UserError, match="unknown model"):
         imagefit.train(class_folders, runs_dir=tmp_path / "runs", **{**TINY, "model": "resnet5O"})
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("finetune_bn", [False, True])
+def test_phase_two_keeps_pretrained_batchnorm_statistics_unless_asked(tmp_path, finetune_bn):
+    data = make_class_folders(tmp_path / "d", per_class=10)
+    run = imagefit.train(
+        data, out=tmp_path / "run", epochs=2, frozen_epochs=1, seed=5, finetune_bn=finetune_bn, report=False, **TINY
+    )
+    from imagefit.models import build_classifier
+
+    torch.manual_seed(5)
+    fresh, _, _ = build_classifier(run.recipe.model, 2, pretrained=False)
+    # The last epoch's weights (the run may keep the head-only model if it scores better).
+    state = torch.load(run.path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    before = fresh.backbone.state_dict()
+    after = {k.removeprefix("model.backbone."): v for k, v in state.items() if k.startswith("model.backbone.")}
+    statistics = [k for k in before if k.endswith("running_mean")]
+    weights = [k for k in before if k.endswith("conv_stem.weight")]
+    assert statistics and weights
+    assert not torch.equal(before[weights[0]], after[weights[0]]), "phase 2 trains the backbone"
+    changed = any(not torch.equal(before[k], after[k]) for k in statistics)
+    assert changed == finetune_bn

@@ -90,6 +90,13 @@ class ScheduleRecipe:
     patience: int = field(
         default=3, metadata=_doc("phase 2 stops after this many epochs without a better val macro-F1")
     )
+    finetune_bn: bool = field(
+        default=False,
+        metadata=_doc(
+            "phase 2 updates the backbone's BatchNorm statistics (off: kept at their pretrained values, "
+            "as Keras's transfer-learning guide advises for small data)"
+        ),
+    )
     cached_head: bool = field(
         default=True,
         metadata=_doc(

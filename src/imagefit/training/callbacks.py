@@ -9,16 +9,23 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import BaseFinetuning, EarlyStopping
+from torch.nn.modules.batchnorm import _BatchNorm
 
 HISTORY_COLUMNS = ["epoch", "phase", "lr", "train_loss", "val_loss", "val_accuracy", "val_macro_f1", "seconds"]
 
 
 class FreezeBackbone(BaseFinetuning):
-    """Phase 1: backbone frozen with BatchNorm in eval mode; from `unfreeze_at_epoch` on, all of it trains."""
+    """Phase 1: backbone frozen with BatchNorm in eval mode; from `unfreeze_at_epoch` on, all of it trains.
 
-    def __init__(self, unfreeze_at_epoch: int):
+    Train/eval modes are set every epoch: Lightning keeps whatever mode a submodule was left in.
+    In phase 2 the backbone's BatchNorm layers keep their pretrained running statistics unless
+    `train_bn` (their scale and shift still train).
+    """
+
+    def __init__(self, unfreeze_at_epoch: int, *, train_bn: bool = False):
         super().__init__()
         self.unfreeze_at_epoch = unfreeze_at_epoch
+        self.train_bn = train_bn
 
     def freeze_before_training(self, pl_module: L.LightningModule) -> None:
         if self.unfreeze_at_epoch > 0:
@@ -32,9 +39,13 @@ class FreezeBackbone(BaseFinetuning):
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_epoch_start(trainer, pl_module)
+        pl_module.model.train()
         if pl_module.phase == 1:
-            # Lightning puts the whole module in train mode each epoch; frozen BatchNorm keeps its statistics.
-            pl_module.model.backbone.eval()
+            pl_module.model.backbone.eval()  # frozen: BatchNorm keeps its statistics
+        elif not self.train_bn:
+            for module in pl_module.model.backbone.modules():
+                if isinstance(module, _BatchNorm):
+                    module.eval()
 
 
 class PhaseTwoEarlyStopping(EarlyStopping):

@@ -121,15 +121,19 @@ def extract_features(
             num_workers=workers,
             pin_memory=device.type == "cuda",
         )
-        computed = []
+        computed: np.ndarray | None = None  # filled in place: one copy of the features in memory, not two
+        done = 0
         with Progress(transient=True) as progress:
             task = progress.add_task(f"{label} (once; cached)", total=len(missing))
             for batch in loader:
                 count, views = batch.shape[:2]
                 flat = backbone_features(backbone, batch.flatten(0, 1), device=device, channels_last=channels_last)
-                computed.append(flat.view(count, views, -1))
+                if computed is None:
+                    computed = np.empty((len(missing), views, flat.shape[1]), dtype=np.float32)
+                computed[done : done + count] = flat.view(count, views, -1).numpy()
+                done += count
                 progress.advance(task, count)
-        for index, vectors in zip(missing, torch.cat(computed).numpy(), strict=True):
+        for index, vectors in zip(missing, computed, strict=True):
             cached[dataset.hashes[index]] = vectors
         _write(path, cached)
     return torch.from_numpy(np.stack([cached[h] for h in dataset.hashes]))

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint
 from rich.console import Console
 from safetensors.torch import load_file, save_file
 
@@ -26,10 +28,11 @@ from imagefit.data.datamodule import (
 from imagefit.data.sources import ZIP_SEPARATOR
 from imagefit.errors import TrainingInterrupted, UserError
 from imagefit.evaluation import evaluate
-from imagefit.models import build_classifier
+from imagefit.models import build_classifier, preprocess_for
 from imagefit.models.factory import check_model_name, native_image_size
 from imagefit.report import write_report
-from imagefit.training.callbacks import FreezeBackbone, History, PhaseTwoEarlyStopping
+from imagefit.training.budget import apply_plan, plan_time
+from imagefit.training.engine import best_epoch, build_trainer, history_of, on_gpu
 from imagefit.training.environment import environment, training_facts
 from imagefit.training.frozen import cached_head_phase, head_on_features
 from imagefit.training.module import ClassifierModule
@@ -51,6 +54,7 @@ class Plan:
     samples: list[Sample]
     classes: list[str]
     hashes: dict[str, str] | None = None  # file content hashes, for the feature cache (new runs)
+    started: float = field(default_factory=time.perf_counter)  # when train() was called, for --time-limit
 
 
 def train(
@@ -73,6 +77,7 @@ def train(
     the extra processes of a multi-process (DDP) run. `callbacks` are extra Lightning callbacks
     for the fine-tuning Trainer.
     """
+    started = time.perf_counter()
     console = console or Console(stderr=True)
     if resume is not None:
         return _fit(_resume_plan(Path(resume), overrides), console, resuming=True, report=report, callbacks=callbacks)
@@ -94,7 +99,10 @@ def train(
         if inherited
         else runs.new_run_dir(data=Path(data), runs_dir=Path(runs_dir), name=name, out=Path(out) if out else None)
     )
-    plan = Plan(run_dir, recipe, str(Path(data).expanduser().resolve()), samples, inventory.classes, inventory.hashes)
+    if inherited and (run_dir / "config.json").exists():  # a DDP child runs the recipe its first process planned
+        recipe = Recipe.from_dict(runs.read_json(run_dir / "config.json")["recipe"]).override(time_limit="")
+    resolved = str(Path(data).expanduser().resolve())
+    plan = Plan(run_dir, recipe, resolved, samples, inventory.classes, inventory.hashes, started)
     if not inherited:
         write_split(run_dir / "split.csv", samples)
         runs.write_json(run_dir / "labels.json", plan.classes)
@@ -150,6 +158,10 @@ def _fit(
     model, preprocess, weights_source = build_classifier(
         recipe.model, len(plan.classes), pretrained=recipe.model.pretrained and not resuming
     )
+    deadline = None
+    if recipe.schedule.time_limit and not resuming:
+        preprocess, deadline = _apply_time_limit(plan, model, preprocess, console, report)
+        recipe = plan.recipe
     targets = [plan.classes.index(s.label) for s in plan.samples if s.split == "train"]
     ratio = imbalance_ratio(targets)
     mode = imbalance_handling(recipe.data.imbalance, ratio, recipe.data.imbalance_ratio)
@@ -182,7 +194,7 @@ def _fit(
             recipe,
             sampler=mode == "sampler",
             class_weights=weights,
-            device="cuda" if _on_gpu(recipe) else "cpu",
+            device="cuda" if on_gpu(recipe) else "cpu",
             console=console,
         )
         (plan.run_dir / "checkpoints").mkdir(exist_ok=True)
@@ -190,9 +202,12 @@ def _fit(
     module = ClassifierModule(
         model, recipe, len(plan.classes), class_weights=weights, frozen_epochs=recipe.schedule.frozen_epochs - offset
     )
-    trainer, checkpoint = _trainer(recipe, plan.run_dir, offset=offset, head_rows=head_rows, extra=callbacks)
+    max_time = None if deadline is None else timedelta(seconds=max(1.0, deadline - time.perf_counter()))
+    trainer, checkpoint = build_trainer(
+        recipe, plan.run_dir, offset=offset, head_rows=head_rows, extra=callbacks, max_time=max_time
+    )
     if trainer.max_epochs == 0:  # the head alone was asked for, and it is trained
-        history = _history(trainer)
+        history = history_of(trainer)
         history.write()
         _finish(plan, trainer, _weights(model.state_dict(), prefix=""))
         return _after_fit(plan, console, report)
@@ -218,7 +233,7 @@ def _fit(
 def _kept_weights(run_dir: Path, checkpoint: ModelCheckpoint, trainer: L.Trainer) -> dict[str, torch.Tensor]:
     """The best checkpoint's weights, or the head-only model when it beat every fine-tuning epoch on val."""
     best = checkpoint.best_model_path or str(run_dir / "checkpoints" / "last.ckpt")
-    history = _history(trainer)
+    history = history_of(trainer)
     head_path = run_dir / "checkpoints" / HEAD_WEIGHTS
     if history.offset and head_path.exists():
         head_f1 = history.rows[history.offset - 1]["val_macro_f1"]
@@ -226,6 +241,25 @@ def _kept_weights(run_dir: Path, checkpoint: ModelCheckpoint, trainer: L.Trainer
         if tuned and head_f1 > max(tuned):
             return load_file(str(head_path))
     return _weights(torch.load(best, map_location="cpu", weights_only=True)["state_dict"], "model.")
+
+
+def _apply_time_limit(plan: Plan, model, preprocess, console: Console, report: bool):
+    """Plan epochs (and size, views) to fit --time-limit; print the plan; the preprocessing and fine-tuning deadline."""
+    budget = plan_time(
+        plan.recipe,
+        model,
+        Counter(s.split for s in plan.samples),
+        spent=time.perf_counter() - plan.started,
+        head_on_features=head_on_features(plan.recipe),
+        device="cuda" if on_gpu(plan.recipe) else "cpu",
+        report=report,
+    )
+    for line in budget.lines():
+        console.print(line, highlight=False)
+    plan.recipe = apply_plan(plan.recipe, budget)
+    if budget.image_size != preprocess.size:
+        preprocess = preprocess_for(model.backbone, budget.image_size)
+    return preprocess, plan.started + budget.deadline
 
 
 def _after_fit(plan: Plan, console: Console, report: bool) -> runs.Run:
@@ -250,83 +284,22 @@ def _config(plan: Plan, preprocess: dict, weights_source: str, imbalance: str) -
     }
 
 
-def _on_gpu(recipe: Recipe) -> bool:
-    accelerator = recipe.engine.accelerator
-    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-
-
 def _resolve_image_size(recipe: Recipe, console: Console) -> Recipe:
     """Fix image_size 0 to a number: the model's own, capped by cpu_max_image_size when training on CPU."""
     if recipe.model.image_size:
         return recipe
     native = native_image_size(recipe.model.model)
     cap = recipe.model.cpu_max_image_size
-    if _on_gpu(recipe) or not cap or native <= cap:
+    if on_gpu(recipe) or not cap or native <= cap:
         return recipe.override(image_size=native)
     console.print(f"CPU: training at {cap} px (the model's own size is {native}; --image-size {native} for it)")
     return recipe.override(image_size=cap)
-
-
-def _precision(recipe: Recipe) -> str:
-    if recipe.engine.precision != "auto":
-        return recipe.engine.precision
-    if not _on_gpu(recipe):
-        return "32-true"  # bf16 autocast on CPUs without native bf16 is many times slower
-    return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-
-
-def _devices(text: str):
-    if text == "auto":
-        return "auto"
-    return int(text) if text.lstrip("-").isdigit() else [int(d) for d in text.split(",") if d.strip()]
 
 
 def _hashes(samples: list[Sample]) -> dict[str, str]:
     from imagefit.data.decode import check_image
 
     return {s.path: check_image(s.path).sha256 for s in samples}
-
-
-def _trainer(
-    recipe: Recipe, run_dir: Path, *, offset: int = 0, head_rows: list[dict] | None = None, extra: list | None = None
-) -> tuple[L.Trainer, ModelCheckpoint]:
-    """The Lightning Trainer; with `offset` head epochs already done on features, it runs the rest."""
-    schedule = recipe.schedule
-    history = History(run_dir / "history.csv", offset=offset)
-    history.rows = list(head_rows or [])
-    frozen = schedule.frozen_epochs - offset
-    checkpoint = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints",
-        filename="best",
-        monitor="val_f1",
-        mode="max",
-        save_last=True,
-        save_top_k=1,
-        enable_version_counter=False,
-    )
-    callbacks = [
-        FreezeBackbone(unfreeze_at_epoch=frozen),
-        PhaseTwoEarlyStopping(start_epoch=frozen, monitor="val_f1", mode="max", patience=schedule.patience),
-        history,
-        RichProgressBar(leave=True),
-        checkpoint,
-        *(extra or []),
-    ]
-    trainer = L.Trainer(
-        max_epochs=schedule.epochs - offset,
-        accelerator=recipe.engine.accelerator,
-        devices=_devices(recipe.engine.devices),
-        strategy=recipe.engine.strategy,
-        num_nodes=recipe.engine.num_nodes,
-        precision=_precision(recipe),
-        callbacks=callbacks,
-        logger=False,
-        default_root_dir=run_dir,
-        num_sanity_val_steps=0,
-        enable_model_summary=False,
-        deterministic=False,
-    )
-    return trainer, checkpoint
 
 
 def _weights(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -337,23 +310,7 @@ def _weights(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Ten
 def _finish(plan: Plan, trainer: L.Trainer, weights: dict[str, torch.Tensor]) -> None:
     """Best weights to model.safetensors, then final figures through the same path as `imagefit evaluate`."""
     save_file(weights, str(plan.run_dir / "model.safetensors"))
-    runs.write_json(plan.run_dir / "metrics.json", {"best_epoch": _best_epoch(trainer)})
+    runs.write_json(plan.run_dir / "metrics.json", {"best_epoch": best_epoch(trainer)})
     env_path = plan.run_dir / "env.json"
     runs.write_json(env_path, {**runs.read_json(env_path), **training_facts(trainer)})
     evaluate(plan.run_dir, device="cuda" if trainer.strategy.root_device.type == "cuda" else "cpu")
-
-
-def _history(trainer: L.Trainer) -> History:
-    return next(c for c in trainer.callbacks if isinstance(c, History))
-
-
-def _best_epoch(trainer: L.Trainer) -> int | None:
-    """The epoch whose weights were kept: the best val macro-F1 among those Lightning checkpointed."""
-    history = _history(trainer)
-    if not trainer.max_epochs:  # head only: its last epoch is kept
-        return history.rows[-1]["epoch"] if history.rows else None
-    rows = [r for r in history.rows if r["epoch"] >= history.offset]  # the head's last epoch, then phase 2
-    if not rows:
-        return None
-    # A tie goes to fine-tuning, as in _kept_weights; among fine-tuning epochs, the first best (as ModelCheckpoint).
-    return max(rows, key=lambda row: (row["val_macro_f1"], row["epoch"] > history.offset))["epoch"]

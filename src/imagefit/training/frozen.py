@@ -76,6 +76,8 @@ def cached_head_phase(
             highlight=False,
         )
 
-    return train_head(
+    rows = train_head(
         model.head, data, recipe, class_weights=class_weights, sample_weights=sample_weights, on_epoch=show
     )
+    model.train()  # FreezeBackbone sets the modes of phase 2 at each epoch start
+    return rows

@@ -1,0 +1,184 @@
+"""`--time-limit`: plan epochs (and, where it must, image size and feature views) from measured throughput.
+
+The model's training and inference speed are measured on a few synthetic batches at the planned
+size; the plan charges feature extraction, every fine-tuning epoch (training and validation)
+and the final evaluation and report against the limit, and Lightning's `max_time` stops
+fine-tuning at the planned deadline should the estimate be short.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+
+from imagefit.config import Recipe, parse_duration
+from imagefit.models import ImageClassifier
+
+# Real epochs run slower than synthetic steps (decode, augmentation, loader start, checkpoints).
+REAL_LOOP_FACTOR = 1.2
+EPOCH_OVERHEAD_S = 1.0
+REPORT_SECONDS = 15.0
+SMALLEST_SIZE = 96
+
+
+@dataclass
+class Rates:
+    train: float  # images/s, forward and backward
+    infer: float  # images/s, forward only
+
+
+@dataclass
+class TimePlan:
+    limit: float
+    spent: float
+    image_size: int
+    head_views: int
+    fine_tune_epochs: int
+    rates: Rates
+    feature_seconds: float
+    epoch_seconds: float
+    finish_seconds: float
+
+    @property
+    def deadline(self) -> float:
+        """Seconds after the start by which fine-tuning must stop, to leave time for the finish."""
+        return self.limit - self.finish_seconds
+
+    def lines(self) -> list[str]:
+        planned = self.spent + self.feature_seconds + self.fine_tune_epochs * self.epoch_seconds + self.finish_seconds
+        return [
+            f"time limit {_human(self.limit)}: {_human(self.spent)} spent (scan, model, speed probe); "
+            f"measured {self.rates.train:.0f} training and {self.rates.infer:.0f} inference images/s "
+            f"at {self.image_size} px",
+            f"plan: features of {self.head_views} view{'s' if self.head_views > 1 else ''} "
+            f"{_human(self.feature_seconds)}, {self.fine_tune_epochs} fine-tuning epoch"
+            f"{'s' if self.fine_tune_epochs != 1 else ''} x {_human(self.epoch_seconds)}, evaluation and report "
+            f"{_human(self.finish_seconds)}: about {_human(planned)} in all",
+        ]
+
+
+def measure_rates(model: ImageClassifier, size: int, batch_size: int, *, channels_last: bool, device: str) -> Rates:
+    """Images/s of one training step and of inference on random input; the model's weights are left as found."""
+    state = copy.deepcopy(model.state_dict())  # training-mode steps move BatchNorm statistics
+    model = model.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    images = torch.randn(batch_size, 3, size, size, device=device)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+
+    def timed(step, repeats: int) -> float:
+        step()  # warm-up: allocation, kernel choice
+        started = time.perf_counter()
+        for _ in range(repeats):
+            step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return batch_size * repeats / (time.perf_counter() - started)
+
+    def train_step():
+        model.train()
+        model(images).sum().backward()
+
+    def infer_step():
+        model.eval()
+        with torch.no_grad():
+            model(images)
+
+    rates = Rates(train=timed(train_step, 2), infer=timed(infer_step, 2))
+    model.zero_grad(set_to_none=True)
+    model.load_state_dict(state)
+    return rates
+
+
+def plan_time(
+    recipe: Recipe,
+    model: ImageClassifier,
+    counts: dict[str, int],
+    *,
+    spent: float,
+    head_on_features: bool,
+    device: str,
+    report: bool,
+) -> TimePlan:
+    """The largest plan that fits: all epochs asked for if they fit, else fewer, then a smaller size, then less."""
+    limit = parse_duration(recipe.schedule.time_limit)
+    size = recipe.model.image_size
+    wanted = recipe.schedule.epochs - recipe.schedule.frozen_epochs
+    views = recipe.schedule.head_views if head_on_features else 1
+    started = time.perf_counter()
+    while True:
+        rates = measure_rates(
+            model, size, recipe.data.batch_size, channels_last=recipe.engine.channels_last, device=device
+        )
+        spent_now = spent + (time.perf_counter() - started)
+        plan = fit_plan(
+            limit,
+            spent=spent_now,
+            size=size,
+            views=views,
+            wanted=wanted,
+            rates=rates,
+            counts=counts,
+            head_on_features=head_on_features,
+            report=report,
+            frozen_epochs=recipe.schedule.frozen_epochs,
+        )
+        smaller = max(SMALLEST_SIZE, int(size * 0.75) // 32 * 32)
+        fixed_size = hasattr(model.backbone, "patch_embed")  # ViTs are built for one input size
+        if plan.fine_tune_epochs >= min(1, wanted) or smaller >= size or fixed_size:
+            return plan
+        size = smaller
+
+
+def fit_plan(
+    limit: float,
+    *,
+    spent: float,
+    size: int,
+    views: int,
+    wanted: int,
+    rates: Rates,
+    counts: dict[str, int],
+    head_on_features: bool,
+    report: bool,
+    frozen_epochs: int,
+) -> TimePlan:
+    """The plan at one image size: feature views dropped first, then fine-tuning epochs, until it fits."""
+    n_train, n_val, n_test = counts.get("train", 0), counts.get("val", 0), counts.get("test", 0)
+    finish = REAL_LOOP_FACTOR * (n_val + n_test) / rates.infer + (REPORT_SECONDS if report else 0.0)
+    epoch = REAL_LOOP_FACTOR * (n_train / rates.train + n_val / rates.infer) + EPOCH_OVERHEAD_S
+    if not head_on_features:  # frozen epochs run through the backbone: forward only, at training speed for the head
+        frozen = frozen_epochs * (REAL_LOOP_FACTOR * (n_train + n_val) / rates.infer)
+        views_used, features = 1, frozen
+    else:
+        views_used = views
+        features = REAL_LOOP_FACTOR * (n_train * views + n_val) / rates.infer
+        while views_used > 1 and spent + features + finish > limit:
+            views_used -= 1
+            features = REAL_LOOP_FACTOR * (n_train * views_used + n_val) / rates.infer
+    left = limit - spent - features - finish
+    epochs = max(0, min(wanted, math.floor(left / epoch))) if left > 0 else 0
+    return TimePlan(limit, spent, size, views_used, epochs, rates, features, epoch, finish)
+
+
+def apply_plan(recipe: Recipe, plan: TimePlan) -> Recipe:
+    """The recipe with the planned epochs, image size and feature views."""
+    return recipe.override(
+        epochs=max(1, recipe.schedule.frozen_epochs + plan.fine_tune_epochs),
+        image_size=plan.image_size,
+        head_views=plan.head_views,
+    )
+
+
+def _human(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -1,0 +1,98 @@
+"""The Lightning Trainer of a run: devices, precision, the recipe's callbacks, and what it recorded."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+
+from imagefit.config import Recipe
+from imagefit.training.callbacks import FreezeBackbone, History, PhaseTwoEarlyStopping
+
+
+def on_gpu(recipe: Recipe) -> bool:
+    """Whether this run trains on a CUDA GPU (asked for, or 'auto' with one present)."""
+    accelerator = recipe.engine.accelerator
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+
+
+def _precision(recipe: Recipe) -> str:
+    if recipe.engine.precision != "auto":
+        return recipe.engine.precision
+    if not on_gpu(recipe):
+        return "32-true"  # bf16 autocast on CPUs without native bf16 is many times slower
+    return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+
+
+def _devices(text: str):
+    if text == "auto":
+        return "auto"
+    return int(text) if text.lstrip("-").isdigit() else [int(d) for d in text.split(",") if d.strip()]
+
+
+def build_trainer(
+    recipe: Recipe,
+    run_dir: Path,
+    *,
+    offset: int = 0,
+    head_rows: list[dict] | None = None,
+    extra: list | None = None,
+    max_time: timedelta | None = None,
+) -> tuple[L.Trainer, ModelCheckpoint]:
+    """The Lightning Trainer; with `offset` head epochs already done on features, it runs the rest."""
+    schedule = recipe.schedule
+    history = History(run_dir / "history.csv", offset=offset)
+    history.rows = list(head_rows or [])
+    frozen = schedule.frozen_epochs - offset
+    checkpoint = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename="best",
+        monitor="val_f1",
+        mode="max",
+        save_last=True,
+        save_top_k=1,
+        enable_version_counter=False,
+    )
+    callbacks = [
+        FreezeBackbone(unfreeze_at_epoch=frozen, train_bn=schedule.finetune_bn),
+        PhaseTwoEarlyStopping(start_epoch=frozen, monitor="val_f1", mode="max", patience=schedule.patience),
+        history,
+        RichProgressBar(leave=True),
+        checkpoint,
+        *(extra or []),
+    ]
+    trainer = L.Trainer(
+        max_epochs=schedule.epochs - offset,
+        max_time=max_time,
+        accelerator=recipe.engine.accelerator,
+        devices=_devices(recipe.engine.devices),
+        strategy=recipe.engine.strategy,
+        num_nodes=recipe.engine.num_nodes,
+        precision=_precision(recipe),
+        callbacks=callbacks,
+        logger=False,
+        default_root_dir=run_dir,
+        num_sanity_val_steps=0,
+        enable_model_summary=False,
+        deterministic=False,
+    )
+    return trainer, checkpoint
+
+
+def history_of(trainer: L.Trainer) -> History:
+    return next(c for c in trainer.callbacks if isinstance(c, History))
+
+
+def best_epoch(trainer: L.Trainer) -> int | None:
+    """The epoch whose weights were kept: the best val macro-F1 among those Lightning checkpointed."""
+    history = history_of(trainer)
+    if not trainer.max_epochs:  # head only: its last epoch is kept
+        return history.rows[-1]["epoch"] if history.rows else None
+    rows = [r for r in history.rows if r["epoch"] >= history.offset]  # the head's last epoch, then phase 2
+    if not rows:
+        return None
+    # A tie goes to fine-tuning, as in _kept_weights; among fine-tuning epochs, the first best (as ModelCheckpoint).
+    return max(rows, key=lambda row: (row["val_macro_f1"], row["epoch"] > history.offset))["epoch"]

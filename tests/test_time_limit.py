@@ -1,0 +1,82 @@
+"""--time-limit: the plan fits the limit, shrinks what it must, and the run ends within the limit."""
+
+import time
+
+import pytest
+from conftest import TINY, make_class_folders
+from rich.console import Console
+
+import imagefit
+from imagefit.config import Recipe, parse_duration
+from imagefit.errors import UserError
+from imagefit.training.budget import Rates, apply_plan, fit_plan
+
+COUNTS = {"train": 1000, "val": 100, "test": 100}
+RATES = Rates(train=20.0, infer=100.0)
+
+
+def _plan(limit: float, *, rates: Rates = RATES, views: int = 3, wanted: int = 7):
+    return fit_plan(
+        limit,
+        spent=10.0,
+        size=192,
+        views=views,
+        wanted=wanted,
+        rates=rates,
+        counts=COUNTS,
+        head_on_features=True,
+        report=True,
+        frozen_epochs=3,
+    )
+
+
+def test_plan_charges_features_epochs_and_finish_against_the_limit():
+    plan = _plan(1000.0)
+    # features: 1.2 * (1000*3 + 100) / 100 = 37.2 s; finish: 1.2 * 200 / 100 + 15 = 17.4 s;
+    # one epoch: 1.2 * (1000/20 + 100/100) + 1 = 62.2 s; (1000 - 10 - 37.2 - 17.4) / 62.2 = 15.04
+    assert plan.feature_seconds == pytest.approx(37.2)
+    assert plan.finish_seconds == pytest.approx(17.4)
+    assert plan.fine_tune_epochs == 7, "never more epochs than the recipe asks for"
+    assert _plan(400.0).fine_tune_epochs == 5  # (400 - 64.6) / 62.2 = 5.4
+    assert plan.deadline == pytest.approx(1000 - 17.4)
+
+
+def test_short_limit_drops_augmented_views_then_epochs():
+    plan = _plan(50.0)
+    assert plan.head_views < 3 and plan.fine_tune_epochs == 0
+    recipe = apply_plan(Recipe().override(epochs=10, frozen_epochs=3), plan)
+    assert (recipe.schedule.epochs, recipe.schedule.head_views) == (3, plan.head_views)
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("90s", 90), ("10m", 600), ("1.5h", 5400), ("", 0)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["ten minutes", "-5m", "0.0s"])
+def test_bad_duration_is_a_user_error(text):
+    with pytest.raises(UserError, match="like 90s, 10m or 1.5h"):
+        Recipe().override(time_limit=text)
+
+
+def test_run_with_time_limit_prints_its_plan_and_ends_within_the_limit(tmp_path):
+    data = make_class_folders(tmp_path / "d", per_class=40)
+    console = Console(record=True, width=200)
+    limit = 20.0
+    started = time.perf_counter()
+    run = imagefit.train(
+        data,
+        out=tmp_path / "run",
+        epochs=1000,
+        frozen_epochs=1,
+        patience=1000,
+        time_limit=f"{limit:.0f}s",
+        console=console,
+        **TINY,
+    )
+    wall = time.perf_counter() - started
+    text = console.export_text()
+    assert "time limit 20 s" in text and "plan:" in text, text
+    assert 1 < run.recipe.schedule.epochs < 1000, "the plan must cut the 1000 epochs asked for"
+    assert wall < limit + 5, f"took {wall:.1f} s for a {limit:.0f} s limit"
+    assert (run.path / "model.safetensors").exists() and "val" in run.metrics
