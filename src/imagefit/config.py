@@ -87,9 +87,7 @@ class ScheduleRecipe:
     frozen_epochs: int = field(default=3, metadata=_doc("phase 1: epochs training the head with the backbone frozen"))
     epochs: int = field(default=10, metadata=_doc("all epochs, both phases; epochs == frozen_epochs never unfreezes"))
     warmup_epochs: float = field(default=0.5, metadata=_doc("linear warm-up at the start of phase 2, in epochs"))
-    patience: int = field(
-        default=3, metadata=_doc("phase 2 stops after this many epochs without a better val macro-F1")
-    )
+    patience: int = field(default=3, metadata=_doc("phase 2 stops after this many epochs without a lower val loss"))
     finetune_bn: bool = field(
         default=False,
         metadata=_doc(

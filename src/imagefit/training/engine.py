@@ -12,6 +12,11 @@ from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from imagefit.config import Recipe
 from imagefit.training.callbacks import FreezeBackbone, History, PhaseTwoEarlyStopping
 
+# Epochs are chosen, and phase 2 stopped, on validation loss (class-weighted cross-entropy): on a
+# few hundred images macro-F1 moves by a point from one image, and picked epochs too early
+# (benchmarks/RESULTS.md, "Choosing the epoch").
+SELECT_BY = "val_loss"
+
 
 def on_gpu(recipe: Recipe) -> bool:
     """Whether this run trains on a CUDA GPU (asked for, or 'auto' with one present)."""
@@ -50,15 +55,15 @@ def build_trainer(
     checkpoint = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="best",
-        monitor="val_f1",
-        mode="max",
+        monitor=SELECT_BY,
+        mode="min",
         save_last=True,
         save_top_k=1,
         enable_version_counter=False,
     )
     callbacks = [
         FreezeBackbone(unfreeze_at_epoch=frozen, train_bn=schedule.finetune_bn),
-        PhaseTwoEarlyStopping(start_epoch=frozen, monitor="val_f1", mode="max", patience=schedule.patience),
+        PhaseTwoEarlyStopping(start_epoch=frozen, monitor=SELECT_BY, mode="min", patience=schedule.patience),
         history,
         RichProgressBar(leave=True),
         checkpoint,
@@ -87,7 +92,7 @@ def history_of(trainer: L.Trainer) -> History:
 
 
 def best_epoch(trainer: L.Trainer) -> int | None:
-    """The epoch whose weights were kept: the best val macro-F1 among those Lightning checkpointed."""
+    """The epoch whose weights were kept: the lowest val loss among those Lightning checkpointed."""
     history = history_of(trainer)
     if not trainer.max_epochs:  # head only: its last epoch is kept
         return history.rows[-1]["epoch"] if history.rows else None
@@ -95,4 +100,4 @@ def best_epoch(trainer: L.Trainer) -> int | None:
     if not rows:
         return None
     # A tie goes to fine-tuning, as in _kept_weights; among fine-tuning epochs, the first best (as ModelCheckpoint).
-    return max(rows, key=lambda row: (row["val_macro_f1"], row["epoch"] > history.offset))["epoch"]
+    return min(rows, key=lambda row: (row["val_loss"], row["epoch"] <= history.offset))["epoch"]

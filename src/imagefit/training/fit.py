@@ -183,22 +183,7 @@ def _fit(
     if not resuming and not os.environ.get(RUN_DIR_ENV):
         runs.write_json(plan.run_dir / "config.json", _config(plan, preprocess.to_dict(), weights_source, mode))
     offset = recipe.schedule.frozen_epochs if head_on_features(recipe) else 0
-    head_rows = []
-    if offset and not resuming:
-        head_rows = cached_head_phase(
-            model,
-            plan.samples,
-            plan.classes,
-            plan.hashes or _hashes(plan.samples),
-            preprocess,
-            recipe,
-            sampler=mode == "sampler",
-            class_weights=weights,
-            device="cuda" if on_gpu(recipe) else "cpu",
-            console=console,
-        )
-        (plan.run_dir / "checkpoints").mkdir(exist_ok=True)
-        save_file(_weights(model.state_dict(), ""), str(plan.run_dir / "checkpoints" / HEAD_WEIGHTS))
+    head_rows = _head_phase(plan, model, preprocess, mode, weights, console) if offset and not resuming else []
     module = ClassifierModule(
         model, recipe, len(plan.classes), class_weights=weights, frozen_epochs=recipe.schedule.frozen_epochs - offset
     )
@@ -230,15 +215,34 @@ def _fit(
     return _after_fit(plan, console, report)
 
 
+def _head_phase(plan: Plan, model, preprocess, mode: str, weights, console: Console) -> list[dict]:
+    """Phase 1 on cached features; the head-only model is kept beside the checkpoints."""
+    rows = cached_head_phase(
+        model,
+        plan.samples,
+        plan.classes,
+        plan.hashes or _hashes(plan.samples),
+        preprocess,
+        plan.recipe,
+        sampler=mode == "sampler",
+        class_weights=weights,
+        device="cuda" if on_gpu(plan.recipe) else "cpu",
+        console=console,
+    )
+    (plan.run_dir / "checkpoints").mkdir(exist_ok=True)
+    save_file(_weights(model.state_dict(), ""), str(plan.run_dir / "checkpoints" / HEAD_WEIGHTS))
+    return rows
+
+
 def _kept_weights(run_dir: Path, checkpoint: ModelCheckpoint, trainer: L.Trainer) -> dict[str, torch.Tensor]:
-    """The best checkpoint's weights, or the head-only model when it beat every fine-tuning epoch on val."""
+    """The best checkpoint's weights, or the head-only model when its val loss beat every fine-tuning epoch's."""
     best = checkpoint.best_model_path or str(run_dir / "checkpoints" / "last.ckpt")
     history = history_of(trainer)
     head_path = run_dir / "checkpoints" / HEAD_WEIGHTS
     if history.offset and head_path.exists():
-        head_f1 = history.rows[history.offset - 1]["val_macro_f1"]
-        tuned = [r["val_macro_f1"] for r in history.rows[history.offset :]]
-        if tuned and head_f1 > max(tuned):
+        head_loss = history.rows[history.offset - 1]["val_loss"]
+        tuned = [r["val_loss"] for r in history.rows[history.offset :]]
+        if tuned and head_loss < min(tuned):
             return load_file(str(head_path))
     return _weights(torch.load(best, map_location="cpu", weights_only=True)["state_dict"], "model.")
 
