@@ -158,6 +158,8 @@ def _fit(
     model, preprocess, weights_source = build_classifier(
         recipe.model, len(plan.classes), pretrained=recipe.model.pretrained and not resuming
     )
+    if recipe.engine.channels_last:  # before anything runs it: DDP needs the same strides in every process
+        model = model.to(memory_format=torch.channels_last)
     deadline = None
     if recipe.schedule.time_limit and not resuming:
         preprocess, deadline = _apply_time_limit(plan, model, preprocess, console, report)
