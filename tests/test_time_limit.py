@@ -32,13 +32,25 @@ def _plan(limit: float, *, rates: Rates = RATES, views: int = 3, wanted: int = 7
 
 def test_plan_charges_features_epochs_and_finish_against_the_limit():
     plan = _plan(1000.0)
-    # features: 1.2 * (1000*3 + 100) / 100 = 37.2 s; finish: 1.2 * 200 / 100 + 15 = 17.4 s;
-    # one epoch: 1.2 * (1000/20 + 100/100) + 1 = 62.2 s; (1000 - 10 - 37.2 - 17.4) / 62.2 = 15.04
-    assert plan.feature_seconds == pytest.approx(37.2)
-    assert plan.finish_seconds == pytest.approx(17.4)
+    # features: 1.1 * (1000 * 3 / 100 + 100 / 100) = 34.1 s; finish: 1.1 * 200 / 100 + 15 = 17.2 s;
+    # one epoch: 1.1 * (1000 / 20 + 100 / 100) + 1 = 57.1 s; (1000 - 10 - 34.1 - 17.2) / 57.1 = 16.4
+    assert plan.feature_seconds == pytest.approx(34.1)
+    assert plan.finish_seconds == pytest.approx(17.2)
+    assert plan.epoch_seconds == pytest.approx(57.1)
     assert plan.fine_tune_epochs == 7, "never more epochs than the recipe asks for"
-    assert _plan(400.0).fine_tune_epochs == 5  # (400 - 64.6) / 62.2 = 5.4
-    assert plan.deadline == pytest.approx(1000 - 17.4)
+    assert _plan(400.0).fine_tune_epochs == 5  # (400 - 61.3) / 57.1 = 5.9
+    assert plan.deadline == pytest.approx(1000 - 17.2 - 1.0), "finish and one last validation (100 / 100 s)"
+
+
+def test_decode_time_adds_on_a_cpu_and_overlaps_on_a_gpu():
+    cpu = _plan(1000.0, rates=Rates(train=20.0, infer=100.0, prep_train=0.01, prep_eval=0.002))
+    # one epoch: 1.1 * (1000 * (0.01 + 1 / 20) + 100 * (0.002 + 1 / 100)) + 1 = 68.32 s
+    assert cpu.epoch_seconds == pytest.approx(68.32)
+    gpu = _plan(
+        1000.0, rates=Rates(train=20.0, infer=100.0, prep_train=0.01, prep_eval=0.002, overlapped=True, workers=4)
+    )
+    # the model (1 / 20 s an image) is slower than 4 workers (0.01 / 4): 1.1 * (50 + 1) + 1
+    assert gpu.epoch_seconds == pytest.approx(57.1)
 
 
 def test_short_limit_drops_augmented_views_then_epochs():

@@ -16,10 +16,15 @@ from dataclasses import dataclass
 import torch
 
 from imagefit.config import Recipe, parse_duration
-from imagefit.models import ImageClassifier
+from imagefit.data.datamodule import default_workers
+from imagefit.data.decode import open_image
+from imagefit.data.preprocess import Preprocess
+from imagefit.data.sources import Sample
+from imagefit.data.transforms import eval_transform, train_transform
+from imagefit.models import ImageClassifier, preprocess_for
 
-# Real epochs run slower than synthetic steps (decode, augmentation, loader start, checkpoints).
-REAL_LOOP_FACTOR = 1.2
+# Real epochs run a little slower than the measured parts add up to (loader start, checkpoints).
+REAL_LOOP_FACTOR = 1.1
 EPOCH_OVERHEAD_S = 1.0
 REPORT_SECONDS = 15.0
 SMALLEST_SIZE = 96
@@ -27,8 +32,18 @@ SMALLEST_SIZE = 96
 
 @dataclass
 class Rates:
-    train: float  # images/s, forward and backward
-    infer: float  # images/s, forward only
+    train: float  # model images/s, forward and backward
+    infer: float  # model images/s, forward only
+    prep_train: float = 0.0  # seconds to decode and augment one training image, one core
+    prep_eval: float = 0.0  # seconds to decode and resize one evaluation image, one core
+    overlapped: bool = False  # a GPU: loader workers run beside the model instead of taking its cores
+    workers: int = 1
+
+    def seconds(self, count: float, prep: float, model_rate: float) -> float:
+        """Wall seconds for `count` images: on a CPU decode and model share the cores, on a GPU they overlap."""
+        if self.overlapped:
+            return count * max(prep / max(1, self.workers), 1 / model_rate)
+        return count * (prep + 1 / model_rate)
 
 
 @dataclass
@@ -42,11 +57,12 @@ class TimePlan:
     feature_seconds: float
     epoch_seconds: float
     finish_seconds: float
+    val_seconds: float = 0.0  # Lightning validates once more after its time limit stops an epoch
 
     @property
     def deadline(self) -> float:
-        """Seconds after the start by which fine-tuning must stop, to leave time for the finish."""
-        return self.limit - self.finish_seconds
+        """Seconds after the start by which fine-tuning must stop, leaving time for a last validation and the finish."""
+        return self.limit - self.finish_seconds - self.val_seconds
 
     def lines(self) -> list[str]:
         planned = self.spent + self.feature_seconds + self.fine_tune_epochs * self.epoch_seconds + self.finish_seconds
@@ -95,11 +111,27 @@ def measure_rates(model: ImageClassifier, size: int, batch_size: int, *, channel
     return rates
 
 
+def measure_prep(samples: list[Sample], preprocess: Preprocess, augment, *, count: int = 12) -> tuple[float, float]:
+    """Seconds per image to decode and augment (training) and to decode and resize (evaluation), one core."""
+    chosen = samples[:: max(1, len(samples) // count)][:count]
+    if not chosen:
+        return 0.0, 0.0
+    crop_side = int(preprocess.size / math.sqrt(max(augment.crop_scale, 0.05)))
+    timings = []
+    for transform, min_size in ((train_transform(preprocess, augment), crop_side), (eval_transform(preprocess), 0)):
+        started = time.perf_counter()
+        for sample in chosen:
+            transform(open_image(sample.path, min_size=min_size or preprocess.resize_size))
+        timings.append((time.perf_counter() - started) / len(chosen))
+    return timings[0], timings[1]
+
+
 def plan_time(
     recipe: Recipe,
     model: ImageClassifier,
     counts: dict[str, int],
     *,
+    samples: list[Sample],
     spent: float,
     head_on_features: bool,
     device: str,
@@ -115,6 +147,8 @@ def plan_time(
         rates = measure_rates(
             model, size, recipe.data.batch_size, channels_last=recipe.engine.channels_last, device=device
         )
+        rates.prep_train, rates.prep_eval = measure_prep(samples, preprocess_for(model.backbone, size), recipe.augment)
+        rates.overlapped, rates.workers = device == "cuda", default_workers(recipe.data.num_workers)
         spent_now = spent + (time.perf_counter() - started)
         plan = fit_plan(
             limit,
@@ -150,20 +184,33 @@ def fit_plan(
 ) -> TimePlan:
     """The plan at one image size: feature views dropped first, then fine-tuning epochs, until it fits."""
     n_train, n_val, n_test = counts.get("train", 0), counts.get("val", 0), counts.get("test", 0)
-    finish = REAL_LOOP_FACTOR * (n_val + n_test) / rates.infer + (REPORT_SECONDS if report else 0.0)
-    epoch = REAL_LOOP_FACTOR * (n_train / rates.train + n_val / rates.infer) + EPOCH_OVERHEAD_S
-    if not head_on_features:  # frozen epochs run through the backbone: forward only, at training speed for the head
-        frozen = frozen_epochs * (REAL_LOOP_FACTOR * (n_train + n_val) / rates.infer)
+
+    def evaluation(count: int) -> float:
+        return rates.seconds(count, rates.prep_eval, rates.infer)
+
+    def feature_pass(view_count: int) -> float:  # one decode, then the plain view and the augmented ones
+        per_image = rates.prep_eval + (view_count - 1) * rates.prep_train
+        return REAL_LOOP_FACTOR * (rates.seconds(n_train, per_image, rates.infer / view_count) + evaluation(n_val))
+
+    finish = REAL_LOOP_FACTOR * evaluation(n_val + n_test) + (REPORT_SECONDS if report else 0.0)
+    epoch = REAL_LOOP_FACTOR * (rates.seconds(n_train, rates.prep_train, rates.train) + evaluation(n_val))
+    epoch += EPOCH_OVERHEAD_S
+    if not head_on_features:  # frozen epochs run through the backbone: forward only (no backward through it)
+        frozen = (
+            frozen_epochs
+            * REAL_LOOP_FACTOR
+            * (rates.seconds(n_train, rates.prep_train, rates.infer) + evaluation(n_val))
+        )
         views_used, features = 1, frozen
     else:
         views_used = views
-        features = REAL_LOOP_FACTOR * (n_train * views + n_val) / rates.infer
+        features = feature_pass(views)
         while views_used > 1 and spent + features + finish > limit:
             views_used -= 1
-            features = REAL_LOOP_FACTOR * (n_train * views_used + n_val) / rates.infer
+            features = feature_pass(views_used)
     left = limit - spent - features - finish
     epochs = max(0, min(wanted, math.floor(left / epoch))) if left > 0 else 0
-    return TimePlan(limit, spent, size, views_used, epochs, rates, features, epoch, finish)
+    return TimePlan(limit, spent, size, views_used, epochs, rates, features, epoch, finish, evaluation(n_val))
 
 
 def apply_plan(recipe: Recipe, plan: TimePlan) -> Recipe:

@@ -241,6 +241,8 @@ def _kept_weights(run_dir: Path, checkpoint: ModelCheckpoint, trainer: L.Trainer
     best = checkpoint.best_model_path or str(run_dir / "checkpoints" / "last.ckpt")
     history = history_of(trainer)
     head_path = run_dir / "checkpoints" / HEAD_WEIGHTS
+    if not Path(best).exists() and head_path.exists():  # stopped (time limit) before a fine-tuning epoch ended
+        return load_file(str(head_path))
     if history.offset and head_path.exists():
         head_loss = history.rows[history.offset - 1]["val_loss"]
         tuned = [r["val_loss"] for r in history.rows[history.offset :]]
@@ -255,6 +257,7 @@ def _apply_time_limit(plan: Plan, model, preprocess, console: Console, report: b
         plan.recipe,
         model,
         Counter(s.split for s in plan.samples),
+        samples=[s for s in plan.samples if s.split == "train"],
         spent=time.perf_counter() - plan.started,
         head_on_features=head_on_features(plan.recipe),
         device="cuda" if on_gpu(plan.recipe) else "cpu",
