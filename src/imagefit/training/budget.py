@@ -119,6 +119,7 @@ def measure_prep(samples: list[Sample], preprocess: Preprocess, augment, *, coun
     crop_side = int(preprocess.size / math.sqrt(max(augment.crop_scale, 0.05)))
     timings = []
     for transform, min_size in ((train_transform(preprocess, augment), crop_side), (eval_transform(preprocess), 0)):
+        transform(open_image(chosen[0].path, min_size=min_size or preprocess.resize_size))  # warm-up, untimed
         started = time.perf_counter()
         for sample in chosen:
             transform(open_image(sample.path, min_size=min_size or preprocess.resize_size))
