@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from rich.progress import Progress
 
-from imagefit.cache import cache_root
+from imagefit.cache import cache_root, read_vectors, write_vectors
 from imagefit.config import ModelRecipe
 from imagefit.data.preprocess import Preprocess
 from imagefit.models import create_backbone, preprocess_for
@@ -43,10 +43,7 @@ def embed(
 ) -> np.ndarray:
     """L2-normalised embeddings [N, D] in the order of `locators`; cached vectors are reused."""
     cache_path = Path(cache_dir or cache_root()) / "embeddings" / f"{cache_name}.npz"
-    cached: dict[str, np.ndarray] = {}
-    if cache_path.exists():
-        with np.load(cache_path) as stored:
-            cached = dict(zip(stored["hashes"].tolist(), stored["vectors"], strict=True))
+    cached = read_vectors(cache_path, "vectors")
     missing = [(loc, digest) for loc, digest in zip(locators, hashes, strict=True) if digest not in cached]
     if missing:
         model = model.eval().to(memory_format=torch.channels_last)
@@ -67,9 +64,6 @@ def embed(
             )
         by_path = {loc: digest for loc, digest in missing}
         cached.update({by_path[path]: vector for path, vector in zip(paths, vectors, strict=True)})
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = cache_path.with_suffix(".tmp.npz")
-        np.savez(temporary, hashes=np.array(list(cached)), vectors=np.stack(list(cached.values())))
-        temporary.replace(cache_path)
+        write_vectors(cache_path, cached, "vectors")
     matrix = np.stack([cached[digest] for digest in hashes]).astype(np.float32)
     return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)

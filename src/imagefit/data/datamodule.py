@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
 from collections import Counter
@@ -15,7 +14,7 @@ from imagefit.config import AugmentRecipe, DataRecipe
 from imagefit.data.decode import open_image
 from imagefit.data.preprocess import Preprocess
 from imagefit.data.sources import Sample, locator_name
-from imagefit.data.transforms import eval_transform, train_transform
+from imagefit.data.transforms import eval_transform, train_decode_size, train_transform
 
 
 class ImageDataset(Dataset):
@@ -98,9 +97,11 @@ class ImageDataModule(L.LightningDataModule):
         self.recipe = data
         self.weighted_sampler = weighted_sampler
         self.by_split = {name: [s for s in samples if s.split == name] for name in ("train", "val", "test")}
-        crop_side = preprocess.size / math.sqrt(max(augment.crop_scale, 0.05))
         self.train_set = ImageDataset(
-            self.by_split["train"], self.class_to_idx, train_transform(preprocess, augment), decode_size=int(crop_side)
+            self.by_split["train"],
+            self.class_to_idx,
+            train_transform(preprocess, augment),
+            decode_size=train_decode_size(preprocess, augment),
         )
         evaluation = eval_transform(preprocess)
         self.eval_sets = {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torchvision.transforms import InterpolationMode, v2
 
@@ -17,6 +19,11 @@ INTERPOLATIONS = {
 
 def _tensor_tail(preprocess: Preprocess) -> list:
     return [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(preprocess.mean, preprocess.std)]
+
+
+def train_decode_size(preprocess: Preprocess, augment: AugmentRecipe) -> int:
+    """Shorter side a training image needs before its random crop: the smallest crop still covers the output."""
+    return int(preprocess.size / math.sqrt(max(augment.crop_scale, 0.05)))
 
 
 def eval_transform(preprocess: Preprocess) -> v2.Compose:

@@ -20,7 +20,7 @@ from imagefit.data.datamodule import default_workers
 from imagefit.data.decode import open_image
 from imagefit.data.preprocess import Preprocess
 from imagefit.data.sources import Sample
-from imagefit.data.transforms import eval_transform, train_transform
+from imagefit.data.transforms import eval_transform, train_decode_size, train_transform
 from imagefit.models import ImageClassifier, preprocess_for
 
 # Real epochs run a little slower than the measured parts add up to (loader start, checkpoints).
@@ -116,13 +116,15 @@ def measure_prep(samples: list[Sample], preprocess: Preprocess, augment, *, coun
     chosen = samples[:: max(1, len(samples) // count)][:count]
     if not chosen:
         return 0.0, 0.0
-    crop_side = int(preprocess.size / math.sqrt(max(augment.crop_scale, 0.05)))
     timings = []
-    for transform, min_size in ((train_transform(preprocess, augment), crop_side), (eval_transform(preprocess), 0)):
-        transform(open_image(chosen[0].path, min_size=min_size or preprocess.resize_size))  # warm-up, untimed
+    for transform, min_size in (
+        (train_transform(preprocess, augment), train_decode_size(preprocess, augment)),
+        (eval_transform(preprocess), preprocess.resize_size),
+    ):
+        transform(open_image(chosen[0].path, min_size=min_size))  # warm-up, untimed
         started = time.perf_counter()
         for sample in chosen:
-            transform(open_image(sample.path, min_size=min_size or preprocess.resize_size))
+            transform(open_image(sample.path, min_size=min_size))
         timings.append((time.perf_counter() - started) / len(chosen))
     return timings[0], timings[1]
 

@@ -9,8 +9,6 @@ view), so the same file gets the same views in every run and the cache stays val
 from __future__ import annotations
 
 import hashlib
-import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +16,12 @@ import torch
 from rich.progress import Progress
 from torch.utils.data import DataLoader, Dataset
 
-from imagefit.cache import cache_root, digest
+from imagefit.cache import cache_root, digest, read_vectors, write_vectors
 from imagefit.config import AugmentRecipe
 from imagefit.data.decode import open_image
 from imagefit.data.preprocess import Preprocess
 from imagefit.data.sources import Sample
-from imagefit.data.transforms import eval_transform, train_transform
+from imagefit.data.transforms import eval_transform, train_decode_size, train_transform
 
 
 class ViewDataset(Dataset):
@@ -43,8 +41,7 @@ class ViewDataset(Dataset):
         self.preprocess = preprocess
         self.plain = eval_transform(preprocess)
         self.augmented = train_transform(preprocess, augment)
-        crop_side = preprocess.size / math.sqrt(max(augment.crop_scale, 0.05))
-        self.decode_size = int(crop_side) if views > 1 else preprocess.resize_size
+        self.decode_size = train_decode_size(preprocess, augment) if views > 1 else preprocess.resize_size
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -108,7 +105,7 @@ def extract_features(
 ) -> torch.Tensor:
     """Features [N, views, D] of every item of `dataset`, read from the cache where present, the rest computed."""
     path = Path(cache_dir or cache_root()) / "features" / f"{name}.npz"
-    cached = _read(path)
+    cached = read_vectors(path, "features")
     missing = [i for i, h in enumerate(dataset.hashes) if h not in cached]
     if missing:
         device = torch.device(device)
@@ -135,22 +132,5 @@ def extract_features(
                 progress.advance(task, count)
         for index, vectors in zip(missing, computed, strict=True):
             cached[dataset.hashes[index]] = vectors
-        _write(path, cached)
+        write_vectors(path, cached, "features")
     return torch.from_numpy(np.stack([cached[h] for h in dataset.hashes]))
-
-
-def _read(path: Path) -> dict[str, np.ndarray]:
-    if not path.exists():
-        return {}
-    try:
-        with np.load(path) as stored:
-            return dict(zip(stored["hashes"].tolist(), stored["features"], strict=True))
-    except (OSError, ValueError, KeyError):
-        return {}  # a damaged cache is recomputed, never trusted
-
-
-def _write(path: Path, cached: dict[str, np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")  # processes of one DDP run write in turn
-    np.savez(temporary, hashes=np.array(list(cached)), features=np.stack(list(cached.values())))
-    temporary.replace(path)

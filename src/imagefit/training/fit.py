@@ -223,7 +223,7 @@ def _head_phase(plan: Plan, model, preprocess, mode: str, weights, console: Cons
         model,
         plan.samples,
         plan.classes,
-        plan.hashes or _hashes(plan.samples),
+        plan.hashes,  # set for every new run, and phase 1 runs only in new runs
         preprocess,
         plan.recipe,
         sampler=mode == "sampler",
@@ -243,11 +243,8 @@ def _kept_weights(run_dir: Path, checkpoint: ModelCheckpoint, trainer: L.Trainer
     head_path = run_dir / "checkpoints" / HEAD_WEIGHTS
     if not Path(best).exists() and head_path.exists():  # stopped (time limit) before a fine-tuning epoch ended
         return load_file(str(head_path))
-    if history.offset and head_path.exists():
-        head_loss = history.rows[history.offset - 1]["val_loss"]
-        tuned = [r["val_loss"] for r in history.rows[history.offset :]]
-        if tuned and head_loss < min(tuned):
-            return load_file(str(head_path))
+    if history.offset and head_path.exists() and best_epoch(trainer) == history.offset:
+        return load_file(str(head_path))
     return _weights(torch.load(best, map_location="cpu", weights_only=True)["state_dict"], "model.")
 
 
@@ -303,12 +300,6 @@ def _resolve_image_size(recipe: Recipe, console: Console) -> Recipe:
         return recipe.override(image_size=native)
     console.print(f"CPU: training at {cap} px (the model's own size is {native}; --image-size {native} for it)")
     return recipe.override(image_size=cap)
-
-
-def _hashes(samples: list[Sample]) -> dict[str, str]:
-    from imagefit.data.decode import check_image
-
-    return {s.path: check_image(s.path).sha256 for s in samples}
 
 
 def _weights(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
