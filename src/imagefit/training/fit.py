@@ -40,8 +40,9 @@ from imagefit.training.summary import print_summary
 
 # A DDP launcher re-runs the command in each new process; they find the run folder of the first here.
 RUN_DIR_ENV = "IMAGEFIT_RUN_DIR"
-# The model after phase 1 on cached features, kept when no fine-tuning epoch beats it on val.
-HEAD_WEIGHTS = "head.safetensors"
+# The model after phase 1 on cached features, kept when no fine-tuning epoch beats it on val. In the
+# run folder, not checkpoints/: Lightning warns about a checkpoint folder that is not empty.
+HEAD_WEIGHTS = "head-only.safetensors"
 
 
 @dataclass
@@ -231,8 +232,7 @@ def _head_phase(plan: Plan, model, preprocess, mode: str, weights, console: Cons
         device="cuda" if on_gpu(plan.recipe) else "cpu",
         console=console,
     )
-    (plan.run_dir / "checkpoints").mkdir(exist_ok=True)
-    save_file(_weights(model.state_dict(), ""), str(plan.run_dir / "checkpoints" / HEAD_WEIGHTS))
+    save_file(_weights(model.state_dict(), ""), str(plan.run_dir / HEAD_WEIGHTS))
     return rows
 
 
@@ -240,7 +240,7 @@ def _kept_weights(run_dir: Path, checkpoint: ModelCheckpoint, trainer: L.Trainer
     """The best checkpoint's weights, or the head-only model when its val loss beat every fine-tuning epoch's."""
     best = checkpoint.best_model_path or str(run_dir / "checkpoints" / "last.ckpt")
     history = history_of(trainer)
-    head_path = run_dir / "checkpoints" / HEAD_WEIGHTS
+    head_path = run_dir / HEAD_WEIGHTS
     if not Path(best).exists() and head_path.exists():  # stopped (time limit) before a fine-tuning epoch ended
         return load_file(str(head_path))
     if history.offset and head_path.exists() and best_epoch(trainer) == history.offset:
