@@ -3,7 +3,7 @@ import json
 import pytest
 
 from imagefit.cli import parse_overrides
-from imagefit.config import Recipe, field_help
+from imagefit.config import Recipe, field_help, fit_epochs
 from imagefit.errors import UserError
 
 
@@ -57,3 +57,17 @@ def test_cli_overrides_parse_flags_values_and_negations():
     assert parsed == {"epochs": "3", "lr": "0.1", "vflip": "true", "hflip": "false", "model": "resnet18"}
     with pytest.raises(UserError, match="unexpected argument"):
         parse_overrides(["stray"])
+
+
+@pytest.mark.parametrize("epochs, frozen", [(1, 1), (2, 1), (3, 1)])
+def test_fewer_epochs_than_the_default_head_epochs_fit_with_a_note(epochs, frozen):
+    overrides, note = fit_epochs({"epochs": str(epochs)})
+    recipe = Recipe().override(**overrides)
+    assert (recipe.schedule.epochs, recipe.schedule.frozen_epochs) == (epochs, frozen)
+    assert "--frozen-epochs" in note
+
+
+def test_epochs_with_explicit_frozen_epochs_are_left_as_asked():
+    assert fit_epochs({"epochs": 2, "frozen_epochs": 0}) == ({"epochs": 2, "frozen_epochs": 0}, "")
+    assert fit_epochs({"epochs": 12}) == ({"epochs": 12}, "")
+    assert fit_epochs({"epochs": 4}) == ({"epochs": 4}, ""), "above the default head epochs: as asked"

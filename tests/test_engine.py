@@ -2,14 +2,17 @@
 
 import csv
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
+from pathlib import Path
 
 import pytest
 from conftest import TINY, make_class_folders
+
+import imagefit
+
+STAGE_SIGNAL = Path(__file__).with_name("stage_signal.py")
 
 
 def _command(*args: str) -> list[str]:
@@ -26,40 +29,74 @@ def _epochs(run_dir) -> list[int]:
         return [int(row["epoch"]) for row in csv.DictReader(handle)]
 
 
-def test_killed_run_resumes_and_loses_at_most_the_current_epoch(tmp_path):
-    data = make_class_folders(tmp_path / "d", per_class=40)
-    run_dir = tmp_path / "run"
-    options = _tiny_options(epochs=8, frozen_epochs=2, patience=100)
-    process = subprocess.Popen(
-        _command(str(data), "--out", str(run_dir), *options), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.time() + 300
-    while time.time() < deadline and not (run_dir / "history.csv").exists() and process.poll() is None:
-        time.sleep(0.05)
-    time.sleep(0.3)  # into the next epoch
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    done_before = _epochs(run_dir)
-    assert 1 <= len(done_before) < 8, "the run must be killed part-way"
-    assert not (run_dir / "model.safetensors").exists()
-    with (run_dir / "history.csv").open() as handle:
-        first_rows = list(csv.DictReader(handle))
-    result = subprocess.run(_command("--resume", str(run_dir)), capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert _epochs(run_dir) == list(range(1, 9))
-    with (run_dir / "history.csv").open() as handle:
-        assert [row["phase"] for row in csv.DictReader(handle)] == ["1", "1"] + ["2"] * 6, "phase survives resume"
-    with (run_dir / "history.csv").open() as handle:
-        assert list(csv.DictReader(handle))[: len(first_rows) - 1] == first_rows[:-1]
+def _signalled(stage: str, signal_name: str, *args: str) -> subprocess.CompletedProcess:
+    """Run `imagefit train ARGS` and have it signal itself when it reaches STAGE (tests/stage_signal.py)."""
+    command = [sys.executable, str(STAGE_SIGNAL), stage, signal_name, *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600)
+
+
+def _resume(run_dir, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(_command("--resume", str(run_dir), *extra), capture_output=True, text=True, timeout=600)
+
+
+def _assert_complete(run_dir, epochs: int) -> None:
+    assert _epochs(run_dir) == list(range(1, epochs + 1))
+    assert (run_dir / "model.safetensors").exists()
     assert "val" in json.loads((run_dir / "metrics.json").read_text())
 
 
-def test_resume_of_a_run_without_checkpoint_is_one_clear_line(tmp_path):
+# Each moment of a run at which the user may press Ctrl-C, as `imagefit.train` names it to `on_stage`.
+MOMENTS = ["scan", "features", "head", "fine-tune", "epoch 3", "evaluate", "report"]
+
+
+@pytest.mark.parametrize("stage", MOMENTS)
+def test_ctrl_c_at_any_moment_stops_with_one_line_and_the_run_resumes(tmp_path, stage):
+    data = make_class_folders(tmp_path / "d", per_class=10)
+    run_dir = tmp_path / "run"
+    report = [] if stage == "report" else ["--no-report"]
+    options = _tiny_options(epochs=4, frozen_epochs=1, patience=100)
+    result = _signalled(stage, "SIGINT", str(data), "--out", str(run_dir), *report, *options)
+    assert result.returncode == 130, result.stderr[-1500:]
+    assert "Traceback" not in result.stderr
+    said = [line for line in result.stderr.splitlines() if "interrupt" in line.lower()]
+    assert len(said) == 1 and said[0] == result.stderr.strip().splitlines()[-1], result.stderr[-1500:]
+    if stage == "scan":
+        assert said[0] == "interrupted before training started; nothing was kept"
+        assert not run_dir.exists(), "nothing half-made is left behind"
+        return
+    assert said[0].endswith(f"continue with `imagefit train --resume {run_dir}`")
+    imagefit.train(resume=run_dir, report=stage == "report")  # in this process: the CLI resume is tested below
+    _assert_complete(run_dir, 4)
+    with (run_dir / "history.csv").open() as handle:
+        assert [row["phase"] for row in csv.DictReader(handle)] == ["1", "2", "2", "2"], "phase survives resume"
+    assert (run_dir / "report.html").exists() == (stage == "report")
+
+
+@pytest.mark.parametrize("stage", ["features", "head", "epoch 3"])
+def test_killed_run_resumes_and_loses_at_most_the_current_epoch(tmp_path, stage):
+    data = make_class_folders(tmp_path / "d", per_class=10)
+    run_dir = tmp_path / "run"
+    options = _tiny_options(epochs=5, frozen_epochs=2, patience=100)
+    result = _signalled(stage, "SIGKILL", str(data), "--out", str(run_dir), "--no-report", *options)
+    assert result.returncode == -signal.SIGKILL
+    assert not (run_dir / "model.safetensors").exists()
+    before = list(csv.DictReader((run_dir / "history.csv").open())) if (run_dir / "history.csv").exists() else []
+    assert len(before) == {"features": 0, "head": 0, "epoch 3": 2}[stage]
+    resumed = _resume(run_dir, "--no-report")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    _assert_complete(run_dir, 5)
+    with (run_dir / "history.csv").open() as handle:
+        after = list(csv.DictReader(handle))
+    assert [row["phase"] for row in after] == ["1", "1", "2", "2", "2"]
+    assert after[: len(before)] == before, "finished epochs are kept as they were"
+
+
+def test_resume_of_a_folder_that_is_no_run_is_one_clear_line(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "config.json").write_text("{}")
-    result = subprocess.run(_command("--resume", str(tmp_path / "run")), capture_output=True, text=True, timeout=120)
+    result = _resume(tmp_path / "run")
     assert result.returncode == 2
-    assert "no checkpoint yet" in result.stderr and "Traceback" not in result.stderr
+    assert "cannot be resumed: it lacks split.csv" in result.stderr and "Traceback" not in result.stderr
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="DDP on CPU with gloo is tested on Linux")
@@ -76,25 +113,3 @@ def test_ddp_with_two_cpu_processes_writes_one_run(tmp_path):
     assert (tmp_path / "runs" / "d" / "model.safetensors").exists()
     env = json.loads((tmp_path / "runs" / "d" / "env.json").read_text())
     assert (env["world_size"], env["strategy"]) == (2, "DDPStrategy")
-
-
-def test_ctrl_c_stops_with_one_line_naming_the_resume_command(tmp_path):
-    data = make_class_folders(tmp_path / "d", per_class=60)
-    run_dir = tmp_path / "run"
-    options = _tiny_options(epochs=30, frozen_epochs=1)
-    process = subprocess.Popen(
-        _command(str(data), "--out", str(run_dir), "--no-report", *options),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.time() + 300
-    while time.time() < deadline and not (run_dir / "history.csv").exists() and process.poll() is None:
-        time.sleep(0.05)
-    time.sleep(0.3)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130, stderr[-1500:]
-    assert f"continue with `imagefit train --resume {run_dir}`" in stderr
-    assert "Traceback" not in stderr
-    assert (run_dir / "checkpoints" / "last.ckpt").exists()

@@ -180,3 +180,16 @@ def test_phase_two_keeps_pretrained_batchnorm_statistics_unless_asked(tmp_path, 
     assert not torch.equal(before[weights[0]], after[weights[0]]), "phase 2 trains the backbone"
     changed = any(not torch.equal(before[k], after[k]) for k in statistics)
     assert changed == finetune_bn
+
+
+def test_one_epoch_asked_for_trains_the_head_alone_with_a_note(tmp_path):
+    from io import StringIO
+
+    from rich.console import Console
+
+    data = make_class_folders(tmp_path / "d", per_class=8)
+    printed = StringIO()
+    options = {k: v for k, v in TINY.items()}
+    run = imagefit.train(data, out=tmp_path / "run", epochs=1, report=False, console=Console(file=printed), **options)
+    assert [r["phase"] for r in _history(run.path)] == ["1"]
+    assert "--epochs 1 is not above the 3 default head epochs" in printed.getvalue()

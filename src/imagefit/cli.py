@@ -39,6 +39,9 @@ def _user_errors():
     except TrainingInterrupted as exc:
         console.print(str(exc), highlight=False, soft_wrap=True)
         raise typer.Exit(code=130) from None
+    except KeyboardInterrupt:
+        console.print("interrupted", highlight=False)
+        raise typer.Exit(code=130) from None
 
 
 def parse_overrides(args: list[str]) -> dict[str, str]:
@@ -202,6 +205,7 @@ def _quiet_lightning() -> None:
     for name in ("lightning.pytorch", "lightning.pytorch.utilities.rank_zero", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")  # a resumed run
 
 
 def main() -> None:

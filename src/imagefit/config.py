@@ -175,6 +175,26 @@ class Recipe:
         parse_duration(self.schedule.time_limit)
 
 
+def fit_epochs(overrides: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """Overrides where asking for fewer epochs than the default frozen (head) epochs also lowers those; and a note.
+
+    Half the epochs (at least one) go to the head, as with the defaults: `--epochs 1` trains the
+    head alone, `--epochs 2` one head and one fine-tuning epoch.
+    """
+    epochs_key = next((k for k in overrides if k.replace("-", "_") in ("epochs", "schedule.epochs")), None)
+    frozen_given = any(k.replace("-", "_") in ("frozen_epochs", "schedule.frozen_epochs") for k in overrides)
+    if epochs_key is None or frozen_given:
+        return overrides, ""
+    epochs = _coerce("epochs", overrides[epochs_key], int)
+    default = ScheduleRecipe().frozen_epochs
+    if epochs < 1 or epochs > default:
+        return overrides, ""
+    frozen = max(1, epochs // 2)
+    note = f"note: --epochs {epochs} is not above the {default} default head epochs: training {frozen} head epoch"
+    note += f"{'s' if frozen > 1 else ''} and {epochs - frozen} fine-tuning (--frozen-epochs sets it)"
+    return {**overrides, "frozen_epochs": frozen}, note
+
+
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 
 

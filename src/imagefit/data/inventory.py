@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imagefit.data.decode import ImageFacts, check_image, extension_mismatch
+from imagefit.data.decode import ImageFacts, check_image, extension_mismatch, read_bytes
 from imagefit.data.sources import Sample, find_samples, locator_name
 from imagefit.errors import UserError
 
@@ -73,6 +73,13 @@ def scan(data: Path, *, workers: int = 4) -> Inventory:
         )
     _check_classes(data, inventory)
     return inventory
+
+
+def content_hashes(locators: list[str], *, workers: int = 4) -> dict[str, str]:
+    """SHA-256 of each file's bytes, by locator (as the scan computes them)."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        digests = pool.map(lambda locator: hashlib.sha256(read_bytes(locator)).hexdigest(), locators)
+        return dict(zip(locators, digests, strict=True))
 
 
 def listing(headline: str, items: list[str]) -> str:

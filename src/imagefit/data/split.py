@@ -10,6 +10,7 @@ import numpy as np
 
 from imagefit.data.sources import Sample
 from imagefit.errors import UserError
+from imagefit.files import write_rows
 
 
 def assign_splits(samples: list[Sample], *, val_split: float, test_split: float, seed: int) -> list[Sample]:
@@ -47,11 +48,8 @@ def _share(available: int, fraction: float) -> int:
 
 
 def write_split(path: Path, samples: list[Sample]) -> None:
-    """Write samples as a path,label,split CSV."""
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["path", "label", "split"])
-        writer.writerows([s.path, s.label, s.split] for s in samples)
+    """Write samples as a path,label,split CSV (atomically)."""
+    write_rows(path, ["path", "label", "split"], [[s.path, s.label, s.split] for s in samples])
 
 
 def read_split(path: Path) -> list[Sample]:

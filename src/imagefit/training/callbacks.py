@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import csv
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +11,8 @@ import lightning as L
 from lightning.pytorch.callbacks import BaseFinetuning, EarlyStopping
 from torch.nn.modules.batchnorm import _BatchNorm
 
-HISTORY_COLUMNS = ["epoch", "phase", "lr", "train_loss", "val_loss", "val_accuracy", "val_macro_f1", "seconds"]
+from imagefit.files import write_rows
+from imagefit.runs import HISTORY_COLUMNS
 
 
 class FreezeBackbone(BaseFinetuning):
@@ -46,6 +47,17 @@ class FreezeBackbone(BaseFinetuning):
             for module in pl_module.model.backbone.modules():
                 if isinstance(module, _BatchNorm):
                     module.eval()
+
+
+class StageHook(L.Callback):
+    """Tell `on_stage` when each fine-tuning epoch starts, as "epoch N" (N counts the head epochs too)."""
+
+    def __init__(self, on_stage: Callable[[str], None], *, offset: int = 0):
+        self.on_stage = on_stage
+        self.offset = offset
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.on_stage(f"epoch {trainer.current_epoch + 1 + self.offset}")
 
 
 class PhaseTwoEarlyStopping(EarlyStopping):
@@ -95,10 +107,7 @@ class History(L.Callback):
             self.write()
 
     def write(self) -> None:
-        with self.path.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=HISTORY_COLUMNS)
-            writer.writeheader()
-            writer.writerows(self.rows)
+        write_rows(self.path, HISTORY_COLUMNS, self.rows)
 
     def state_dict(self) -> dict[str, Any]:
         return {"rows": self.rows}

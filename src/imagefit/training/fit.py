@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -13,10 +14,10 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from rich.console import Console
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from imagefit import runs
-from imagefit.config import Recipe
+from imagefit.config import Recipe, fit_epochs
 from imagefit.data import Sample, assign_splits, read_split, scan, write_split
 from imagefit.data.datamodule import (
     ImageDataModule,
@@ -25,24 +26,37 @@ from imagefit.data.datamodule import (
     imbalance_handling,
     imbalance_ratio,
 )
+from imagefit.data.inventory import content_hashes
 from imagefit.data.sources import ZIP_SEPARATOR
 from imagefit.errors import TrainingInterrupted, UserError
 from imagefit.evaluation import evaluate
+from imagefit.files import save_tensors
 from imagefit.models import build_classifier, preprocess_for
 from imagefit.models.factory import check_model_name, native_image_size
 from imagefit.report import write_report
 from imagefit.training.budget import apply_plan, plan_time
+from imagefit.training.callbacks import StageHook
 from imagefit.training.engine import best_epoch, build_trainer, history_of, on_gpu
 from imagefit.training.environment import environment, training_facts
 from imagefit.training.frozen import cached_head_phase, head_on_features
 from imagefit.training.module import ClassifierModule
 from imagefit.training.summary import print_summary
 
-# A DDP launcher re-runs the command in each new process; they find the run folder of the first here.
+# A DDP launcher re-runs the command in each new process (LOCAL_RANK 1, 2 ...); they find the run
+# folder of the first here. Honoured only in such a launched process, never in a user's shell.
 RUN_DIR_ENV = "IMAGEFIT_RUN_DIR"
-# The model after phase 1 on cached features, kept when no fine-tuning epoch beats it on val. In the
-# run folder, not checkpoints/: Lightning warns about a checkpoint folder that is not empty.
-HEAD_WEIGHTS = "head-only.safetensors"
+# Called with the name of each stage as it starts: "scan", "features", "head", "fine-tune", "epoch N"
+# (N counts all epochs, head ones included), "evaluate", "report".
+StageFn = Callable[[str], None]
+
+
+def _no_stage(stage: str) -> None:
+    del stage
+
+
+def _inherited_run_dir() -> str | None:
+    """The run folder handed to a process that a DDP launcher started, else None."""
+    return os.environ.get(RUN_DIR_ENV) if os.environ.get("LOCAL_RANK", "0") != "0" else None
 
 
 @dataclass
@@ -68,47 +82,88 @@ def train(
     console: Console | None = None,
     report: bool = True,
     callbacks: list | None = None,
+    on_stage: StageFn | None = None,
     **overrides,
 ) -> runs.Run | None:
     """Train a classifier on DATA with the default recipe (overridden by keyword) and return the finished run.
 
     DATA is a folder of class folders, a folder with train/val/test folders, a CSV of path,label
-    or a .zip of either. `resume` continues an interrupted run folder instead; `report` writes
-    report.html (evaluation, figures, Grad-CAM) at the end. Returns None in
+    or a .zip of either. `resume` continues an interrupted run folder instead, from whatever it
+    holds; `report` writes report.html (evaluation, figures, Grad-CAM) at the end. Returns None in
     the extra processes of a multi-process (DDP) run. `callbacks` are extra Lightning callbacks
-    for the fine-tuning Trainer.
+    for the fine-tuning Trainer; `on_stage` is called with the name of each stage as it starts.
+    A Ctrl-C at any moment raises TrainingInterrupted, naming the command that resumes the run.
     """
     started = time.perf_counter()
     console = console or Console(stderr=True)
-    if resume is not None:
-        return _fit(_resume_plan(Path(resume), overrides), console, resuming=True, report=report, callbacks=callbacks)
+    notify = on_stage or _no_stage
+    made: list[Path] = []  # the run folder this call made, once it exists
+    try:
+        if resume is not None:
+            made.append(Path(resume))
+            plan = _resume_plan(Path(resume), overrides)
+        else:
+            plan = _new_plan(data, out, name, runs_dir, overrides, console, notify, made, started)
+        return _fit(plan, console, report=report, callbacks=callbacks, notify=notify)
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(_interrupted(made[0] if made else None, new=resume is None)) from None
+
+
+def _new_plan(data, out, name, runs_dir, overrides: dict, console: Console, notify: StageFn, made, started) -> Plan:
+    """Check and split DATA, make the run folder and write what the run is made of."""
+    notify("scan")
     if data is None:
         raise UserError("no DATA given. Pass a folder of class folders, a CSV or a .zip")
+    overrides, note = fit_epochs(overrides)
     recipe = Recipe().override(**overrides)
     check_model_name(recipe.model.model)  # before any folder is made
     inventory = scan(Path(data), workers=max(2, default_workers(recipe.data.num_workers)))
     recipe = _resolve_image_size(recipe, console)  # after the data check: a wrong path gets one line only
+    if note:
+        console.print(note, highlight=False)
     for warning in inventory.warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     samples = assign_splits(
         inventory.samples, val_split=recipe.data.val_split, test_split=recipe.data.test_split, seed=recipe.data.seed
     )
     _warn_fast_findings(inventory, samples, data, console)
-    inherited = os.environ.get(RUN_DIR_ENV)
+    inherited = _inherited_run_dir()
     run_dir = (
         Path(inherited)
         if inherited
         else runs.new_run_dir(data=Path(data), runs_dir=Path(runs_dir), name=name, out=Path(out) if out else None)
     )
-    if inherited and (run_dir / "config.json").exists():  # a DDP child runs the recipe its first process planned
-        recipe = Recipe.from_dict(runs.read_json(run_dir / "config.json")["recipe"]).override(time_limit="")
+    files = runs.RunFiles(run_dir)
+    if inherited and files.config.exists():  # a DDP child runs the recipe its first process planned
+        recipe = Recipe.from_dict(runs.read_json(files.config)["recipe"]).override(time_limit="")
     resolved = str(Path(data).expanduser().resolve())
     plan = Plan(run_dir, recipe, resolved, samples, inventory.classes, inventory.hashes, started)
     if not inherited:
-        write_split(run_dir / "split.csv", samples)
-        runs.write_json(run_dir / "labels.json", plan.classes)
-        runs.write_json(run_dir / "env.json", environment(data_fingerprint=inventory.fingerprint()))
-    return _fit(plan, console, resuming=False, report=report, callbacks=callbacks)
+        made.append(run_dir)
+        write_split(files.split, samples)
+        runs.write_json(files.labels, plan.classes)
+        runs.write_json(files.env, environment(data_fingerprint=inventory.fingerprint()))
+    return plan
+
+
+def _interrupted(run_dir: Path | None, *, new: bool) -> str:
+    """The one line for a Ctrl-C: what the run folder keeps and how to continue, or that nothing was kept."""
+    files = runs.RunFiles(run_dir) if run_dir is not None else None
+    if files is None or not files.config.exists():
+        if files is not None and new:  # only the split and labels were written: no half-made folder is left
+            for path in (files.split, files.labels, files.env):
+                path.unlink(missing_ok=True)
+            if files.root.exists() and not any(files.root.iterdir()):
+                files.root.rmdir()
+        return "interrupted before training started; nothing was kept"
+    kept = {
+        "new": "its split and recipe",
+        "head": "its trained head",
+        "fine-tune": "its last finished epoch",
+        "trained": "its trained model",
+        "finished": "its trained model",
+    }[files.stage()]
+    return f"interrupted: {run_dir} keeps {kept}; continue with `imagefit train --resume {run_dir}`"
 
 
 def _warn_fast_findings(inventory, samples: list[Sample], data, console: Console) -> None:
@@ -126,49 +181,105 @@ def _warn_fast_findings(inventory, samples: list[Sample], data, console: Console
 
 
 def _resume_plan(run_dir: Path, overrides: dict) -> Plan:
-    config_path = run_dir / "config.json"
-    if not config_path.exists():
+    files = runs.RunFiles(run_dir)
+    if not files.config.exists():
         raise UserError(f"{run_dir}: no config.json, so nothing to resume. Start a new run with `imagefit train DATA`")
     if overrides:
         raise UserError(f"--resume continues {run_dir} with its saved recipe; drop the options {', '.join(overrides)}")
-    if not (run_dir / "checkpoints" / "last.ckpt").exists() and (run_dir / "model.safetensors").exists():
-        raise UserError(f"{run_dir} has finished (model.safetensors is written); nothing to resume")
-    if not (run_dir / "checkpoints" / "last.ckpt").exists():
+    config = runs.read_json(files.config)
+    lacking = [p.name for p in (files.split, files.labels) if not p.exists()] + [
+        f"config.json's {key}" for key in ("recipe", "data") if key not in config
+    ]
+    if lacking:
         raise UserError(
-            f"{run_dir}: no checkpoint yet (it stopped before its first epoch ended). "
-            "Start again with `imagefit train DATA`"
+            f"{run_dir} cannot be resumed: it lacks {', '.join(lacking)}. Start again with `imagefit train DATA`"
         )
-    config = runs.read_json(config_path)
-    samples = read_split(run_dir / "split.csv")
+    samples = read_split(files.split)
     missing = [s.path for s in samples if not Path(s.path.split(ZIP_SEPARATOR)[0]).exists()]
     if missing:
         raise UserError(
-            f"{len(missing)} images of {run_dir}/split.csv are gone (first: {missing[0]}). "
+            f"{len(missing)} images of {files.split} are gone (first: {missing[0]}). "
             f"Put the data back at {config['data']} to resume"
         )
-    return Plan(
-        run_dir, Recipe.from_dict(config["recipe"]), config["data"], samples, runs.read_json(run_dir / "labels.json")
+    return Plan(run_dir, Recipe.from_dict(config["recipe"]), config["data"], samples, runs.read_json(files.labels))
+
+
+@dataclass
+class Setup:
+    """What a training needs besides the plan: the model and its preprocessing, loaders, imbalance handling."""
+
+    model: torch.nn.Module
+    preprocess: object
+    weights_source: str
+    datamodule: ImageDataModule
+    imbalance: str  # 'weights', 'sampler' or 'none'
+    class_weights: torch.Tensor | None
+    deadline: float | None  # perf_counter time by which fine-tuning stops (--time-limit)
+
+
+def _fit(plan: Plan, console: Console, *, report: bool, callbacks: list | None, notify: StageFn) -> runs.Run | None:
+    """Run what the run folder still lacks: phase 1, fine-tuning, then the evaluation and report."""
+    files = runs.RunFiles(plan.run_dir)
+    stage = files.stage()
+    if stage in ("trained", "finished"):  # a resumed run stopped after training
+        return _after_fit(plan, console, report, notify, finished=stage == "finished")
+    planned = files.config.exists()  # the recipe is fixed: a resumed run, or a DDP child process
+    setup = _setup(plan, stage, planned=planned, console=console, report=report)
+    if not planned:
+        runs.write_json(files.config, _config(plan, setup.preprocess.to_dict(), setup.weights_source, setup.imbalance))
+    recipe = plan.recipe
+    offset = recipe.schedule.frozen_epochs if head_on_features(recipe) else 0
+    head_rows: list[dict] = []
+    if offset and stage == "new":
+        head_rows = _head_phase(plan, setup, console, notify)
+    elif offset and stage == "head":  # phase 1 is done: its model and history rows are in the run folder
+        setup.model.load_state_dict(load_file(str(files.head_only)))
+        head_rows = runs.read_history(files.history)[:offset]
+    module = ClassifierModule(
+        setup.model,
+        recipe,
+        len(plan.classes),
+        class_weights=setup.class_weights,
+        frozen_epochs=recipe.schedule.frozen_epochs - offset,
     )
+    left = None if setup.deadline is None else timedelta(seconds=max(1.0, setup.deadline - time.perf_counter()))
+    trainer, checkpoint = build_trainer(
+        recipe,
+        plan.run_dir,
+        offset=offset,
+        head_rows=head_rows,
+        extra=[StageHook(notify, offset=offset), *(callbacks or [])],
+        max_time=left,
+    )
+    if trainer.max_epochs == 0:  # the head alone was asked for, and it is trained
+        history_of(trainer).write()
+        _save_trained(plan, trainer, _weights(setup.model.state_dict(), prefix=""))
+        return _after_fit(plan, console, report, notify)
+    notify("fine-tune")
+    _fine_tune(trainer, module, setup.datamodule, files, resume=stage == "fine-tune")
+    if not trainer.is_global_zero:
+        return None
+    _save_trained(plan, trainer, _kept_weights(files, checkpoint, trainer))
+    return _after_fit(plan, console, report, notify)
 
 
-def _fit(
-    plan: Plan, console: Console, *, resuming: bool, report: bool = True, callbacks: list | None = None
-) -> runs.Run | None:
+def _setup(plan: Plan, stage: str, *, planned: bool, console: Console, report: bool) -> Setup:
+    """The model (pretrained for a new run), the time plan for a new run with --time-limit, loaders, imbalance."""
     recipe = plan.recipe
     L.seed_everything(recipe.data.seed, workers=True, verbose=False)
     model, preprocess, weights_source = build_classifier(
-        recipe.model, len(plan.classes), pretrained=recipe.model.pretrained and not resuming
+        recipe.model, len(plan.classes), pretrained=recipe.model.pretrained and stage == "new"
     )
     if recipe.engine.channels_last:  # before anything runs it: DDP needs the same strides in every process
         model = model.to(memory_format=torch.channels_last)
     deadline = None
-    if recipe.schedule.time_limit and not resuming:
+    if recipe.schedule.time_limit and not planned:
         preprocess, deadline = _apply_time_limit(plan, model, preprocess, console, report)
         recipe = plan.recipe
     targets = [plan.classes.index(s.label) for s in plan.samples if s.split == "train"]
     ratio = imbalance_ratio(targets)
     mode = imbalance_handling(recipe.data.imbalance, ratio, recipe.data.imbalance_ratio)
-    if mode != "none" and not resuming:
+    if mode != "none" and not planned:
         console.print(
             f"classes are imbalanced (largest/smallest = {ratio:.1f}x): using "
             f"{'class-weighted loss' if mode == 'weights' else 'a weighted sampler'}",
@@ -183,68 +294,53 @@ def _fit(
         weighted_sampler=mode == "sampler",
     )
     weights = class_weights(targets, len(plan.classes)) if mode == "weights" else None
-    if not resuming and not os.environ.get(RUN_DIR_ENV):
-        runs.write_json(plan.run_dir / "config.json", _config(plan, preprocess.to_dict(), weights_source, mode))
-    offset = recipe.schedule.frozen_epochs if head_on_features(recipe) else 0
-    head_rows = _head_phase(plan, model, preprocess, mode, weights, console) if offset and not resuming else []
-    module = ClassifierModule(
-        model, recipe, len(plan.classes), class_weights=weights, frozen_epochs=recipe.schedule.frozen_epochs - offset
-    )
-    max_time = None if deadline is None else timedelta(seconds=max(1.0, deadline - time.perf_counter()))
-    trainer, checkpoint = build_trainer(
-        recipe, plan.run_dir, offset=offset, head_rows=head_rows, extra=callbacks, max_time=max_time
-    )
-    if trainer.max_epochs == 0:  # the head alone was asked for, and it is trained
-        history = history_of(trainer)
-        history.write()
-        _finish(plan, trainer, _weights(model.state_dict(), prefix=""))
-        return _after_fit(plan, console, report)
-    last = plan.run_dir / "checkpoints" / "last.ckpt"
-    os.environ[RUN_DIR_ENV] = str(plan.run_dir.resolve())
+    return Setup(model, preprocess, weights_source, datamodule, mode, weights, deadline)
+
+
+def _fine_tune(trainer: L.Trainer, module, datamodule, files: runs.RunFiles, *, resume: bool) -> None:
+    """Lightning's fit, from the last checkpoint when resuming; a Ctrl-C in it comes out as KeyboardInterrupt."""
+    os.environ[RUN_DIR_ENV] = str(files.root.resolve())
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=last if resuming else None, weights_only=True)
+        resume_from = files.last_checkpoint if resume else None
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     except SystemExit:
         if trainer.interrupted:  # Lightning turns Ctrl-C into a graceful stop and exit(1)
-            raise TrainingInterrupted(
-                f"interrupted: {plan.run_dir} keeps its last finished epoch; "
-                f"continue with `imagefit train --resume {plan.run_dir}`"
-            ) from None
+            raise KeyboardInterrupt from None
         raise
     finally:
         os.environ.pop(RUN_DIR_ENV, None)
-    if not trainer.is_global_zero:
-        return None
-    _finish(plan, trainer, _kept_weights(plan.run_dir, checkpoint, trainer))
-    return _after_fit(plan, console, report)
 
 
-def _head_phase(plan: Plan, model, preprocess, mode: str, weights, console: Console) -> list[dict]:
-    """Phase 1 on cached features; the head-only model is kept beside the checkpoints."""
+def _head_phase(plan: Plan, setup: Setup, console: Console, notify: StageFn) -> list[dict]:
+    """Phase 1 on cached features; the head-only model and its history rows are kept in the run folder."""
+    files = runs.RunFiles(plan.run_dir)
+    model = setup.model
     rows = cached_head_phase(
         model,
         plan.samples,
         plan.classes,
-        plan.hashes,  # set for every new run, and phase 1 runs only in new runs
-        preprocess,
+        plan.hashes or content_hashes([s.path for s in plan.samples]),  # a resumed run re-hashes its files
+        setup.preprocess,
         plan.recipe,
-        sampler=mode == "sampler",
-        class_weights=weights,
+        sampler=setup.imbalance == "sampler",
+        class_weights=setup.class_weights,
         device="cuda" if on_gpu(plan.recipe) else "cpu",
         console=console,
+        on_stage=notify,
     )
-    save_file(_weights(model.state_dict(), ""), str(plan.run_dir / HEAD_WEIGHTS))
+    save_tensors(files.head_only, _weights(model.state_dict(), ""))
+    runs.write_rows(files.history, runs.HISTORY_COLUMNS, rows)
     return rows
 
 
-def _kept_weights(run_dir: Path, checkpoint: ModelCheckpoint, trainer: L.Trainer) -> dict[str, torch.Tensor]:
+def _kept_weights(files: runs.RunFiles, checkpoint: ModelCheckpoint, trainer: L.Trainer) -> dict[str, torch.Tensor]:
     """The best checkpoint's weights, or the head-only model when its val loss beat every fine-tuning epoch's."""
-    best = checkpoint.best_model_path or str(run_dir / "checkpoints" / "last.ckpt")
+    best = checkpoint.best_model_path or str(files.last_checkpoint)
     history = history_of(trainer)
-    head_path = run_dir / HEAD_WEIGHTS
-    if not Path(best).exists() and head_path.exists():  # stopped (time limit) before a fine-tuning epoch ended
-        return load_file(str(head_path))
-    if history.offset and head_path.exists() and best_epoch(trainer) == history.offset:
-        return load_file(str(head_path))
+    if not Path(best).exists() and files.head_only.exists():  # stopped (time limit) before a fine-tuning epoch ended
+        return load_file(str(files.head_only))
+    if history.offset and files.head_only.exists() and best_epoch(trainer) == history.offset:
+        return load_file(str(files.head_only))
     return _weights(torch.load(best, map_location="cpu", weights_only=True)["state_dict"], "model.")
 
 
@@ -268,8 +364,16 @@ def _apply_time_limit(plan: Plan, model, preprocess, console: Console, report: b
     return preprocess, plan.started + budget.deadline
 
 
-def _after_fit(plan: Plan, console: Console, report: bool) -> runs.Run:
+def _after_fit(plan: Plan, console: Console, report: bool, notify: StageFn, *, finished: bool = False) -> runs.Run:
+    """Evaluate the trained model and write the report (what of it is missing, on resume); print the summary."""
+    files = runs.RunFiles(plan.run_dir)
+    if finished and (files.report.exists() or not report):
+        raise UserError(f"{plan.run_dir} has finished (model, metrics and report are written); nothing to resume")
+    if not finished:
+        notify("evaluate")
+        evaluate(plan.run_dir, device="cuda" if on_gpu(plan.recipe) else "cpu")
     if report:
+        notify("report")
         write_report(plan.run_dir)
     run = runs.load_run(plan.run_dir)
     print_summary(run, console)
@@ -307,10 +411,9 @@ def _weights(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Ten
     return {k.removeprefix(prefix): v.detach().cpu().contiguous() for k, v in state.items() if k.startswith(prefix)}
 
 
-def _finish(plan: Plan, trainer: L.Trainer, weights: dict[str, torch.Tensor]) -> None:
-    """Best weights to model.safetensors, then final figures through the same path as `imagefit evaluate`."""
-    save_file(weights, str(plan.run_dir / "model.safetensors"))
-    runs.write_json(plan.run_dir / "metrics.json", {"best_epoch": best_epoch(trainer)})
-    env_path = plan.run_dir / "env.json"
-    runs.write_json(env_path, {**runs.read_json(env_path), **training_facts(trainer)})
-    evaluate(plan.run_dir, device="cuda" if trainer.strategy.root_device.type == "cuda" else "cpu")
+def _save_trained(plan: Plan, trainer: L.Trainer, weights: dict[str, torch.Tensor]) -> None:
+    """The kept weights to model.safetensors, the kept epoch to metrics.json, how it trained to env.json."""
+    files = runs.RunFiles(plan.run_dir)
+    save_tensors(files.model, weights)
+    runs.write_json(files.metrics, {"best_epoch": best_epoch(trainer)})
+    runs.write_json(files.env, {**runs.read_json(files.env), **training_facts(trainer)})

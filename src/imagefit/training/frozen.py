@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import torch
 from rich.console import Console
@@ -34,6 +35,7 @@ def cached_head_phase(
     class_weights: torch.Tensor | None,
     device: str,
     console: Console,
+    on_stage: Callable[[str], None] = lambda stage: None,
 ) -> list[dict]:
     """Train model.head on cached backbone features of train (all views) and val (plain view); history rows."""
     index = {name: i for i, name in enumerate(classes)}
@@ -59,10 +61,12 @@ def cached_head_phase(
         )
         return table, torch.tensor([index[s.label] for s in chosen])
 
+    on_stage("features")
     started = time.perf_counter()
     train_table, targets = features_of("train", views)
     val_table, val_targets = features_of("val", 1)
     extraction = time.perf_counter() - started
+    on_stage("head")
     data = HeadData(
         features=lambda images, chosen_views: train_table[images, chosen_views],
         targets=targets,

@@ -1,0 +1,113 @@
+"""Screen a recipe change on the four reference datasets and print one Markdown table row.
+
+    python3 benchmarks/screen.py --label "defaults" --time-limit 4m
+    python3 benchmarks/screen.py --label "bn on" --time-limit 4m -- --finetune-bn true
+    python3 benchmarks/screen.py --label "full" --sets clothing,digits -- --epochs 12
+
+Each dataset trains in its own child process (`imagefit train DATA --out TMP --no-report` plus the
+options after `--`), one after another, with a private feature cache per screen unless
+`--cache DIR` is given (then a warm cache makes phase 1 free, as it is for a user's second run).
+The row gives, per dataset, the headline accuracy (test where the data has a test split, else
+val) with macro-F1 and balanced accuracy, then the total wall time and the largest peak RSS.
+`--details` also prints one row per dataset (epochs, kept epoch, ECE, wall, peak RSS).
+
+Datasets (from ../shared/data): clothing (clothing-small, test split), hymenoptera (val),
+digits (val carved from the class folders), cifar (5,000 train / 1,000 test from cifar10.zip,
+read in place through a CSV that `benchmarks/cifar_subset.py` writes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from cifar_subset import write_subset
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SETS = {
+    "clothing": SHARED / "clothing-small",
+    "hymenoptera": SHARED / "hymenoptera",
+    "digits": SHARED / "digits",
+    "cifar": None,  # written on the fly
+}
+
+
+def run_one(data: Path, out: Path, options: list[str], env: dict) -> dict:
+    """Train one dataset in a child process; its metrics, history length, wall time and peak RSS."""
+    command = [sys.executable, "-m", "imagefit.cli", "train", str(data), "--out", str(out), "--no-report", *options]
+    started = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as log:
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log, text=True)
+        _, status, usage = os.wait4(process.pid, 0)  # this child's own peak RSS
+        process.returncode = os.waitstatus_to_exitcode(status)
+        log.seek(0)
+        stderr = log.read()
+    wall = time.perf_counter() - started
+    if process.returncode != 0:
+        return {"error": stderr.strip().splitlines()[-1] if stderr.strip() else f"exit {process.returncode}"}
+    metrics = json.loads((out / "metrics.json").read_text())
+    history = (out / "history.csv").read_text().strip().splitlines()[1:]
+    plan = [line for line in stderr.splitlines() if line.startswith(("plan:", "adapt:"))]
+    return {"metrics": metrics, "epochs": len(history), "wall": wall, "peak_gb": usage.ru_maxrss / 1e6, "plan": plan}
+
+
+def headline(result: dict) -> str:
+    if "error" in result:
+        return f"error: {result['error'][:60]}"
+    metrics = result["metrics"]
+    split = "test" if "test" in metrics else "val"
+    figures = metrics[split]
+    return f"{figures['accuracy']:.4f} / {figures['macro_f1']:.4f} / {figures['balanced_accuracy']:.4f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--label", default="defaults")
+    parser.add_argument("--time-limit", default="", help="passed to every run (e.g. 4m); empty: the recipe's epochs")
+    parser.add_argument("--sets", default=",".join(SETS))
+    parser.add_argument("--cache", type=Path, default=None, help="feature cache folder (default: a new one)")
+    parser.add_argument("--details", action="store_true")
+    parser.add_argument("options", nargs=argparse.REMAINDER, help="recipe options after --")
+    args = parser.parse_args()
+    options = [o for o in args.options if o != "--"]
+    if args.time_limit:
+        options += ["--time-limit", args.time_limit]
+    names = [n.strip() for n in args.sets.split(",") if n.strip()]
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        env = {**os.environ, "IMAGEFIT_CACHE": str(args.cache or scratch / "cache")}
+        results = {}
+        for name in names:
+            data = SETS[name] or write_subset(scratch / "cifar10-subset.csv")
+            results[name] = run_one(data, scratch / name, options, env)
+            print(f"# {name}: {headline(results[name])} ({results[name].get('wall', 0) / 60:.1f} min)", flush=True)
+    wall = sum(r.get("wall", 0.0) for r in results.values())
+    peak = max((r.get("peak_gb", 0.0) for r in results.values()), default=0.0)
+    print(f"| variant | {' | '.join(names)} | wall | peak RSS |")
+    print(f"|---|{'---|' * len(names)}---|---|")
+    cells = " | ".join(headline(results[n]) for n in names)
+    print(f"| {args.label} | {cells} | {wall / 60:.1f} min | {peak:.2f} GB |")
+    if args.details:
+        print("| data | epochs | kept epoch | val acc | ECE (headline split) | wall | peak RSS |")
+        print("|---|---|---|---|---|---|---|")
+        for name, result in results.items():
+            if "error" in result:
+                continue
+            metrics = result["metrics"]
+            split = "test" if "test" in metrics else "val"
+            print(
+                f"| {name} | {result['epochs']} | {metrics.get('best_epoch')} | {metrics['val']['accuracy']:.4f} "
+                f"| {metrics[split]['ece']:.4f} | {result['wall'] / 60:.1f} min | {result['peak_gb']:.2f} GB |"
+            )
+            for line in result["plan"]:
+                print(f"<!-- {name}: {line} -->")
+
+
+if __name__ == "__main__":
+    main()
