@@ -93,7 +93,7 @@ def evaluate(
     run: Path = typer.Argument(..., help="run folder"),
     data: Path | None = typer.Argument(None, help="other data with the same classes (default: the run's val/test)"),
     split: str | None = typer.Option(None, help="only this split: val or test (or train/val/test of DATA)"),
-    tta_n: int = typer.Option(1, help="test-time views to average (1 = none)"),
+    tta_n: int | None = typer.Option(None, help="test-time views to average (default: the run's choice; 1 = none)"),
 ) -> None:
     """Accuracy, balanced accuracy, macro-F1, top-5, log loss, calibration and per-class figures; writes CSVs."""
     from imagefit.evaluation import evaluate as evaluate_run
@@ -108,8 +108,10 @@ def predict(
     model: Path = typer.Argument(..., help="run folder, or an exported .onnx model"),
     inputs: list[Path] = typer.Argument(..., help="image files, folders (recursive) or .zip files"),
     out: Path = typer.Option(Path("preds.csv"), help="CSV to write (Id,Category)"),
-    tta: bool = typer.Option(False, help="average over flips and crops"),
-    tta_n: int = typer.Option(2, help="views with --tta (1-6): mirror first, then zoomed crops"),
+    tta: bool | None = typer.Option(
+        None, "--tta/--no-tta", help="average test-time views (default: what the run chose on val)"
+    ),
+    tta_n: int | None = typer.Option(None, help="views (1-6): mirror first, then zoomed crops (--tta: 2)"),
     full: bool = typer.Option(False, help="add path, confidence and the top-3 classes"),
     overwrite: bool = typer.Option(False, help="replace OUT if it exists"),
     batch_size: int = typer.Option(32, help="images per batch"),

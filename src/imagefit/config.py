@@ -95,6 +95,13 @@ class ScheduleRecipe:
             "as Keras's transfer-learning guide advises for small data)"
         ),
     )
+    ema_epochs: float = field(
+        default=0.0,
+        metadata=_doc(
+            "average the weights over about this many recent fine-tuning epochs (EMA; validation and the kept "
+            "model use the average); 0 turns it off"
+        ),
+    )
     cached_head: bool = field(
         default=True,
         metadata=_doc(
@@ -125,6 +132,17 @@ class EngineRecipe:
 
 
 @dataclass
+class PredictRecipe:
+    tune_inference: bool = field(
+        default=True,
+        metadata=_doc(
+            "after training, choose on val the evaluation size (up to 1.3x the training size), mirror TTA and "
+            "a temperature for calibrated confidences; predict, evaluate and export use them"
+        ),
+    )
+
+
+@dataclass
 class Recipe:
     data: DataRecipe = field(default_factory=DataRecipe)
     model: ModelRecipe = field(default_factory=ModelRecipe)
@@ -132,6 +150,7 @@ class Recipe:
     optim: OptimRecipe = field(default_factory=OptimRecipe)
     schedule: ScheduleRecipe = field(default_factory=ScheduleRecipe)
     engine: EngineRecipe = field(default_factory=EngineRecipe)
+    predict: PredictRecipe = field(default_factory=PredictRecipe)
 
     def to_dict(self) -> dict[str, Any]:
         """The recipe as plain JSON-ready nested dicts."""

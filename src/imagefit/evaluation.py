@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from imagefit import runs
+from imagefit.calibration import view_probabilities
 from imagefit.data import Sample, scan
 from imagefit.errors import UserError
-from imagefit.metrics import classification_metrics
-from imagefit.prediction import Predictions, predict_with
+from imagefit.metrics import calibration_error, classification_metrics
+from imagefit.prediction import Predictions, check_batch, map_batches
 from imagefit.prediction.models import TorchPredictor
 
 
@@ -35,22 +36,36 @@ def evaluate(
     data: str | Path | None = None,
     *,
     split: str | None = None,
-    tta_n: int = 1,
+    tta_n: int | None = None,
     device: str = "cpu",
 ) -> list[Evaluation]:
-    """Evaluate RUN on its val and test splits (or just `split`), or on DATA; write metrics and predictions."""
+    """Evaluate RUN on its val and test splits (or just `split`), or on DATA; write metrics and predictions.
+
+    Predictions are made as `imagefit predict` makes them: the run's evaluation size, test-time
+    views (`tta_n` overrides them) and temperature. `ece_before_scaling` is the calibration error of
+    the same views without the temperature.
+    """
     run = runs.load_run(Path(run_path))
     predictor = TorchPredictor.from_run(run.path, device=device)
+    views = predictor.tta_n if tta_n is None else tta_n
+    check_batch(views, 32)
     results = []
     for key, samples in _targets(run, data, split).items():
-        predictions = predict_with(predictor, [s.path for s in samples], tta_n=tta_n)
+        paths, logits, skipped = map_batches(
+            predictor.logits, predictor.preprocess, [s.path for s in samples], views=views, average=False
+        )
+        logits = logits if paths else np.zeros((0, views, len(run.classes)))
+        predictions = Predictions(paths, view_probabilities(logits, predictor.temperature), run.classes, skipped)
         by_path = {s.path: s.label for s in samples}
         true_labels = [by_path[p] for p in predictions.paths]
         y_true = [run.classes.index(label) for label in true_labels]
         metrics = classification_metrics(y_true, predictions.probabilities, run.classes)
-        metrics["skipped"] = len(predictions.skipped)
+        metrics["ece_before_scaling"] = calibration_error(y_true, view_probabilities(logits, 1.0))
+        metrics.update(
+            skipped=len(skipped), image_size=predictor.preprocess.size, tta_n=views, temperature=predictor.temperature
+        )
         results.append(Evaluation(key, metrics, predictions, true_labels))
-        _write_predictions(run.path / f"predictions-{key.replace(':', '-')}.csv", predictions, true_labels)
+        _write_predictions(runs.RunFiles(run.path).predictions(key), predictions, true_labels)
     stored = run.metrics
     stored.update({result.key: result.metrics for result in results})
     runs.write_json(run.path / "metrics.json", stored)

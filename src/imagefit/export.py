@@ -16,8 +16,11 @@ OPSET = 18
 def export_onnx(run_path: str | Path, *, out: str | Path | None = None, overwrite: bool = False) -> Path:
     """Write RUN/model.onnx (or OUT) and the JSON of labels and preprocessing beside it; returns the .onnx path.
 
-    The graph takes float32 [N, 3, size, size] named `images` (any N) and returns logits named `logits`.
-    It is checked with the ONNX checker and against PyTorch on a random batch before this returns.
+    The graph takes float32 [N, 3, size, size] named `images` (any N) at the run's evaluation size
+    and returns `logits`, whose softmax is the run's calibrated probabilities: the temperature and
+    the mirrored test-time view the run chose on val are inside the graph, so ONNX Runtime gives
+    the figures `imagefit evaluate` reports. It is checked with the ONNX checker and against
+    PyTorch on a random batch before this returns.
     """
     import onnx
     import torch
@@ -28,8 +31,9 @@ def export_onnx(run_path: str | Path, *, out: str | Path | None = None, overwrit
         raise UserError(f"{target}: the output name must end in .onnx")
     if target.exists() and not overwrite:
         raise UserError(f"{target} exists. Pass --overwrite or another --out")
-    model = run.load_model()
-    size = run.preprocess.size
+    inference = run.inference
+    model = deployed(run.load_model(), temperature=inference.temperature, tta_n=inference.tta_n)
+    size = inference.preprocess.size
     example = torch.randn(2, 3, size, size)
     torch.onnx.export(
         model,
@@ -52,6 +56,27 @@ def export_onnx(run_path: str | Path, *, out: str | Path | None = None, overwrit
     target.with_suffix(".json").write_text(json.dumps(facts, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     _check_against_torch(model, target, example)
     return target
+
+
+def deployed(model, *, temperature: float = 1.0, tta_n: int = 1):
+    """The model as prediction applies it: logits / temperature, averaged with its mirror's as probabilities."""
+    import torch
+
+    class Deployed(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, images):
+            logits = self.model(images) / temperature
+            if tta_n == 1:
+                return logits
+            mirrored = self.model(torch.flip(images, dims=[3])) / temperature
+            return torch.log((logits.softmax(dim=1) + mirrored.softmax(dim=1)) / 2)
+
+    if tta_n not in (1, 2):
+        raise UserError(f"export holds one view or the image and its mirror, not tta_n={tta_n}")
+    return Deployed().eval()
 
 
 def _check_against_torch(model, target: Path, example) -> None:

@@ -70,7 +70,7 @@ def confusion_matrices(y_true: list[int], y_pred: list[int], classes: list[str])
     return _png(figure)
 
 
-def reliability_diagram(y_true: list[int], probabilities: np.ndarray, bins: int = 15) -> bytes:
+def reliability_diagram(y_true: list[int], probabilities: np.ndarray, bins: int = 15, title: str = "") -> bytes:
     """Accuracy against confidence per bin, with the share of images in each bin."""
     confidence = probabilities.max(axis=1)
     correct = probabilities.argmax(axis=1) == np.asarray(y_true)
@@ -88,4 +88,6 @@ def reliability_diagram(y_true: list[int], probabilities: np.ndarray, bins: int 
     axis.set_xlim(0, 1)
     axis.set_ylim(0, 1)
     axis.legend(fontsize=8, loc="upper left")
+    if title:
+        axis.set_title(title, fontsize=9)
     return _png(figure)

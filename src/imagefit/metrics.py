@@ -41,14 +41,25 @@ def classification_metrics(y_true: list[int], probabilities: np.ndarray, classes
         "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
         "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
         "log_loss": float(log_loss(y_true, np.clip(probabilities, 1e-12, 1.0), labels=labels)),
-        "ece": float(
-            multiclass_calibration_error(
-                torch.from_numpy(probabilities).float(), torch.from_numpy(y_true), len(classes), n_bins=CALIBRATION_BINS
-            )
-        ),
+        "ece": calibration_error(y_true, probabilities),
         "count": int(len(y_true)),
     }
     if len(classes) > 5:
         figures["top5_accuracy"] = float(top_k_accuracy_score(y_true, probabilities, k=5, labels=labels))
     figures["per_class"] = per_class
     return figures
+
+
+def calibration_error(y_true, probabilities: np.ndarray) -> float:
+    """Expected calibration error (top-1 confidence, 15 equal-width bins), torchmetrics' definition."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if not len(probabilities):
+        return float("nan")
+    return float(
+        multiclass_calibration_error(
+            torch.from_numpy(probabilities).float(),
+            torch.as_tensor(np.asarray(y_true)),
+            probabilities.shape[1],
+            n_bins=CALIBRATION_BINS,
+        )
+    )

@@ -43,12 +43,7 @@ def write_report(run_path: str | Path, *, gradcam_samples: int = GRADCAM_SAMPLES
             _per_class(run.metrics.get(split, {})),
             _worst_errors(rows, split),
             _gradcam(run, rows, gradcam_samples),
-            section(
-                "calibration",
-                f"Calibration ({split})",
-                f"<p>Expected calibration error: {run.metrics.get(split, {}).get('ece', float('nan')):.4f}</p>"
-                + img(data_uri(figures.reliability_diagram(y_true, probabilities)), "reliability diagram"),
-            ),
+            _calibration(run, split, y_true, probabilities),
             _recipe(run),
         ]
     )
@@ -136,6 +131,24 @@ def _gradcam(run: runs.Run, rows: list[dict], samples: int) -> str:
             f"<figure>{img(thumbnail(overlay, 200), caption)}<figcaption>{html.escape(caption)}</figcaption></figure>"
         )
     return section("gradcam", "Where the model looks (Grad-CAM)", f'<div class="gallery">{"".join(cards)}</div>')
+
+
+def _calibration(run: runs.Run, split: str, y_true: list[int], probabilities: np.ndarray) -> str:
+    """Reliability before and after the temperature chosen on val, with both calibration errors."""
+    figures_of = run.metrics.get(split, {})
+    temperature = run.inference.temperature
+    # Undo the temperature: softmax(logits) is proportional to softmax(logits / T) ** T (exact for one view).
+    before = np.clip(probabilities, 1e-12, 1.0) ** temperature
+    before /= before.sum(axis=1, keepdims=True)
+    text = (
+        f"<p>Expected calibration error: {figures_of.get('ece_before_scaling', float('nan')):.4f} before, "
+        f"{figures_of.get('ece', float('nan')):.4f} after temperature scaling (T = {temperature:.2f}, "
+        f"fitted on val).</p>"
+    )
+    pictures = img(
+        data_uri(figures.reliability_diagram(y_true, before, title="before temperature scaling")), "before"
+    ) + img(data_uri(figures.reliability_diagram(y_true, probabilities, title="after")), "after")
+    return section("calibration", f"Calibration ({split})", text + pictures)
 
 
 def _recipe(run: runs.Run) -> str:

@@ -133,6 +133,29 @@ def new_run_dir(*, data: Path, runs_dir: Path, name: str | None = None, out: Pat
     raise UserError(f"{runs_dir} holds too many runs named {stem}. Pass --name")
 
 
+@dataclass(frozen=True)
+class Inference:
+    """How the run's model meets new images: input preprocessing, test-time views and temperature, chosen on val.
+
+    Probabilities are the mean over `tta_n` views (the image, then its mirror) of softmax(logits / temperature).
+    """
+
+    preprocess: Preprocess
+    tta_n: int = 1
+    temperature: float = 1.0
+
+    def to_dict(self) -> dict:
+        return {"preprocess": self.preprocess.to_dict(), "tta_n": self.tta_n, "temperature": self.temperature}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Inference:
+        return cls(
+            Preprocess.from_dict(values["preprocess"]),
+            int(values.get("tta_n", 1)),
+            float(values.get("temperature", 1.0)),
+        )
+
+
 @dataclass
 class Run:
     """A finished run folder, loaded: recipe, classes, preprocessing, metrics and the model."""
@@ -146,7 +169,19 @@ class Run:
         return Recipe.from_dict(self.config["recipe"])
 
     @property
+    def inference(self) -> Inference:
+        """Input size, test-time views and temperature chosen on val (the training preprocessing in older runs)."""
+        if "inference" in self.config:
+            return Inference.from_dict(self.config["inference"])
+        return Inference(Preprocess.from_dict(self.config["preprocess"]))
+
+    @property
     def preprocess(self) -> Preprocess:
+        """The preprocessing of new images (evaluation size, normalisation), as prediction and export use it."""
+        return self.inference.preprocess
+
+    @property
+    def train_preprocess(self) -> Preprocess:
         return Preprocess.from_dict(self.config["preprocess"])
 
     @property

@@ -44,8 +44,9 @@ class Predictions:
 def _views(image: Image.Image, preprocess: Preprocess, count: int) -> list[np.ndarray]:
     arrays = []
     for scale, flip in TTA_VIEWS[:count]:
-        view = image.transpose(Image.FLIP_LEFT_RIGHT) if flip else image
-        arrays.append(eval_array(view, preprocess, resize=max(preprocess.size, round(preprocess.resize_size * scale))))
+        array = eval_array(image, preprocess, resize=max(preprocess.size, round(preprocess.resize_size * scale)))
+        # The mirror of the crop (not the crop of the mirror): what the exported graph's flip computes.
+        arrays.append(np.ascontiguousarray(array[:, :, ::-1]) if flip else array)
     return arrays
 
 
@@ -67,8 +68,11 @@ def map_batches(
     batch_size: int = 32,
     threads: int = 0,
     progress: Callable[[int], None] | None = None,
+    average: bool = True,
 ) -> tuple[list[str], np.ndarray, list[tuple[str, str]]]:
-    """Run `model_fn` over every readable input (averaged over `views`): (paths, outputs [N, ...], skipped).
+    """Run `model_fn` over every readable input: (paths, outputs, skipped).
+
+    Outputs are averaged over the `views` of each input ([N, ...]), or kept apart ([N, views, ...]).
 
     Decoding runs in a thread pool and the next batch decodes while the model runs on this one.
     """
@@ -88,7 +92,8 @@ def map_batches(
             if good:
                 batch = np.stack([array for _, arrays in good for array in arrays])
                 result = model_fn(batch)
-                outputs.append(result.reshape(len(good), views, *result.shape[1:]).mean(axis=1))
+                per_view = result.reshape(len(good), views, *result.shape[1:])
+                outputs.append(per_view.mean(axis=1) if average else per_view)
                 paths += [loc for loc, _ in good]
             if progress:
                 progress(len(chunk))
@@ -96,11 +101,11 @@ def map_batches(
 
 
 def predict_with(
-    predictor: Predictor, locators: list[str], *, tta_n: int = 1, batch_size: int = 32, threads: int = 0
+    predictor: Predictor, locators: list[str], *, tta_n: int | None = None, batch_size: int = 32, threads: int = 0
 ) -> Predictions:
-    """Probabilities from an already loaded predictor, averaged over `tta_n` test-time views."""
-    if not 1 <= tta_n <= len(TTA_VIEWS):
-        raise UserError(f"--tta-n must be between 1 and {len(TTA_VIEWS)}, got {tta_n}")
+    """Probabilities from an already loaded predictor, averaged over `tta_n` test-time views (default: its own)."""
+    tta_n = predictor.tta_n if tta_n is None else tta_n
+    check_batch(tta_n, batch_size)
     paths, probabilities, skipped = map_batches(
         predictor.probabilities, predictor.preprocess, locators, views=tta_n, batch_size=batch_size, threads=threads
     )
@@ -109,18 +114,32 @@ def predict_with(
     return Predictions(paths=paths, probabilities=probabilities, classes=list(predictor.classes), skipped=skipped)
 
 
+def check_batch(tta_n: int, batch_size: int) -> None:
+    """UserError for a number of test-time views or a batch size no prediction can use."""
+    if not 1 <= tta_n <= len(TTA_VIEWS):
+        raise UserError(f"--tta-n must be between 1 and {len(TTA_VIEWS)}, got {tta_n}")
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {batch_size}")
+
+
 def predict(
     model: str | Path,
     inputs: list[str | Path],
     *,
-    tta: bool = False,
-    tta_n: int = DEFAULT_TTA_N,
+    tta: bool | None = None,
+    tta_n: int | None = None,
     batch_size: int = 32,
     device: str = "cpu",
 ) -> Predictions:
-    """Predict every image under INPUTS with a run folder or an exported .onnx model."""
+    """Predict every image under INPUTS with a run folder or an exported .onnx model.
+
+    Test-time views: the run's own choice (made on val when it trained) unless `tta` is False (none),
+    True (`tta_n`, default 2) or `tta_n` is given.
+    """
     predictor = load_predictor(model, device=device)
-    return predict_with(predictor, collect_inputs(list(inputs)), tta_n=tta_n if tta else 1, batch_size=batch_size)
+    views = predictor.tta_n if tta is None and tta_n is None else 1 if tta is False else tta_n or DEFAULT_TTA_N
+    check_batch(views, batch_size)
+    return predict_with(predictor, collect_inputs(list(inputs)), tta_n=views, batch_size=batch_size)
 
 
 def write_csv(

@@ -16,6 +16,7 @@ from imagefit.errors import UserError
 class Predictor(Protocol):
     classes: list[str]
     preprocess: Preprocess
+    tta_n: int  # test-time views a prediction averages unless told otherwise
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         """Class probabilities [N, C] for a float32 batch [N, 3, H, W]."""
@@ -24,12 +25,14 @@ class Predictor(Protocol):
 
 @dataclass
 class TorchPredictor:
-    """A run folder's model in PyTorch (channels_last, inference mode, on CPU unless told)."""
+    """A run folder's model in PyTorch (channels_last, inference mode, on CPU unless told), with its temperature."""
 
     model: object
     classes: list[str]
     preprocess: Preprocess
     device: str = "cpu"
+    temperature: float = 1.0
+    tta_n: int = 1
 
     @classmethod
     def from_run(cls, path: Path, *, device: str = "cpu") -> TorchPredictor:
@@ -39,14 +42,24 @@ class TorchPredictor:
 
         run = load_run(path)
         model = run.load_model().to(device=device, memory_format=torch.channels_last)
-        return cls(model=model, classes=run.classes, preprocess=run.preprocess, device=device)
+        inference = run.inference
+        return cls(model, run.classes, inference.preprocess, device, inference.temperature, inference.tta_n)
 
-    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        """The model's raw logits [N, C] (before the temperature)."""
         import torch
 
         with torch.inference_mode():
             images = torch.from_numpy(batch).to(self.device).contiguous(memory_format=torch.channels_last)
-            return self.model(images).float().softmax(dim=1).cpu().numpy()
+            return self.model(images).float().cpu().numpy()
+
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        return softmax(self.logits(batch) / self.temperature)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
 @dataclass
@@ -56,6 +69,7 @@ class OnnxPredictor:
     session: object
     classes: list[str]
     preprocess: Preprocess
+    tta_n: int = 1  # the run's own test-time views and temperature are inside the graph
 
     @classmethod
     def from_file(cls, path: Path, *, threads: int = 0) -> OnnxPredictor:
@@ -72,8 +86,7 @@ class OnnxPredictor:
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         (logits,) = self.session.run(None, {"images": batch})
-        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return shifted / shifted.sum(axis=1, keepdims=True)
+        return softmax(logits)
 
 
 def load_predictor(model: str | Path, *, device: str = "cpu") -> Predictor:

@@ -1,9 +1,13 @@
 """`--time-limit`: plan epochs (and, where it must, image size and feature views) from measured throughput.
 
-The model's training and inference speed are measured on a few synthetic batches at the planned
-size; the plan charges feature extraction, every fine-tuning epoch (training and validation)
-and the final evaluation and report against the limit, and Lightning's `max_time` stops
-fine-tuning at the planned deadline should the estimate be short.
+As Ultralytics' `time`, a time limit overrides the recipe's epochs (an `--epochs` given with it
+is a cap). The model's training and inference speed are measured on a few synthetic batches at
+the planned size; the plan charges feature extraction, every fine-tuning epoch (training and
+validation) and the final evaluation, the choice of the prediction settings and the report
+against the limit. The plan is corrected twice with measured times: after the feature pass
+(`replan_epochs`) and after every fine-tuning epoch (`TimeBudget`), whose learning-rate curve is
+stretched or shrunk to the new end. Lightning's `max_time` stops fine-tuning at the deadline
+should an epoch still run long.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import math
 import time
 from dataclasses import dataclass
 
+import lightning as L
 import torch
 
 from imagefit.config import Recipe, parse_duration
@@ -28,6 +33,10 @@ REAL_LOOP_FACTOR = 1.1
 EPOCH_OVERHEAD_S = 1.0
 REPORT_SECONDS = 15.0
 SMALLEST_SIZE = 96
+MAX_PLANNED_EPOCHS = 60  # fine-tuning epochs a time limit may plan when no --epochs caps it
+# Choosing the prediction settings runs val through the model at 3 sizes (1, 1.15^2, 1.3^2 the
+# pixels) with the mirror: about 2 * (1 + 1.32 + 1.69) = 8 val passes at the training size.
+TUNE_INFERENCE_PASSES = 8.0
 
 
 @dataclass
@@ -88,13 +97,16 @@ def measure_rates(model: ImageClassifier, size: int, batch_size: int, *, channel
         images = images.contiguous(memory_format=torch.channels_last)
 
     def timed(step, repeats: int) -> float:
-        step()  # warm-up: allocation, kernel choice
-        started = time.perf_counter()
-        for _ in range(repeats):
+        for _ in range(2):  # warm-up: allocation, kernel choice (the first steps run up to 2x slow)
             step()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        return batch_size * repeats / (time.perf_counter() - started)
+        fastest = float("inf")
+        for _ in range(repeats):  # the fastest step: other work on the machine only ever slows one down
+            started = time.perf_counter()
+            step()
+            if device == "cuda":
+                torch.cuda.synchronize()
+            fastest = min(fastest, time.perf_counter() - started)
+        return batch_size / fastest
 
     def train_step():
         model.train()
@@ -105,7 +117,7 @@ def measure_rates(model: ImageClassifier, size: int, batch_size: int, *, channel
         with torch.no_grad():
             model(images)
 
-    rates = Rates(train=timed(train_step, 2), infer=timed(infer_step, 2))
+    rates = Rates(train=timed(train_step, 3), infer=timed(infer_step, 3))
     model.zero_grad(set_to_none=True)
     model.load_state_dict(state)
     return rates
@@ -139,11 +151,12 @@ def plan_time(
     head_on_features: bool,
     device: str,
     report: bool,
+    epochs_given: bool = False,
 ) -> TimePlan:
-    """The largest plan that fits: all epochs asked for if they fit, else fewer, then a smaller size, then less."""
+    """The largest plan that fits: as many epochs as fit (up to --epochs when given), then a smaller size, then less."""
     limit = parse_duration(recipe.schedule.time_limit)
     size = recipe.model.image_size
-    wanted = recipe.schedule.epochs - recipe.schedule.frozen_epochs
+    wanted = recipe.schedule.epochs - recipe.schedule.frozen_epochs if epochs_given else MAX_PLANNED_EPOCHS
     views = recipe.schedule.head_views if head_on_features else 1
     started = time.perf_counter()
     while True:
@@ -164,6 +177,7 @@ def plan_time(
             head_on_features=head_on_features,
             report=report,
             frozen_epochs=recipe.schedule.frozen_epochs,
+            tune_inference=recipe.predict.tune_inference,
         )
         smaller = max(SMALLEST_SIZE, int(size * 0.75) // 32 * 32)
         fixed_size = hasattr(model.backbone, "patch_embed")  # ViTs are built for one input size
@@ -184,6 +198,7 @@ def fit_plan(
     head_on_features: bool,
     report: bool,
     frozen_epochs: int,
+    tune_inference: bool = False,
 ) -> TimePlan:
     """The plan at one image size: feature views dropped first, then fine-tuning epochs, until it fits."""
     n_train, n_val, n_test = counts.get("train", 0), counts.get("val", 0), counts.get("test", 0)
@@ -196,6 +211,8 @@ def fit_plan(
         return REAL_LOOP_FACTOR * (rates.seconds(n_train, per_image, rates.infer / view_count) + evaluation(n_val))
 
     finish = REAL_LOOP_FACTOR * evaluation(n_val + n_test) + (REPORT_SECONDS if report else 0.0)
+    if tune_inference:
+        finish += REAL_LOOP_FACTOR * evaluation(n_val) * TUNE_INFERENCE_PASSES
     epoch = REAL_LOOP_FACTOR * (rates.seconds(n_train, rates.prep_train, rates.train) + evaluation(n_val))
     epoch += EPOCH_OVERHEAD_S
     if not head_on_features:  # frozen epochs run through the backbone: forward only (no backward through it)
@@ -223,6 +240,37 @@ def apply_plan(recipe: Recipe, plan: TimePlan) -> Recipe:
         image_size=plan.image_size,
         head_views=plan.head_views,
     )
+
+
+def replan_epochs(plan: TimePlan, *, started: float, wanted: int) -> int:
+    """Fine-tuning epochs that fit between now and the deadline at the planned epoch time (after the feature pass)."""
+    left = started + plan.deadline - time.perf_counter()
+    return max(0, min(wanted, math.floor(left / plan.epoch_seconds))) if left > 0 else 0
+
+
+class TimeBudget(L.Callback):
+    """After each fine-tuning epoch, fit the remaining epochs to the deadline from that epoch's measured time.
+
+    The module's learning-rate curve is retargeted to the new last epoch (`retarget`), so the cosine
+    still ends at the end of the run.
+    """
+
+    def __init__(self, deadline: float, *, cap: int):
+        self.deadline = deadline  # time.perf_counter() by which fine-tuning must end
+        self.cap = cap  # most epochs in all (Lightning's counting)
+        self._started = 0.0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._started = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        now = time.perf_counter()
+        seconds = (now - self._started) * REAL_LOOP_FACTOR
+        done = trainer.current_epoch + 1
+        epochs = min(self.cap, done + max(0, math.floor((self.deadline - now) / max(seconds, 1e-3))))
+        if epochs != trainer.max_epochs and epochs >= done:
+            trainer.fit_loop.max_epochs = epochs
+            pl_module.retarget(epochs)
 
 
 def _human(seconds: float) -> str:

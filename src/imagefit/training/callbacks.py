@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import BaseFinetuning, EarlyStopping
+import torch
+from lightning.pytorch.callbacks import BaseFinetuning, EarlyStopping, WeightAveraging
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from imagefit.files import write_rows
@@ -47,6 +48,37 @@ class FreezeBackbone(BaseFinetuning):
             for module in pl_module.model.backbone.modules():
                 if isinstance(module, _BatchNorm):
                     module.eval()
+
+
+class EMAWeights(WeightAveraging):
+    """An exponential moving average of the weights over fine-tuning (Lightning's WeightAveraging).
+
+    Validation, checkpoints and the kept model use the averaged weights. The decay targets a
+    horizon of `horizon_epochs` epochs of steps, so short runs average over their own length (timm's
+    0.9998 would leave a 500-step run mostly at its first weights), and warms up as (1 + n) / (10 + n)
+    as timm's ModelEmaV3 does. Averaging starts with the fine-tuning epoch `start_epoch`.
+    """
+
+    def __init__(self, *, horizon_epochs: float, start_epoch: int = 0):
+        super().__init__(avg_fn=self._average, use_buffers=True)
+        self.horizon_epochs = horizon_epochs
+        self.start_epoch = start_epoch
+        self.decay = 0.0  # set when training starts, from the number of steps an epoch
+        self._epoch = 0
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        steps = max(1.0, self.horizon_epochs * trainer.num_training_batches)
+        self.decay = 1.0 - 1.0 / steps
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._epoch = trainer.current_epoch
+
+    def should_update(self, step_idx: int | None = None, epoch_idx: int | None = None) -> bool:
+        return step_idx is not None and self._epoch >= self.start_epoch
+
+    def _average(self, averaged: torch.Tensor, current: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+        decay = min(self.decay, (1.0 + float(count)) / (10.0 + float(count)))
+        return averaged * decay + current * (1.0 - decay)
 
 
 class StageHook(L.Callback):

@@ -10,7 +10,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 
 from imagefit.config import Recipe
-from imagefit.training.callbacks import FreezeBackbone, History, PhaseTwoEarlyStopping
+from imagefit.training.callbacks import EMAWeights, FreezeBackbone, History, PhaseTwoEarlyStopping
 
 # Epochs are chosen, and phase 2 stopped, on validation loss (class-weighted cross-entropy): on
 # clothing-small's 341 val images macro-F1 moves by a point from one image, and stopped at
@@ -69,6 +69,8 @@ def build_trainer(
         checkpoint,
         *(extra or []),
     ]
+    if schedule.ema_epochs > 0:
+        callbacks.append(EMAWeights(horizon_epochs=schedule.ema_epochs, start_epoch=frozen))
     trainer = L.Trainer(
         max_epochs=schedule.epochs - offset,
         max_time=max_time,

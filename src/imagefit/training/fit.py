@@ -34,12 +34,20 @@ from imagefit.files import save_tensors
 from imagefit.models import build_classifier, preprocess_for
 from imagefit.models.factory import check_model_name, native_image_size
 from imagefit.report import write_report
-from imagefit.training.budget import apply_plan, plan_time
+from imagefit.training.budget import (
+    MAX_PLANNED_EPOCHS,
+    TimeBudget,
+    TimePlan,
+    apply_plan,
+    plan_time,
+    replan_epochs,
+)
 from imagefit.training.callbacks import StageHook
 from imagefit.training.engine import best_epoch, build_trainer, history_of, on_gpu
 from imagefit.training.environment import environment, training_facts
 from imagefit.training.frozen import cached_head_phase, head_on_features
 from imagefit.training.module import ClassifierModule
+from imagefit.training.polish import choose_inference, describe
 from imagefit.training.summary import print_summary
 
 # A DDP launcher re-runs the command in each new process (LOCAL_RANK 1, 2 ...); they find the run
@@ -70,6 +78,7 @@ class Plan:
     classes: list[str]
     hashes: dict[str, str] | None = None  # file content hashes, for the feature cache (new runs)
     started: float = field(default_factory=time.perf_counter)  # when train() was called, for --time-limit
+    epochs_given: bool = False  # --epochs was passed: with --time-limit it caps the planned epochs
 
 
 def train(
@@ -138,6 +147,7 @@ def _new_plan(data, out, name, runs_dir, overrides: dict, console: Console, noti
         recipe = Recipe.from_dict(runs.read_json(files.config)["recipe"]).override(time_limit="")
     resolved = str(Path(data).expanduser().resolve())
     plan = Plan(run_dir, recipe, resolved, samples, inventory.classes, inventory.hashes, started)
+    plan.epochs_given = any(key.replace("-", "_") in ("epochs", "schedule.epochs") for key in overrides)
     if not inherited:
         made.append(run_dir)
         write_split(files.split, samples)
@@ -214,7 +224,7 @@ class Setup:
     datamodule: ImageDataModule
     imbalance: str  # 'weights', 'sampler' or 'none'
     class_weights: torch.Tensor | None
-    deadline: float | None  # perf_counter time by which fine-tuning stops (--time-limit)
+    budget: TimePlan | None  # the --time-limit plan of a new run
 
 
 def _fit(plan: Plan, console: Console, *, report: bool, callbacks: list | None, notify: StageFn) -> runs.Run | None:
@@ -232,6 +242,8 @@ def _fit(plan: Plan, console: Console, *, report: bool, callbacks: list | None, 
     head_rows: list[dict] = []
     if offset and stage == "new":
         head_rows = _head_phase(plan, setup, console, notify)
+        if setup.budget is not None:
+            recipe = _replan(plan, setup.budget, console)
     elif offset and stage == "head":  # phase 1 is done: its model and history rows are in the run folder
         setup.model.load_state_dict(load_file(str(files.head_only)))
         head_rows = runs.read_history(files.history)[:offset]
@@ -242,14 +254,14 @@ def _fit(plan: Plan, console: Console, *, report: bool, callbacks: list | None, 
         class_weights=setup.class_weights,
         frozen_epochs=recipe.schedule.frozen_epochs - offset,
     )
-    left = None if setup.deadline is None else timedelta(seconds=max(1.0, setup.deadline - time.perf_counter()))
+    extra = [StageHook(notify, offset=offset), *(callbacks or [])]
+    left = None
+    if setup.budget is not None:
+        deadline = plan.started + setup.budget.deadline
+        left = timedelta(seconds=max(1.0, deadline - time.perf_counter()))
+        extra.append(TimeBudget(deadline, cap=_epoch_cap(plan) - offset))
     trainer, checkpoint = build_trainer(
-        recipe,
-        plan.run_dir,
-        offset=offset,
-        head_rows=head_rows,
-        extra=[StageHook(notify, offset=offset), *(callbacks or [])],
-        max_time=left,
+        recipe, plan.run_dir, offset=offset, head_rows=head_rows, extra=extra, max_time=left
     )
     if trainer.max_epochs == 0:  # the head alone was asked for, and it is trained
         history_of(trainer).write()
@@ -272,9 +284,9 @@ def _setup(plan: Plan, stage: str, *, planned: bool, console: Console, report: b
     )
     if recipe.engine.channels_last:  # before anything runs it: DDP needs the same strides in every process
         model = model.to(memory_format=torch.channels_last)
-    deadline = None
+    budget = None
     if recipe.schedule.time_limit and not planned:
-        preprocess, deadline = _apply_time_limit(plan, model, preprocess, console, report)
+        preprocess, budget = _apply_time_limit(plan, model, preprocess, console, report)
         recipe = plan.recipe
     targets = [plan.classes.index(s.label) for s in plan.samples if s.split == "train"]
     ratio = imbalance_ratio(targets)
@@ -294,7 +306,7 @@ def _setup(plan: Plan, stage: str, *, planned: bool, console: Console, report: b
         weighted_sampler=mode == "sampler",
     )
     weights = class_weights(targets, len(plan.classes)) if mode == "weights" else None
-    return Setup(model, preprocess, weights_source, datamodule, mode, weights, deadline)
+    return Setup(model, preprocess, weights_source, datamodule, mode, weights, budget)
 
 
 def _fine_tune(trainer: L.Trainer, module, datamodule, files: runs.RunFiles, *, resume: bool) -> None:
@@ -345,7 +357,7 @@ def _kept_weights(files: runs.RunFiles, checkpoint: ModelCheckpoint, trainer: L.
 
 
 def _apply_time_limit(plan: Plan, model, preprocess, console: Console, report: bool):
-    """Plan epochs (and size, views) to fit --time-limit; print the plan; the preprocessing and fine-tuning deadline."""
+    """Plan epochs (and size, views) to fit --time-limit; print the plan; the preprocessing and the plan."""
     budget = plan_time(
         plan.recipe,
         model,
@@ -355,13 +367,32 @@ def _apply_time_limit(plan: Plan, model, preprocess, console: Console, report: b
         head_on_features=head_on_features(plan.recipe),
         device="cuda" if on_gpu(plan.recipe) else "cpu",
         report=report,
+        epochs_given=plan.epochs_given,
     )
     for line in budget.lines():
         console.print(line, highlight=False)
     plan.recipe = apply_plan(plan.recipe, budget)
     if budget.image_size != preprocess.size:
         preprocess = preprocess_for(model.backbone, budget.image_size)
-    return preprocess, plan.started + budget.deadline
+    return preprocess, budget
+
+
+def _epoch_cap(plan: Plan) -> int:
+    """The most epochs (head ones included) a time limit may plan: --epochs when given."""
+    schedule = plan.recipe.schedule
+    return schedule.epochs if plan.epochs_given else schedule.frozen_epochs + MAX_PLANNED_EPOCHS
+
+
+def _replan(plan: Plan, budget: TimePlan, console: Console) -> Recipe:
+    """Fine-tuning epochs re-fitted to the time left once the feature pass has run; saved in config.json."""
+    frozen = plan.recipe.schedule.frozen_epochs
+    epochs = frozen + replan_epochs(budget, started=plan.started, wanted=_epoch_cap(plan) - frozen)
+    if epochs != plan.recipe.schedule.epochs:
+        console.print(f"plan: {epochs - frozen} fine-tuning epochs fit in the time left", highlight=False)
+        plan.recipe = plan.recipe.override(epochs=epochs)
+        files = runs.RunFiles(plan.run_dir)
+        runs.write_json(files.config, {**runs.read_json(files.config), "recipe": plan.recipe.to_dict()})
+    return plan.recipe
 
 
 def _after_fit(plan: Plan, console: Console, report: bool, notify: StageFn, *, finished: bool = False) -> runs.Run:
@@ -369,15 +400,33 @@ def _after_fit(plan: Plan, console: Console, report: bool, notify: StageFn, *, f
     files = runs.RunFiles(plan.run_dir)
     if finished and (files.report.exists() or not report):
         raise UserError(f"{plan.run_dir} has finished (model, metrics and report are written); nothing to resume")
+    device = "cuda" if on_gpu(plan.recipe) else "cpu"
     if not finished:
         notify("evaluate")
-        evaluate(plan.run_dir, device="cuda" if on_gpu(plan.recipe) else "cpu")
+        if plan.recipe.predict.tune_inference and "inference" not in runs.read_json(files.config):
+            _choose_inference(plan, console, device)
+        evaluate(plan.run_dir, device=device)
     if report:
         notify("report")
         write_report(plan.run_dir)
     run = runs.load_run(plan.run_dir)
     print_summary(run, console)
     return run
+
+
+def _choose_inference(plan: Plan, console: Console, device: str) -> None:
+    """Evaluation size, mirror TTA and temperature chosen on val, into config.json, with one line said."""
+    run = runs.load_run(plan.run_dir)
+    val = [s for s in run.split() if s.split == "val"]
+    inference, candidates = choose_inference(
+        run.load_model(), run.train_preprocess, val, run.classes, mirror=plan.recipe.augment.hflip, device=device
+    )
+    if not candidates:
+        return
+    runs.write_json(
+        run.path / "config.json", {**run.config, "inference": inference.to_dict(), "inference_candidates": candidates}
+    )
+    console.print(describe(inference, candidates, run.train_preprocess.size), highlight=False)
 
 
 def _config(plan: Plan, preprocess: dict, weights_source: str, imbalance: str) -> dict:

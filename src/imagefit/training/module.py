@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import lightning as L
@@ -96,15 +97,19 @@ class ClassifierModule(L.LightningModule):
         groups = weight_decay_groups(self.model, optim.weight_decay)
         optimizer = create_optimizer_v2(groups, opt=optim.optimizer, lr=optim.lr, weight_decay=optim.weight_decay)
         schedule = self.recipe.schedule
-        steps_per_epoch = max(1, self.trainer.estimated_stepping_batches // max(1, self.trainer.max_epochs))
-        curve = PhaseSchedule(
-            frozen_steps=self.frozen_epochs * steps_per_epoch,
-            total_steps=self.trainer.max_epochs * steps_per_epoch,
-            warmup_steps=int(schedule.warmup_epochs * steps_per_epoch),
+        self._steps_per_epoch = max(1, self.trainer.estimated_stepping_batches // max(1, self.trainer.max_epochs))
+        self.curve = PhaseSchedule(
+            frozen_steps=self.frozen_epochs * self._steps_per_epoch,
+            total_steps=self.trainer.max_epochs * self._steps_per_epoch,
+            warmup_steps=int(schedule.warmup_epochs * self._steps_per_epoch),
             finetune_ratio=optim.finetune_lr_ratio,
         )
-        scheduler = LambdaLR(optimizer, curve)
+        scheduler = LambdaLR(optimizer, lambda step: self.curve(step))  # `retarget` may move the curve's end
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def retarget(self, epochs: int) -> None:
+        """Make the learning-rate curve end after `epochs` epochs (a time limit re-planned the run)."""
+        self.curve = dataclasses.replace(self.curve, total_steps=epochs * self._steps_per_epoch)
 
 
 def _make_mixup(recipe: Recipe, num_classes: int) -> Mixup | None:

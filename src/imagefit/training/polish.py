@@ -1,0 +1,97 @@
+"""After training, on the validation split: the evaluation size, test-time views and temperature to predict with.
+
+Models fine-tuned on random resized crops see objects larger than a centre crop shows them, so
+they often score better a little above their training size (FixRes, Touvron et al. 2019); a
+mirrored second view adds a little more; one temperature makes the confidences honest (Guo et
+al. 2017). Each candidate is scored by validation log loss after its own temperature; a costlier
+candidate (larger size, more views) must beat the cheaper ones by MARGIN to be chosen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+
+from imagefit.calibration import fit_temperature, log_loss, view_probabilities
+from imagefit.data.preprocess import Preprocess
+from imagefit.data.sources import Sample
+from imagefit.prediction import map_batches
+from imagefit.prediction.models import TorchPredictor
+from imagefit.runs import Inference
+
+MARGIN = 0.01  # relative val log loss a costlier candidate must save
+SIZE_STEPS = (1.0, 1.15, 1.3)  # evaluation sizes tried, as multiples of the training size
+
+
+def evaluation_sizes(size: int, *, fixed: bool = False) -> list[int]:
+    """The training size and a few larger ones (multiples of 16); only the training size for fixed-size models."""
+    if fixed:
+        return [size]
+    return sorted({size, *(max(size, int(round(size * step / 16)) * 16) for step in SIZE_STEPS)})
+
+
+def choose_inference(
+    model: torch.nn.Module,
+    preprocess: Preprocess,
+    val: list[Sample],
+    classes: list[str],
+    *,
+    mirror: bool,
+    device: str = "cpu",
+) -> tuple[Inference, list[dict]]:
+    """The Inference with the lowest val log loss (cost-aware), and every candidate's figures."""
+    model = model.eval().to(device=device, memory_format=torch.channels_last)
+    predictor = TorchPredictor(model, classes, preprocess, device=device)
+    index = {name: i for i, name in enumerate(classes)}
+    labels = {s.path: index[s.label] for s in val}
+    views = 2 if mirror else 1
+    candidates = []
+    for size in evaluation_sizes(preprocess.size, fixed=hasattr(model.backbone, "patch_embed")):
+        sized = dataclasses.replace(preprocess, size=size)
+        paths, logits, _ = map_batches(predictor.logits, sized, [s.path for s in val], views=views, average=False)
+        if not paths:
+            break
+        targets = np.array([labels[p] for p in paths])
+        for count in range(1, views + 1):
+            chosen = logits[:, :count]
+            temperature = fit_temperature(chosen, targets)
+            probabilities = view_probabilities(chosen, temperature)
+            candidates.append(
+                {
+                    "size": size,
+                    "tta_n": count,
+                    "temperature": round(temperature, 4),
+                    "val_log_loss": log_loss(probabilities, targets),
+                    "val_log_loss_before_scaling": log_loss(view_probabilities(chosen, 1.0), targets),
+                    "val_accuracy": float((probabilities.argmax(1) == targets).mean()),
+                }
+            )
+    if not candidates:
+        return Inference(preprocess), []
+    best = pick(candidates)
+    return Inference(dataclasses.replace(preprocess, size=best["size"]), best["tta_n"], best["temperature"]), candidates
+
+
+def pick(candidates: list[dict]) -> dict:
+    """The cheapest candidate unless a costlier one lowers val log loss by more than MARGIN (relative)."""
+    ordered = sorted(candidates, key=lambda c: (c["size"] ** 2 * c["tta_n"], c["tta_n"]))
+    best = ordered[0]
+    for candidate in ordered[1:]:
+        if candidate["val_log_loss"] < best["val_log_loss"] * (1 - MARGIN):
+            best = candidate
+    return best
+
+
+def describe(inference: Inference, candidates: list[dict], train_size: int) -> str:
+    """One line for the console: what was chosen and what it bought on val."""
+    chosen = next(c for c in candidates if (c["size"], c["tta_n"]) == (inference.preprocess.size, inference.tta_n))
+    plain = next(c for c in candidates if (c["size"], c["tta_n"]) == (train_size, 1))
+    views = "image + mirror" if inference.tta_n == 2 else "one view"
+    return (
+        f"prediction: {inference.preprocess.size} px ({train_size} in training), {views}, temperature "
+        f"{inference.temperature:.2f}; val log loss {plain['val_log_loss_before_scaling']:.3f} -> "
+        f"{chosen['val_log_loss']:.3f}, accuracy {plain['val_accuracy']:.4f} -> {chosen['val_accuracy']:.4f} "
+        "(chosen on val)"
+    )
