@@ -1,6 +1,6 @@
 """Screen a recipe change on the four reference datasets and print one Markdown table row.
 
-    python3 benchmarks/screen.py --label "defaults" --time-limit 4m
+    python3 benchmarks/screen.py --label "defaults" --time-limit clothing=8m,cifar=8m,digits=4m,hymenoptera=3m
     python3 benchmarks/screen.py --label "bn on" --time-limit 4m -- --finetune-bn true
     python3 benchmarks/screen.py --label "full" --sets clothing,digits -- --epochs 12
 
@@ -9,7 +9,10 @@ options after `--`), one after another, with a private feature cache per screen 
 `--cache DIR` is given (then a warm cache makes phase 1 free, as it is for a user's second run).
 The row gives, per dataset, the headline accuracy (test where the data has a test split, else
 val) with macro-F1 and balanced accuracy, then the total wall time and the largest peak RSS.
-`--details` also prints one row per dataset (epochs, kept epoch, ECE, wall, peak RSS).
+`--time-limit` is one duration for every set or `set=duration,...`. `--details` also prints one
+row per dataset: epochs, kept epoch, the prediction settings chosen on val, the headline accuracy
+and ECE with the plain settings (training size, one view, no temperature) and with the chosen
+ones, wall time and peak RSS.
 
 Datasets (from ../shared/data): clothing (clothing-small, test split), hymenoptera (val),
 digits (val carved from the class folders), cifar (5,000 train / 1,000 test from cifar10.zip,
@@ -53,7 +56,7 @@ def run_one(data: Path, out: Path, options: list[str], env: dict) -> dict:
         return {"error": stderr.strip().splitlines()[-1] if stderr.strip() else f"exit {process.returncode}"}
     metrics = json.loads((out / "metrics.json").read_text())
     history = (out / "history.csv").read_text().strip().splitlines()[1:]
-    plan = [line for line in stderr.splitlines() if line.startswith(("plan:", "adapt:"))]
+    plan = [line for line in stderr.splitlines() if line.startswith(("plan:", "adapt:", "prediction:", "time limit"))]
     return {"metrics": metrics, "epochs": len(history), "wall": wall, "peak_gb": usage.ru_maxrss / 1e6, "plan": plan}
 
 
@@ -76,16 +79,18 @@ def main() -> None:
     parser.add_argument("options", nargs=argparse.REMAINDER, help="recipe options after --")
     args = parser.parse_args()
     options = [o for o in args.options if o != "--"]
-    if args.time_limit:
-        options += ["--time-limit", args.time_limit]
     names = [n.strip() for n in args.sets.split(",") if n.strip()]
+    limits = time_limits(args.time_limit, names)
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         env = {**os.environ, "IMAGEFIT_CACHE": str(args.cache or scratch / "cache")}
         results = {}
         for name in names:
             data = SETS[name] or write_subset(scratch / "cifar10-subset.csv")
-            results[name] = run_one(data, scratch / name, options, env)
+            limit = ["--time-limit", limits[name]] if limits.get(name) else []
+            results[name] = run_one(data, scratch / name, options + limit, env)
+            if "error" not in results[name]:
+                results[name]["plain"] = plain_figures(scratch / name)
             print(f"# {name}: {headline(results[name])} ({results[name].get('wall', 0) / 60:.1f} min)", flush=True)
     wall = sum(r.get("wall", 0.0) for r in results.values())
     peak = max((r.get("peak_gb", 0.0) for r in results.values()), default=0.0)
@@ -94,19 +99,51 @@ def main() -> None:
     cells = " | ".join(headline(results[n]) for n in names)
     print(f"| {args.label} | {cells} | {wall / 60:.1f} min | {peak:.2f} GB |")
     if args.details:
-        print("| data | epochs | kept epoch | val acc | ECE (headline split) | wall | peak RSS |")
-        print("|---|---|---|---|---|---|---|")
+        print("| data | epochs | kept | predict with | plain acc / ECE | chosen acc / ECE | wall | peak RSS |")
+        print("|---|---|---|---|---|---|---|---|")
         for name, result in results.items():
             if "error" in result:
                 continue
             metrics = result["metrics"]
             split = "test" if "test" in metrics else "val"
+            chosen, plain = metrics[split], result["plain"]
+            setting = (
+                f"{chosen.get('image_size')} px, {chosen.get('tta_n')} view(s), T {chosen.get('temperature', 1):.2f}"
+            )
             print(
-                f"| {name} | {result['epochs']} | {metrics.get('best_epoch')} | {metrics['val']['accuracy']:.4f} "
-                f"| {metrics[split]['ece']:.4f} | {result['wall'] / 60:.1f} min | {result['peak_gb']:.2f} GB |"
+                f"| {name} | {result['epochs']} | {metrics.get('best_epoch')} | {setting} "
+                f"| {plain['accuracy']:.4f} / {plain['ece']:.4f} | {chosen['accuracy']:.4f} / {chosen['ece']:.4f} "
+                f"| {result['wall'] / 60:.1f} min | {result['peak_gb']:.2f} GB |"
             )
             for line in result["plan"]:
                 print(f"<!-- {name}: {line} -->")
+
+
+def time_limits(text: str, names: list[str]) -> dict[str, str]:
+    """'8m' for every set, or 'clothing=8m,digits=4m' per set."""
+    if "=" not in text:
+        return {name: text for name in names}
+    return dict(part.split("=", 1) for part in text.split(",") if part)
+
+
+def plain_figures(run_dir: Path) -> dict:
+    """Headline-split accuracy and ECE with the plain settings: training size, one view, no temperature."""
+    from imagefit.calibration import view_probabilities
+    from imagefit.metrics import calibration_error
+    from imagefit.prediction import map_batches
+    from imagefit.prediction.models import TorchPredictor
+    from imagefit.runs import load_run
+
+    run = load_run(run_dir)
+    split = "test" if "test" in run.metrics else "val"
+    samples = [s for s in run.split() if s.split == split]
+    predictor = TorchPredictor.from_run(run.path)
+    paths, logits, _ = map_batches(predictor.logits, run.train_preprocess, [s.path for s in samples], average=False)
+    truth = {s.path: run.classes.index(s.label) for s in samples}
+    targets = [truth[p] for p in paths]
+    probabilities = view_probabilities(logits, 1.0)
+    accuracy = float((probabilities.argmax(1) == targets).mean())
+    return {"accuracy": accuracy, "ece": calibration_error(targets, probabilities)}
 
 
 if __name__ == "__main__":

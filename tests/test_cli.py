@@ -42,3 +42,32 @@ def test_help_lists_recipe_options():
     result = _imagefit("train", "--help")
     assert result.returncode == 0
     assert "--frozen-epochs" in result.stdout and "--label-smoothing" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "options, fragment",
+    [
+        (["--devices", "foo"], "not a device count"),
+        (["--accelerator", "quantum"], "accelerator='quantum' is not one of"),
+        (["--strategy", "dpp"], "strategy='dpp' is not one of: auto, ddp"),
+        (["--precision", "8"], "precision='8' is not one of"),
+    ],
+)
+def test_engine_options_are_checked_before_any_work(tmp_path, options, fragment):
+    data = make_class_folders(tmp_path / "d", per_class=2)
+    result = _imagefit("train", str(data), "--runs-dir", str(tmp_path / "runs"), *options)
+    _assert_one_line_error(result, fragment)
+    assert not (tmp_path / "runs").exists(), "no run folder is made"
+
+
+def test_out_naming_a_file_is_one_line(tmp_path):
+    data = make_class_folders(tmp_path / "d", per_class=2)
+    (tmp_path / "notes.txt").write_text("mine")
+    result = _imagefit("train", str(data), "--out", str(tmp_path / "notes.txt"), "--epochs", "1")
+    _assert_one_line_error(result, "is a file, and --out names a folder")
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_predict_batch_size_zero_is_one_line(tiny_run, tmp_path):
+    result = _imagefit("predict", str(tiny_run), str(tiny_run / "split.csv"), "--batch-size", "0")
+    _assert_one_line_error(result, "--batch-size must be at least 1")

@@ -33,6 +33,10 @@ def test_unknown_option_suggests_the_close_name():
         ({"imbalance": "magic"}, "not one of"),
         ({"frozen_epochs": 5, "epochs": 2}, "frozen_epochs <= epochs"),
         ({"val_split": 1.5}, "between 0 and 1"),
+        ({"devices": "foo"}, "not a device count"),
+        ({"devices": "0"}, "not a device count"),
+        ({"accelerator": "quantum"}, "not one of: auto, cpu, gpu"),
+        ({"precision": "8"}, "not one of: auto, 32-true"),
     ],
 )
 def test_bad_values_are_user_errors(overrides, fragment):

@@ -17,7 +17,8 @@ def _labels_by_split(samples):
 
 def test_folder_of_class_folders_is_unsplit(tmp_path):
     data = make_class_folders(tmp_path / "d", per_class=3)
-    samples, loose = find_samples(data)
+    found = find_samples(data)
+    samples, loose = found.samples, found.loose
     assert len(samples) == 6 and not loose
     assert _labels_by_split(samples) == {"": {"red", "blue"}}
 
@@ -27,7 +28,7 @@ def test_presplit_folders_are_detected_by_name(tmp_path, val_name):
     make_class_folders(tmp_path / "d", per_class=3, split="train")
     make_class_folders(tmp_path / "d", per_class=2, split=val_name)
     make_class_folders(tmp_path / "d", per_class=1, split="test")
-    samples, _ = find_samples(tmp_path / "d")
+    samples = find_samples(tmp_path / "d").samples
     counts = {split: sum(s.split == split for s in samples) for split in ("train", "val", "test")}
     assert counts == {"train": 6, "val": 4, "test": 2}
 
@@ -40,7 +41,7 @@ def test_csv_paths_resolve_against_the_csv_folder_and_keep_splits(tmp_path):
         writer.writerow(["path", "label", "split"])
         writer.writerow(["images/red/000.jpg", "red", "train"])
         writer.writerow(["images/blue/000.jpg", "blue", "validation"])
-    samples, _ = find_samples(table)
+    samples = find_samples(table).samples
     assert [s.split for s in samples] == ["train", "val"]
     assert all((tmp_path / "images").resolve().as_posix() in s.path.replace("\\", "/") for s in samples)
 
@@ -56,7 +57,7 @@ def test_zip_with_one_top_folder_and_splits_reads_in_place(tmp_path):
     make_class_folders(tmp_path / "d", per_class=2, split="train")
     make_class_folders(tmp_path / "d", per_class=1, split="test")
     archive = zip_folder(tmp_path / "d", tmp_path / "data.zip", root_name="cifar")
-    samples, _ = find_samples(archive)
+    samples = find_samples(archive).samples
     assert len(samples) == 6
     assert all(ZIP_SEPARATOR in s.path and "::cifar/" in s.path for s in samples)
     assert {s.split for s in samples} == {"train", "test"}
@@ -65,7 +66,7 @@ def test_zip_with_one_top_folder_and_splits_reads_in_place(tmp_path):
 def test_files_outside_class_folders_are_reported(tmp_path):
     data = make_class_folders(tmp_path / "d", per_class=2)
     (data / "stray.jpg").write_bytes((data / "red" / "000.jpg").read_bytes())
-    _, loose = find_samples(data)
+    loose = find_samples(data).loose
     assert [p.endswith("stray.jpg") for p in loose] == [True]
 
 

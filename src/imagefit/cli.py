@@ -183,12 +183,15 @@ def audit(
     out: Path | None = typer.Option(None, help="folder for audit.json and audit.html (default audits/<data>)"),
     write_clean: Path | None = typer.Option(None, help="write a path,label,split CSV without duplicates and leaks"),
     embeddings: bool = typer.Option(True, help="run the model-based checks (near duplicates, labels, outliers)"),
+    overwrite: bool = typer.Option(False, help="replace an existing --write-clean file"),
 ) -> None:
     """Find what is wrong with a dataset: corrupt files, duplicates, leakage, label errors, outliers, imbalance."""
     from imagefit.audit import audit as audit_data
 
     with _user_errors():
-        audit_data(data, run=run, out=out, write_clean=write_clean, embeddings=embeddings, console=console)
+        audit_data(
+            data, run=run, out=out, write_clean=write_clean, embeddings=embeddings, console=console, overwrite=overwrite
+        )
 
 
 @app.command()

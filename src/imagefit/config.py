@@ -192,6 +192,45 @@ class Recipe:
         if self.schedule.head_views < 1:
             raise UserError(f"head_views must be at least 1 (the plain view), got {self.schedule.head_views}")
         parse_duration(self.schedule.time_limit)
+        _choice("accelerator", self.engine.accelerator, ACCELERATORS)
+        _choice("precision", self.engine.precision, PRECISIONS)
+        _check_devices(self.engine.devices)
+        if self.engine.num_nodes < 1:
+            raise UserError(f"num_nodes must be at least 1, got {self.engine.num_nodes}")
+
+
+# What Lightning's Trainer takes (its accelerator registry and precision strings); strategies are
+# checked against Lightning's own registry when training starts (training/engine.py).
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu", "hpu")
+PRECISIONS = (
+    "auto",
+    "32-true",
+    "32",
+    "16-mixed",
+    "16",
+    "bf16-mixed",
+    "bf16",
+    "16-true",
+    "bf16-true",
+    "64-true",
+    "64",
+    "transformer-engine",
+    "transformer-engine-float16",
+)
+
+
+def _check_devices(text: str) -> None:
+    """devices: auto, a count (-1 for all), or a comma list of device indices."""
+    text = str(text).strip()
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if text == "auto":
+        return
+    if "," in text:  # indices: 0,1 (or "0," for the first device alone)
+        valid = bool(parts) and all(p.isdigit() for p in parts)
+    else:
+        valid = text.lstrip("-").isdigit() and (int(text) >= 1 or text == "-1")
+    if not valid:
+        raise UserError(f"devices={text!r} is not a device count or list: use auto, 1, 4, -1 (all) or 0,1")
 
 
 def fit_epochs(overrides: dict[str, Any]) -> tuple[dict[str, Any], str]:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from imagefit.errors import UserError
+from imagefit.files import refuse_overwrite, write_json
 from imagefit.runs import load_run
 
 OPSET = 18
@@ -29,8 +29,8 @@ def export_onnx(run_path: str | Path, *, out: str | Path | None = None, overwrit
     target = Path(out) if out else run.path / "model.onnx"
     if target.suffix.lower() != ".onnx":
         raise UserError(f"{target}: the output name must end in .onnx")
-    if target.exists() and not overwrite:
-        raise UserError(f"{target} exists. Pass --overwrite or another --out")
+    for written in (target, target.with_suffix(".json")):  # the graph and the facts beside it
+        refuse_overwrite(written, overwrite=overwrite)
     inference = run.inference
     model = deployed(run.load_model(), temperature=inference.temperature, tta_n=inference.tta_n)
     size = inference.preprocess.size
@@ -53,7 +53,7 @@ def export_onnx(run_path: str | Path, *, out: str | Path | None = None, overwrit
         "run": str(run.path.resolve()),
         "input": {"name": "images", "layout": "NCHW", "dtype": "float32"},
     }
-    target.with_suffix(".json").write_text(json.dumps(facts, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_json(target.with_suffix(".json"), facts)
     _check_against_torch(model, target, example)
     return target
 

@@ -6,8 +6,11 @@ import csv
 import io
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
+
+from imagefit.errors import UserError
 
 
 def write_text(path: Path, text: str) -> None:
@@ -43,3 +46,32 @@ def save_tensors(path: Path, tensors: dict) -> None:
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     save_file(tensors, str(temporary))
     temporary.replace(path)
+
+
+def output_folder(path: Path, *, option: str = "--out") -> Path:
+    """Make (if needed) and return the folder a command writes into; UserError when PATH is a file."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path} is a file, and {option} names a folder to write into. Pick another {option}")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def refuse_overwrite(path: Path, *, overwrite: bool, option: str = "--out", inputs: tuple[Path, ...] = ()) -> None:
+    """UserError if PATH exists (unless `overwrite`) or is one of the command's inputs (always)."""
+    path = Path(path)
+    if any(path.resolve() == Path(source).resolve() for source in inputs):
+        raise UserError(f"{path} is an input of this command; write the output elsewhere with {option}")
+    if path.exists() and not overwrite:
+        raise UserError(f"{path} exists. Pass --overwrite or another {option}")
+
+
+def free_path(folder: Path, stem: str, suffix: str) -> Path:
+    """FOLDER/STEM+SUFFIX, the stem made safe for any file system and numbered (-2, -3 ...) to overwrite nothing."""
+    safe = re.sub(r"[^\w.-]+", "-", stem).strip("-.") or "file"
+    candidate = Path(folder) / f"{safe}{suffix}"
+    counter = 2
+    while candidate.exists():
+        candidate = Path(folder) / f"{safe}-{counter}{suffix}"
+        counter += 1
+    return candidate

@@ -11,9 +11,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from imagefit.data.decode import open_image
+from imagefit.data.decode import UNREADABLE, open_image
 from imagefit.data.preprocess import Preprocess, eval_crop, normalise
 from imagefit.errors import UserError
+from imagefit.files import free_path, output_folder
 from imagefit.prediction.inputs import collect_inputs, image_id
 from imagefit.runs import load_run
 
@@ -112,13 +113,12 @@ def explain(
     run = load_run(Path(run_path))
     if target is not None and target not in run.classes:
         raise UserError(f"--target '{target}' is not a class of this model: {', '.join(run.classes)}")
-    out = Path(out_dir) if out_dir else run.path / "explain"
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(Path(out_dir) if out_dir else run.path / "explain")
     locators, pictures = [], []
     for locator in collect_inputs(list(images)):
         try:
             pictures.append(open_image(locator))
-        except (OSError, ValueError, SyntaxError):
+        except UNREADABLE:
             continue  # not an image: nothing to explain
         locators.append(locator)
     if not pictures:
@@ -129,6 +129,6 @@ def explain(
         locators, gradcam(run.load_model(), run.preprocess, pictures, run.classes, wanted), strict=True
     ):
         label = run.classes[label_index]
-        Image.fromarray(overlay).save(out / f"{image_id(locator)}_{label}.png")
+        Image.fromarray(overlay).save(free_path(out, f"{image_id(locator)}_{label}", ".png"))
         explanations.append(Explanation(locator, label, confidence, overlay))
     return explanations

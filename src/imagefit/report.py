@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from imagefit import figures, runs
-from imagefit.data.decode import open_image
+from imagefit.data.decode import UNREADABLE, open_image
 from imagefit.data.sources import locator_name
 from imagefit.evaluation import evaluate, read_predictions
 from imagefit.html_page import PAGE, data_uri, img, section, table, thumbnail
@@ -98,7 +98,7 @@ def _worst_errors(rows: list[dict], split: str) -> str:
     for row in wrong[:WORST_ERRORS]:
         try:
             picture = thumbnail(open_image(row["path"]))
-        except OSError:
+        except UNREADABLE:
             continue
         caption = f"true {row['true']} / predicted {row['predicted']} ({float(row['confidence']):.2f})"
         cards.append(
@@ -122,7 +122,13 @@ def _gradcam(run: runs.Run, rows: list[dict], samples: int) -> str:
     chosen = right + wrong
     if not chosen:
         return section("gradcam", "Where the model looks (Grad-CAM)", "<p>No images to explain.</p>")
-    overlays = gradcam(run.load_model(), run.preprocess, [open_image(r["path"]) for r in chosen], run.classes)
+    pictures = []
+    for row in list(chosen):
+        try:
+            pictures.append(open_image(row["path"]))
+        except UNREADABLE:  # changed or gone since the evaluation
+            chosen.remove(row)
+    overlays = gradcam(run.load_model(), run.preprocess, pictures, run.classes)
     cards = []
     for row, (overlay, label_index, confidence) in zip(chosen, overlays, strict=True):
         verdict = "right" if row["true"] == row["predicted"] else "wrong"

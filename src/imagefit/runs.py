@@ -17,7 +17,7 @@ from imagefit.config import Recipe
 from imagefit.data.preprocess import Preprocess
 from imagefit.data.split import read_split
 from imagefit.errors import UserError
-from imagefit.files import write_json, write_rows, write_text  # noqa: F401  (the run folder's writers)
+from imagefit.files import output_folder, write_json, write_rows, write_text  # noqa: F401  (the run folder's writers)
 
 REQUIRED_FILES = ("model.safetensors", "config.json", "labels.json")
 FORMAT_VERSION = 1
@@ -115,10 +115,9 @@ def new_run_dir(*, data: Path, runs_dir: Path, name: str | None = None, out: Pat
     """Create and return the folder of a new run: `out` exactly, else runs_dir/name, else runs_dir/<data>[-N]."""
     if out is not None:
         target = Path(out)
-        if target.exists() and any(target.iterdir()):
+        if target.is_dir() and any(target.iterdir()):
             raise UserError(f"{target} exists and is not empty. Pick another --out, or --resume {target}")
-        target.mkdir(parents=True, exist_ok=True)
-        return target
+        return output_folder(target)
     runs_dir = Path(runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
     stem = name or dataset_name(data)

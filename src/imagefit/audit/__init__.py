@@ -18,8 +18,9 @@ from rich.table import Table
 
 from imagefit.audit.findings import KINDS, Finding, fast_findings, stats_finding
 from imagefit.data import Sample, scan, write_split
-from imagefit.data.decode import open_image
+from imagefit.data.decode import UNREADABLE, open_image
 from imagefit.data.sources import locator_name
+from imagefit.files import output_folder, refuse_overwrite
 from imagefit.html_page import PAGE, section, table, thumbnail
 from imagefit.runs import dataset_name
 
@@ -51,17 +52,22 @@ def audit(
     embeddings: bool = True,
     cache_dir: Path | None = None,
     console: Console | None = None,
+    overwrite: bool = False,
 ) -> AuditReport:
-    """Audit DATA (any input `imagefit train` takes); `run` uses a trained run's model for the embeddings."""
+    """Audit DATA (any input `imagefit train` takes); `run` uses a trained run's model for the embeddings.
+
+    `write_clean` never replaces the input, nor an existing file unless `overwrite`.
+    """
     console = console or Console(stderr=True)
+    if write_clean:  # before the work, not after it
+        refuse_overwrite(Path(write_clean), overwrite=overwrite, option="--write-clean", inputs=(Path(data),))
     inventory = scan(Path(data))
     samples = inventory.samples
     findings = fast_findings(inventory, samples) + [stats_finding(inventory)]
     if embeddings:
         findings += _model_findings(inventory, run, cache_dir)
     findings.sort(key=lambda f: (KINDS.index(f.kind), -(f.score or 0.0) if f.kind != "outlier" else f.score or 0))
-    out_dir = Path(out) if out else Path("audits") / dataset_name(Path(data))
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = output_folder(Path(out) if out else Path("audits") / dataset_name(Path(data)))
     report = AuditReport(findings, out_dir)
     (out_dir / "audit.json").write_text(
         json.dumps(
@@ -143,7 +149,7 @@ def _print_summary(report: AuditReport, console: Console) -> None:
 def _card(path: str, caption: str) -> str:
     try:
         picture = f'<img src="{thumbnail(open_image(path), 120)}" alt="{html.escape(locator_name(path))}">'
-    except (OSError, ValueError, SyntaxError):
+    except UNREADABLE:
         picture = "<div class='unreadable'>unreadable</div>"
     return f"<figure>{picture}<figcaption>{html.escape(caption)}</figcaption></figure>"
 

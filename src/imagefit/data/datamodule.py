@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from imagefit.config import AugmentRecipe, DataRecipe
-from imagefit.data.decode import open_image
+from imagefit.data.decode import UNREADABLE, open_image
 from imagefit.data.preprocess import Preprocess
 from imagefit.data.sources import Sample, locator_name
 from imagefit.data.transforms import eval_transform, train_decode_size, train_transform
@@ -34,7 +34,7 @@ class ImageDataset(Dataset):
             position = (index + attempt) % len(self.samples)
             try:
                 image = open_image(self.samples[position].path, min_size=self.decode_size)
-            except (OSError, ValueError, SyntaxError) as exc:
+            except UNREADABLE as exc:
                 # Checked once before training, so this is a file changed since: never stop an epoch for it.
                 warnings.warn(
                     f"{locator_name(self.samples[position].path)}: unreadable ({exc}); using another image",

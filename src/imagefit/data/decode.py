@@ -42,13 +42,53 @@ def _open_zip(archive: str, pid: int) -> zipfile.ZipFile:
     return zipfile.ZipFile(archive)
 
 
+# No image file a user means is this large; a bigger one (or a zip member that says so, or expands to
+# more) is skipped as unreadable rather than read whole into memory.
+MAX_FILE_BYTES = 256 * 2**20
+
+
+class TooLarge(OSError):
+    """A file or zip member over MAX_FILE_BYTES."""
+
+
 def read_bytes(locator: str) -> bytes:
-    """The raw bytes of a file or zip member."""
+    """The raw bytes of a file or zip member; TooLarge (an OSError) past MAX_FILE_BYTES, never read whole."""
     if ZIP_SEPARATOR in locator:
         archive, member = locator.split(ZIP_SEPARATOR, 1)
-        return _open_zip(archive, os.getpid()).read(member)
-    with open(locator, "rb") as handle:
-        return handle.read()
+        handle = _open_zip(archive, os.getpid())
+        if handle.getinfo(member).file_size > MAX_FILE_BYTES:
+            raise TooLarge(f"too large ({handle.getinfo(member).file_size // 2**20} MB unpacked)")
+        with handle.open(member) as stream:
+            return _capped(stream.read(MAX_FILE_BYTES + 1))
+    if os.path.getsize(locator) > MAX_FILE_BYTES:
+        raise TooLarge(f"too large ({os.path.getsize(locator) // 2**20} MB)")
+    with open(locator, "rb") as stream:
+        return _capped(stream.read(MAX_FILE_BYTES + 1))
+
+
+def _capped(data: bytes) -> bytes:
+    if len(data) > MAX_FILE_BYTES:  # the zip directory (or a growing file) understated the size
+        raise TooLarge(f"too large (over {MAX_FILE_BYTES // 2**20} MB)")
+    return data
+
+
+# Everything that means "this file is not an image we can read": missing or too large, not an image,
+# truncated, a zip member that is gone or damaged, or over PIL's pixel limit (its bomb guard).
+UNREADABLE = (OSError, ValueError, SyntaxError, EOFError, KeyError, zipfile.BadZipFile, Image.DecompressionBombError)
+
+
+def unreadable_reason(exc: BaseException) -> str:
+    """A short reason for a file that could not be read (one of UNREADABLE), for warnings and skip lists."""
+    if isinstance(exc, Image.DecompressionBombError):
+        return "too many pixels (PIL decompression-bomb guard); shrink it"
+    text = str(exc)
+    if "cannot identify image file" in text:
+        return "not an image"
+    if "truncated" in text:
+        return "truncated image"
+    if isinstance(exc, KeyError):
+        return "missing from its zip"
+    return text.split("\n")[0][:80] or type(exc).__name__
 
 
 def open_image(locator: str, *, min_size: int = 0) -> Image.Image:
@@ -103,8 +143,8 @@ def check_image(locator: str) -> ImageFacts:
     """Read and decode one file (JPEGs at 1/8 scale: a truncated file still fails) and report what it is."""
     try:
         data = read_bytes(locator)
-    except (OSError, KeyError, zipfile.BadZipFile) as exc:
-        return ImageFacts(reason=_reason(exc))
+    except UNREADABLE as exc:
+        return ImageFacts(reason=unreadable_reason(exc))
     digest = hashlib.sha256(data).hexdigest()
     if not data:
         return ImageFacts(reason="empty file (0 bytes)", sha256=digest)
@@ -115,19 +155,8 @@ def check_image(locator: str) -> ImageFacts:
             image.draft("RGB", (64, 64))
         image.load()
         return facts
-    except Image.DecompressionBombError:
-        return ImageFacts(reason="too many pixels (PIL decompression-bomb guard); shrink it", sha256=digest)
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        return ImageFacts(reason=_reason(exc), sha256=digest, bytes=len(data))
-
-
-def _reason(exc: Exception) -> str:
-    text = str(exc)
-    if "cannot identify image file" in text:
-        return "not an image"
-    if "truncated" in text:
-        return "truncated image"
-    return text.split("\n")[0][:80] or type(exc).__name__
+    except UNREADABLE as exc:
+        return ImageFacts(reason=unreadable_reason(exc), sha256=digest, bytes=len(data))
 
 
 def extension_mismatch(locator: str, image_format: str) -> str:

@@ -43,13 +43,14 @@ class Inventory:
 
 def scan(data: Path, *, workers: int = 4) -> Inventory:
     """Find DATA's samples, decode-check each, and validate the classes; raises UserError if unusable."""
-    samples, loose = find_samples(data)
+    found = find_samples(data)
+    samples, loose = found.samples, found.loose
     if not samples:
         raise UserError(
             f"{data}: no images in class folders. Put each class's images in a folder named after the class "
             "(DATA/cat/1.jpg, DATA/dog/2.jpg) or pass a CSV of path,label"
         )
-    inventory = Inventory(samples=[])
+    inventory = Inventory(samples=[], warnings=list(found.notes))
     if loose:
         inventory.warnings.append(listing(f"{len(loose)} files outside any class folder were ignored", loose))
     with ThreadPoolExecutor(max_workers=workers) as pool:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from imagefit.data.decode import open_image
+from imagefit.data.decode import UNREADABLE, open_image, unreadable_reason
 from imagefit.data.preprocess import Preprocess, eval_array
 from imagefit.errors import UserError
 from imagefit.prediction.inputs import collect_inputs, image_id
@@ -54,8 +54,8 @@ def _load(locator: str, preprocess: Preprocess, views: int) -> list[np.ndarray] 
     """The views of one input, or the reason it could not be read."""
     try:
         image = open_image(locator, min_size=round(preprocess.resize_size * (1.15 if views > 2 else 1.0)))
-    except (OSError, ValueError, SyntaxError) as exc:
-        return str(exc).split("\n")[0][:80] or type(exc).__name__
+    except UNREADABLE as exc:
+        return unreadable_reason(exc)
     return _views(image, preprocess, views)
 
 

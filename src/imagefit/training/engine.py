@@ -10,6 +10,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 
 from imagefit.config import Recipe
+from imagefit.errors import UserError
 from imagefit.training.callbacks import EMAWeights, FreezeBackbone, History, PhaseTwoEarlyStopping
 
 # Epochs are chosen, and phase 2 stopped, on validation loss (class-weighted cross-entropy): on
@@ -22,6 +23,15 @@ def on_gpu(recipe: Recipe) -> bool:
     """Whether this run trains on a CUDA GPU (asked for, or 'auto' with one present)."""
     accelerator = recipe.engine.accelerator
     return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+
+
+def check_strategy(recipe: Recipe) -> None:
+    """UserError, listing Lightning's strategies, for a strategy name Lightning does not know."""
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    known = ["auto", *StrategyRegistry.available_strategies()]
+    if recipe.engine.strategy not in known:
+        raise UserError(f"strategy={recipe.engine.strategy!r} is not one of: {', '.join(known)}")
 
 
 def _precision(recipe: Recipe) -> str:

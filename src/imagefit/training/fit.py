@@ -43,7 +43,7 @@ from imagefit.training.budget import (
     replan_epochs,
 )
 from imagefit.training.callbacks import StageHook
-from imagefit.training.engine import best_epoch, build_trainer, history_of, on_gpu
+from imagefit.training.engine import best_epoch, build_trainer, check_strategy, history_of, on_gpu
 from imagefit.training.environment import environment, training_facts
 from imagefit.training.frozen import cached_head_phase, head_on_features
 from imagefit.training.module import ClassifierModule
@@ -126,6 +126,7 @@ def _new_plan(data, out, name, runs_dir, overrides: dict, console: Console, noti
     overrides, note = fit_epochs(overrides)
     recipe = Recipe().override(**overrides)
     check_model_name(recipe.model.model)  # before any folder is made
+    check_strategy(recipe)
     inventory = scan(Path(data), workers=max(2, default_workers(recipe.data.num_workers)))
     recipe = _resolve_image_size(recipe, console)  # after the data check: a wrong path gets one line only
     if note:
