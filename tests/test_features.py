@@ -88,14 +88,15 @@ def test_second_extraction_reads_the_cache_and_new_weights_get_a_new_cache(setup
 
 def test_second_training_on_the_same_data_computes_no_features(tmp_path, monkeypatch):
     import imagefit
+    from imagefit.cache import VectorStore
 
     monkeypatch.setenv("IMAGEFIT_CACHE", str(tmp_path / "cache"))
     data = make_class_folders(tmp_path / "d", per_class=8)
     first = imagefit.train(data, out=tmp_path / "a", epochs=1, frozen_epochs=1, report=False, **TINY)
-    files = sorted((tmp_path / "cache" / "features").glob("*.npz"))
-    assert len(files) == 2, "train features (3 views) and val features (plain view)"
-    stamps = [f.stat().st_mtime_ns for f in files]
+    spaces = VectorStore().info()
+    assert sorted(s.rows for s in spaces) == [2, 14], "train features (3 views) and val features (plain view)"
+    computed = []
+    monkeypatch.setattr("imagefit.training.features._compute", lambda *args, **kwargs: computed.append(args[2]) or None)
     second = imagefit.train(data, out=tmp_path / "b", epochs=1, frozen_epochs=1, report=False, **TINY)
-    assert sorted((tmp_path / "cache" / "features").glob("*.npz")) == files
-    assert [f.stat().st_mtime_ns for f in files] == stamps, "the second run must read, not rewrite, the cache"
+    assert computed == [], "the second run must read, not compute, the features"
     assert second.metrics["val"] == first.metrics["val"], "same seed and same features: the same head"

@@ -194,6 +194,32 @@ def audit(
         )
 
 
+cache_app = typer.Typer(help="The on-disk cache of features and embeddings ($IMAGEFIT_CACHE, ~/.cache/imagefit).")
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("info")
+def cache_info() -> None:
+    """List what the cache holds: one space per model, preprocessing and augmentation, with its size."""
+    from imagefit.cache import VectorStore, limit_bytes
+
+    store = VectorStore()
+    spaces = store.info()
+    for space in spaces:
+        print(f"{space.kind or '-':<11} {space.rows:>8} rows {space.bytes / 1e6:>9.1f} MB  {space.space}")
+    total = sum(s.bytes for s in spaces) / 1e9
+    print(f"{len(spaces)} spaces, {total:.2f} GB of {limit_bytes() / 1e9:.1f} GB ($IMAGEFIT_CACHE_GB) in {store.path}")
+
+
+@cache_app.command("clear")
+def cache_clear() -> None:
+    """Delete the cache; features and embeddings are computed again when next needed."""
+    from imagefit.cache import VectorStore
+
+    store = VectorStore()
+    print(f"cleared {store.clear() / 1e6:.1f} MB from {store.path}")
+
+
 @app.command()
 def version() -> None:
     """Print the imagefit version."""

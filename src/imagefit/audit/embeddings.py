@@ -8,11 +8,12 @@ import numpy as np
 import torch
 from rich.progress import Progress
 
-from imagefit.cache import cache_root, read_vectors, write_vectors
+from imagefit.cache import VectorStore, digest
 from imagefit.config import ModelRecipe
 from imagefit.data.preprocess import Preprocess
 from imagefit.models import create_backbone, preprocess_for
 from imagefit.prediction import map_batches
+from imagefit.training.features import weights_digest
 
 
 def embedding_model(run_path: Path | None, *, median_side: int) -> tuple[torch.nn.Module, Preprocess, str]:
@@ -24,7 +25,9 @@ def embedding_model(run_path: Path | None, *, median_side: int) -> tuple[torch.n
         from imagefit.runs import load_run
 
         run = load_run(run_path)
-        return run.load_model().backbone, run.preprocess, f"run-{run.path.resolve().name}-{run.preprocess.size}"
+        backbone = run.load_model().backbone
+        # Keyed by the weights themselves: a retrained run in the same folder gets new embeddings.
+        return backbone, run.preprocess, f"run-{digest(weights_digest(backbone), run.preprocess.to_dict())}"
     recipe = ModelRecipe()
     backbone, source = create_backbone(recipe.model, pretrained=True)
     size = 128 if median_side <= 64 else min(192, preprocess_for(backbone).size)
@@ -42,9 +45,9 @@ def embed(
     batch_size: int = 64,
 ) -> np.ndarray:
     """L2-normalised embeddings [N, D] in the order of `locators`; cached vectors are reused."""
-    cache_path = Path(cache_dir or cache_root()) / "embeddings" / f"{cache_name}.npz"
-    cached = read_vectors(cache_path, "vectors")
-    missing = [(loc, digest) for loc, digest in zip(locators, hashes, strict=True) if digest not in cached]
+    store = VectorStore(cache_dir)
+    cached = store.get(f"embeddings-{cache_name}", hashes)
+    missing = [(loc, file_hash) for loc, file_hash in zip(locators, hashes, strict=True) if file_hash not in cached]
     if missing:
         model = model.eval().to(memory_format=torch.channels_last)
 
@@ -62,8 +65,9 @@ def embed(
                 batch_size=batch_size,
                 progress=lambda count: progress.advance(task, count),
             )
-        by_path = {loc: digest for loc, digest in missing}
-        cached.update({by_path[path]: vector for path, vector in zip(paths, vectors, strict=True)})
-        write_vectors(cache_path, cached, "vectors")
-    matrix = np.stack([cached[digest] for digest in hashes]).astype(np.float32)
+        by_path = dict(missing)
+        computed = {by_path[path]: vector for path, vector in zip(paths, vectors, strict=True)}
+        store.put(f"embeddings-{cache_name}", computed, kind="embeddings")
+        cached.update(computed)
+    matrix = np.stack([cached[file_hash] for file_hash in hashes]).astype(np.float32)
     return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)

@@ -16,7 +16,7 @@ import torch
 from rich.progress import Progress
 from torch.utils.data import DataLoader, Dataset
 
-from imagefit.cache import cache_root, digest, read_vectors, write_vectors
+from imagefit.cache import VectorStore, digest
 from imagefit.config import AugmentRecipe
 from imagefit.data.decode import open_image
 from imagefit.data.preprocess import Preprocess
@@ -91,6 +91,9 @@ def backbone_features(
         return backbone(images).float().cpu()
 
 
+COMMIT_EVERY = 256  # images whose features are stored together: a killed run keeps all but the last few
+
+
 def extract_features(
     backbone: torch.nn.Module,
     dataset: ViewDataset,
@@ -103,34 +106,60 @@ def extract_features(
     cache_dir: Path | None = None,
     label: str = "features",
 ) -> torch.Tensor:
-    """Features [N, views, D] of every item of `dataset`, read from the cache where present, the rest computed."""
-    path = Path(cache_dir or cache_root()) / "features" / f"{name}.npz"
-    cached = read_vectors(path, "features")
-    missing = [i for i, h in enumerate(dataset.hashes) if h not in cached]
+    """Features [N, views, D] of every item of `dataset`, read from the cache where present, the rest computed.
+
+    Computed features are stored as they come (every COMMIT_EVERY images), so an interrupted run
+    resumes where it stopped. One array holds the table: cached rows and new ones are copied in once.
+    """
+    store = VectorStore(cache_dir)
+    positions: dict[str, list[int]] = {}
+    for index, file_hash in enumerate(dataset.hashes):
+        positions.setdefault(file_hash, []).append(index)  # a file may appear twice (an exact duplicate)
+    table: np.ndarray | None = None
+
+    def fill(index: int, vectors: np.ndarray) -> None:
+        nonlocal table
+        if table is None:  # sized by the first row: [N, views, D]
+            table = np.empty((len(dataset), *vectors.shape), dtype=np.float32)
+        table[index] = vectors
+
+    found = set()
+    for file_hash, vectors in store.each(name, dataset.hashes):
+        found.add(file_hash)
+        for index in positions[file_hash]:
+            fill(index, vectors)
+    missing = [i for i, h in enumerate(dataset.hashes) if h not in found]
     if missing:
-        device = torch.device(device)
-        backbone = backbone.eval().to(device)
-        if channels_last:
-            backbone = backbone.to(memory_format=torch.channels_last)
-        loader = DataLoader(
-            torch.utils.data.Subset(dataset, missing),
-            batch_size=max(1, batch_size // dataset.views),
-            num_workers=workers,
-            pin_memory=device.type == "cuda",
-        )
-        computed: np.ndarray | None = None  # filled in place: one copy of the features in memory, not two
-        done = 0
-        with Progress(transient=True) as progress:
-            task = progress.add_task(f"{label} (once; cached)", total=len(missing))
-            for batch in loader:
-                count, views = batch.shape[:2]
-                flat = backbone_features(backbone, batch.flatten(0, 1), device=device, channels_last=channels_last)
-                if computed is None:
-                    computed = np.empty((len(missing), views, flat.shape[1]), dtype=np.float32)
-                computed[done : done + count] = flat.view(count, views, -1).numpy()
-                done += count
-                progress.advance(task, count)
-        for index, vectors in zip(missing, computed, strict=True):
-            cached[dataset.hashes[index]] = vectors
-        write_vectors(path, cached, "features")
-    return torch.from_numpy(np.stack([cached[h] for h in dataset.hashes]))
+        _compute(backbone, dataset, missing, name, store, fill, batch_size, workers, device, channels_last, label)
+    return torch.from_numpy(table if table is not None else np.empty((0, dataset.views, 0), dtype=np.float32))
+
+
+def _compute(backbone, dataset, missing, name, store, fill, batch_size, workers, device, channels_last, label):
+    device = torch.device(device)
+    backbone = backbone.eval().to(device)
+    if channels_last:
+        backbone = backbone.to(memory_format=torch.channels_last)
+    loader = DataLoader(
+        torch.utils.data.Subset(dataset, missing),
+        batch_size=max(1, batch_size // dataset.views),
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+    )
+    pending: dict[str, np.ndarray] = {}
+    done = 0
+    with Progress(transient=True) as progress:
+        task = progress.add_task(f"{label} (once; cached)", total=len(missing))
+        for batch in loader:
+            count, views = batch.shape[:2]
+            flat = backbone_features(backbone, batch.flatten(0, 1), device=device, channels_last=channels_last)
+            rows = flat.view(count, views, -1).numpy()
+            for offset, vectors in enumerate(rows):
+                index = missing[done + offset]
+                fill(index, vectors)
+                pending[dataset.hashes[index]] = vectors
+            done += count
+            if len(pending) >= COMMIT_EVERY:
+                store.put(name, pending, kind="features")
+                pending = {}
+            progress.advance(task, count)
+    store.put(name, pending, kind="features")
