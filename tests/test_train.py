@@ -32,8 +32,7 @@ def test_run_folder_has_every_file_and_learns(tiny_run):
 def test_run_loads_back_and_reproduces_its_validation_accuracy(tiny_run):
     run = imagefit.load_run(tiny_run)
     val = [s for s in run.split() if s.split == "val"]
-    probabilities = run.predict([s.path for s in val])
-    predicted = [run.classes[i] for i in probabilities.argmax(1).tolist()]
+    predicted = imagefit.predict(run.path, [s.path for s in val]).labels
     accuracy = sum(p == s.label for p, s in zip(predicted, val, strict=True)) / len(val)
     assert accuracy == pytest.approx(run.metrics["val"]["accuracy"])
 

@@ -2,7 +2,7 @@
 
     >>> import imagefit
     >>> sorted(imagefit.Recipe().to_dict())
-    ['augment', 'data', 'engine', 'model', 'optim', 'schedule']
+    ['augment', 'data', 'engine', 'model', 'optim', 'predict', 'schedule']
 
 The heavy parts (torch, Lightning) load on first use, so that ONNX prediction runs without torch.
 """

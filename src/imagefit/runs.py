@@ -202,17 +202,6 @@ class Run:
         model.load_state_dict(load_file(self.path / "model.safetensors"), strict=True)
         return model.eval()
 
-    def predict(self, paths: list[str], *, tta_n: int = 1, batch_size: int = 32):
-        """Class probabilities [N, C] (NumPy) for image files or zip locators, preprocessed as in evaluation."""
-        from imagefit.prediction import predict_with
-        from imagefit.prediction.models import TorchPredictor
-
-        predictor = TorchPredictor.from_run(self.path)
-        predictions = predict_with(predictor, [str(p) for p in paths], tta_n=tta_n, batch_size=batch_size)
-        if predictions.skipped:
-            raise UserError(f"cannot read {predictions.skipped[0][0]}: {predictions.skipped[0][1]}")
-        return predictions.probabilities
-
 
 def load_run(path: Path) -> Run:
     """Load a run folder; raises UserError naming what is missing or too new."""

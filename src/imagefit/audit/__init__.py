@@ -16,8 +16,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from imagefit.audit.findings import KINDS, Finding, fast_findings, stats_finding
 from imagefit.data import Sample, scan, write_split
+from imagefit.data.checks import KINDS, Finding, fast_findings, stats_finding
 from imagefit.data.decode import UNREADABLE, open_image
 from imagefit.data.sources import locator_name
 from imagefit.files import output_folder, refuse_overwrite

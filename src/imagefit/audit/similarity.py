@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from imagefit.audit.findings import Finding, related_findings
+from imagefit.data.checks import Finding, related_findings
 from imagefit.data.sources import Sample
 
 # Cosine similarity of lite0 embeddings above which two different files count as the same picture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections import Counter
 
 import lightning as L
 import torch
@@ -12,6 +11,7 @@ from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from imagefit.config import AugmentRecipe, DataRecipe
 from imagefit.data.decode import UNREADABLE, open_image
+from imagefit.data.imbalance import class_weights
 from imagefit.data.preprocess import Preprocess
 from imagefit.data.sources import Sample, locator_name
 from imagefit.data.transforms import eval_transform, train_decode_size, train_transform
@@ -50,31 +50,6 @@ def default_workers(requested: int) -> int:
     if requested >= 0:
         return requested
     return min(8, os.cpu_count() or 1)
-
-
-def class_weights(labels: list[int], num_classes: int) -> torch.Tensor:
-    """'Balanced' class weights n / (k * count), as scikit-learn's compute_class_weight gives."""
-    from sklearn.utils.class_weight import compute_class_weight
-
-    present = sorted(set(labels))
-    weights = torch.ones(num_classes)
-    values = compute_class_weight("balanced", classes=torch.tensor(present).numpy(), y=labels)
-    for cls, value in zip(present, values, strict=True):
-        weights[cls] = float(value)
-    return weights
-
-
-def imbalance_ratio(labels: list) -> float:
-    """Largest class size over smallest."""
-    counts = Counter(labels).values()
-    return max(counts) / max(1, min(counts))
-
-
-def imbalance_handling(setting: str, ratio: float, threshold: float) -> str:
-    """What training does about imbalance: 'weights', 'sampler' or 'none' ('auto' picks weights above threshold)."""
-    if setting == "auto":
-        return "weights" if ratio > threshold else "none"
-    return setting
 
 
 class ImageDataModule(L.LightningDataModule):

@@ -19,13 +19,9 @@ from safetensors.torch import load_file
 from imagefit import runs
 from imagefit.config import Recipe, fit_epochs
 from imagefit.data import Sample, assign_splits, read_split, scan, write_split
-from imagefit.data.datamodule import (
-    ImageDataModule,
-    class_weights,
-    default_workers,
-    imbalance_handling,
-    imbalance_ratio,
-)
+from imagefit.data.checks import duplicate_findings
+from imagefit.data.datamodule import ImageDataModule, default_workers
+from imagefit.data.imbalance import class_weights, imbalance_handling, imbalance_ratio
 from imagefit.data.inventory import content_hashes
 from imagefit.data.sources import ZIP_SEPARATOR
 from imagefit.errors import TrainingInterrupted, UserError
@@ -179,8 +175,6 @@ def _interrupted(run_dir: Path | None, *, new: bool) -> str:
 
 def _warn_fast_findings(inventory, samples: list[Sample], data, console: Console) -> None:
     """One warning line per cheap audit finding (exact duplicates, leakage, conflicting labels)."""
-    from imagefit.audit.findings import duplicate_findings
-
     counts = Counter(f.kind for f in duplicate_findings(samples, inventory.hashes))
     for kind, what in (
         ("leakage", "identical images in train and val/test"),

@@ -9,8 +9,8 @@ import torch
 from rich.console import Console
 
 from imagefit.config import Recipe
-from imagefit.data.datamodule import class_weights as balanced_weights
 from imagefit.data.datamodule import default_workers
+from imagefit.data.imbalance import class_weights as balanced_weights
 from imagefit.data.preprocess import Preprocess
 from imagefit.data.sources import Sample
 from imagefit.models import ImageClassifier

@@ -1,5 +1,8 @@
-"""Audit findings that need no model: unreadable files, wrong extensions, exact duplicates, leakage,
-conflicting labels, class imbalance and image statistics."""
+"""Dataset findings that need no model (torch-free): unreadable files, wrong extensions, exact duplicates,
+leakage, conflicting labels, class imbalance and image statistics.
+
+`imagefit train` runs the cheap ones before every run; `imagefit audit` adds the model-based ones.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from imagefit.data.imbalance import imbalance_handling, imbalance_ratio
 from imagefit.data.inventory import Inventory
 from imagefit.data.sources import Sample
 
@@ -93,7 +97,6 @@ HANDLING = {"weights": "class-weighted loss", "sampler": "a weighted sampler", "
 def imbalance_finding(samples: list[Sample], *, minimum: int = 10) -> Finding:
     """Class counts of the training images, their imbalance ratio, classes below `minimum`, and train's answer."""
     from imagefit.config import DataRecipe
-    from imagefit.data.datamodule import imbalance_handling, imbalance_ratio
 
     labels = [s.label for s in samples if _split(s) == "train"]
     counts = Counter(labels)

@@ -1,0 +1,32 @@
+"""How unequal the classes are, and what training does about it (torch-free but for the weights tensor)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+
+def imbalance_ratio(labels: list) -> float:
+    """Largest class size over smallest."""
+    counts = Counter(labels).values()
+    return max(counts) / max(1, min(counts))
+
+
+def imbalance_handling(setting: str, ratio: float, threshold: float) -> str:
+    """What training does about imbalance: 'weights', 'sampler' or 'none' ('auto' picks weights above threshold)."""
+    if setting == "auto":
+        return "weights" if ratio > threshold else "none"
+    return setting
+
+
+def class_weights(labels: list[int], num_classes: int):
+    """'Balanced' class weights n / (k * count), as scikit-learn's compute_class_weight gives (a torch tensor)."""
+    import numpy as np
+    import torch
+    from sklearn.utils.class_weight import compute_class_weight
+
+    present = sorted(set(labels))
+    weights = torch.ones(num_classes)
+    values = compute_class_weight("balanced", classes=np.array(present), y=labels)
+    for cls, value in zip(present, values, strict=True):
+        weights[cls] = float(value)
+    return weights
