@@ -155,6 +155,8 @@ def test_commands_after_training_run_from_the_command_line(tiny_run, tmp_path):
     predicted = imagefit_cli("predict", str(tiny_run), str(images), "--out", str(tmp_path / "p.csv"), "--tta", "--full")
     assert predicted.returncode == 0, predicted.stderr[-1500:]
     assert (tmp_path / "p.csv").read_text().splitlines()[0] == "Id,Category,path,confidence,top_k"
+    shown = [line for line in predicted.stdout.splitlines() if line.startswith("000.jpg: ")]
+    assert len(shown) == 2 and all(line.count(", ") == 1 for line in shown), "a few images: each one's top classes"
     again = imagefit_cli("predict", str(tiny_run), str(images), "--out", str(tmp_path / "p.csv"))
     assert again.returncode == 2 and "--overwrite" in again.stderr
     missing = imagefit_cli("evaluate", str(tmp_path / "nope"))

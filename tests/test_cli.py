@@ -1,5 +1,6 @@
 """The command line: one-line errors with exit code 2, and a real run through the console script."""
 
+import os
 import subprocess
 import sys
 
@@ -71,3 +72,17 @@ def test_out_naming_a_file_is_one_line(tmp_path):
 def test_predict_batch_size_zero_is_one_line(tiny_run, tmp_path):
     result = _imagefit("predict", str(tiny_run), str(tiny_run / "split.csv"), "--batch-size", "0")
     _assert_one_line_error(result, "--batch-size must be at least 1")
+
+
+def test_offline_hub_model_fails_before_the_data_is_read(tmp_path):
+    one_class = make_class_folders(tmp_path / "d", per_class=2, classes=("red",))  # the scan would refuse it
+    result = subprocess.run(
+        [sys.executable, "-m", "imagefit.cli", "train", str(one_class), "--model", "convnext_tiny"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        cwd=tmp_path,
+    )
+    _assert_one_line_error(result, "could not download pretrained weights for 'convnext_tiny'")
+    assert "only one class" not in result.stderr and not (tmp_path / "runs").exists()

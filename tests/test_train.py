@@ -192,3 +192,18 @@ def test_one_epoch_asked_for_trains_the_head_alone_with_a_note(tmp_path):
     run = imagefit.train(data, out=tmp_path / "run", epochs=1, report=False, console=Console(file=printed), **options)
     assert [r["phase"] for r in _history(run.path)] == ["1"]
     assert "--epochs 1 is not above the 3 default head epochs" in printed.getvalue()
+
+
+def test_a_log_gets_one_plain_line_per_epoch(tmp_path):
+    from io import StringIO
+
+    from rich.console import Console
+
+    data = make_class_folders(tmp_path / "d", per_class=8)
+    printed = StringIO()
+    imagefit.train(
+        data, out=tmp_path / "run", epochs=3, frozen_epochs=1, report=False, console=Console(file=printed), **TINY
+    )
+    text = printed.getvalue()
+    assert "epoch 2/3 (fine-tuning): train loss" in text and "epoch 3/3 (fine-tuning)" in text
+    assert "phase:" not in text and "Epoch 0/" not in text and "it/s" not in text, "no bar redraws in a log"

@@ -13,7 +13,8 @@ from rich.console import Console
 from imagefit.config import field_help
 from imagefit.errors import TrainingInterrupted, UserError
 
-console = Console(stderr=True)
+SHOW_PREDICTIONS = 20  # predict prints each image's top 3 when it has at most this many
+console = Console(stderr=True, soft_wrap=True)  # long lines stay whole in logs
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
@@ -131,6 +132,9 @@ def predict(
             warning = listing(f"skipped {len(predictions.skipped)} unreadable files", shown)
             console.print(f"[yellow]warning:[/] {warning}", highlight=False)
         write_csv(predictions, out, full=full, overwrite=overwrite)
+        if len(predictions.paths) <= SHOW_PREDICTIONS:
+            for line in predictions.top_k_lines(3):
+                print(line)
         console.print(f"{len(predictions.paths)} predictions written to {out}", highlight=False)
 
 

@@ -17,6 +17,7 @@ from PIL import Image
 
 from imagefit.data.decode import UNREADABLE, open_image, unreadable_reason
 from imagefit.data.preprocess import Preprocess, eval_array
+from imagefit.data.sources import locator_name
 from imagefit.errors import UserError
 from imagefit.prediction.inputs import collect_inputs, image_id
 from imagefit.prediction.models import Predictor, load_predictor
@@ -39,6 +40,14 @@ class Predictions:
     @property
     def labels(self) -> list[str]:
         return [self.classes[i] for i in self.probabilities.argmax(axis=1)] if len(self.paths) else []
+
+    def top_k_lines(self, k: int = 3) -> list[str]:
+        """`name: label 0.93, other 0.05, ...` for each image, as timm's and Ultralytics' predict print them."""
+        lines = []
+        for path, row in zip(self.paths, self.probabilities, strict=True):
+            ranked = ", ".join(f"{self.classes[i]} {row[i]:.2f}" for i in np.argsort(-row)[:k])
+            lines.append(f"{locator_name(path)}: {ranked}")
+        return lines
 
 
 def _views(image: Image.Image, preprocess: Preprocess, count: int) -> list[np.ndarray]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import BaseFinetuning, EarlyStopping, WeightAveraging
+from lightning.pytorch.callbacks import BaseFinetuning, EarlyStopping, RichProgressBar, WeightAveraging
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from imagefit.files import write_rows
@@ -79,6 +79,46 @@ class EMAWeights(WeightAveraging):
     def _average(self, averaged: torch.Tensor, current: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
         decay = min(self.decay, (1.0 + float(count)) / (10.0 + float(count)))
         return averaged * decay + current * (1.0 - decay)
+
+
+class EpochBar(RichProgressBar):
+    """Rich's progress bar, counting epochs as history.csv does (head epochs included), with short metrics."""
+
+    def __init__(self, *, offset: int = 0):
+        super().__init__(leave=True)
+        self.offset = offset
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        total = self.trainer.max_epochs + self.offset
+        return f"epoch {current_epoch + 1 + self.offset}/{total}"
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict:
+        metrics = super().get_metrics(trainer, pl_module)
+        shown = {}
+        for key, label, digits in (("train_loss", "loss", 3), ("img_s", "img/s", 0), ("val_acc", "val acc", 4)):
+            if key in metrics:
+                shown[label] = f"{float(metrics[key]):.{digits}f}"
+        return shown
+
+
+class EpochLog(L.Callback):
+    """One plain line per epoch, for logs and terminals that cannot redraw a bar (CI, nohup, notebooks)."""
+
+    def __init__(self, history: History, echo: Callable[[str], None]):
+        self.history = history
+        self.echo = echo
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero or not self.history.rows:
+            return
+        row = self.history.rows[-1]
+        total = trainer.max_epochs + self.history.offset
+        what = "fine-tuning" if row["phase"] == 2 else "head, frozen backbone"
+        self.echo(
+            f"epoch {row['epoch']}/{total} ({what}): train loss {row['train_loss']:.4f}, val loss "
+            f"{row['val_loss']:.4f}, val accuracy {row['val_accuracy']:.4f}, macro-F1 {row['val_macro_f1']:.4f} "
+            f"({row['seconds']:.0f} s)"
+        )
 
 
 class StageHook(L.Callback):

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from imagefit.config import Recipe
 from imagefit.errors import UserError
-from imagefit.training.callbacks import EMAWeights, FreezeBackbone, History, PhaseTwoEarlyStopping
+from imagefit.training.callbacks import EMAWeights, EpochBar, EpochLog, FreezeBackbone, History, PhaseTwoEarlyStopping
 
 # Epochs are chosen, and phase 2 stopped, on validation loss (class-weighted cross-entropy): on
 # clothing-small's 341 val images macro-F1 moves by a point from one image, and stopped at
@@ -56,8 +57,12 @@ def build_trainer(
     head_rows: list[dict] | None = None,
     extra: list | None = None,
     max_time: timedelta | None = None,
+    echo: Callable[[str], None] | None = None,
 ) -> tuple[L.Trainer, ModelCheckpoint]:
-    """The Lightning Trainer; with `offset` head epochs already done on features, it runs the rest."""
+    """The Lightning Trainer; with `offset` head epochs already done on features, it runs the rest.
+
+    Progress is Rich's bar, or with `echo` (output that is not a terminal) one plain line an epoch.
+    """
     schedule = recipe.schedule
     history = History(run_dir / "history.csv", offset=offset)
     history.rows = list(head_rows or [])
@@ -75,7 +80,7 @@ def build_trainer(
         FreezeBackbone(unfreeze_at_epoch=frozen, train_bn=schedule.finetune_bn),
         PhaseTwoEarlyStopping(start_epoch=frozen, monitor=SELECT_BY, mode="min", patience=schedule.patience),
         history,
-        RichProgressBar(leave=True),
+        EpochLog(history, echo) if echo else EpochBar(offset=offset),
         checkpoint,
         *(extra or []),
     ]
@@ -91,6 +96,7 @@ def build_trainer(
         precision=_precision(recipe),
         callbacks=callbacks,
         logger=False,
+        enable_progress_bar=echo is None,
         default_root_dir=run_dir,
         num_sanity_val_steps=0,
         enable_model_summary=False,

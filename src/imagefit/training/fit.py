@@ -28,7 +28,7 @@ from imagefit.errors import TrainingInterrupted, UserError
 from imagefit.evaluation import evaluate
 from imagefit.files import save_tensors
 from imagefit.models import build_classifier, preprocess_for
-from imagefit.models.factory import check_model_name, native_image_size
+from imagefit.models.factory import check_model_name, check_weights_reachable, native_image_size
 from imagefit.report import write_report
 from imagefit.training.budget import (
     MAX_PLANNED_EPOCHS,
@@ -100,7 +100,7 @@ def train(
     A Ctrl-C at any moment raises TrainingInterrupted, naming the command that resumes the run.
     """
     started = time.perf_counter()
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, soft_wrap=True)
     notify = on_stage or _no_stage
     made: list[Path] = []  # the run folder this call made, once it exists
     try:
@@ -121,8 +121,10 @@ def _new_plan(data, out, name, runs_dir, overrides: dict, console: Console, noti
         raise UserError("no DATA given. Pass a folder of class folders, a CSV or a .zip")
     overrides, note = fit_epochs(overrides)
     recipe = Recipe().override(**overrides)
-    check_model_name(recipe.model.model)  # before any folder is made
+    check_model_name(recipe.model.model)  # before any folder is made, and before the data is read
     check_strategy(recipe)
+    if recipe.model.pretrained:
+        check_weights_reachable(recipe.model.model)
     inventory = scan(Path(data), workers=max(2, default_workers(recipe.data.num_workers)))
     recipe = _resolve_image_size(recipe, console)  # after the data check: a wrong path gets one line only
     if note:
@@ -255,8 +257,9 @@ def _fit(plan: Plan, console: Console, *, report: bool, callbacks: list | None, 
         deadline = plan.started + setup.budget.deadline
         left = timedelta(seconds=max(1.0, deadline - time.perf_counter()))
         extra.append(TimeBudget(deadline, cap=_epoch_cap(plan) - offset))
+    echo = None if console.is_terminal else lambda line: console.print(line, highlight=False, soft_wrap=True)
     trainer, checkpoint = build_trainer(
-        recipe, plan.run_dir, offset=offset, head_rows=head_rows, extra=extra, max_time=left
+        recipe, plan.run_dir, offset=offset, head_rows=head_rows, extra=extra, max_time=left, echo=echo
     )
     if trainer.max_epochs == 0:  # the head alone was asked for, and it is trained
         history_of(trainer).write()
