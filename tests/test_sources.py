@@ -1,10 +1,11 @@
 import csv
+from pathlib import Path
 
 import pytest
 from conftest import make_class_folders, zip_folder
 
 from imagefit.data import find_samples
-from imagefit.data.sources import ZIP_SEPARATOR
+from imagefit.data.sources import ZIP_SEPARATOR, CsvColumns
 from imagefit.errors import UserError
 
 
@@ -46,11 +47,47 @@ def test_csv_paths_resolve_against_the_csv_folder_and_keep_splits(tmp_path):
     assert all((tmp_path / "images").resolve().as_posix() in s.path.replace("\\", "/") for s in samples)
 
 
-def test_csv_without_label_column_names_the_fix(tmp_path):
+def test_csv_whose_files_cannot_be_found_names_its_columns_and_the_fix(tmp_path):
     table = tmp_path / "bad.csv"
     table.write_text("file,class\na.jpg,x\n")
-    with pytest.raises(UserError, match="needs columns 'path' and 'label'"):
+    with pytest.raises(UserError, match=r"no column names the image files \(columns: file, class.*--path-column"):
         find_samples(table)
+
+
+def _competition(root, header, rows, folder="images"):
+    """Images as <folder>/<id>.jpg and a CSV of ids without extension, as competitions ship them."""
+    make_class_folders(root / "tmp", per_class=3)
+    (root / folder).mkdir(parents=True)
+    for label in ("red", "blue"):
+        for i in range(3):
+            (root / "tmp" / label / f"{i:03d}.jpg").rename(root / folder / f"{label}{i}.jpg")
+    table = root / "train.csv"
+    table.write_text(header + "\n" + "".join(rows(label, i) + "\n" for label in ("red", "blue") for i in range(3)))
+    return table
+
+
+def test_competition_csv_with_ids_in_a_sibling_folder_reads_and_says_how(tmp_path):
+    table = _competition(tmp_path, "image,sender_id,label", lambda label, i: f"{label}{i},{i + 10},{label}")
+    found = find_samples(table)
+    assert len(found.samples) == 6 and {s.label for s in found.samples} == {"red", "blue"}
+    assert all(Path(s.path).exists() for s in found.samples)
+    assert found.facts == [
+        "train.csv: images from column 'image' in images/, extension added, labels from column 'label'"
+    ]
+
+
+def test_csv_label_column_is_the_one_left_and_images_may_sit_in_a_folder_named_like_the_csv(tmp_path):
+    table = _competition(tmp_path, "id,breed_name", lambda label, i: f"{label}{i}.jpg,{label}", folder="train")
+    samples = find_samples(table).samples
+    assert sorted({s.label for s in samples}) == ["blue", "red"] and all(Path(s.path).exists() for s in samples)
+
+
+def test_ambiguous_label_columns_ask_for_the_option_and_it_settles_them(tmp_path):
+    table = _competition(tmp_path, "image,colour,shade", lambda label, i: f"{label}{i},{label},{i}")
+    with pytest.raises(UserError, match=r"columns left: colour, shade\). Pass --label-column"):
+        find_samples(table)
+    samples = find_samples(table, CsvColumns(label="colour")).samples
+    assert {s.label for s in samples} == {"red", "blue"}
 
 
 def test_zip_with_one_top_folder_and_splits_reads_in_place(tmp_path):

@@ -77,15 +77,27 @@ def train(
     runs_dir: Path = typer.Option(Path("runs"), help="where new run folders go"),
     resume: Path | None = typer.Option(None, help="continue this interrupted run folder"),
     report: bool = typer.Option(True, help="write report.html at the end"),
+    path_column: str | None = typer.Option(None, help="CSV column naming the images (default: found from the files)"),
+    label_column: str | None = typer.Option(None, help="CSV column of the labels (default: label, class, ...)"),
+    image_dir: Path | None = typer.Option(None, help="folder of a CSV's images, relative to the CSV"),
 ) -> None:
     """Train a classifier on DATA with the full transfer-learning recipe and write a run folder."""
+    from imagefit.data.sources import CsvColumns
     from imagefit.training import train as train_run
 
     _quiet_lightning()
     with _user_errors():
         overrides = parse_overrides(ctx.args)
         train_run(
-            data, out=out, name=name, runs_dir=runs_dir, resume=resume, console=console, report=report, **overrides
+            data,
+            out=out,
+            name=name,
+            runs_dir=runs_dir,
+            resume=resume,
+            console=console,
+            report=report,
+            csv_columns=CsvColumns(path_column, label_column, image_dir),
+            **overrides,
         )
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from imagefit.data.decode import ImageFacts, check_image, extension_mismatch, read_bytes
-from imagefit.data.sources import Sample, find_samples, locator_name
+from imagefit.data.sources import CsvColumns, Sample, find_samples, locator_name
 from imagefit.errors import UserError
 
 SHOWN = 3  # how many example files a warning lists
@@ -22,6 +22,7 @@ class Inventory:
     samples: list[Sample]
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (locator, reason)
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # how the data was read (a CSV's columns), said plainly
     facts: dict[str, ImageFacts] = field(default_factory=dict)  # locator -> what the check found
 
     @property
@@ -41,16 +42,16 @@ class Inventory:
         return digest.hexdigest()[:16]
 
 
-def scan(data: Path, *, workers: int = 4) -> Inventory:
+def scan(data: Path, *, workers: int = 4, csv_columns: CsvColumns | None = None) -> Inventory:
     """Find DATA's samples, decode-check each, and validate the classes; raises UserError if unusable."""
-    found = find_samples(data)
+    found = find_samples(data, csv_columns)
     samples, loose = found.samples, found.loose
     if not samples:
         raise UserError(
             f"{data}: no images in class folders. Put each class's images in a folder named after the class "
             "(DATA/cat/1.jpg, DATA/dog/2.jpg) or pass a CSV of path,label"
         )
-    inventory = Inventory(samples=[], warnings=list(found.notes))
+    inventory = Inventory(samples=[], warnings=list(found.notes), notes=list(found.facts))
     if loose:
         inventory.warnings.append(listing(f"{len(loose)} files outside any class folder were ignored", loose))
     with ThreadPoolExecutor(max_workers=workers) as pool:

@@ -6,9 +6,6 @@ for a member of a zip read in place.
 
 from __future__ import annotations
 
-import codecs
-import csv
-import io
 import os
 import zipfile
 from dataclasses import dataclass, field
@@ -41,15 +38,29 @@ class Sample:
 
 @dataclass
 class Found:
-    """What DATA holds: its samples, files outside any class folder, and notes on links that were not followed."""
+    """What DATA holds: its samples, files outside any class folder, warnings (links not followed) and facts
+    (how a CSV was read)."""
 
     samples: list[Sample]
     loose: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    facts: list[str] = field(default_factory=list)
 
 
-def find_samples(data: Path) -> Found:
-    """The samples in DATA, the files left out because they sit outside any class folder, and link notes."""
+@dataclass(frozen=True)
+class CsvColumns:
+    """How to read a CSV of images where guessing cannot tell: its path and label columns, its image folder."""
+
+    path: str | None = None  # the column naming each image (a path, or a file name or id without extension)
+    label: str | None = None  # the column holding each image's class
+    image_dir: Path | None = None  # where the images are, relative to the CSV's folder
+
+
+def find_samples(data: Path, csv_columns: CsvColumns | None = None) -> Found:
+    """The samples in DATA, the files left out because they sit outside any class folder, and link notes.
+
+    `csv_columns` says how to read a CSV (which columns, where its images are) where guessing cannot.
+    """
     data = Path(data).expanduser()
     if not data.exists():
         raise UserError(f"{data}: no such file or folder. Pass a folder of class folders, a CSV or a .zip")
@@ -61,7 +72,10 @@ def find_samples(data: Path) -> Found:
     if suffix == ".zip":
         return Found(*_from_zip(data.resolve()))
     if suffix in (".csv", ".tsv"):
-        return Found(_from_csv(data.resolve()))
+        from imagefit.data.tables import from_csv
+
+        samples, facts = from_csv(data.resolve(), csv_columns or CsvColumns())
+        return Found(samples, facts=facts)
     raise UserError(
         f"{data}: not a folder, .csv or .zip. Pass a folder of class folders, a CSV of path,label or a .zip"
     )
@@ -195,52 +209,3 @@ def _from_relative_paths(paths: list[str], *, root: str) -> tuple[list[Sample], 
         else:
             loose.append(locator)
     return samples, loose
-
-
-def read_text(table: Path) -> str:
-    """A text file as people save them: UTF-8 (with or without BOM), UTF-16 with a BOM, or Windows-1252.
-
-    Excel saves "CSV" as Windows-1252 (or Latin-1) and "Unicode text" as UTF-16; bytes that are
-    none of these raise UserError naming the line.
-    """
-    data = table.read_bytes()
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return data.decode("utf-16")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        first_bad = exc.start
-    try:
-        return data.decode("cp1252")
-    except UnicodeDecodeError:
-        line = data[:first_bad].count(b"\n") + 1
-        raise UserError(
-            f"{table}:{line}: bytes that are not UTF-8, UTF-16 or Windows-1252 text. Save the file as UTF-8 CSV"
-        ) from None
-
-
-def _from_csv(table: Path) -> list[Sample]:
-    dialect = "excel-tab" if table.suffix.lower() == ".tsv" else "excel"
-    rows = list(csv.DictReader(io.StringIO(read_text(table), newline=""), dialect=dialect))
-    if not rows:
-        raise UserError(f"{table}: no rows. Write a header line 'path,label' and one row per image")
-    columns = {c.strip().lower(): c for c in rows[0]}
-    if "path" not in columns or "label" not in columns:
-        raise UserError(f"{table}: needs columns 'path' and 'label' (found {', '.join(rows[0])}). Rename the header")
-    samples = []
-    for line, row in enumerate(rows, start=2):
-        path, label = (row[columns["path"]] or "").strip(), (row[columns["label"]] or "").strip()
-        if not path or not label:
-            raise UserError(f"{table}:{line}: empty path or label. Fill it in or delete the row")
-        split = (row.get(columns.get("split", ""), "") or "").strip().lower()
-        if split and split not in SPLIT_NAMES:
-            raise UserError(f"{table}:{line}: split '{split}' is not one of train, val, test")
-        samples.append(Sample(_resolve_csv_path(table.parent, path), label, SPLIT_NAMES.get(split, "")))
-    return samples
-
-
-def _resolve_csv_path(folder: Path, path: str) -> str:
-    if ZIP_SEPARATOR in path:
-        archive, member = path.split(ZIP_SEPARATOR, 1)
-        return f"{(folder / archive).resolve()}{ZIP_SEPARATOR}{member}"
-    return str((folder / path).resolve())

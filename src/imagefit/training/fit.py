@@ -23,7 +23,7 @@ from imagefit.data.checks import duplicate_findings
 from imagefit.data.datamodule import ImageDataModule, default_workers
 from imagefit.data.imbalance import class_weights, imbalance_handling, imbalance_ratio
 from imagefit.data.inventory import content_hashes
-from imagefit.data.sources import ZIP_SEPARATOR
+from imagefit.data.sources import ZIP_SEPARATOR, CsvColumns
 from imagefit.errors import TrainingInterrupted, UserError
 from imagefit.evaluation import evaluate
 from imagefit.files import save_tensors
@@ -88,6 +88,7 @@ def train(
     report: bool = True,
     callbacks: list | None = None,
     on_stage: StageFn | None = None,
+    csv_columns: CsvColumns | None = None,
     **overrides,
 ) -> runs.Run | None:
     """Train a classifier on DATA with the default recipe (overridden by keyword) and return the finished run.
@@ -96,7 +97,8 @@ def train(
     or a .zip of either. `resume` continues an interrupted run folder instead, from whatever it
     holds; `report` writes report.html (evaluation, figures, Grad-CAM) at the end. Returns None in
     the extra processes of a multi-process (DDP) run. `callbacks` are extra Lightning callbacks
-    for the fine-tuning Trainer; `on_stage` is called with the name of each stage as it starts.
+    for the fine-tuning Trainer; `on_stage` is called with the name of each stage as it starts;
+    `csv_columns` names a CSV's path and label columns and image folder where they cannot be guessed.
     A Ctrl-C at any moment raises TrainingInterrupted, naming the command that resumes the run.
     """
     started = time.perf_counter()
@@ -108,13 +110,15 @@ def train(
             made.append(Path(resume))
             plan = _resume_plan(Path(resume), overrides)
         else:
-            plan = _new_plan(data, out, name, runs_dir, overrides, console, notify, made, started)
+            plan = _new_plan(data, out, name, runs_dir, overrides, console, notify, made, started, csv_columns)
         return _fit(plan, console, report=report, callbacks=callbacks, notify=notify)
     except KeyboardInterrupt:
         raise TrainingInterrupted(_interrupted(made[0] if made else None, new=resume is None)) from None
 
 
-def _new_plan(data, out, name, runs_dir, overrides: dict, console: Console, notify: StageFn, made, started) -> Plan:
+def _new_plan(
+    data, out, name, runs_dir, overrides: dict, console: Console, notify: StageFn, made, started, csv_columns
+) -> Plan:
     """Check and split DATA, make the run folder and write what the run is made of."""
     notify("scan")
     if data is None:
@@ -125,10 +129,11 @@ def _new_plan(data, out, name, runs_dir, overrides: dict, console: Console, noti
     check_strategy(recipe)
     if recipe.model.pretrained:
         check_weights_reachable(recipe.model.model)
-    inventory = scan(Path(data), workers=max(2, default_workers(recipe.data.num_workers)))
+    inventory = scan(Path(data), workers=max(2, default_workers(recipe.data.num_workers)), csv_columns=csv_columns)
     recipe = _resolve_image_size(recipe, console)  # after the data check: a wrong path gets one line only
-    if note:
-        console.print(note, highlight=False)
+    for line in [*inventory.notes, note]:
+        if line:
+            console.print(line, highlight=False)
     for warning in inventory.warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     samples = assign_splits(
