@@ -207,3 +207,16 @@ def test_a_log_gets_one_plain_line_per_epoch(tmp_path):
     text = printed.getvalue()
     assert "epoch 2/3 (fine-tuning): train loss" in text and "epoch 3/3 (fine-tuning)" in text
     assert "phase:" not in text and "Epoch 0/" not in text and "it/s" not in text, "no bar redraws in a log"
+
+
+def test_competition_layout_writes_a_submission_of_the_unlabelled_test_images(tmp_path):
+    from conftest import colour_image
+
+    data = make_class_folders(tmp_path / "d", per_class=8, split="train")
+    (data / "test").mkdir()
+    for i, colour in enumerate([(200, 40, 40), (40, 40, 200), (200, 40, 40)]):
+        colour_image(colour, seed=100 + i).save(data / "test" / f"img{i}.jpg")
+    run = imagefit.train(data, out=tmp_path / "run", epochs=2, frozen_epochs=1, report=False, **TINY)
+    rows = (run.path / "submission.csv").read_text().splitlines()
+    assert rows[0] == "Id,Category" and sorted(r.split(",")[0] for r in rows[1:]) == ["img0", "img1", "img2"]
+    assert dict(r.split(",") for r in rows[1:]) == {"img0": "red", "img1": "blue", "img2": "red"}

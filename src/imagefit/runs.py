@@ -76,6 +76,14 @@ class RunFiles:
     def last_checkpoint(self) -> Path:
         return self.checkpoints / "last.ckpt"
 
+    @property
+    def unlabelled(self) -> Path:  # path of every unlabelled test image (competition layout)
+        return self.root / "unlabelled.csv"
+
+    @property
+    def submission(self) -> Path:  # Id,Category predictions of the unlabelled test images
+        return self.root / "submission.csv"
+
     def predictions(self, key: str) -> Path:  # one row per image of an evaluated split
         return self.root / f"predictions-{key.replace(':', '-')}.csv"
 

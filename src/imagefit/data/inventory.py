@@ -23,6 +23,7 @@ class Inventory:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (locator, reason)
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # how the data was read (a CSV's columns), said plainly
+    unlabelled: list[str] = field(default_factory=list)  # test images without a class folder
     facts: dict[str, ImageFacts] = field(default_factory=dict)  # locator -> what the check found
 
     @property
@@ -51,7 +52,12 @@ def scan(data: Path, *, workers: int = 4, csv_columns: CsvColumns | None = None)
             f"{data}: no images in class folders. Put each class's images in a folder named after the class "
             "(DATA/cat/1.jpg, DATA/dog/2.jpg) or pass a CSV of path,label"
         )
-    inventory = Inventory(samples=[], warnings=list(found.notes), notes=list(found.facts))
+    inventory = Inventory(samples=[], warnings=list(found.notes), notes=list(found.facts), unlabelled=found.unlabelled)
+    if found.unlabelled:
+        inventory.notes.append(
+            f"{len(found.unlabelled)} unlabelled test images (files straight in test/): their predictions "
+            "are written to the run folder's submission.csv"
+        )
     if loose:
         inventory.warnings.append(listing(f"{len(loose)} files outside any class folder were ignored", loose))
     with ThreadPoolExecutor(max_workers=workers) as pool:

@@ -45,6 +45,7 @@ class Found:
     loose: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     facts: list[str] = field(default_factory=list)
+    unlabelled: list[str] = field(default_factory=list)  # images straight in a test/ folder: to predict
 
 
 @dataclass(frozen=True)
@@ -66,11 +67,12 @@ def find_samples(data: Path, csv_columns: CsvColumns | None = None) -> Found:
         raise UserError(f"{data}: no such file or folder. Pass a folder of class folders, a CSV or a .zip")
     if data.is_dir():
         walk = walk_tree(data)
-        samples, loose = _from_relative_paths(walk.files, root=f"{data.resolve()}{os.sep}")
-        return Found(samples, loose, walk.notes())
+        samples, loose, unlabelled = _from_relative_paths(walk.files, root=f"{data.resolve()}{os.sep}")
+        return Found(samples, loose, walk.notes(), unlabelled=unlabelled)
     suffix = data.suffix.lower()
     if suffix == ".zip":
-        return Found(*_from_zip(data.resolve()))
+        samples, loose, unlabelled = _from_zip(data.resolve())
+        return Found(samples, loose, unlabelled=unlabelled)
     if suffix in (".csv", ".tsv"):
         from imagefit.data.tables import from_csv
 
@@ -172,7 +174,7 @@ def _is_candidate(name: str) -> bool:
     return not name.startswith((".", "_")) and name.lower() not in IGNORED_NAMES
 
 
-def _from_zip(archive: Path) -> tuple[list[Sample], list[str]]:
+def _from_zip(archive: Path) -> tuple[list[Sample], list[str], list[str]]:
     return _from_relative_paths(zip_files(archive), root=f"{archive}{ZIP_SEPARATOR}")
 
 
@@ -194,11 +196,12 @@ def _strip_single_root(paths: list[str]) -> tuple[str, list[str]]:
     return prefix, paths
 
 
-def _from_relative_paths(paths: list[str], *, root: str) -> tuple[list[Sample], list[str]]:
+def _from_relative_paths(paths: list[str], *, root: str) -> tuple[list[Sample], list[str], list[str]]:
+    """(samples, loose files, unlabelled test images): files straight in a test/ folder are the latter."""
     prefix, relative = _strip_single_root(paths)
     tops = {p.split("/", 1)[0].lower() for p in relative if "/" in p}
     presplit = bool(tops & set(SPLIT_NAMES))
-    samples, loose = [], []
+    samples, loose, unlabelled = [], [], []
     for rel in relative:
         parts = rel.split("/")
         locator = root + prefix + rel
@@ -206,6 +209,8 @@ def _from_relative_paths(paths: list[str], *, root: str) -> tuple[list[Sample], 
             samples.append(Sample(locator, parts[1], SPLIT_NAMES[parts[0].lower()]))
         elif not presplit and len(parts) >= 2:
             samples.append(Sample(locator, parts[0]))
+        elif presplit and len(parts) == 2 and SPLIT_NAMES.get(parts[0].lower()) == "test":
+            unlabelled.append(locator)  # the competition layout: train/<class>/..., test/*.jpg
         else:
             loose.append(locator)
-    return samples, loose
+    return samples, loose, unlabelled

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import time
 from collections import Counter
@@ -155,6 +156,8 @@ def _new_plan(
     if not inherited:
         made.append(run_dir)
         write_split(files.split, samples)
+        if inventory.unlabelled:
+            runs.write_rows(files.unlabelled, ["path"], [[path] for path in inventory.unlabelled])
         runs.write_json(files.labels, plan.classes)
         runs.write_json(files.env, environment(data_fingerprint=inventory.fingerprint()))
     return plan
@@ -165,7 +168,7 @@ def _interrupted(run_dir: Path | None, *, new: bool) -> str:
     files = runs.RunFiles(run_dir) if run_dir is not None else None
     if files is None or not files.config.exists():
         if files is not None and new:  # only the split and labels were written: no half-made folder is left
-            for path in (files.split, files.labels, files.env):
+            for path in (files.split, files.labels, files.env, files.unlabelled):
                 path.unlink(missing_ok=True)
             if files.root.exists() and not any(files.root.iterdir()):
                 files.root.rmdir()
@@ -409,12 +412,30 @@ def _after_fit(plan: Plan, console: Console, report: bool, notify: StageFn, *, f
         if plan.recipe.predict.tune_inference and "inference" not in runs.read_json(files.config):
             _choose_inference(plan, console, device)
         evaluate(plan.run_dir, device=device)
+        _predict_unlabelled(files, console, device)
     if report:
         notify("report")
         write_report(plan.run_dir)
     run = runs.load_run(plan.run_dir)
     print_summary(run, console)
     return run
+
+
+def _predict_unlabelled(files: runs.RunFiles, console: Console, device: str) -> None:
+    """Id,Category predictions of the unlabelled test images into submission.csv (the competition layout)."""
+    if not files.unlabelled.exists():
+        return
+    from imagefit.prediction import predict_with, write_csv
+    from imagefit.prediction.models import TorchPredictor
+
+    with files.unlabelled.open(newline="", encoding="utf-8") as handle:
+        paths = [row["path"] for row in csv.DictReader(handle)]
+    predictions = predict_with(TorchPredictor.from_run(files.root, device=device), paths)
+    write_csv(predictions, files.submission, overwrite=True)
+    skipped = f" ({len(predictions.skipped)} unreadable skipped)" if predictions.skipped else ""
+    console.print(
+        f"submission: {files.submission} ({len(predictions.paths)} rows, Id,Category){skipped}", highlight=False
+    )
 
 
 def _choose_inference(plan: Plan, console: Console, device: str) -> None:
