@@ -1,0 +1,45 @@
+"""How far a dataset is from the images a backbone was pretrained on, measured before fine-tuning.
+
+BatchNorm layers carry the pretrained data's per-channel mean and variance of their inputs. On
+images like the pretraining photos, a batch of the new data gives inputs close to those
+statistics; on scans, grayscale inspection images or upsampled 8 px digits they drift far
+(AdaBN, Li et al. 2016). `batchnorm_shift` is the mean over BatchNorm layers of the per-channel
+|data mean - running mean| / running std, on plain (evaluation) views.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+
+@torch.no_grad()
+def batchnorm_shift(backbone: nn.Module, images: torch.Tensor, *, batch_size: int = 32) -> float | None:
+    """Mean standardised shift of the BatchNorm inputs on IMAGES [N, 3, H, W]; None for a model without BatchNorm."""
+    layers = [m for m in backbone.modules() if isinstance(m, _BatchNorm) and m.running_mean is not None]
+    if not layers or not len(images):
+        return None
+    sums: dict[nn.Module, list] = {layer: [0.0, 0] for layer in layers}
+
+    def record(layer, inputs):
+        x = inputs[0].detach().float()
+        sums[layer][0] = sums[layer][0] + x.transpose(0, 1).flatten(1).sum(dim=1)
+        sums[layer][1] += x.numel() // x.shape[1]
+
+    hooks = [layer.register_forward_pre_hook(record) for layer in layers]
+    was_training = backbone.training
+    try:
+        backbone.eval()
+        for start in range(0, len(images), batch_size):
+            backbone(images[start : start + batch_size])
+    finally:
+        for hook in hooks:
+            hook.remove()
+        backbone.train(was_training)
+    shifts = []
+    for layer, (total, count) in sums.items():
+        mean = total / max(1, count)
+        std = (layer.running_var + layer.eps).sqrt()
+        shifts.append(((mean - layer.running_mean).abs() / std).mean().item())
+    return float(sum(shifts) / len(shifts))

@@ -1,0 +1,119 @@
+"""What is chosen after training and recorded in the run folder: temperature, evaluation size, test-time views."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from conftest import make_class_folders
+
+import imagefit
+from imagefit.calibration import fit_temperature, view_probabilities
+from imagefit.metrics import calibration_error
+from imagefit.training.polish import evaluation_sizes, pick
+
+
+def test_temperature_scaling_lowers_the_calibration_error_of_an_over_confident_model():
+    rng = np.random.default_rng(0)
+    targets = rng.integers(0, 5, size=2000)
+    logits = rng.normal(size=(2000, 5))
+    logits[np.arange(2000), targets] += 1.5  # right about 60% of the time ...
+    logits *= 6.0  # ... and sure of itself every time
+    before = view_probabilities(logits[:, None, :], 1.0)
+    temperature = fit_temperature(logits[:, None, :], targets)
+    after = view_probabilities(logits[:, None, :], temperature)
+    assert temperature > 3, "an over-confident model is cooled down"
+    assert calibration_error(targets, after) < calibration_error(targets, before) / 3
+    assert (after.argmax(1) == before.argmax(1)).all(), "a temperature never changes the top-1 answer"
+
+
+def test_evaluation_sizes_and_the_cheapest_good_candidate():
+    assert evaluation_sizes(192) == [192, 224, 256]
+    assert evaluation_sizes(224, fixed=True) == [224]
+    candidates = [
+        {"size": 192, "tta_n": 1, "val_log_loss": 0.500},
+        {"size": 224, "tta_n": 1, "val_log_loss": 0.497},  # less than MARGIN better: not worth its cost
+        {"size": 192, "tta_n": 2, "val_log_loss": 0.450},
+    ]
+    assert (pick(candidates)["size"], pick(candidates)["tta_n"]) == (192, 2)
+
+
+def test_evaluate_predict_and_onnx_give_the_same_probabilities_with_the_recorded_settings(tiny_run, tmp_path):
+    from imagefit.evaluation import evaluate, read_predictions
+    from imagefit.export import export_onnx
+    from imagefit.prediction import predict
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run, run_dir)
+    config = json.loads((run_dir / "config.json").read_text())
+    config["inference"] = {**config["inference"], "tta_n": 2, "temperature": 2.5}
+    config["inference"]["preprocess"]["size"] = 48  # larger than the 32 px of training
+    (run_dir / "config.json").write_text(json.dumps(config))
+    (result,) = evaluate(run_dir, split="val")
+    assert (result.metrics["image_size"], result.metrics["tta_n"], result.metrics["temperature"]) == (48, 2, 2.5)
+    rows, classes = read_predictions(run_dir / "predictions-val.csv")
+    evaluated = np.array([[float(row[c]) for c in classes] for row in rows])
+    paths = [row["path"] for row in rows]
+    torch_probabilities = predict(run_dir, paths).probabilities
+    onnx_probabilities = predict(export_onnx(run_dir), paths).probabilities
+    np.testing.assert_allclose(torch_probabilities, evaluated, atol=1e-4)
+    np.testing.assert_allclose(onnx_probabilities, torch_probabilities, atol=1e-4)
+    assert (onnx_probabilities.argmax(1) == torch_probabilities.argmax(1)).all()
+    plain = predict(run_dir, paths, tta=False).probabilities
+    assert not np.allclose(plain, torch_probabilities, atol=1e-3), "the recorded settings really are applied"
+
+
+def test_a_trained_run_records_what_it_chose_and_why(tiny_run):
+    config = json.loads((tiny_run / "config.json").read_text())
+    assert set(config["inference"]) == {"preprocess", "tta_n", "temperature"}
+    sizes = {c["size"] for c in config["inference_candidates"]}
+    assert sizes == {32, 48} and config["inference"]["preprocess"]["size"] in sizes
+
+
+def test_ema_weights_are_the_kept_model_and_load_back_with_the_same_predictions(tmp_path):
+    from conftest import TINY
+    from safetensors.torch import load_file
+
+    from imagefit.evaluation import read_predictions
+    from imagefit.prediction import predict
+
+    data = make_class_folders(tmp_path / "d", per_class=12)
+    run = imagefit.train(data, out=tmp_path / "run", epochs=4, frozen_epochs=1, ema_epochs=1, report=False, **TINY)
+    kept = load_file(run.path / "model.safetensors")
+    import torch
+
+    best = torch.load(run.path / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
+    current = {k.removeprefix("model."): v for k, v in best["current_model_state"].items() if k.startswith("model.")}
+    averaged = {k.removeprefix("model."): v for k, v in best["state_dict"].items() if k.startswith("model.")}
+    name = "head.1.weight"
+    assert not torch.allclose(current[name], averaged[name]), "the average differs from the last step's weights"
+    expected = load_file(run.path / "head-only.safetensors") if run.metrics["best_epoch"] == 1 else averaged
+    torch.testing.assert_close(kept[name], expected[name])
+    rows, classes = read_predictions(run.path / "predictions-val.csv")
+    again = predict(run.path, [row["path"] for row in rows]).probabilities
+    np.testing.assert_allclose(again, [[float(row[c]) for c in classes] for row in rows], atol=1e-5)
+
+
+@pytest.mark.parametrize("limit", [300.0, 1000.0])
+def test_the_plan_is_the_same_for_the_same_measured_rates(limit):
+    from imagefit.training.budget import Rates, fit_plan
+
+    def plan():
+        return fit_plan(
+            limit,
+            spent=5.0,
+            size=192,
+            views=3,
+            wanted=60,
+            rates=Rates(train=20.0, infer=100.0, prep_train=0.004, prep_eval=0.002),
+            counts={"train": 1000, "val": 150},
+            head_on_features=True,
+            report=True,
+            frozen_epochs=3,
+            tune_inference=True,
+        )
+
+    first, second = plan(), plan()
+    assert first == second
+    used = first.spent + first.feature_seconds + first.fine_tune_epochs * first.epoch_seconds + first.finish_seconds
+    assert used <= limit and limit - used < first.epoch_seconds, "no room left for another epoch"
