@@ -164,7 +164,33 @@ def test_hymenoptera_placeholder_is_the_top_outlier(tmp_path):
 
 def test_audit_with_a_trained_run_embeds_with_its_model(tiny_run, tmp_path):
     data = make_class_folders(tmp_path / "d", per_class=8)
-    report = audit(data, run=tiny_run, out=tmp_path / "audit", cache_dir=tmp_path / "cache")
-    (cache,) = (tmp_path / "cache" / "embeddings").glob("*.npz")
-    assert cache.name.startswith("run-") and cache.name.endswith("-32.npz")
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run, run_dir)
+    report = audit(data, run=run_dir, out=tmp_path / "audit", cache_dir=tmp_path / "cache")
+    (space,) = VectorStore(tmp_path / "cache").info()
+    assert space.space.startswith("embeddings-run-") and space.rows == 16
     assert report.counts["duplicate"] == 0 and len(report.of_kind("outlier")) == 1
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(run_dir / "model.safetensors")
+    save_file({k: v * 1.01 if v.is_floating_point() else v for k, v in weights.items()}, run_dir / "model.safetensors")
+    audit(data, run=run_dir, out=tmp_path / "audit2", cache_dir=tmp_path / "cache")
+    assert len(VectorStore(tmp_path / "cache").info()) == 2, "retrained weights in the same folder: new embeddings"
+
+
+def test_re_encoded_and_grey_copies_in_val_are_leakage(tmp_path):
+    root = tmp_path / "d"
+    _real_split(root, plant=False)
+    ants = sorted((root / "train" / "ants").glob("*.jpg"))
+    copies = {
+        root / "val" / "ants" / "small_q70.jpg": lambda im: im.resize((im.width * 3 // 4, im.height * 3 // 4)),
+        root / "val" / "ants" / "grey.jpg": lambda im: im.convert("L"),
+    }
+    originals = {}
+    for (target, edit), original in zip(copies.items(), ants[:2], strict=True):
+        with Image.open(original) as photo:
+            edit(photo).save(target, quality=70)
+        originals[target] = original
+    report = audit(root, out=tmp_path / "audit", cache_dir=tmp_path / "cache")
+    for target, original in originals.items():
+        assert _has(report, "leakage", target, original), f"{target.name} is a copy of {original.name}"

@@ -92,6 +92,7 @@ def audit(
 
 def _model_findings(inventory, run, cache_dir) -> list[Finding]:
     from imagefit.audit.embeddings import embed, embedding_model
+    from imagefit.audit.phash import perceptual_hashes
     from imagefit.audit.similarity import label_issue_findings, near_duplicate_findings, outlier_findings
 
     samples = inventory.samples
@@ -106,8 +107,9 @@ def _model_findings(inventory, run, cache_dir) -> list[Finding]:
         cache_name=cache_name,
         cache_dir=cache_dir,
     )
+    phashes = perceptual_hashes([s.path for s in samples])
     return (
-        near_duplicate_findings(vectors, samples, hashes)
+        near_duplicate_findings(vectors, samples, hashes, phashes)
         + label_issue_findings(vectors, samples, inventory.classes)
         + outlier_findings(vectors, samples)
     )

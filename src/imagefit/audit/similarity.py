@@ -8,32 +8,53 @@ import numpy as np
 from imagefit.data.checks import Finding, related_findings
 from imagefit.data.sources import Sample
 
-# Cosine similarity of lite0 embeddings above which two different files count as the same picture
-# (re-encoded, resized or lightly cropped); measured in benchmarks/RESULTS.md.
+# Two different files count as the same picture (re-encoded, resized, recoloured, lightly cropped)
+# when their lite0 embeddings have cosine >= NEAR_DUPLICATE_SIMILARITY, or their pHashes differ in at
+# most PHASH_DISTANCE bits and the cosine is still >= PHASH_SIMILARITY (look-alike product shots on
+# white share pHashes but not embeddings), or the pHashes differ in at most STRICT_PHASH bits
+# (greyscale copies, whose colour embeddings drift). Measured in benchmarks/RESULTS.md.
 NEAR_DUPLICATE_SIMILARITY = 0.95
+PHASH_DISTANCE = 8
+PHASH_SIMILARITY = 0.90
+STRICT_PHASH = 4
 NEIGHBOURS = 5
 OUTLIER_SHARE = 0.005
 
 
 def near_duplicate_findings(
-    vectors: np.ndarray, samples: list[Sample], hashes: list[str], threshold: float = NEAR_DUPLICATE_SIMILARITY
+    vectors: np.ndarray,
+    samples: list[Sample],
+    hashes: list[str],
+    phashes: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list[Finding]:
-    """Pairs of different files whose embeddings are nearly identical (k-nearest-neighbour search, not all pairs)."""
+    """Pairs of different files that show the same picture: by embeddings (nearest neighbours) and pHash.
+
+    `phashes` is (hashes, valid) from `perceptual_hashes` of the same samples; see the rule above.
+    """
     from sklearn.neighbors import NearestNeighbors
 
+    from imagefit.audit.phash import close_pairs
+
+    pairs: dict[tuple[int, int], dict] = {}
     k = min(NEIGHBOURS + 1, len(samples))
     distances, indices = NearestNeighbors(n_neighbors=k, metric="cosine").fit(vectors).kneighbors(vectors)
-    seen, found = set(), []
     for i, (row_distances, row_indices) in enumerate(zip(distances, indices, strict=True)):
         for distance, j in zip(row_distances, row_indices, strict=True):
-            similarity = 1.0 - float(distance)
-            pair = (min(i, j), max(i, j))
-            if j == i or similarity < threshold or pair in seen or hashes[i] == hashes[j]:
-                continue
-            seen.add(pair)
-            members = [samples[pair[0]], samples[pair[1]]]
-            found.append(Finding("near_duplicate", [m.path for m in members], score=round(similarity, 4)))
-            found += related_findings(members, similarity=round(similarity, 4))
+            if j != i and 1.0 - float(distance) >= NEAR_DUPLICATE_SIMILARITY:
+                pairs[(min(i, j), max(i, j))] = {}
+    if phashes is not None:
+        for i, j, bits in close_pairs(*phashes, max(PHASH_DISTANCE, STRICT_PHASH)):
+            similar = float(vectors[i] @ vectors[j]) >= PHASH_SIMILARITY
+            if bits <= STRICT_PHASH or (bits <= PHASH_DISTANCE and similar):
+                pairs[(i, j)] = {"phash_bits": bits}
+    found = []
+    for (i, j), detail in sorted(pairs.items()):
+        if hashes[i] == hashes[j]:  # byte-identical: reported as `duplicate`
+            continue
+        similarity = round(float(vectors[i] @ vectors[j]), 4)
+        members = [samples[i], samples[j]]
+        found.append(Finding("near_duplicate", [m.path for m in members], score=similarity, detail=detail))
+        found += related_findings(members, similarity=similarity)
     return found
 
 
