@@ -86,7 +86,8 @@ def map_batches(
     Decoding runs in a thread pool and the next batch decodes while the model runs on this one.
     """
     paths, outputs, skipped = [], [], []
-    chunks = [locators[start : start + batch_size] for start in range(0, len(locators), batch_size)]
+    per_batch = max(1, batch_size // views)  # one model call sees at most batch_size pictures, views included
+    chunks = [locators[start : start + per_batch] for start in range(0, len(locators), per_batch)]
     with ThreadPoolExecutor(max_workers=threads or os.cpu_count() or 1) as pool:
 
         def submit(chunk: list[str]):

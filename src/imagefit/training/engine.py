@@ -12,7 +12,15 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from imagefit.config import Recipe
 from imagefit.errors import UserError
-from imagefit.training.callbacks import EMAWeights, EpochBar, EpochLog, FreezeBackbone, History, PhaseTwoEarlyStopping
+from imagefit.training.callbacks import (
+    EMAWeights,
+    EpochBar,
+    EpochLog,
+    FreezeBackbone,
+    History,
+    PhaseTwoEarlyStopping,
+    ReleaseMemory,
+)
 
 # Epochs are chosen, and phase 2 stopped, on validation loss (class-weighted cross-entropy): on
 # clothing-small's 341 val images macro-F1 moves by a point from one image, and stopped at
@@ -82,6 +90,7 @@ def build_trainer(
         history,
         EpochLog(history, echo) if echo else EpochBar(offset=offset),
         checkpoint,
+        ReleaseMemory(),
         *(extra or []),
     ]
     if schedule.ema_epochs > 0:

@@ -39,7 +39,7 @@ from imagefit.training.budget import (
     plan_time,
     replan_epochs,
 )
-from imagefit.training.callbacks import StageHook
+from imagefit.training.callbacks import StageHook, release_memory
 from imagefit.training.engine import best_epoch, build_trainer, check_strategy, history_of, on_gpu
 from imagefit.training.environment import environment, training_facts
 from imagefit.training.frozen import cached_head_phase, head_on_features
@@ -407,6 +407,7 @@ def _after_fit(plan: Plan, console: Console, report: bool, notify: StageFn, *, f
     if finished and (files.report.exists() or not report):
         raise UserError(f"{plan.run_dir} has finished (model, metrics and report are written); nothing to resume")
     device = "cuda" if on_gpu(plan.recipe) else "cpu"
+    release_memory()  # training's peak is behind: evaluation starts from what is in use
     if not finished:
         notify("evaluate")
         if plan.recipe.predict.tune_inference and "inference" not in runs.read_json(files.config):
