@@ -88,6 +88,13 @@ def train(
     _quiet_lightning()
     with _user_errors():
         overrides = parse_overrides(ctx.args)
+        if "," in str(overrides.get("model", "")):  # --model a,b,c: one run each, then the table
+            from imagefit.training.backbones import train_backbones
+
+            models = [m.strip() for m in overrides.pop("model").split(",") if m.strip()]
+            trained = train_backbones(data, models, runs_dir=runs_dir, name=name, console=console, **overrides)
+            _print_comparison([run.path for run in trained], sort="", out=None)
+            return
         train_run(
             data,
             out=out,
@@ -99,6 +106,34 @@ def train(
             csv_columns=CsvColumns(path_column, label_column, image_dir),
             **overrides,
         )
+
+
+@app.command()
+def compare(
+    runs: list[Path] = typer.Argument(..., help="run folders"),
+    out: Path | None = typer.Option(None, help="also write the table as this CSV (and .html beside it)"),
+    sort: str = typer.Option("", help="column to sort by (default: test accuracy, or val accuracy)"),
+) -> None:
+    """Runs side by side: backbone, sizes, parameters, epochs, time, speed, accuracy, macro-F1, ECE."""
+    with _user_errors():
+        _print_comparison(runs, sort=sort, out=out)
+
+
+def _print_comparison(paths: list[Path], *, sort: str, out: Path | None) -> None:
+    from rich.table import Table
+
+    from imagefit.compare import COLUMNS, compare
+
+    rows = compare(paths, sort=sort, out=out)
+    table = Table(title="imagefit compare")
+    for column in COLUMNS:
+        table.add_column(column.replace("_", " "), justify="left" if column in ("run", "model") else "right")
+    for row in rows:
+        table.add_row(*[Path(row[c]).name if c == "run" else str(row[c]) for c in COLUMNS])
+    screen = Console(soft_wrap=True)
+    (screen if screen.is_terminal else Console(soft_wrap=True, width=220)).print(table)  # a log gets it whole
+    if out is not None:
+        console.print(f"table: {out} and {out.with_suffix('.html')}", highlight=False)
 
 
 @app.command()
