@@ -137,6 +137,31 @@ def _print_comparison(paths: list[Path], *, sort: str, out: Path | None) -> None
 
 
 @app.command()
+def ensemble(
+    runs: list[Path] = typer.Argument(..., help="run folders trained on the same split"),
+    out: Path = typer.Option(..., help="ensemble folder to write"),
+    method: str = typer.Option("weighted", help="mean | weighted (fitted on val log loss) | greedy (Caruana)"),
+) -> None:
+    """Average runs' probabilities with weights fitted on their shared validation split."""
+    from imagefit.ensembles import make_ensemble
+
+    with _user_errors():
+        made = make_ensemble(runs, out=out, method=method)
+        metrics = made.metrics
+        for name in ("val", "test"):
+            if name in metrics:
+                gain = metrics[name]["gain_over_best_member"]
+                console.print(
+                    f"{name}: accuracy {metrics[name]['accuracy']:.4f}, macro-F1 {metrics[name]['macro_f1']:.4f} "
+                    f"({gain:+.4f} over the best member)",
+                    highlight=False,
+                )
+        weights = ", ".join(f"{m.name} {w:.2f}" for m, w in zip(made.members, made.weights, strict=True))
+        console.print(f"weights: {weights}", highlight=False)
+        console.print(f"ensemble folder: {made.path}", highlight=False)
+
+
+@app.command()
 def evaluate(
     run: Path = typer.Argument(..., help="run folder"),
     data: Path | None = typer.Argument(None, help="other data with the same classes (default: the run's val/test)"),

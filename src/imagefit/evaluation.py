@@ -45,6 +45,10 @@ def evaluate(
     views (`tta_n` overrides them) and temperature. `ece_before_scaling` is the calibration error of
     the same views without the temperature.
     """
+    from imagefit.ensembles import is_ensemble
+
+    if is_ensemble(run_path):
+        return _evaluate_ensemble(Path(run_path), split=split, tta_n=tta_n, device=device)
     run = runs.load_run(Path(run_path))
     predictor = TorchPredictor.from_run(run.path, device=device)
     views = predictor.tta_n if tta_n is None else tta_n
@@ -69,6 +73,34 @@ def evaluate(
     stored = run.metrics
     stored.update({result.key: result.metrics for result in results})
     runs.write_json(run.path / "metrics.json", stored)
+    return results
+
+
+def _evaluate_ensemble(path: Path, *, split: str | None, tta_n: int | None, device: str) -> list[Evaluation]:
+    """An ensemble folder's figures on its val and test splits, through its members' predictions."""
+    from imagefit.ensembles import load_ensemble
+    from imagefit.prediction.models import EnsemblePredictor
+
+    ensemble = load_ensemble(path)
+    predictor = EnsemblePredictor.from_folder(path, device=device)
+    samples = ensemble.split()
+    names = [split] if split else [name for name in ("val", "test") if any(s.split == name for s in samples)]
+    results = []
+    for key in names:
+        chosen = [s for s in samples if s.split == key]
+        predictions = predictor.predict_paths([s.path for s in chosen], tta_n=tta_n, batch_size=32)
+        by_path = {s.path: s.label for s in chosen}
+        true_labels = [by_path[p] for p in predictions.paths]
+        y_true = [ensemble.classes.index(label) for label in true_labels]
+        metrics = classification_metrics(y_true, predictions.probabilities, ensemble.classes)
+        metrics["skipped"] = len(predictions.skipped)
+        results.append(Evaluation(key, metrics, predictions, true_labels))
+        _write_predictions(runs.RunFiles(path).predictions(key), predictions, true_labels)
+    stored = ensemble.metrics
+    for result in results:
+        gain = stored.get(result.key, {}).get("gain_over_best_member")
+        stored[result.key] = {**result.metrics, **({"gain_over_best_member": gain} if gain is not None else {})}
+    runs.write_json(runs.RunFiles(path).metrics, stored)
     return results
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from imagefit.errors import UserError
-from imagefit.files import refuse_overwrite, write_json
+from imagefit.files import output_folder, refuse_overwrite, write_json
 from imagefit.runs import load_run
 
 OPSET = 18
@@ -25,6 +25,10 @@ def export_onnx(run_path: str | Path, *, out: str | Path | None = None, overwrit
     import onnx
     import torch
 
+    from imagefit.ensembles import is_ensemble
+
+    if is_ensemble(run_path):
+        return _export_ensemble(Path(run_path), out=Path(out) if out else None, overwrite=overwrite)
     run = load_run(Path(run_path))
     target = Path(out) if out else run.path / "model.onnx"
     if target.suffix.lower() != ".onnx":
@@ -56,6 +60,27 @@ def export_onnx(run_path: str | Path, *, out: str | Path | None = None, overwrit
     write_json(target.with_suffix(".json"), facts)
     _check_against_torch(model, target, example)
     return target
+
+
+def _export_ensemble(path: Path, *, out: Path | None, overwrite: bool) -> Path:
+    """One ONNX file per member and ensemble.json (weights, classes) in OUT (default ENS/onnx); its JSON path.
+
+    One file per member, not one graph: members may differ in input size, normalisation and
+    test-time views, which a single graph with one input could hold only by resizing inside it,
+    and then the members would not see what they were trained and evaluated on.
+    """
+    from imagefit.ensembles import load_ensemble
+
+    ensemble = load_ensemble(path)
+    folder = output_folder(out or path / "onnx")
+    facts_path = folder / "ensemble.json"
+    refuse_overwrite(facts_path, overwrite=overwrite)
+    members = []
+    for index, (member, weight) in enumerate(zip(ensemble.members, ensemble.weights, strict=True), start=1):
+        onnx_path = export_onnx(member, out=folder / f"member-{index}.onnx", overwrite=overwrite)
+        members.append({"file": onnx_path.name, "weight": weight, "run": str(member)})
+    write_json(facts_path, {"kind": "onnx-ensemble", "classes": ensemble.classes, "members": members})
+    return facts_path
 
 
 def deployed(model, *, temperature: float = 1.0, tta_n: int = 1):

@@ -21,6 +21,10 @@ SECTIONS = ("summary", "curves", "confusion", "per-class", "errors", "gradcam", 
 
 def write_report(run_path: str | Path, *, gradcam_samples: int = GRADCAM_SAMPLES) -> Path:
     """Write RUN/report.html (evaluating the run first when its predictions are missing); returns its path."""
+    from imagefit.ensembles import is_ensemble
+
+    if is_ensemble(run_path):
+        return _write_ensemble_report(Path(run_path))
     run = runs.load_run(Path(run_path))
     split = "test" if any(s.split == "test" for s in run.split()) else "val"
     predictions_path = run.path / f"predictions-{split}.csv"
@@ -50,6 +54,64 @@ def write_report(run_path: str | Path, *, gradcam_samples: int = GRADCAM_SAMPLES
     page = PAGE.format(title=html.escape(f"imagefit report: {run.path.name}"), body=body)
     target = run.path / "report.html"
     target.write_text(page, encoding="utf-8")
+    return target
+
+
+def _write_ensemble_report(path: Path) -> Path:
+    """report.html of an ensemble folder: its members and weights, the gain over the best member, the errors."""
+    from imagefit.ensembles import load_ensemble
+
+    ensemble = load_ensemble(path)
+    split = "test" if any(s.split == "test" for s in ensemble.split()) else "val"
+    predictions_path = runs.RunFiles(path).predictions(split)
+    if not predictions_path.exists():
+        evaluate(path, split=split)
+    metrics = ensemble.metrics
+    rows, classes = read_predictions(predictions_path)
+    y_true = [classes.index(r["true"]) for r in rows]
+    probabilities = np.array([[float(r[c]) for c in classes] for r in rows])
+    members = [
+        [
+            Path(m["run"]).name,
+            m["model"],
+            f"{m['weight']:.3f}",
+            *(f"{m[s]['accuracy']:.4f}" if s in m else "" for s in ("val", "test")),
+        ]
+        for m in metrics.get("members", [])
+    ]
+    figures_rows = [
+        [
+            name,
+            f"{metrics[name]['accuracy']:.4f}",
+            f"{metrics[name]['macro_f1']:.4f}",
+            f"{metrics[name].get('gain_over_best_member', float('nan')):+.4f}",
+        ]
+        for name in ("val", "test")
+        if name in metrics
+    ]
+    body = "\n".join(
+        [
+            section(
+                "summary",
+                f"Ensemble of {len(ensemble.members)} runs ({ensemble.method} weights, fitted on val)",
+                table(["member", "model", "weight", "val accuracy", "test accuracy"], members)
+                + table(["split", "accuracy", "macro-F1", "gain over the best member"], figures_rows),
+            ),
+            section(
+                "confusion",
+                f"Confusion matrix ({split})",
+                img(
+                    data_uri(figures.confusion_matrices(y_true, probabilities.argmax(1).tolist(), classes)), "confusion"
+                ),
+            ),
+            _per_class(metrics.get(split, {})),
+            _worst_errors(rows, split),
+        ]
+    )
+    target = path / "report.html"
+    target.write_text(
+        PAGE.format(title=html.escape(f"imagefit report: ensemble {path.name}"), body=body), encoding="utf-8"
+    )
     return target
 
 

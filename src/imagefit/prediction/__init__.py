@@ -114,6 +114,8 @@ def predict_with(
     predictor: Predictor, locators: list[str], *, tta_n: int | None = None, batch_size: int = 32, threads: int = 0
 ) -> Predictions:
     """Probabilities from an already loaded predictor, averaged over `tta_n` test-time views (default: its own)."""
+    if hasattr(predictor, "predict_paths"):  # an ensemble: each member predicts, then the average
+        return predictor.predict_paths(locators, tta_n=tta_n, batch_size=batch_size, threads=threads)
     tta_n = predictor.tta_n if tta_n is None else tta_n
     check_batch(tta_n, batch_size)
     paths, probabilities, skipped = map_batches(
@@ -147,8 +149,8 @@ def predict(
     True (`tta_n`, default 2) or `tta_n` is given.
     """
     predictor = load_predictor(model, device=device)
-    views = predictor.tta_n if tta is None and tta_n is None else 1 if tta is False else tta_n or DEFAULT_TTA_N
-    check_batch(views, batch_size)
+    views = None if tta is None and tta_n is None else 1 if tta is False else tta_n or DEFAULT_TTA_N
+    check_batch(views or 1, batch_size)
     return predict_with(predictor, collect_inputs(list(inputs)), tta_n=views, batch_size=batch_size)
 
 

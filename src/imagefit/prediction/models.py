@@ -89,9 +89,51 @@ class OnnxPredictor:
         return softmax(logits)
 
 
+@dataclass
+class EnsemblePredictor:
+    """Members (each with its own size, views and temperature) whose probabilities are averaged with weights."""
+
+    members: list
+    weights: list[float]
+    classes: list[str]
+    tta_n: int | None = None  # None: each member's own test-time views
+
+    @classmethod
+    def from_folder(cls, path: Path, *, device: str = "cpu") -> EnsemblePredictor:
+        from imagefit.ensembles import load_ensemble
+
+        ensemble = load_ensemble(path)
+        members = [TorchPredictor.from_run(member, device=device) for member in ensemble.members]
+        return cls(members, ensemble.weights, ensemble.classes)
+
+    @classmethod
+    def from_onnx(cls, facts_path: Path) -> EnsemblePredictor:
+        facts = json.loads(facts_path.read_text(encoding="utf-8"))
+        members = [OnnxPredictor.from_file(facts_path.parent / m["file"]) for m in facts["members"]]
+        return cls(members, [float(m["weight"]) for m in facts["members"]], facts["classes"])
+
+    def predict_paths(self, locators: list[str], *, tta_n: int | None, batch_size: int, threads: int = 0):
+        """Predictions of every member, averaged with the weights over the images all members could read."""
+        from imagefit.prediction import Predictions, predict_with
+
+        results = [predict_with(m, locators, tta_n=tta_n, batch_size=batch_size, threads=threads) for m in self.members]
+        readable = set.intersection(*(set(r.paths) for r in results))
+        paths = [p for p in results[0].paths if p in readable]
+        total = np.zeros((len(paths), len(self.classes)))
+        for result, weight in zip(results, self.weights, strict=True):
+            rows = {p: row for p, row in zip(result.paths, result.probabilities, strict=True)}
+            total += weight * np.stack([rows[p] for p in paths]) if paths else 0.0
+        skipped = {p: why for r in results for p, why in r.skipped}
+        return Predictions(paths, total.astype(np.float32), list(self.classes), sorted(skipped.items()))
+
+
 def load_predictor(model: str | Path, *, device: str = "cpu") -> Predictor:
-    """A predictor for a run folder or an exported `.onnx` file."""
+    """A predictor for a run folder, an ensemble folder, an exported `.onnx` file or an exported ensemble's JSON."""
     path = Path(model)
+    if (path / "ensemble.json").exists():
+        return EnsemblePredictor.from_folder(path, device=device)
+    if path.suffix.lower() == ".json" and path.exists():
+        return EnsemblePredictor.from_onnx(path)
     if path.suffix.lower() == ".onnx":
         if not path.exists():
             raise UserError(f"{path}: no such ONNX model. Make one with `imagefit export RUN --format onnx`")
