@@ -1,9 +1,9 @@
 """The lower bounds declared in pyproject.toml are versions this suite runs on (issue 11)."""
 
-import tomllib
 from importlib.metadata import version
 from pathlib import Path
 
+import tomllib
 from packaging.requirements import Requirement
 from packaging.version import Version
 

@@ -108,6 +108,43 @@ def train(
         )
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def tune(
+    ctx: typer.Context,
+    data: Path = typer.Argument(..., help="data, as for train"),
+    trials: int = typer.Option(20, help="trials in the study in all (a second command adds up to this many)"),
+    study: str | None = typer.Option(None, help="study name (default: the data's name)"),
+    studies_dir: Path = typer.Option(Path("studies"), help="where study folders go"),
+    storage: str | None = typer.Option(None, help="Optuna storage URL, e.g. postgresql://user:pw@host/db"),
+    time_limit: str = typer.Option("", help="stop starting trials after this long (30m, 2h)"),
+    workers: int = typer.Option(1, help="worker processes on this machine"),
+    metric: str = typer.Option("macro_f1", help="val figure to maximise: macro_f1 or accuracy"),
+    models: str = typer.Option("", help="backbones to choose from, comma-separated (default: the recipe's)"),
+    sizes: str = typer.Option("", help="image sizes to choose from, comma-separated (default: the recipe's)"),
+    seed: int = typer.Option(0, help="seed of the sampler"),
+) -> None:
+    """Search the recipe with Optuna (TPE, pruning on val loss); every trial is a run folder."""
+    from imagefit.tuning import tune as tune_study
+
+    _quiet_lightning()
+    with _user_errors():
+        tune_study(
+            data,
+            trials=trials,
+            study=study,
+            studies_dir=studies_dir,
+            storage=storage,
+            time_limit=time_limit,
+            workers=workers,
+            metric=metric,
+            models=[m.strip() for m in models.split(",") if m.strip()],
+            sizes=[int(v) for v in sizes.split(",") if v.strip()],
+            seed=seed,
+            console=console,
+            **parse_overrides(ctx.args),
+        )
+
+
 @app.command()
 def compare(
     runs: list[Path] = typer.Argument(..., help="run folders"),

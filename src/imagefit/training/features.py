@@ -75,8 +75,13 @@ def weights_digest(module: torch.nn.Module) -> str:
 
 
 def cache_name(backbone: torch.nn.Module, preprocess: Preprocess, augment: AugmentRecipe, *, views: int, seed: int):
-    """Cache file stem: everything a cached feature depends on besides the image bytes."""
-    augmentation = augment.__dict__ if views > 1 else None
+    """Cache space name: everything a cached feature depends on besides the image bytes.
+
+    Only the augmentation fields the view transform uses count (MixUp and CutMix do not touch the
+    views), so trials that differ only in those share the cache.
+    """
+    used = ("crop_scale", "hflip", "vflip", "rotate", "color_jitter", "auto_augment")
+    augmentation = {name: getattr(augment, name) for name in used} if views > 1 else None
     return f"{digest(weights_digest(backbone), preprocess.to_dict(), augmentation, seed)}-v{views}"
 
 
