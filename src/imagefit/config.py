@@ -129,6 +129,13 @@ class EngineRecipe:
     precision: str = field(
         default="auto", metadata=_doc("auto (bf16/fp16 mixed on GPU, fp32 on CPU) or a Lightning value")
     )
+    logger: str = field(
+        default="csv",
+        metadata=_doc(
+            "csv | tensorboard | mlflow | none: Lightning's logger for fine-tuning (RUN/logs; mlflow: "
+            "$MLFLOW_TRACKING_URI or ./mlflow.db); history.csv is written either way"
+        ),
+    )
 
 
 @dataclass
@@ -194,6 +201,7 @@ class Recipe:
         parse_duration(self.schedule.time_limit)
         _choice("accelerator", self.engine.accelerator, ACCELERATORS)
         _choice("precision", self.engine.precision, PRECISIONS)
+        _choice("logger", self.engine.logger, ("csv", "tensorboard", "mlflow", "none"))
         _check_devices(self.engine.devices)
         if self.engine.num_nodes < 1:
             raise UserError(f"num_nodes must be at least 1, got {self.engine.num_nodes}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -34,9 +35,12 @@ def on_gpu(recipe: Recipe) -> bool:
     return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
 
 
-def check_strategy(recipe: Recipe) -> None:
-    """UserError, listing Lightning's strategies, for a strategy name Lightning does not know."""
+def check_engine(recipe: Recipe) -> None:
+    """UserError, before any work, for a strategy Lightning does not know or a logger whose package is missing."""
     from lightning.pytorch.strategies import StrategyRegistry
+
+    if recipe.engine.logger in ("tensorboard", "mlflow"):
+        _need(recipe.engine.logger, {"tensorboard": "tensorboard", "mlflow": "mlflow-skinny"}[recipe.engine.logger])
 
     known = ["auto", *StrategyRegistry.available_strategies()]
     if recipe.engine.strategy not in known:
@@ -104,7 +108,7 @@ def build_trainer(
         num_nodes=recipe.engine.num_nodes,
         precision=_precision(recipe),
         callbacks=callbacks,
-        logger=False,
+        logger=make_logger(recipe.engine.logger, run_dir),
         enable_progress_bar=echo is None,
         default_root_dir=run_dir,
         num_sanity_val_steps=0,
@@ -112,6 +116,29 @@ def build_trainer(
         deterministic=False,
     )
     return trainer, checkpoint
+
+
+def make_logger(kind: str, run_dir: Path):
+    """Lightning's logger of that kind writing beside the run folder's own history.csv, or False for none."""
+    from lightning.pytorch import loggers
+
+    if kind == "none":
+        return False
+    if kind == "csv":
+        return loggers.CSVLogger(save_dir=run_dir, name="logs", version="")
+    if kind == "tensorboard":
+        _need("tensorboard", "tensorboard")
+        return loggers.TensorBoardLogger(save_dir=run_dir, name="logs", version="")
+    _need("mlflow", "mlflow-skinny")
+    tracking = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    return loggers.MLFlowLogger(experiment_name="imagefit", run_name=run_dir.name, tracking_uri=tracking)
+
+
+def _need(module: str, package: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise UserError(f"--logger {module} needs the {package} package: pip install {package}")
 
 
 def history_of(trainer: L.Trainer) -> History:

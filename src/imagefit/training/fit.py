@@ -40,7 +40,7 @@ from imagefit.training.budget import (
     replan_epochs,
 )
 from imagefit.training.callbacks import StageHook, release_memory
-from imagefit.training.engine import best_epoch, build_trainer, check_strategy, history_of, on_gpu
+from imagefit.training.engine import best_epoch, build_trainer, check_engine, history_of, on_gpu
 from imagefit.training.environment import environment, training_facts
 from imagefit.training.frozen import cached_head_phase, head_on_features
 from imagefit.training.module import ClassifierModule
@@ -127,7 +127,7 @@ def _new_plan(
     overrides, note = fit_epochs(overrides)
     recipe = Recipe().override(**overrides)
     check_model_name(recipe.model.model)  # before any folder is made, and before the data is read
-    check_strategy(recipe)
+    check_engine(recipe)
     if recipe.model.pretrained:
         check_weights_reachable(recipe.model.model)
     inventory = scan(Path(data), workers=max(2, default_workers(recipe.data.num_workers)), csv_columns=csv_columns)
