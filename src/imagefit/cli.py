@@ -334,6 +334,26 @@ def cache_clear() -> None:
 
 
 @app.command()
+def serve(
+    model: Path = typer.Argument(..., help="run folder, or an exported .onnx model"),
+    host: str = typer.Option("127.0.0.1", help="address to listen on (loopback unless you choose otherwise)"),
+    port: int = typer.Option(8000, help="port"),
+    workers: int = typer.Option(1, help="server processes"),
+    max_batch: int = typer.Option(32, help="pictures a batch may gather from concurrent requests"),
+    max_wait_ms: float = typer.Option(10.0, help="longest wait for a batch to fill, after its first picture"),
+    backend: str = typer.Option("auto", help="auto (ONNX Runtime, exported on first use) | onnx | torch"),
+) -> None:
+    """Serve a run over HTTP: POST /predict, POST /explain, GET /health, /metadata, /docs, and a page at /."""
+    from imagefit.serving import serve as serve_model
+
+    with _user_errors():
+        console.print(f"serving {model} on http://{host}:{port}/ (Ctrl-C stops)", highlight=False)
+        serve_model(
+            model, host=host, port=port, workers=workers, max_batch=max_batch, max_wait_ms=max_wait_ms, backend=backend
+        )
+
+
+@app.command()
 def version() -> None:
     """Print the imagefit version."""
     from imagefit import __version__

@@ -93,7 +93,12 @@ def unreadable_reason(exc: BaseException) -> str:
 
 def open_image(locator: str, *, min_size: int = 0) -> Image.Image:
     """An upright RGB image; JPEGs decode at a reduced scale when `min_size` allows (PIL draft)."""
-    image = Image.open(io.BytesIO(read_bytes(locator)))
+    return image_from_bytes(read_bytes(locator), min_size=min_size)
+
+
+def image_from_bytes(data: bytes, *, min_size: int = 0) -> Image.Image:
+    """`open_image` for bytes already in memory (an upload): upright, RGB, PIL's bomb guard on."""
+    image = Image.open(io.BytesIO(data))
     if min_size and image.format in ("JPEG", "MPO"):
         # draft keeps both sides >= the requested size, so the crop that follows loses nothing.
         image.draft("RGB", (min_size, min_size))

@@ -50,7 +50,8 @@ class Predictions:
         return lines
 
 
-def _views(image: Image.Image, preprocess: Preprocess, count: int) -> list[np.ndarray]:
+def image_views(image: Image.Image, preprocess: Preprocess, count: int) -> list[np.ndarray]:
+    """The first `count` test-time views (TTA_VIEWS) of an opened image, as model inputs [3, H, W]."""
     arrays = []
     for scale, flip in TTA_VIEWS[:count]:
         array = eval_array(image, preprocess, resize=max(preprocess.size, round(preprocess.resize_size * scale)))
@@ -62,10 +63,15 @@ def _views(image: Image.Image, preprocess: Preprocess, count: int) -> list[np.nd
 def _load(locator: str, preprocess: Preprocess, views: int) -> list[np.ndarray] | str:
     """The views of one input, or the reason it could not be read."""
     try:
-        image = open_image(locator, min_size=round(preprocess.resize_size * (1.15 if views > 2 else 1.0)))
+        image = open_image(locator, min_size=decode_size(preprocess, views))
     except UNREADABLE as exc:
         return unreadable_reason(exc)
-    return _views(image, preprocess, views)
+    return image_views(image, preprocess, views)
+
+
+def decode_size(preprocess: Preprocess, views: int) -> int:
+    """The shorter side a picture needs before its views are cut (zoomed views need more)."""
+    return round(preprocess.resize_size * (1.15 if views > 2 else 1.0))
 
 
 def map_batches(

@@ -1,0 +1,183 @@
+"""The HTTP app: /predict, /explain, /health, /metadata, the page at /, and FastAPI's OpenAPI docs."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import io
+import time
+from pathlib import Path
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from imagefit.data.decode import UNREADABLE, image_from_bytes, unreadable_reason
+from imagefit.prediction import decode_size, image_views
+from imagefit.serving.backend import Backend, load_backend
+from imagefit.serving.batcher import Batcher
+
+MAX_REQUEST_BYTES = 20 * 2**20  # a request larger than this is refused with 413
+MAX_IMAGES = 64  # pictures in one request
+PAGE = Path(__file__).with_name("page.html")
+
+
+class Refused(Exception):
+    """A request the server will not answer: its status, the message and the file it concerns."""
+
+    def __init__(self, status: int, message: str, file: str = ""):
+        super().__init__(message)
+        self.status, self.message, self.file = status, message, file
+
+
+def create_app(
+    model: str | Path,
+    *,
+    backend: str = "auto",
+    max_batch: int = 32,
+    max_wait_ms: float = 10,
+    max_request_bytes: int = MAX_REQUEST_BYTES,
+) -> FastAPI:
+    """The app serving MODEL (a run folder or an .onnx file); batching of concurrent requests on."""
+    from starlette.formparsers import MultiPartParser
+
+    # Uploads stay in memory up to the request limit: the server never writes them to disk.
+    MultiPartParser.spool_max_size = max_request_bytes
+    loaded = load_backend(model, backend=backend)
+    batcher = Batcher(loaded.predictor.probabilities, max_batch=max_batch, max_wait_ms=max_wait_ms)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await batcher.start()
+        yield
+        await batcher.stop()
+
+    app = FastAPI(title="imagefit", version=loaded.facts["imagefit_version"], lifespan=lifespan)
+    app.state.backend, app.state.batcher = loaded, batcher
+
+    @app.exception_handler(Refused)
+    async def refused(request: Request, exc: Refused) -> JSONResponse:
+        return JSONResponse({"error": exc.message, "file": exc.file}, status_code=exc.status)
+
+    @app.middleware("http")
+    async def limit_size(request: Request, call_next):
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > max_request_bytes:
+            message = f"request of {int(declared)} bytes is over the {max_request_bytes} byte limit"
+            return JSONResponse({"error": message, "file": ""}, status_code=413)
+        return await call_next(request)
+
+    _add_routes(app, loaded, batcher, max_request_bytes)
+    return app
+
+
+def _add_routes(app: FastAPI, loaded: Backend, batcher: Batcher, limit: int) -> None:
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page() -> str:
+        return PAGE.read_text(encoding="utf-8")
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok", "backend": loaded.name}
+
+    @app.get("/metadata")
+    async def metadata() -> dict:
+        return {**loaded.facts, "backend": loaded.name, "batches": dict(batcher.sizes)}
+
+    @app.post("/predict")
+    async def predict(request: Request, top_k: int = 3) -> dict:
+        """Top-k labels with probabilities for each image (multipart files, or JSON with base64 data)."""
+        started = time.perf_counter()
+        uploads = await _uploads(request, limit)
+        preprocess, classes = loaded.predictor.preprocess, loaded.predictor.classes
+        views = [(name, _views(name, data, preprocess, loaded.predictor.tta_n)) for name, data in uploads]
+        decoded = time.perf_counter()
+        results = await asyncio.gather(*(batcher.predict(v) for _, v in views))  # one batch where they fit
+        return {
+            "predictions": [_answer(name, p, classes, top_k) for (name, _), p in zip(views, results, strict=True)],
+            "timing_ms": {
+                "decode": round((decoded - started) * 1000, 2),
+                "total": round((time.perf_counter() - started) * 1000, 2),
+            },
+            "backend": loaded.name,
+        }
+
+    @app.post("/explain")
+    async def explain(request: Request) -> Response:
+        """A Grad-CAM overlay (PNG) of the first image, for the predicted class (PyTorch)."""
+        if loaded.run is None:
+            raise Refused(400, "Grad-CAM needs the run folder: serve RUN, not its .onnx file")
+        (name, data), *_ = await _uploads(request, limit)
+        return Response(await _overlay(loaded, name, data), media_type="image/png")
+
+
+async def _uploads(request: Request, limit: int) -> list[tuple[str, bytes]]:
+    """(name, bytes) of every picture in a multipart form (any file field) or JSON {"images": [...]}."""
+    kind = request.headers.get("content-type", "")
+    if kind.startswith("multipart/form-data"):
+        form = await request.form(max_files=MAX_IMAGES, max_part_size=limit)
+        files = [value for _, value in form.multi_items() if hasattr(value, "read")]
+        uploads = [(f.filename or f"file{i}", await f.read()) for i, f in enumerate(files)]
+    elif kind.startswith("application/json"):
+        body = await request.body()
+        if len(body) > limit:
+            raise Refused(413, f"request of {len(body)} bytes is over the {limit} byte limit")
+        try:
+            items = (await request.json())["images"]
+            uploads = [
+                (item.get("name", f"image{i}"), base64.b64decode(item["data"], validate=True))
+                for i, item in enumerate(items)
+            ]
+        except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
+            raise Refused(422, 'JSON must be {"images": [{"name": "a.jpg", "data": "<base64>"}, ...]}') from None
+    else:
+        raise Refused(415, "send images as multipart/form-data files or as JSON with base64 data")
+    if not uploads:
+        raise Refused(422, "no image in the request")
+    if len(uploads) > MAX_IMAGES:
+        raise Refused(413, f"{len(uploads)} images in one request; at most {MAX_IMAGES}")
+    return uploads
+
+
+def _views(name: str, data: bytes, preprocess, count: int) -> np.ndarray:
+    try:
+        image = image_from_bytes(data, min_size=decode_size(preprocess, count))
+    except UNREADABLE as exc:
+        reason = unreadable_reason(exc)
+        raise Refused(413 if "pixels" in reason else 422, f"{name}: {reason}", name) from None
+    return np.stack(image_views(image, preprocess, count))
+
+
+def _answer(name: str, probabilities: np.ndarray, classes: list[str], top_k: int) -> dict:
+    order = np.argsort(-probabilities)[: max(1, top_k)]
+    return {
+        "name": name,
+        "label": classes[int(order[0])],
+        "top": [{"label": classes[int(i)], "probability": round(float(probabilities[i]), 6)} for i in order],
+    }
+
+
+async def _overlay(loaded: Backend, name: str, data: bytes) -> bytes:
+    from PIL import Image
+
+    from imagefit.gradcam import gradcam
+    from imagefit.runs import load_run
+
+    try:
+        picture = image_from_bytes(data)
+    except UNREADABLE as exc:
+        raise Refused(422, f"{name}: {unreadable_reason(exc)}", name) from None
+    if loaded.explainer is None:  # the PyTorch model, loaded on the first /explain
+        run = load_run(loaded.run)
+        loaded.explainer = (run.load_model(), run.preprocess, run.classes)
+    model, preprocess, classes = loaded.explainer
+
+    def draw() -> bytes:
+        ((overlay, _, _),) = gradcam(model, preprocess, [picture], classes)
+        buffer = io.BytesIO()
+        Image.fromarray(overlay).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    return await asyncio.to_thread(draw)

@@ -1,0 +1,179 @@
+"""imagefit serve: the app in-process (predictions, batching, limits, metadata) and the page in a real browser."""
+
+import base64
+import io
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+from conftest import COLOURS, colour_image
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from imagefit.prediction import predict
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _png(colour, seed=0) -> bytes:
+    buffer = io.BytesIO()
+    colour_image(colour, seed=seed).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module", params=["onnx", "torch"])
+def client(tiny_run, request, tmp_path_factory):
+    from imagefit.serving import create_app
+
+    run = tmp_path_factory.mktemp("serve") / "run"
+    shutil.copytree(tiny_run, run)
+    with TestClient(create_app(run, backend=request.param, max_wait_ms=200)) as test_client:
+        test_client.run = run
+        yield test_client
+
+
+def test_predictions_equal_imagefit_predict(client, tmp_path):
+    images = {name: _png(colour, seed=i) for i, (name, colour) in enumerate(COLOURS.items()) if name != "green"}
+    for name, data in images.items():
+        (tmp_path / f"{name}.png").write_bytes(data)
+    answer = client.post("/predict", files=[("files", (f"{n}.png", d, "image/png")) for n, d in images.items()])
+    assert answer.status_code == 200, answer.text
+    served = {p["name"]: {t["label"]: t["probability"] for t in p["top"]} for p in answer.json()["predictions"]}
+    offline = predict(client.run, [tmp_path / f"{name}.png" for name in images])
+    for path, row in zip(offline.paths, offline.probabilities, strict=True):
+        name = path.rsplit("/", 1)[-1]
+        for label, probability in zip(offline.classes, row, strict=True):
+            assert served[name][label] == pytest.approx(float(probability), abs=2e-5)
+
+
+def test_json_with_base64_is_answered_too(client):
+    payload = {"images": [{"name": "r.png", "data": base64.b64encode(_png(COLOURS["red"])).decode()}]}
+    answer = client.post("/predict", json=payload)
+    assert answer.status_code == 200 and answer.json()["predictions"][0]["label"] == "red"
+
+
+@pytest.mark.parametrize("backend", ["onnx", "torch"])
+def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(tiny_run, backend, tmp_path):
+    from imagefit.serving import create_app
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)  # the ONNX backend exports into the run folder: not into the shared one
+    wanted = ["red", "blue"] * 4
+    # The batch runs when all 8 pictures are in (an event); the long wait is only a fallback.
+    app = create_app(run, backend=backend, max_batch=len(wanted), max_wait_ms=60_000)
+    answers = [None] * len(wanted)
+    with TestClient(app) as batched:
+
+        def ask(index):
+            data = _png(COLOURS[wanted[index]], seed=50 + index)
+            answers[index] = batched.post("/predict", files={"files": (f"{index}.png", data, "image/png")}).json()
+
+        threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(wanted))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        batches = {int(k): v for k, v in batched.get("/metadata").json()["batches"].items()}
+    assert [a["predictions"][0]["name"] for a in answers] == [f"{i}.png" for i in range(len(wanted))]
+    assert [a["predictions"][0]["label"] for a in answers] == wanted, "no answer went to another caller"
+    assert batches == {len(wanted): 1}, "the concurrent pictures ran as one batch"
+
+
+def test_bad_uploads_get_a_4xx_json_error_naming_the_file(client):
+    corrupt = client.post("/predict", files={"files": ("broken.jpg", b"\xff\xd8\xff not a jpeg", "image/jpeg")})
+    assert corrupt.status_code == 422 and corrupt.json()["file"] == "broken.jpg"
+    buffer = io.BytesIO()
+    Image.new("L", (20000, 10000)).save(buffer, format="PNG")  # over twice PIL's pixel limit
+    bomb = client.post("/predict", files={"files": ("bomb.png", buffer.getvalue(), "image/png")})
+    assert bomb.status_code == 413 and "decompression-bomb" in bomb.json()["error"]
+    huge = client.post("/predict", files={"files": ("huge.png", b"0" * (21 * 2**20), "image/png")})
+    assert huge.status_code == 413 and "limit" in huge.json()["error"]
+    plain = client.post("/predict", content=b"hello", headers={"content-type": "text/plain"})
+    assert plain.status_code == 415
+
+
+def test_metadata_matches_the_run_folder(client):
+    facts = client.get("/metadata").json()
+    config = json.loads((client.run / "config.json").read_text())
+    assert facts["labels"] == json.loads((client.run / "labels.json").read_text())
+    assert facts["input_size"] == config["inference"]["preprocess"]["size"]
+    assert facts["model"] == config["recipe"]["model"]["model"] and facts["run"] == "run"
+    assert client.get("/health").json()["status"] == "ok"
+    assert client.get("/openapi.json").json()["paths"].keys() >= {"/predict", "/explain", "/health", "/metadata"}
+
+
+def test_explain_returns_a_png_overlay(client):
+    answer = client.post("/explain", files={"files": ("r.png", _png(COLOURS["red"]), "image/png")})
+    assert answer.status_code == 200 and answer.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(answer.content)).size[0] > 0
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium; .ci/run does)")
+def test_the_page_shows_the_label_and_the_overlay_in_a_real_browser(tiny_run, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "imagefit.cli", "serve", str(tiny_run), "--port", str(port), "--backend", "torch"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    picture = tmp_path / "blue.png"
+    picture.write_bytes(_png(COLOURS["blue"], seed=7))
+    try:
+        _wait_for(port, server)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=CHROMIUM,
+                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
+            )
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.wait_for_function("document.getElementById('summary').textContent.includes('classes')")
+            page.set_input_files("#pick", str(picture))
+            page.wait_for_selector(".card .label", timeout=60_000)
+            assert page.inner_text(".card .label") == "blue"
+            page.wait_for_selector(".card img.overlay", timeout=60_000)
+            width = page.eval_on_selector(".card img.overlay", "img => img.naturalWidth")
+            page.screenshot(path=str(tmp_path / "page.png"))
+            browser.close()
+        assert width > 0, "the Grad-CAM overlay decoded in the page"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _wait_for(port: int, server, seconds: float = 120) -> None:
+    """Until the server answers /health (it is an event, not a sleep: the loop polls the socket)."""
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(f"the server stopped: {server.stderr.read().decode()[-1500:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise AssertionError("the server did not come up")
+
+
+def test_served_probabilities_sum_to_one(client):
+    answer = client.post(
+        "/predict", files={"files": ("g.png", _png(COLOURS["green"]), "image/png")}, params={"top_k": 5}
+    )
+    total = sum(t["probability"] for t in answer.json()["predictions"][0]["top"])
+    assert np.isclose(total, 1.0, atol=1e-4)
