@@ -83,9 +83,7 @@ def main() -> None:
     vectors = embed(locators, hashes, model, preprocess, cache_name=name)
     phashes, valid = perceptual_hashes(locators)
     picked = np.random.default_rng(0).choice(len(samples), size=min(args.copies, len(samples)), replace=False)
-    header = (
-        ["edit", "embeddings"] + [f"pHash <= {d}" for d in DISTANCES] + ["audit rule", "median cosine"]
-    )
+    header = ["edit", "embeddings"] + [f"pHash <= {d}" for d in DISTANCES] + ["audit rule", "median cosine"]
     print(f"{Path(args.data).name}: {len(samples)} images, {len(picked)} copies per edit")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))

@@ -204,13 +204,14 @@ def evaluate(
     data: Path | None = typer.Argument(None, help="other data with the same classes (default: the run's val/test)"),
     split: str | None = typer.Option(None, help="only this split: val or test (or train/val/test of DATA)"),
     tta_n: int | None = typer.Option(None, help="test-time views to average (default: the run's choice; 1 = none)"),
+    unknown: bool = typer.Option(False, help="DATA may hold classes the run never saw: measure how they are flagged"),
 ) -> None:
     """Accuracy, balanced accuracy, macro-F1, top-5, log loss, calibration and per-class figures; writes CSVs."""
     from imagefit.evaluation import evaluate as evaluate_run
     from imagefit.summaries import print_evaluation
 
     with _user_errors():
-        print_evaluation(evaluate_run(run, data, split=split, tta_n=tta_n), console)
+        print_evaluation(evaluate_run(run, data, split=split, tta_n=tta_n, unknown=unknown), console)
 
 
 @app.command()
@@ -222,7 +223,8 @@ def predict(
         None, "--tta/--no-tta", help="average test-time views (default: what the run chose on val)"
     ),
     tta_n: int | None = typer.Option(None, help="views (1-6): mirror first, then zoomed crops (--tta: 2)"),
-    full: bool = typer.Option(False, help="add path, confidence and the top-3 classes"),
+    full: bool = typer.Option(False, help="add path, confidence, the top-3 classes, and the unknown flag and score"),
+    unknown_label: str | None = typer.Option(None, help="write this label for images flagged unknown"),
     overwrite: bool = typer.Option(False, help="replace OUT if it exists"),
     batch_size: int = typer.Option(32, help="images per batch"),
 ) -> None:
@@ -240,7 +242,7 @@ def predict(
             shown = [f"{locator_name(p)} ({why})" for p, why in predictions.skipped]
             warning = listing(f"skipped {len(predictions.skipped)} unreadable files", shown)
             console.print(f"[yellow]warning:[/] {warning}", highlight=False)
-        write_csv(predictions, out, full=full, overwrite=overwrite)
+        write_csv(predictions, out, full=full, overwrite=overwrite, unknown_label=unknown_label)
         if len(predictions.paths) <= SHOW_PREDICTIONS:
             for line in predictions.top_k_lines(3):
                 print(line)

@@ -147,6 +147,13 @@ class PredictRecipe:
             "a temperature for calibrated confidences; predict, evaluate and export use them"
         ),
     )
+    unknown_index: bool = field(
+        default=True,
+        metadata=_doc(
+            "keep training embeddings (up to 5,000) to flag images unlike every class; the threshold flags 5% of "
+            "val images (predict --full: unknown, unknown_score)"
+        ),
+    )
 
 
 @dataclass

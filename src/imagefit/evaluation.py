@@ -38,12 +38,15 @@ def evaluate(
     split: str | None = None,
     tta_n: int | None = None,
     device: str = "cpu",
+    unknown: bool = False,
 ) -> list[Evaluation]:
     """Evaluate RUN on its val and test splits (or just `split`), or on DATA; write metrics and predictions.
 
     Predictions are made as `imagefit predict` makes them: the run's evaluation size, test-time
     views (`tta_n` overrides them) and temperature. `ece_before_scaling` is the calibration error of
-    the same views without the temperature.
+    the same views without the temperature. With `unknown`, DATA may hold classes the run never
+    saw: the class figures are on the known ones, and `unknown` holds how well each score tells the
+    others apart (AUROC) and the false alarms and misses at the run's threshold.
     """
     from imagefit.ensembles import is_ensemble
 
@@ -54,20 +57,32 @@ def evaluate(
     views = predictor.tta_n if tta_n is None else tta_n
     check_batch(views, 32)
     results = []
-    for key, samples in _targets(run, data, split).items():
-        paths, logits, skipped = map_batches(
-            predictor.logits, predictor.preprocess, [s.path for s in samples], views=views, average=False
+    if unknown and predictor.unknown is None:
+        raise UserError(f"{run.path} keeps no training embeddings to score unknown images (it was trained without)")
+    for key, samples in _targets(run, data, split, unknown=unknown).items():
+        paths, raw, skipped = map_batches(
+            predictor.raw, predictor.preprocess, [s.path for s in samples], views=views, average=False
         )
-        logits = logits if paths else np.zeros((0, views, len(run.classes)))
+        count = len(run.classes)
+        raw = raw if paths else np.zeros((0, views, count + 1))
+        logits = raw[:, :, :count]
         predictions = Predictions(paths, view_probabilities(logits, predictor.temperature), run.classes, skipped)
+        if predictor.unknown is not None:
+            predictions.unknown_scores = predictor.unknown.scores(raw[:, :, count:].mean(axis=1))
+            predictions.unknown = predictor.unknown.flags(predictions.unknown_scores)
         by_path = {s.path: s.label for s in samples}
         true_labels = [by_path[p] for p in predictions.paths]
-        y_true = [run.classes.index(label) for label in true_labels]
-        metrics = classification_metrics(y_true, predictions.probabilities, run.classes)
-        metrics["ece_before_scaling"] = calibration_error(y_true, view_probabilities(logits, 1.0))
+        known = np.array([label in run.classes for label in true_labels], dtype=bool)
+        y_true = [run.classes.index(label) for label in true_labels if label in run.classes]
+        metrics = classification_metrics(y_true, predictions.probabilities[known], run.classes)
+        metrics["ece_before_scaling"] = calibration_error(y_true, view_probabilities(logits[known], 1.0))
+        if unknown:
+            metrics["unknown"] = openset_figures(predictions, logits, predictor, known)
         metrics.update(
             skipped=len(skipped), image_size=predictor.preprocess.size, tta_n=views, temperature=predictor.temperature
         )
+        if predictions.unknown is not None:
+            metrics["flagged_unknown"] = float(predictions.unknown.mean()) if len(paths) else 0.0
         results.append(Evaluation(key, metrics, predictions, true_labels))
         _write_predictions(runs.RunFiles(run.path).predictions(key), predictions, true_labels)
     stored = run.metrics
@@ -104,7 +119,29 @@ def _evaluate_ensemble(path: Path, *, split: str | None, tta_n: int | None, devi
     return results
 
 
-def _targets(run: runs.Run, data: str | Path | None, split: str | None) -> dict[str, list[Sample]]:
+def openset_figures(predictions: Predictions, logits: np.ndarray, predictor, known: np.ndarray) -> dict:
+    """AUROC of each score at telling unknown from known images; false alarms and misses at the threshold."""
+    from imagefit.openset import auroc, energy_score, softmax_score
+
+    scores = {
+        "knn": predictions.unknown_scores,
+        "max_softmax": softmax_score(predictions.probabilities),
+        "energy": energy_score(logits[:, 0], predictor.temperature),
+    }
+    flagged = predictions.unknown
+    return {
+        "known": int(known.sum()),
+        "unknown": int((~known).sum()),
+        "auroc": {name: round(auroc(values[known], values[~known]), 4) for name, values in scores.items()},
+        "threshold": predictor.unknown.threshold,
+        "false_alarm_rate": round(float(flagged[known].mean()), 4) if known.any() else float("nan"),
+        "miss_rate": round(float((~flagged[~known]).mean()), 4) if (~known).any() else float("nan"),
+    }
+
+
+def _targets(
+    run: runs.Run, data: str | Path | None, split: str | None, *, unknown: bool = False
+) -> dict[str, list[Sample]]:
     if data is None:
         samples = run.split()
         names = [split] if split else [name for name in ("val", "test") if any(s.split == name for s in samples)]
@@ -114,23 +151,39 @@ def _targets(run: runs.Run, data: str | Path | None, split: str | None) -> dict[
             raise UserError(f"{run.path} has no '{empty[0]}' split. Its splits: val, test (when made); or pass DATA")
         return chosen
     inventory = scan(Path(data))
-    unknown = sorted({s.label for s in inventory.samples} - set(run.classes))
-    if unknown:
+    strangers = sorted({s.label for s in inventory.samples} - set(run.classes))
+    if strangers and not unknown:
         raise UserError(
-            f"{data} has classes the model does not know: {', '.join(unknown)}. "
-            f"The model's classes: {', '.join(run.classes)}"
+            f"{data} has classes the model does not know: {', '.join(strangers)}. "
+            f"The model's classes: {', '.join(run.classes)}. Pass --unknown to measure how well it flags them"
         )
     samples = [s for s in inventory.samples if not split or s.split == split]
     return {f"data:{runs.dataset_name(Path(data))}": samples}
 
 
 def _write_predictions(path: Path, predictions: Predictions, true_labels: list[str]) -> None:
+    """path, true, predicted, confidence, one probability per class (then unknown_score, when the run has one)."""
+    scores = predictions.unknown_scores
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["path", "true", "predicted", "confidence", *predictions.classes])
-        for locator, truth, row in zip(predictions.paths, true_labels, predictions.probabilities, strict=True):
+        writer.writerow(
+            [
+                "path",
+                "true",
+                "predicted",
+                "confidence",
+                *predictions.classes,
+                *(["unknown_score"] if scores is not None else []),
+            ]
+        )
+        for index, (locator, truth, row) in enumerate(
+            zip(predictions.paths, true_labels, predictions.probabilities, strict=True)
+        ):
             best = int(np.argmax(row))
-            writer.writerow([locator, truth, predictions.classes[best], f"{row[best]:.6f}", *(f"{p:.6f}" for p in row)])
+            extra = [f"{scores[index]:.6f}"] if scores is not None else []
+            writer.writerow(
+                [locator, truth, predictions.classes[best], f"{row[best]:.6f}", *(f"{p:.6f}" for p in row), *extra]
+            )
 
 
 def read_predictions(path: Path) -> tuple[list[dict], list[str]]:
@@ -138,5 +191,5 @@ def read_predictions(path: Path) -> tuple[list[dict], list[str]]:
     with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         rows = list(reader)
-        classes = reader.fieldnames[4:] if reader.fieldnames else []
+        classes = [c for c in reader.fieldnames[4:] if c != "unknown_score"] if reader.fieldnames else []
     return rows, classes

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -44,8 +45,8 @@ def export_onnx(run_path: str | Path, *, out: str | Path | None = None, overwrit
         (example,),
         str(target),
         input_names=["images"],
-        output_names=["logits"],
-        dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+        output_names=["logits", "embedding"],
+        dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}, "embedding": {0: "batch"}},
         opset_version=OPSET,
         dynamo=False,  # the TorchScript exporter needs no onnxscript and gives a single self-contained file
     )
@@ -56,7 +57,13 @@ def export_onnx(run_path: str | Path, *, out: str | Path | None = None, overwrit
         "model": run.recipe.model.model,
         "run": str(run.path.resolve()),
         "input": {"name": "images", "layout": "NCHW", "dtype": "float32"},
+        "outputs": {"logits": "softmax gives the calibrated probabilities", "embedding": "for the unknown score"},
     }
+    unknown = run.config.get("unknown")
+    if unknown and (run.path / unknown["index"]).exists():  # the training embeddings travel with the graph
+        index_name = f"{target.stem}.{unknown['index']}"
+        shutil.copyfile(run.path / unknown["index"], target.with_name(index_name))
+        facts["unknown"] = {**unknown, "index": index_name}
     write_json(target.with_suffix(".json"), facts)
     _check_against_torch(model, target, example)
     return target
@@ -84,7 +91,8 @@ def _export_ensemble(path: Path, *, out: Path | None, overwrite: bool) -> Path:
 
 
 def deployed(model, *, temperature: float = 1.0, tta_n: int = 1):
-    """The model as prediction applies it: logits / temperature, averaged with its mirror's as probabilities."""
+    """The model as prediction applies it: (logits / temperature, averaged with its mirror's as probabilities;
+    the backbone's embedding, averaged the same way)."""
     import torch
 
     class Deployed(torch.nn.Module):
@@ -93,11 +101,14 @@ def deployed(model, *, temperature: float = 1.0, tta_n: int = 1):
             self.model = model
 
         def forward(self, images):
-            logits = self.model(images) / temperature
+            features = self.model.backbone(images)
+            logits = self.model.head(features) / temperature
             if tta_n == 1:
-                return logits
-            mirrored = self.model(torch.flip(images, dims=[3])) / temperature
-            return torch.log((logits.softmax(dim=1) + mirrored.softmax(dim=1)) / 2)
+                return logits, features
+            mirrored_features = self.model.backbone(torch.flip(images, dims=[3]))
+            mirrored = self.model.head(mirrored_features) / temperature
+            averaged = torch.log((logits.softmax(dim=1) + mirrored.softmax(dim=1)) / 2)
+            return averaged, (features + mirrored_features) / 2
 
     if tta_n not in (1, 2):
         raise UserError(f"export holds one view or the image and its mirror, not tta_n={tta_n}")
@@ -109,10 +120,11 @@ def _check_against_torch(model, target: Path, example) -> None:
     import torch
 
     session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
-    (logits,) = session.run(None, {"images": example.numpy()})
+    outputs = session.run(["logits", "embedding"], {"images": example.numpy()})
     with torch.inference_mode():
-        expected = model(example).numpy()
-    if not np.allclose(logits, expected, atol=1e-3, rtol=1e-3):
-        raise RuntimeError(
-            f"ONNX export of {target} disagrees with PyTorch (max diff {np.abs(logits - expected).max()})"
-        )
+        expected = [tensor.numpy() for tensor in model(example)]
+    for name, got, wanted in zip(("logits", "embedding"), outputs, expected, strict=True):
+        if not np.allclose(got, wanted, atol=1e-3, rtol=1e-3):
+            raise RuntimeError(
+                f"ONNX export of {target} disagrees with PyTorch on {name} (max diff {np.abs(got - wanted).max()})"
+            )

@@ -187,6 +187,15 @@ class Run:
         """The preprocessing of new images (evaluation size, normalisation), as prediction and export use it."""
         return self.inference.preprocess
 
+    def unknown_index(self):
+        """The run's UnknownIndex (training embeddings and threshold), or None for a run without one."""
+        facts = self.config.get("unknown")
+        if not facts or not (self.path / facts["index"]).exists():
+            return None
+        from imagefit.openset import UnknownIndex
+
+        return UnknownIndex.load(self.path / facts["index"], threshold=facts["threshold"], neighbour=facts["neighbour"])
+
     @property
     def train_preprocess(self) -> Preprocess:
         return Preprocess.from_dict(self.config["preprocess"])

@@ -23,3 +23,11 @@ def print_evaluation(evaluations, console: Console) -> None:
         weakest = sorted(result.metrics["per_class"].items(), key=lambda item: item[1]["f1"])[:5]
         listing = ", ".join(f"{name} {values['f1']:.2f}" for name, values in weakest)
         console.print(f"{result.key}: weakest classes by F1: {listing}", highlight=False)
+        found = result.metrics.get("unknown")
+        if found:
+            rocs = ", ".join(f"{name} {value:.3f}" for name, value in found["auroc"].items())
+            console.print(
+                f"{result.key}: {found['unknown']} images of unknown classes, {found['known']} known; AUROC {rocs}; "
+                f"at the threshold: {found['false_alarm_rate']:.1%} false alarms, {found['miss_rate']:.1%} missed",
+                highlight=False,
+            )

@@ -36,6 +36,8 @@ class Predictions:
     probabilities: np.ndarray
     classes: list[str]
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    unknown_scores: np.ndarray | None = None  # how unlike the training images (openset.py), when the run can say
+    unknown: np.ndarray | None = None  # whether each score is past the run's threshold
 
     @property
     def labels(self) -> list[str]:
@@ -124,12 +126,19 @@ def predict_with(
         return predictor.predict_paths(locators, tta_n=tta_n, batch_size=batch_size, threads=threads)
     tta_n = predictor.tta_n if tta_n is None else tta_n
     check_batch(tta_n, batch_size)
-    paths, probabilities, skipped = map_batches(
-        predictor.probabilities, predictor.preprocess, locators, views=tta_n, batch_size=batch_size, threads=threads
+    index = getattr(predictor, "unknown", None)
+    model_fn = predictor.with_embeddings if index is not None else predictor.probabilities
+    paths, outputs, skipped = map_batches(
+        model_fn, predictor.preprocess, locators, views=tta_n, batch_size=batch_size, threads=threads
     )
+    count = len(predictor.classes)
     if not paths:
-        probabilities = np.zeros((0, len(predictor.classes)), dtype=np.float32)
-    return Predictions(paths=paths, probabilities=probabilities, classes=list(predictor.classes), skipped=skipped)
+        outputs = np.zeros((0, count), dtype=np.float32)
+    predictions = Predictions(paths, outputs[:, :count], list(predictor.classes), skipped)
+    if index is not None:
+        predictions.unknown_scores = index.scores(outputs[:, count:]) if paths else np.zeros(0, dtype=np.float32)
+        predictions.unknown = index.flags(predictions.unknown_scores)
+    return predictions
 
 
 def check_batch(tta_n: int, batch_size: int) -> None:
@@ -161,23 +170,37 @@ def predict(
 
 
 def write_csv(
-    predictions: Predictions, out: Path, *, full: bool = False, top_k: int = 3, overwrite: bool = False
+    predictions: Predictions,
+    out: Path,
+    *,
+    full: bool = False,
+    top_k: int = 3,
+    overwrite: bool = False,
+    unknown_label: str | None = None,
 ) -> Path:
-    """Write `Id,Category` (and with `full`, path, confidence and the top-k classes) to OUT."""
+    """Write `Id,Category` (with `full`: path, confidence, the top-k classes, and the unknown flag and score) to
+    OUT; with `unknown_label`, images flagged unknown get that label instead of a class."""
     out = Path(out)
     if out.exists() and not overwrite:
         raise UserError(f"{out} exists. Pass --overwrite or another --out")
     out.parent.mkdir(parents=True, exist_ok=True)
+    flagged = predictions.unknown if predictions.unknown is not None else np.zeros(len(predictions.paths), bool)
+    scores = predictions.unknown_scores
     header = ["Id", "Category"] + (["path", "confidence", "top_k"] if full else [])
+    if full and scores is not None:
+        header += ["unknown", "unknown_score"]
     with out.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
-        for path, row in zip(predictions.paths, predictions.probabilities, strict=True):
+        for index, (path, row) in enumerate(zip(predictions.paths, predictions.probabilities, strict=True)):
             best = int(row.argmax())
-            record = [image_id(path), predictions.classes[best]]
+            label = unknown_label if unknown_label and flagged[index] else predictions.classes[best]
+            record = [image_id(path), label]
             if full:
                 order = np.argsort(-row)[:top_k]
                 ranked = ";".join(f"{predictions.classes[i]}:{row[i]:.4f}" for i in order)
                 record += [path, f"{row[best]:.6f}", ranked]
+                if scores is not None:
+                    record += [str(bool(flagged[index])).lower(), f"{scores[index]:.6f}"]
             writer.writerow(record)
     return out

@@ -33,6 +33,7 @@ class TorchPredictor:
     device: str = "cpu"
     temperature: float = 1.0
     tta_n: int = 1
+    unknown: object = None  # the run's UnknownIndex, when it has one
 
     @classmethod
     def from_run(cls, path: Path, *, device: str = "cpu") -> TorchPredictor:
@@ -43,18 +44,30 @@ class TorchPredictor:
         run = load_run(path)
         model = run.load_model().to(device=device, memory_format=torch.channels_last)
         inference = run.inference
-        return cls(model, run.classes, inference.preprocess, device, inference.temperature, inference.tta_n)
+        index = run.unknown_index()
+        return cls(model, run.classes, inference.preprocess, device, inference.temperature, inference.tta_n, index)
 
-    def logits(self, batch: np.ndarray) -> np.ndarray:
-        """The model's raw logits [N, C] (before the temperature)."""
+    def raw(self, batch: np.ndarray) -> np.ndarray:
+        """[N, C + D]: the raw logits (before the temperature), then the backbone's embedding."""
         import torch
 
         with torch.inference_mode():
             images = torch.from_numpy(batch).to(self.device).contiguous(memory_format=torch.channels_last)
-            return self.model(images).float().cpu().numpy()
+            features = self.model.backbone(images)
+            return torch.cat([self.model.head(features), features], dim=1).float().cpu().numpy()
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        """The model's raw logits [N, C] (before the temperature)."""
+        return self.raw(batch)[:, : len(self.classes)]
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         return softmax(self.logits(batch) / self.temperature)
+
+    def with_embeddings(self, batch: np.ndarray) -> np.ndarray:
+        """[N, C + D]: calibrated probabilities, then the embedding (both average over test-time views)."""
+        out = self.raw(batch)
+        count = len(self.classes)
+        return np.concatenate([softmax(out[:, :count] / self.temperature), out[:, count:]], axis=1)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -70,6 +83,7 @@ class OnnxPredictor:
     classes: list[str]
     preprocess: Preprocess
     tta_n: int = 1  # the run's own test-time views and temperature are inside the graph
+    unknown: object = None  # the run's UnknownIndex, exported beside the graph
 
     @classmethod
     def from_file(cls, path: Path, *, threads: int = 0) -> OnnxPredictor:
@@ -82,11 +96,22 @@ class OnnxPredictor:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        return cls(session=session, classes=facts["classes"], preprocess=Preprocess.from_dict(facts["preprocess"]))
+        unknown = None
+        if facts.get("unknown") and "embedding" in [o.name for o in session.get_outputs()]:
+            from imagefit.openset import UnknownIndex
+
+            found = facts["unknown"]
+            index_path = path.with_name(found["index"])
+            unknown = UnknownIndex.load(index_path, threshold=found["threshold"], neighbour=found["neighbour"])
+        return cls(session, facts["classes"], Preprocess.from_dict(facts["preprocess"]), unknown=unknown)
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
-        (logits,) = self.session.run(None, {"images": batch})
+        (logits,) = self.session.run(["logits"], {"images": batch})
         return softmax(logits)
+
+    def with_embeddings(self, batch: np.ndarray) -> np.ndarray:
+        logits, embedding = self.session.run(["logits", "embedding"], {"images": batch})
+        return np.concatenate([softmax(logits), embedding], axis=1)
 
 
 @dataclass

@@ -44,7 +44,7 @@ from imagefit.training.engine import best_epoch, build_trainer, check_engine, hi
 from imagefit.training.environment import environment, training_facts
 from imagefit.training.frozen import cached_head_phase, head_on_features
 from imagefit.training.module import ClassifierModule
-from imagefit.training.polish import choose_inference, describe
+from imagefit.training.polish import choose_inference, describe, fit_unknown
 from imagefit.training.summary import print_summary
 
 # A DDP launcher re-runs the command in each new process (LOCAL_RANK 1, 2 ...); they find the run
@@ -412,6 +412,8 @@ def _after_fit(plan: Plan, console: Console, report: bool, notify: StageFn, *, f
         notify("evaluate")
         if plan.recipe.predict.tune_inference and "inference" not in runs.read_json(files.config):
             _choose_inference(plan, console, device)
+        if plan.recipe.predict.unknown_index and "unknown" not in runs.read_json(files.config):
+            _fit_unknown(plan, device)
         evaluate(plan.run_dir, device=device)
         _predict_unlabelled(files, console, device)
     if report:
@@ -437,6 +439,23 @@ def _predict_unlabelled(files: runs.RunFiles, console: Console, device: str) -> 
     console.print(
         f"submission: {files.submission} ({len(predictions.paths)} rows, Id,Category){skipped}", highlight=False
     )
+
+
+def _fit_unknown(plan: Plan, device: str) -> None:
+    """The training embeddings that flag unknown images, and the threshold chosen on val, into the run folder."""
+    run = runs.load_run(plan.run_dir)
+    samples = run.split()
+    index, facts = fit_unknown(
+        run.load_model(),
+        run.inference,
+        [s for s in samples if s.split == "train"],
+        [s for s in samples if s.split == "val"],
+        run.classes,
+        device=device,
+        seed=plan.recipe.data.seed,
+    )
+    index.save(run.path / facts["index"])
+    runs.write_json(run.path / "config.json", {**runs.read_json(run.path / "config.json"), "unknown": facts})
 
 
 def _choose_inference(plan: Plan, console: Console, device: str) -> None:

@@ -17,6 +17,7 @@ import torch
 from imagefit.calibration import fit_temperature, log_loss, view_probabilities
 from imagefit.data.preprocess import Preprocess
 from imagefit.data.sources import Sample
+from imagefit.openset import UnknownIndex
 from imagefit.prediction import map_batches
 from imagefit.prediction.models import TorchPredictor
 from imagefit.runs import Inference
@@ -95,3 +96,43 @@ def describe(inference: Inference, candidates: list[dict], train_size: int) -> s
         f"{chosen['val_log_loss']:.3f}, accuracy {plain['val_accuracy']:.4f} -> {chosen['val_accuracy']:.4f} "
         "(chosen on val)"
     )
+
+
+def fit_unknown(
+    model: torch.nn.Module,
+    inference: Inference,
+    train: list[Sample],
+    val: list[Sample],
+    classes: list[str],
+    *,
+    device: str = "cpu",
+    seed: int = 0,
+) -> tuple[UnknownIndex, dict]:
+    """The unknown-image index from training embeddings, its threshold set on val; and its config.json facts."""
+    from imagefit.openset import FALSE_ALARM, INDEX_FILE, INDEX_SIZE, build_index, threshold_for
+
+    model = model.eval().to(device=device, memory_format=torch.channels_last)
+    predictor = TorchPredictor(model, classes, inference.preprocess, device, inference.temperature, inference.tta_n)
+    chosen = train
+    if len(train) > INDEX_SIZE:  # sampled before the pass: the index never holds more
+        keep = np.sort(np.random.default_rng(seed).choice(len(train), size=INDEX_SIZE, replace=False))
+        chosen = [train[i] for i in keep]
+    count = len(classes)
+
+    def embeddings(samples: list[Sample]) -> np.ndarray:
+        paths, out, _ = map_batches(
+            predictor.with_embeddings, inference.preprocess, [s.path for s in samples], views=inference.tta_n
+        )
+        return out[:, count:] if paths else np.zeros((0, 1), dtype=np.float32)
+
+    index = build_index(embeddings(chosen), seed=seed)
+    index.threshold = threshold_for(index.scores(embeddings(val)))
+    facts = {
+        "score": "knn",
+        "neighbour": index.neighbour,
+        "threshold": index.threshold,
+        "false_alarm": FALSE_ALARM,
+        "index": INDEX_FILE,
+        "index_size": len(index.embeddings),
+    }
+    return index, facts
