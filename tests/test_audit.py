@@ -194,3 +194,24 @@ def test_re_encoded_and_grey_copies_in_val_are_leakage(tmp_path):
     report = audit(root, out=tmp_path / "audit", cache_dir=tmp_path / "cache")
     for target, original in originals.items():
         assert _has(report, "leakage", target, original), f"{target.name} is a copy of {original.name}"
+
+
+@pytest.mark.parametrize("altered", [False, True])
+def test_shift_is_near_half_for_a_random_split_and_near_one_for_altered_val_images(tmp_path, altered):
+    from PIL import ImageFilter
+
+    root = tmp_path / "d"
+    _real_split(root, plant=False)
+    if altered:  # another camera: grey and soft
+        for photo in (root / "val").rglob("*.jpg"):
+            with Image.open(photo) as image:
+                changed = image.convert("L").filter(ImageFilter.GaussianBlur(3))
+            changed.save(photo)
+    report = audit(root, out=tmp_path / "audit", cache_dir=tmp_path / "cache")
+    (shift,) = report.of_kind("shift")
+    assert shift.detail["compared"] == "train vs val"
+    if altered:
+        assert shift.score > 0.9 and report.counts["shift"] == 1
+        assert all("/val/" in path for path in shift.paths), "the images that explain it are the altered ones"
+    else:
+        assert shift.score < 0.75 and report.counts["shift"] == 0

@@ -39,7 +39,12 @@ class AuditReport:
 
     @property
     def counts(self) -> dict[str, int]:
-        counted = Counter(f.kind for f in self.findings if f.kind not in ("imbalance", "stats"))
+        # A shift finding is always made (its AUC is worth reading); it counts as a problem when the splits differ.
+        counted = Counter(
+            f.kind
+            for f in self.findings
+            if f.kind not in ("imbalance", "stats") and (f.kind != "shift" or f.detail.get("differs"))
+        )
         return {kind: counted.get(kind, 0) for kind in KINDS if kind not in ("imbalance", "stats")}
 
 
@@ -93,7 +98,12 @@ def audit(
 def _model_findings(inventory, run, cache_dir) -> list[Finding]:
     from imagefit.audit.embeddings import embed, embedding_model
     from imagefit.audit.phash import perceptual_hashes
-    from imagefit.audit.similarity import label_issue_findings, near_duplicate_findings, outlier_findings
+    from imagefit.audit.similarity import (
+        label_issue_findings,
+        near_duplicate_findings,
+        outlier_findings,
+        shift_finding,
+    )
 
     samples = inventory.samples
     hashes = [inventory.hashes[s.path] for s in samples]
@@ -112,6 +122,7 @@ def _model_findings(inventory, run, cache_dir) -> list[Finding]:
         near_duplicate_findings(vectors, samples, hashes, phashes)
         + label_issue_findings(vectors, samples, inventory.classes)
         + outlier_findings(vectors, samples)
+        + shift_finding(vectors, samples)
     )
 
 
@@ -139,6 +150,9 @@ def _print_summary(report: AuditReport, console: Console) -> None:
         style = "bold red" if kind == "leakage" and count else None
         summary.add_row(kind, str(count), locator_name(example) if example else "", style=style)
     console.print(summary)
+    for shift in report.of_kind("shift"):
+        verdict = "they differ: see the images in audit.html" if shift.detail["differs"] else "alike"
+        console.print(f"shift ({shift.detail['compared']}): domain AUC {shift.score:.2f}, {verdict}", highlight=False)
     (imbalance,) = report.of_kind("imbalance")
     console.print(
         f"imbalance: largest/smallest class = {imbalance.detail['ratio']}x; train will use "

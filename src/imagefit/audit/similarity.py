@@ -100,3 +100,30 @@ def outlier_findings(vectors: np.ndarray, samples: list[Sample], share: float = 
         Finding("outlier", [samples[i].path], score=round(float(scores[i]), 4), detail={"label": samples[i].label})
         for i in np.argsort(scores)[:count]
     ]
+
+
+def shift_finding(vectors: np.ndarray, samples: list[Sample]) -> list[Finding]:
+    """`shift`: how well a domain classifier tells training embeddings from val/test ones (imagefit.shift)."""
+    from imagefit.shift import WARN_AUC, domain_shift
+
+    train = [i for i, s in enumerate(samples) if s.split in ("", "train")]
+    others = [i for i, s in enumerate(samples) if s.split in ("val", "test")]
+    compared = "train vs " + "/".join(sorted({samples[i].split for i in others}))
+    shift = domain_shift(
+        vectors[train],
+        vectors[others],
+        train_labels=[samples[i].label for i in train],
+        other_labels=[samples[i].label for i in others],
+        compared=compared,
+    )
+    if shift is None:
+        return []
+    unlike = [others[i] for i, _ in shift.most_unlike]
+    detail = {
+        "compared": shift.compared,
+        "auc": shift.auc,
+        "differs": shift.auc >= WARN_AUC,
+        "per_class_auc": shift.per_class,
+        "most_unlike": [{"path": samples[others[i]].path, "distance": d} for i, d in shift.most_unlike],
+    }
+    return [Finding("shift", [samples[i].path for i in unlike], score=shift.auc, detail=detail)]

@@ -20,6 +20,7 @@ from imagefit.data.sources import Sample
 KINDS = (
     "leakage",
     "conflicting_label",
+    "shift",
     "corrupt",
     "wrong_extension",
     "duplicate",

@@ -76,6 +76,7 @@ class Plan:
     hashes: dict[str, str] | None = None  # file content hashes, for the feature cache (new runs)
     started: float = field(default_factory=time.perf_counter)  # when train() was called, for --time-limit
     epochs_given: bool = False  # --epochs was passed: with --time-limit it caps the planned epochs
+    own_val: bool = False  # the data brought its val split (not carved at random): worth a shift check
 
 
 def train(
@@ -153,6 +154,7 @@ def _new_plan(
     resolved = str(Path(data).expanduser().resolve())
     plan = Plan(run_dir, recipe, resolved, samples, inventory.classes, inventory.hashes, started)
     plan.epochs_given = any(key.replace("-", "_") in ("epochs", "schedule.epochs") for key in overrides)
+    plan.own_val = any(s.split == "val" for s in inventory.samples)
     if not inherited:
         made.append(run_dir)
         write_split(files.split, samples)
@@ -345,6 +347,7 @@ def _head_phase(plan: Plan, setup: Setup, console: Console, notify: StageFn) -> 
         device="cuda" if on_gpu(plan.recipe) else "cpu",
         console=console,
         on_stage=notify,
+        check_shift=plan.own_val,
     )
     save_tensors(files.head_only, _weights(model.state_dict(), ""))
     runs.write_rows(files.history, runs.HISTORY_COLUMNS, rows)

@@ -36,8 +36,13 @@ def cached_head_phase(
     device: str,
     console: Console,
     on_stage: Callable[[str], None] = lambda stage: None,
+    check_shift: bool = False,
 ) -> list[dict]:
-    """Train model.head on cached backbone features of train (all views) and val (plain view); history rows."""
+    """Train model.head on cached backbone features of train (all views) and val (plain view); history rows.
+
+    With `check_shift` (the data brought its own val split), a domain classifier on the same features
+    says in one line when val looks unlike train.
+    """
     index = {name: i for i, name in enumerate(classes)}
     views = recipe.schedule.head_views
     seed = recipe.data.seed
@@ -66,6 +71,8 @@ def cached_head_phase(
     train_table, targets = features_of("train", views)
     val_table, val_targets = features_of("val", 1)
     extraction = time.perf_counter() - started
+    if check_shift and len(val_table):
+        _say_shift(train_table[:, 0].numpy(), val_table[:, 0].numpy(), console)
     on_stage("head")
     data = HeadData(
         features=lambda images, chosen_views: train_table[images, chosen_views],
@@ -91,3 +98,15 @@ def cached_head_phase(
     if rows:  # history's seconds: the first head epoch carries the feature extraction
         rows[0]["seconds"] = round(rows[0]["seconds"] + extraction, 2)
     return rows
+
+
+def _say_shift(train, val, console: Console) -> None:
+    from imagefit.shift import WARN_AUC, domain_shift
+
+    shift = domain_shift(train, val, compared="train vs val")
+    if shift is not None and shift.auc >= WARN_AUC:
+        console.print(
+            f"[yellow]warning:[/] val looks unlike train (domain AUC {shift.auc:.2f}; 0.5 is alike): expect test "
+            "figures to differ; see `imagefit audit DATA`",
+            highlight=False,
+        )
