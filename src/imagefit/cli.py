@@ -335,6 +335,23 @@ def cache_clear() -> None:
     print(f"cleared {store.clear() / 1e6:.1f} MB from {store.path}")
 
 
+@app.command("add-class")
+def add_class(
+    run: Path = typer.Argument(..., help="run folder"),
+    name: str = typer.Argument(..., help="the new class"),
+    images: list[Path] = typer.Argument(..., help="1-20 example images (files, folders or a zip)"),
+    out: Path = typer.Option(..., help="the new run folder (a copy of RUN that also knows NAME)"),
+) -> None:
+    """Teach a run a new class from a few examples, without retraining (weights imprinted in the head)."""
+    from imagefit.classes import add_class as add_new_class
+
+    with _user_errors():
+        grown = add_new_class(run, name, images, out=out)
+        figures = grown.metrics.get("val", {})
+        said = f"; val accuracy on the old classes {figures['accuracy']:.4f}" if figures else ""
+        console.print(f"{grown.path}: {len(grown.classes)} classes, '{name}' added{said}", highlight=False)
+
+
 @app.command()
 def serve(
     model: Path = typer.Argument(..., help="run folder, or an exported .onnx model"),
