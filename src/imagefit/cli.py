@@ -335,6 +335,57 @@ def cache_clear() -> None:
     print(f"cleared {store.clear() / 1e6:.1f} MB from {store.path}")
 
 
+@app.command("zero-shot")
+def zero_shot(
+    images: list[Path] = typer.Argument(..., help="image files, folders or zips (class folders: accuracy is said)"),
+    classes: str = typer.Option("", help="class names, comma-separated (default: DATA's class folders)"),
+    model: str = typer.Option("ViT-B-32", help="open_clip model name"),
+    pretrained: str = typer.Option(
+        "laion2b_s34b_b79k", help="open_clip weights tag, or a checkpoint file; none: random"
+    ),
+    out: Path = typer.Option(Path("zero-shot.csv"), help="CSV to write (Id,Category)"),
+    full: bool = typer.Option(False, help="add path, confidence and the top-3 classes"),
+    overwrite: bool = typer.Option(False, help="replace OUT if it exists"),
+) -> None:
+    """Classify images by class names alone with CLIP (open_clip); no training."""
+    from imagefit.prediction import write_csv
+    from imagefit.zeroshot import class_names
+    from imagefit.zeroshot import zero_shot as classify
+
+    with _user_errors():
+        if out.exists() and not overwrite:
+            raise UserError(f"{out} exists. Pass --overwrite or another --out")
+        if model_config is not None:
+            import open_clip
+
+            open_clip.add_model_config(str(model_config))
+        labelled = _labelled(images)
+        names = class_names(classes) if classes else sorted({s.label for s in labelled})
+        if len(names) < 2:
+            raise UserError("no class names: pass --classes 'cat,dog' or a folder of class folders")
+        predictions = classify(images, names, model=model, pretrained=None if pretrained == "none" else pretrained)
+        write_csv(predictions, out, full=full, overwrite=overwrite)
+        truth = {s.path: s.label for s in labelled}
+        pairs = zip(predictions.paths, predictions.labels, strict=True)
+        scored = [(label, truth[p]) for p, label in pairs if p in truth]
+        if scored:
+            accuracy = sum(a == b for a, b in scored) / len(scored)
+            console.print(f"accuracy on the {len(scored)} labelled images: {accuracy:.4f}", highlight=False)
+        console.print(f"{len(predictions.paths)} predictions written to {out}", highlight=False)
+
+
+def _labelled(images: list[Path]) -> list:
+    """The samples of a single folder of class folders, else none (plain images are not labelled)."""
+    from imagefit.data import find_samples
+
+    if len(images) != 1 or not images[0].is_dir():
+        return []
+    try:
+        return find_samples(images[0]).samples
+    except UserError:
+        return []
+
+
 @app.command("add-class")
 def add_class(
     run: Path = typer.Argument(..., help="run folder"),
