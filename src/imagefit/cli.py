@@ -343,6 +343,7 @@ def zero_shot(
     pretrained: str = typer.Option(
         "laion2b_s34b_b79k", help="open_clip weights tag, or a checkpoint file; none: random"
     ),
+    model_config: Path | None = typer.Option(None, help="an open_clip model config (JSON) to register first"),
     out: Path = typer.Option(Path("zero-shot.csv"), help="CSV to write (Id,Category)"),
     full: bool = typer.Option(False, help="add path, confidence and the top-3 classes"),
     overwrite: bool = typer.Option(False, help="replace OUT if it exists"),
