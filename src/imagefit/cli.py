@@ -335,6 +335,22 @@ def cache_clear() -> None:
     print(f"cleared {store.clear() / 1e6:.1f} MB from {store.path}")
 
 
+@app.command()
+def refit(
+    run: Path = typer.Argument(..., help="a finished run folder"),
+    out: Path | None = typer.Option(None, help="the new run folder (default RUN-refit)"),
+) -> None:
+    """Train the run's recipe again on its train + val images, for the epochs it kept (AutoGluon's refit_full)."""
+    from imagefit.training.refit import refit as refit_run
+
+    _quiet_lightning()
+    with _user_errors():
+        done = refit_run(run, out=out, console=console)
+        test = done.metrics.get("test")
+        said = f"test accuracy {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f}" if test else "no test split"
+        console.print(f"refit: {done.path} ({said})", highlight=False)
+
+
 @app.command("zero-shot")
 def zero_shot(
     images: list[Path] = typer.Argument(..., help="image files, folders or zips (class folders: accuracy is said)"),

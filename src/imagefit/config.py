@@ -88,6 +88,9 @@ class ScheduleRecipe:
     epochs: int = field(default=10, metadata=_doc("all epochs, both phases; epochs == frozen_epochs never unfreezes"))
     warmup_epochs: float = field(default=0.5, metadata=_doc("linear warm-up at the start of phase 2, in epochs"))
     patience: int = field(default=3, metadata=_doc("phase 2 stops after this many epochs without a lower val loss"))
+    keep: str = field(
+        default="best", metadata=_doc("best | last: keep the epoch with the lowest val loss, or the last one")
+    )
     finetune_bn: bool = field(
         default=False,
         metadata=_doc(
@@ -194,6 +197,7 @@ class Recipe:
         """Raise UserError for values no training could use."""
         _choice("imbalance", self.data.imbalance, ("auto", "weights", "sampler", "none"))
         _choice("auto_augment", self.augment.auto_augment, ("none", "trivial", "randaugment"))
+        _choice("keep", self.schedule.keep, ("best", "last"))
         if not 0 <= self.data.val_split < 1 or not 0 <= self.data.test_split < 1:
             raise UserError("val_split and test_split must be between 0 and 1, e.g. --val-split 0.15")
         if self.schedule.epochs < 1 or not 0 <= self.schedule.frozen_epochs <= self.schedule.epochs:

@@ -44,6 +44,14 @@ class UnknownIndex:
         kth = -np.partition(-similarity, k - 1, axis=1)[:, k - 1]
         return (1.0 - kth).astype(np.float32)
 
+    def own_scores(self) -> np.ndarray:
+        """Each indexed embedding's score against the others (leave one out): known images, when no val is left."""
+        similarity = self.embeddings @ self.embeddings.T
+        np.fill_diagonal(similarity, -np.inf)
+        k = min(self.neighbour, max(1, similarity.shape[1] - 1))
+        kth = -np.partition(-similarity, k - 1, axis=1)[:, k - 1]
+        return (1.0 - kth).astype(np.float32)
+
     def flags(self, scores: np.ndarray) -> np.ndarray:
         return np.asarray(scores) > self.threshold
 

@@ -146,12 +146,13 @@ def history_of(trainer: L.Trainer) -> History:
 
 
 def best_epoch(trainer: L.Trainer) -> int | None:
-    """The kept epoch: the lowest val loss among the head's last epoch and the fine-tuning epochs.
+    """The kept epoch: the lowest val loss among the head's last epoch and the fine-tuning epochs (or the last).
 
     The run keeps the head-only model exactly when this is the head's last epoch (`history.offset`).
     """
     history = history_of(trainer)
-    if not trainer.max_epochs:  # head only: its last epoch is kept
+    last_kept = trainer.lightning_module is not None and trainer.lightning_module.recipe.schedule.keep == "last"
+    if not trainer.max_epochs or last_kept:  # head only, or --keep last: the last epoch is kept
         return history.rows[-1]["epoch"] if history.rows else None
     rows = [r for r in history.rows if r["epoch"] >= history.offset]  # the head's last epoch, then phase 2
     if not rows:

@@ -91,6 +91,7 @@ def train(
     callbacks: list | None = None,
     on_stage: StageFn | None = None,
     csv_columns: CsvColumns | None = None,
+    checks: bool = True,
     **overrides,
 ) -> runs.Run | None:
     """Train a classifier on DATA with the default recipe (overridden by keyword) and return the finished run.
@@ -100,7 +101,8 @@ def train(
     holds; `report` writes report.html (evaluation, figures, Grad-CAM) at the end. Returns None in
     the extra processes of a multi-process (DDP) run. `callbacks` are extra Lightning callbacks
     for the fine-tuning Trainer; `on_stage` is called with the name of each stage as it starts;
-    `csv_columns` names a CSV's path and label columns and image folder where they cannot be guessed.
+    `csv_columns` names a CSV's path and label columns and image folder where they cannot be guessed;
+    `checks` False skips the duplicate and leakage warnings (a refit validates on training images).
     A Ctrl-C at any moment raises TrainingInterrupted, naming the command that resumes the run.
     """
     started = time.perf_counter()
@@ -112,14 +114,14 @@ def train(
             made.append(Path(resume))
             plan = _resume_plan(Path(resume), overrides)
         else:
-            plan = _new_plan(data, out, name, runs_dir, overrides, console, notify, made, started, csv_columns)
+            plan = _new_plan(data, out, name, runs_dir, overrides, console, notify, made, started, csv_columns, checks)
         return _fit(plan, console, report=report, callbacks=callbacks, notify=notify)
     except KeyboardInterrupt:
         raise TrainingInterrupted(_interrupted(made[0] if made else None, new=resume is None)) from None
 
 
 def _new_plan(
-    data, out, name, runs_dir, overrides: dict, console: Console, notify: StageFn, made, started, csv_columns
+    data, out, name, runs_dir, overrides: dict, console: Console, notify: StageFn, made, started, csv_columns, checks
 ) -> Plan:
     """Check and split DATA, make the run folder and write what the run is made of."""
     notify("scan")
@@ -141,7 +143,8 @@ def _new_plan(
     samples = assign_splits(
         inventory.samples, val_split=recipe.data.val_split, test_split=recipe.data.test_split, seed=recipe.data.seed
     )
-    _warn_fast_findings(inventory, samples, data, console)
+    if checks:
+        _warn_fast_findings(inventory, samples, data, console)
     inherited = _inherited_run_dir()
     run_dir = (
         Path(inherited)
@@ -357,6 +360,8 @@ def _head_phase(plan: Plan, setup: Setup, console: Console, notify: StageFn) -> 
 def _kept_weights(files: runs.RunFiles, checkpoint: ModelCheckpoint, trainer: L.Trainer) -> dict[str, torch.Tensor]:
     """The best checkpoint's weights, or the head-only model when its val loss beat every fine-tuning epoch's."""
     best = checkpoint.best_model_path or str(files.last_checkpoint)
+    if trainer.lightning_module.recipe.schedule.keep == "last":
+        best = str(files.last_checkpoint)
     history = history_of(trainer)
     if not Path(best).exists() and files.head_only.exists():  # stopped (time limit) before a fine-tuning epoch ended
         return load_file(str(files.head_only))

@@ -102,13 +102,16 @@ def fit_unknown(
     model: torch.nn.Module,
     inference: Inference,
     train: list[Sample],
-    val: list[Sample],
+    val: list[Sample] | None,
     classes: list[str],
     *,
     device: str = "cpu",
     seed: int = 0,
 ) -> tuple[UnknownIndex, dict]:
-    """The unknown-image index from training embeddings, its threshold set on val; and its config.json facts."""
+    """The unknown-image index from training embeddings, its threshold set on val; and its config.json facts.
+
+    With no val (a refit on train + val), the threshold comes from the index's own leave-one-out scores.
+    """
     from imagefit.openset import FALSE_ALARM, INDEX_FILE, INDEX_SIZE, build_index, threshold_for
 
     model = model.eval().to(device=device, memory_format=torch.channels_last)
@@ -126,7 +129,7 @@ def fit_unknown(
         return out[:, count:] if paths else np.zeros((0, 1), dtype=np.float32)
 
     index = build_index(embeddings(chosen), seed=seed)
-    index.threshold = threshold_for(index.scores(embeddings(val)))
+    index.threshold = threshold_for(index.scores(embeddings(val)) if val else index.own_scores())
     facts = {
         "score": "knn",
         "neighbour": index.neighbour,
