@@ -80,6 +80,7 @@ def train(
     path_column: str | None = typer.Option(None, help="CSV column naming the images (default: found from the files)"),
     label_column: str | None = typer.Option(None, help="CSV column of the labels (default: label, class, ...)"),
     image_dir: Path | None = typer.Option(None, help="folder of a CSV's images, relative to the CSV"),
+    label_delim: str | None = typer.Option(None, help="what parts several labels in a CSV cell (default: found)"),
 ) -> None:
     """Train a classifier on DATA with the full transfer-learning recipe and write a run folder."""
     from imagefit.data.sources import CsvColumns
@@ -103,7 +104,7 @@ def train(
             resume=resume,
             console=console,
             report=report,
-            csv_columns=CsvColumns(path_column, label_column, image_dir),
+            csv_columns=CsvColumns(path_column, label_column, image_dir, label_delim),
             **overrides,
         )
 

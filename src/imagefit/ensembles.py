@@ -73,6 +73,8 @@ def make_ensemble(members: list[str | Path], *, out: str | Path, method: str = "
     if len(members) < 2:
         raise UserError("an ensemble needs at least two runs: imagefit ensemble RUN RUN --out ENS")
     loaded = [runs.load_run(Path(m)) for m in members]
+    if any(run.task == "multi-label" for run in loaded):
+        raise UserError("ensembles are of single-label runs for now; a multi-label run was given")
     _check_compatible(loaded)
     val = {name: _stored_probabilities(run, "val") for name, run in zip(members, loaded, strict=True)}
     paths, targets = _aligned_targets(loaded[0], "val")

@@ -19,6 +19,7 @@ from imagefit.errors import UserError
 from imagefit.metrics import calibration_error, classification_metrics
 from imagefit.prediction import Predictions, check_batch, map_batches
 from imagefit.prediction.models import TorchPredictor
+from imagefit.tasks import multilabel_metrics, targets
 
 
 @dataclass
@@ -66,12 +67,25 @@ def evaluate(
         count = len(run.classes)
         raw = raw if paths else np.zeros((0, views, count + 1))
         logits = raw[:, :, :count]
-        predictions = Predictions(paths, view_probabilities(logits, predictor.temperature), run.classes, skipped)
+        if run.task == "multi-label":
+            probabilities = (1.0 / (1.0 + np.exp(-logits))).mean(axis=1)
+        else:
+            probabilities = view_probabilities(logits, predictor.temperature)
+        predictions = Predictions(paths, probabilities, run.classes, skipped)
         if predictor.unknown is not None:
             predictions.unknown_scores = predictor.unknown.scores(raw[:, :, count:].mean(axis=1))
             predictions.unknown = predictor.unknown.flags(predictions.unknown_scores)
         by_path = {s.path: s.label for s in samples}
         true_labels = [by_path[p] for p in predictions.paths]
+        if run.task == "multi-label":
+            predictions.thresholds = run.thresholds
+            metrics = multilabel_metrics(
+                targets(true_labels, run.classes, run.task), probabilities, run.classes, run.thresholds
+            )
+            metrics.update(skipped=len(skipped), image_size=predictor.preprocess.size, tta_n=views)
+            results.append(Evaluation(key, metrics, predictions, true_labels))
+            _write_predictions(runs.RunFiles(run.path).predictions(key), predictions, true_labels)
+            continue
         known = np.array([label in run.classes for label in true_labels], dtype=bool)
         y_true = [run.classes.index(label) for label in true_labels if label in run.classes]
         metrics = classification_metrics(y_true, predictions.probabilities[known], run.classes)
@@ -176,14 +190,13 @@ def _write_predictions(path: Path, predictions: Predictions, true_labels: list[s
                 *(["unknown_score"] if scores is not None else []),
             ]
         )
+        predicted = predictions.labels  # multi-label: the labels above their thresholds, joined by "|"
         for index, (locator, truth, row) in enumerate(
             zip(predictions.paths, true_labels, predictions.probabilities, strict=True)
         ):
             best = int(np.argmax(row))
             extra = [f"{scores[index]:.6f}"] if scores is not None else []
-            writer.writerow(
-                [locator, truth, predictions.classes[best], f"{row[best]:.6f}", *(f"{p:.6f}" for p in row), *extra]
-            )
+            writer.writerow([locator, truth, predicted[index], f"{row[best]:.6f}", *(f"{p:.6f}" for p in row), *extra])
 
 
 def read_predictions(path: Path) -> tuple[list[dict], list[str]]:

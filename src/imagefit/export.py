@@ -37,7 +37,9 @@ def export_onnx(run_path: str | Path, *, out: str | Path | None = None, overwrit
     for written in (target, target.with_suffix(".json")):  # the graph and the facts beside it
         refuse_overwrite(written, overwrite=overwrite)
     inference = run.inference
-    model = deployed(run.load_model(), temperature=inference.temperature, tta_n=inference.tta_n)
+    multi = run.task == "multi-label"
+    model = deployed(run.load_model(), temperature=inference.temperature, tta_n=inference.tta_n, sigmoid=multi)
+    first = "probabilities" if multi else "logits"
     size = inference.preprocess.size
     example = torch.randn(2, 3, size, size)
     torch.onnx.export(
@@ -45,8 +47,8 @@ def export_onnx(run_path: str | Path, *, out: str | Path | None = None, overwrit
         (example,),
         str(target),
         input_names=["images"],
-        output_names=["logits", "embedding"],
-        dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}, "embedding": {0: "batch"}},
+        output_names=[first, "embedding"],
+        dynamic_axes={"images": {0: "batch"}, first: {0: "batch"}, "embedding": {0: "batch"}},
         opset_version=OPSET,
         dynamo=False,  # the TorchScript exporter needs no onnxscript and gives a single self-contained file
     )
@@ -57,8 +59,14 @@ def export_onnx(run_path: str | Path, *, out: str | Path | None = None, overwrit
         "model": run.recipe.model.model,
         "run": str(run.path.resolve()),
         "input": {"name": "images", "layout": "NCHW", "dtype": "float32"},
-        "outputs": {"logits": "softmax gives the calibrated probabilities", "embedding": "for the unknown score"},
+        "outputs": {
+            first: "sigmoid probabilities, one a label" if multi else "softmax gives the calibrated probabilities",
+            "embedding": "for the unknown score",
+        },
+        "task": run.task,
     }
+    if multi:
+        facts["thresholds"] = dict(zip(run.classes, map(float, run.thresholds), strict=True))
     unknown = run.config.get("unknown")
     if unknown and (run.path / unknown["index"]).exists():  # the training embeddings travel with the graph
         index_name = f"{target.stem}.{unknown['index']}"
@@ -90,7 +98,7 @@ def _export_ensemble(path: Path, *, out: Path | None, overwrite: bool) -> Path:
     return facts_path
 
 
-def deployed(model, *, temperature: float = 1.0, tta_n: int = 1):
+def deployed(model, *, temperature: float = 1.0, tta_n: int = 1, sigmoid: bool = False):
     """The model as prediction applies it: (logits / temperature, averaged with its mirror's as probabilities;
     the backbone's embedding, averaged the same way)."""
     import torch
@@ -102,6 +110,13 @@ def deployed(model, *, temperature: float = 1.0, tta_n: int = 1):
 
         def forward(self, images):
             features = self.model.backbone(images)
+            if sigmoid:  # multi-label: probabilities a label, averaged with the mirror's
+                probabilities = self.model.head(features).sigmoid()
+                if tta_n == 1:
+                    return probabilities, features
+                mirrored_features = self.model.backbone(torch.flip(images, dims=[3]))
+                mirrored = self.model.head(mirrored_features).sigmoid()
+                return (probabilities + mirrored) / 2, (features + mirrored_features) / 2
             logits = self.model.head(features) / temperature
             if tta_n == 1:
                 return logits, features
@@ -120,10 +135,11 @@ def _check_against_torch(model, target: Path, example) -> None:
     import torch
 
     session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
-    outputs = session.run(["logits", "embedding"], {"images": example.numpy()})
+    names = [output.name for output in session.get_outputs()]
+    outputs = session.run(names, {"images": example.numpy()})
     with torch.inference_mode():
         expected = [tensor.numpy() for tensor in model(example)]
-    for name, got, wanted in zip(("logits", "embedding"), outputs, expected, strict=True):
+    for name, got, wanted in zip(names, outputs, expected, strict=True):
         if not np.allclose(got, wanted, atol=1e-3, rtol=1e-3):
             raise RuntimeError(
                 f"ONNX export of {target} disagrees with PyTorch on {name} (max diff {np.abs(got - wanted).max()})"

@@ -91,3 +91,40 @@ def reliability_diagram(y_true: list[int], probabilities: np.ndarray, bins: int 
     if title:
         axis.set_title(title, fontsize=9)
     return _png(figure)
+
+
+def precision_recall(truth: np.ndarray, probabilities: np.ndarray, classes: list[str]) -> bytes:
+    """One precision-recall curve a label (multi-label), with its average precision in the legend."""
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
+    figure, axis = plt.subplots(figsize=(6, 4.5))
+    for index, name in enumerate(classes):
+        if not truth[:, index].any():
+            continue
+        precision, recall, _ = precision_recall_curve(truth[:, index], probabilities[:, index])
+        ap = average_precision_score(truth[:, index], probabilities[:, index])
+        axis.plot(recall, precision, label=f"{name} (AP {ap:.2f})")
+    axis.set_xlabel("recall")
+    axis.set_ylabel("precision")
+    axis.set_xlim(0, 1)
+    axis.set_ylim(0, 1.02)
+    axis.legend(fontsize=7, loc="lower left")
+    return _png(figure)
+
+
+def co_occurrence(labels: list[list[str]], classes: list[str]) -> bytes:
+    """How often each pair of labels appears on the same image (the diagonal: how often each appears)."""
+    index = {name: i for i, name in enumerate(classes)}
+    counts = np.zeros((len(classes), len(classes)), dtype=int)
+    for parts in labels:
+        for a in parts:
+            for b in parts:
+                counts[index[a], index[b]] += 1
+    side = max(4.0, 0.45 * len(classes) + 2)
+    figure, axis = plt.subplots(figsize=(side, side))
+    axis.imshow(counts, cmap="Blues")
+    axis.set_xticks(range(len(classes)), classes, rotation=90, fontsize=7)
+    axis.set_yticks(range(len(classes)), classes, fontsize=7)
+    for (i, j), value in np.ndenumerate(counts):
+        axis.text(j, i, str(value), ha="center", va="center", fontsize=7)
+    return _png(figure)

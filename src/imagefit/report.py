@@ -26,6 +26,8 @@ def write_report(run_path: str | Path, *, gradcam_samples: int = GRADCAM_SAMPLES
     if is_ensemble(run_path):
         return _write_ensemble_report(Path(run_path))
     run = runs.load_run(Path(run_path))
+    if run.task == "multi-label":
+        return _write_multilabel_report(run)
     split = "test" if any(s.split == "test" for s in run.split()) else "val"
     predictions_path = run.path / f"predictions-{split}.csv"
     if not predictions_path.exists():
@@ -112,6 +114,82 @@ def _write_ensemble_report(path: Path) -> Path:
     target.write_text(
         PAGE.format(title=html.escape(f"imagefit report: ensemble {path.name}"), body=body), encoding="utf-8"
     )
+    return target
+
+
+def _write_multilabel_report(run: runs.Run) -> Path:
+    """report.html of a multi-label run: figures, per-label table, precision-recall curves, label co-occurrence,
+    the images with the most wrong labels (missed and false), training curves and the recipe."""
+    from imagefit.tasks import labels_of, targets
+
+    split = "test" if any(s.split == "test" for s in run.split()) else "val"
+    predictions_path = runs.RunFiles(run.path).predictions(split)
+    if not predictions_path.exists():
+        evaluate(run.path, split=split)
+        run = runs.load_run(run.path)
+    rows, classes = read_predictions(predictions_path)
+    truth = targets([r["true"] for r in rows], classes, "multi-label")
+    probabilities = np.array([[float(r[c]) for c in classes] for r in rows])
+    metrics = run.metrics.get(split, {})
+    keys = ("mean_average_precision", "micro_average_precision", "subset_accuracy", "hamming_loss", "macro_f1")
+    summary = table(["split", *keys], [[split, *(f"{metrics.get(k, float('nan')):.4f}" for k in keys)]])
+    per_label = sorted(metrics.get("per_class", {}).items(), key=lambda item: item[1]["f1"])
+    label_rows = [
+        [
+            n,
+            f"{v['average_precision']:.3f}",
+            f"{v['precision']:.3f}",
+            f"{v['recall']:.3f}",
+            f"{v['f1']:.3f}",
+            f"{v['threshold']:.2f}",
+            v["support"],
+        ]
+        for n, v in per_label
+    ]
+    train = [labels_of(s.label) for s in run.split() if s.split == "train"]
+    thresholds = run.thresholds
+    wrong = []
+    for row, hits, probs in zip(rows, truth, probabilities, strict=True):
+        guess = probs >= thresholds
+        missed = [c for c, h, g in zip(classes, hits, guess, strict=True) if h and not g]
+        false = [c for c, h, g in zip(classes, hits, guess, strict=True) if g and not h]
+        if missed or false:
+            wrong.append((len(missed) + len(false), row["path"], missed, false))
+    cards = []
+    for _, path, missed, false in sorted(wrong, reverse=True)[:WORST_ERRORS]:
+        try:
+            picture = thumbnail(open_image(path))
+        except UNREADABLE:
+            continue
+        caption = f"missed: {', '.join(missed) or '-'}; false: {', '.join(false) or '-'}"
+        cards.append(
+            f"<figure>{img(picture, locator_name(path))}<figcaption>{html.escape(caption)}</figcaption></figure>"
+        )
+    body = "\n".join(
+        [
+            section("summary", f"Multi-label run: {len(classes)} labels ({split})", summary),
+            _curves(run),
+            section(
+                "per-label",
+                "Per label, weakest first",
+                table(["label", "AP", "precision", "recall", "F1", "threshold", "support"], label_rows),
+            ),
+            section(
+                "pr",
+                "Precision-recall curves",
+                img(data_uri(figures.precision_recall(truth, probabilities, classes)), "PR curves"),
+            ),
+            section(
+                "co-occurrence",
+                "Labels together (training images)",
+                img(data_uri(figures.co_occurrence(train, classes)), "co-occurrence"),
+            ),
+            section("errors", "Images with the most wrong labels", f'<div class="gallery">{"".join(cards)}</div>'),
+            _recipe(run),
+        ]
+    )
+    target = run.path / "report.html"
+    target.write_text(PAGE.format(title=html.escape(f"imagefit report: {run.path.name}"), body=body), encoding="utf-8")
     return target
 
 

@@ -187,6 +187,19 @@ class Run:
         """The preprocessing of new images (evaluation size, normalisation), as prediction and export use it."""
         return self.inference.preprocess
 
+    @property
+    def task(self) -> str:
+        """'single-label' or 'multi-label'."""
+        return self.config.get("task", "single-label")
+
+    @property
+    def thresholds(self):
+        """Per-label thresholds of a multi-label run (chosen on val), in label order; 0.5 where none was chosen."""
+        import numpy as np
+
+        chosen = self.config.get("thresholds", {})
+        return np.array([float(chosen.get(name, 0.5)) for name in self.classes], dtype=np.float32)
+
     def unknown_index(self):
         """The run's UnknownIndex (training embeddings and threshold), or None for a run without one."""
         facts = self.config.get("unknown")

@@ -20,9 +20,20 @@ from imagefit.data.transforms import eval_transform, train_decode_size, train_tr
 class ImageDataset(Dataset):
     """(image tensor, class index) pairs; an image that fails to decode is replaced by the next one."""
 
-    def __init__(self, samples: list[Sample], class_to_idx: dict[str, int], transform, *, decode_size: int = 0):
+    def __init__(
+        self,
+        samples: list[Sample],
+        class_to_idx: dict[str, int],
+        transform,
+        *,
+        decode_size: int = 0,
+        task: str = "single-label",
+    ):
+        from imagefit.tasks import targets
+
         self.samples = samples
-        self.targets = [class_to_idx[s.label] for s in samples]
+        # Class indices, or multi-hot float rows for a multi-label task.
+        self.targets = list(targets([s.label for s in samples], list(class_to_idx), task))
         self.transform = transform
         self.decode_size = decode_size
 
@@ -64,6 +75,7 @@ class ImageDataModule(L.LightningDataModule):
         data: DataRecipe,
         augment: AugmentRecipe,
         weighted_sampler: bool = False,
+        task: str = "single-label",
     ):
         super().__init__()
         self.classes = classes
@@ -77,10 +89,13 @@ class ImageDataModule(L.LightningDataModule):
             self.class_to_idx,
             train_transform(preprocess, augment),
             decode_size=train_decode_size(preprocess, augment),
+            task=task,
         )
         evaluation = eval_transform(preprocess)
         self.eval_sets = {
-            name: ImageDataset(self.by_split[name], self.class_to_idx, evaluation, decode_size=preprocess.resize_size)
+            name: ImageDataset(
+                self.by_split[name], self.class_to_idx, evaluation, decode_size=preprocess.resize_size, task=task
+            )
             for name in ("val", "test")
         }
 

@@ -26,9 +26,13 @@ class Inventory:
     unlabelled: list[str] = field(default_factory=list)  # test images without a class folder
     facts: dict[str, ImageFacts] = field(default_factory=dict)  # locator -> what the check found
 
+    task: str = "single-label"  # or "multi-label": Sample.label then holds labels joined by "|"
+
     @property
     def classes(self) -> list[str]:
-        return sorted({s.label for s in self.samples})
+        from imagefit.tasks import classes_of
+
+        return classes_of([s.label for s in self.samples], self.task)
 
     @property
     def hashes(self) -> dict[str, str]:
@@ -52,7 +56,9 @@ def scan(data: Path, *, workers: int = 4, csv_columns: CsvColumns | None = None)
             f"{data}: no images in class folders. Put each class's images in a folder named after the class "
             "(DATA/cat/1.jpg, DATA/dog/2.jpg) or pass a CSV of path,label"
         )
-    inventory = Inventory(samples=[], warnings=list(found.notes), notes=list(found.facts), unlabelled=found.unlabelled)
+    inventory = Inventory(
+        samples=[], warnings=list(found.notes), notes=list(found.facts), unlabelled=found.unlabelled, task=found.task
+    )
     if found.unlabelled:
         inventory.notes.append(
             f"{len(found.unlabelled)} unlabelled test images (files straight in test/): their predictions "
@@ -103,14 +109,19 @@ def _check_classes(data: Path, inventory: Inventory) -> None:
     classes = inventory.classes
     if len(classes) < 2:
         raise UserError(f"{data}: only one class ('{classes[0]}') found. A classifier needs at least two class folders")
-    train_labels = {s.label for s in samples if s.split in ("train", "")}
-    unseen = sorted({s.label for s in samples if s.split in ("val", "test")} - train_labels)
+    from imagefit.tasks import MULTI, labels_of
+
+    def parts(sample: Sample) -> list[str]:
+        return labels_of(sample.label) if inventory.task == MULTI else [sample.label]
+
+    train_labels = {part for s in samples if s.split in ("train", "") for part in parts(s)}
+    unseen = sorted({part for s in samples if s.split in ("val", "test") for part in parts(s)} - train_labels)
     if unseen:
         raise UserError(
             f"{data}: classes {', '.join(repr(c) for c in unseen)} are in val/test but not in train. "
             "Add training images for them or remove them from val/test"
         )
-    counts = Counter(s.label for s in samples if s.split in ("train", ""))
+    counts = Counter(part for s in samples if s.split in ("train", "") for part in parts(s))
     tiny = sorted(label for label, n in counts.items() if n < 2)
     if tiny:
         raise UserError(

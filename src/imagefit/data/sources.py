@@ -46,6 +46,7 @@ class Found:
     notes: list[str] = field(default_factory=list)
     facts: list[str] = field(default_factory=list)
     unlabelled: list[str] = field(default_factory=list)  # images straight in a test/ folder: to predict
+    task: str = "single-label"  # or "multi-label" (imagefit.tasks)
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class CsvColumns:
     path: str | None = None  # the column naming each image (a path, or a file name or id without extension)
     label: str | None = None  # the column holding each image's class
     image_dir: Path | None = None  # where the images are, relative to the CSV's folder
+    label_delim: str | None = None  # what parts a cell's labels (multi-label); found when not given
 
 
 def find_samples(data: Path, csv_columns: CsvColumns | None = None) -> Found:
@@ -76,8 +78,8 @@ def find_samples(data: Path, csv_columns: CsvColumns | None = None) -> Found:
     if suffix in (".csv", ".tsv"):
         from imagefit.data.tables import from_csv
 
-        samples, facts = from_csv(data.resolve(), csv_columns or CsvColumns())
-        return Found(samples, facts=facts)
+        samples, facts, task = from_csv(data.resolve(), csv_columns or CsvColumns())
+        return Found(samples, facts=facts, task=task)
     raise UserError(
         f"{data}: not a folder, .csv or .zip. Pass a folder of class folders, a CSV of path,label or a .zip"
     )

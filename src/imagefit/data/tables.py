@@ -91,8 +91,13 @@ class Finder:
         return self._stems[folder]
 
 
-def from_csv(table: Path, columns: CsvColumns) -> tuple[list[Sample], list[str]]:
-    """The samples a CSV names, and one line saying how it was read."""
+def from_csv(table: Path, columns: CsvColumns) -> tuple[list[Sample], list[str], str]:
+    """The samples a CSV names, one line saying how it was read, and the task (single- or multi-label).
+
+    Multi-label CSVs: a label column of several labels a cell (`rust scab`, `rust;scab`,
+    `rust|scab`: the delimiter found, or `--label-delim`), or one 0/1 column a label
+    (`image,healthy,rust,scab`). An empty label then means none of them.
+    """
     dialect = "excel-tab" if table.suffix.lower() == ".tsv" else "excel"
     reader = csv.DictReader(io.StringIO(read_text(table), newline=""), dialect=dialect)
     rows = list(reader)
@@ -102,13 +107,20 @@ def from_csv(table: Path, columns: CsvColumns) -> tuple[list[Sample], list[str]]
     finder = Finder(table, columns.image_dir)
     path_column = _column(header, columns.path, "--path-column", table) or _path_column(table, header, rows, finder)
     split_column = next((c for c in header if c.strip().lower() == "split"), None)
-    label_column = _column(header, columns.label, "--label-column", table) or _label_column(
-        table, header, exclude={path_column, split_column}
-    )
+    left = [c for c in header if c not in (path_column, split_column)]
+    flags = [] if columns.label else _one_hot_columns(rows, left)
+    label_column = None
+    if not flags:
+        label_column = _column(header, columns.label, "--label-column", table) or _label_column(
+            table, header, exclude={path_column, split_column}
+        )
+    delimiter = None if flags else _delimiter([(row.get(label_column) or "").strip() for row in rows], columns)
+    task = "multi-label" if flags or delimiter else "single-label"
     samples, bases, suffixed = [], set(), False
     for line, row in enumerate(rows, start=2):
-        value, label = (row.get(path_column) or "").strip(), (row.get(label_column) or "").strip()
-        if not value or not label:
+        value = (row.get(path_column) or "").strip()
+        label = _label(row, label_column, flags, delimiter)
+        if not value or (not label and task == "single-label"):
             raise UserError(f"{table}:{line}: empty {path_column} or {label_column}. Fill it in or delete the row")
         split = (row.get(split_column, "") or "").strip().lower() if split_column else ""
         if split and split not in SPLIT_NAMES:
@@ -121,7 +133,42 @@ def from_csv(table: Path, columns: CsvColumns) -> tuple[list[Sample], list[str]]
             bases.add(base)
             suffixed |= added
         samples.append(Sample(locator, label, SPLIT_NAMES.get(split, "")))
-    return samples, [_said(table, path_column, label_column, bases, suffixed)]
+    said = _said(table, path_column, label_column or f"{len(flags)} 0/1 columns", bases, suffixed)
+    if task == "multi-label":
+        said += f"; several labels an image ({'one 0/1 column a label' if flags else repr(delimiter) + ' between'})"
+    return samples, [said], task
+
+
+def _one_hot_columns(rows: list[dict], columns: list[str]) -> list[str]:
+    """Columns holding only 0/1 (at least two of them, and every other column left aside): one a label."""
+    flags = [c for c in columns if all((row.get(c) or "").strip() in ("0", "1") for row in rows)]
+    return flags if len(flags) >= 2 and len(flags) >= len(columns) - 1 else []
+
+
+def _delimiter(cells: list[str], columns: CsvColumns) -> str | None:
+    """The delimiter between a cell's labels, or None for one label a cell."""
+    if columns.label_delim:
+        return columns.label_delim
+    for mark in (";", "|"):
+        if any(mark in cell for cell in cells):
+            return mark
+    alone = {cell for cell in cells if cell and " " not in cell}
+    spaced = [cell for cell in cells if " " in cell]
+    # Spaces part labels only when every word of such a cell is a label seen alone ("ants bees", not "Épine rouge").
+    if spaced and all(set(cell.split()) <= alone for cell in spaced):
+        return " "
+    return None
+
+
+def _label(row: dict, label_column: str | None, flags: list[str], delimiter: str | None) -> str:
+    from imagefit.tasks import joined
+
+    if flags:
+        return joined(c.strip() for c in flags if (row.get(c) or "").strip() == "1")
+    cell = (row.get(label_column) or "").strip()
+    if delimiter is None:
+        return cell
+    return joined(part.strip() for part in cell.split(delimiter) if part.strip())
 
 
 def _column(header: list[str], wanted: str | None, option: str, table: Path) -> str | None:

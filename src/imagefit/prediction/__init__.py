@@ -38,10 +38,19 @@ class Predictions:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     unknown_scores: np.ndarray | None = None  # how unlike the training images (openset.py), when the run can say
     unknown: np.ndarray | None = None  # whether each score is past the run's threshold
+    thresholds: np.ndarray | None = None  # a multi-label run's per-label thresholds (None: one label an image)
 
     @property
     def labels(self) -> list[str]:
-        return [self.classes[i] for i in self.probabilities.argmax(axis=1)] if len(self.paths) else []
+        """Each image's class, or for multi-label its labels above their thresholds, joined by '|'."""
+        if not len(self.paths):
+            return []
+        if self.thresholds is not None:
+            from imagefit.tasks import joined
+
+            chosen = self.probabilities >= self.thresholds[None, :]
+            return [joined(c for c, hit in zip(self.classes, row, strict=True) if hit) for row in chosen]
+        return [self.classes[i] for i in self.probabilities.argmax(axis=1)]
 
     def top_k_lines(self, k: int = 3) -> list[str]:
         """`name: label 0.93, other 0.05, ...` for each image, as timm's and Ultralytics' predict print them."""
@@ -135,6 +144,8 @@ def predict_with(
     if not paths:
         outputs = np.zeros((0, count), dtype=np.float32)
     predictions = Predictions(paths, outputs[:, :count], list(predictor.classes), skipped)
+    if getattr(predictor, "task", "single-label") == "multi-label":
+        predictions.thresholds = predictor.thresholds
     if index is not None:
         predictions.unknown_scores = index.scores(outputs[:, count:]) if paths else np.zeros(0, dtype=np.float32)
         predictions.unknown = index.flags(predictions.unknown_scores)
@@ -184,6 +195,8 @@ def write_csv(
     if out.exists() and not overwrite:
         raise UserError(f"{out} exists. Pass --overwrite or another --out")
     out.parent.mkdir(parents=True, exist_ok=True)
+    if predictions.thresholds is not None:
+        return _write_multilabel_csv(predictions, out, full=full)
     flagged = predictions.unknown if predictions.unknown is not None else np.zeros(len(predictions.paths), bool)
     scores = predictions.unknown_scores
     header = ["Id", "Category"] + (["path", "confidence", "top_k"] if full else [])
@@ -202,5 +215,19 @@ def write_csv(
                 record += [path, f"{row[best]:.6f}", ranked]
                 if scores is not None:
                     record += [str(bool(flagged[index])).lower(), f"{scores[index]:.6f}"]
+            writer.writerow(record)
+    return out
+
+
+def _write_multilabel_csv(predictions: Predictions, out: Path, *, full: bool) -> Path:
+    """`Id,Labels` (labels above their thresholds, space-separated); `full` adds path and a probability a label."""
+    header = ["Id", "Labels"] + (["path", *predictions.classes] if full else [])
+    with out.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        for path, labels, row in zip(predictions.paths, predictions.labels, predictions.probabilities, strict=True):
+            record = [image_id(path), " ".join(labels.split("|")) if labels else ""]
+            if full:
+                record += [path, *(f"{p:.6f}" for p in row)]
             writer.writerow(record)
     return out

@@ -34,6 +34,8 @@ class TorchPredictor:
     temperature: float = 1.0
     tta_n: int = 1
     unknown: object = None  # the run's UnknownIndex, when it has one
+    task: str = "single-label"  # multi-label: sigmoid probabilities, one threshold a label
+    thresholds: object = None
 
     @classmethod
     def from_run(cls, path: Path, *, device: str = "cpu") -> TorchPredictor:
@@ -45,7 +47,9 @@ class TorchPredictor:
         model = run.load_model().to(device=device, memory_format=torch.channels_last)
         inference = run.inference
         index = run.unknown_index()
-        return cls(model, run.classes, inference.preprocess, device, inference.temperature, inference.tta_n, index)
+        predictor = cls(model, run.classes, inference.preprocess, device, inference.temperature, inference.tta_n, index)
+        predictor.task, predictor.thresholds = run.task, run.thresholds
+        return predictor
 
     def raw(self, batch: np.ndarray) -> np.ndarray:
         """[N, C + D]: the raw logits (before the temperature), then the backbone's embedding."""
@@ -60,14 +64,20 @@ class TorchPredictor:
         """The model's raw logits [N, C] (before the temperature)."""
         return self.raw(batch)[:, : len(self.classes)]
 
+    def activate(self, logits: np.ndarray) -> np.ndarray:
+        """Calibrated softmax probabilities, or for multi-label the sigmoid of each label."""
+        if self.task == "multi-label":
+            return 1.0 / (1.0 + np.exp(-logits))
+        return softmax(logits / self.temperature)
+
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
-        return softmax(self.logits(batch) / self.temperature)
+        return self.activate(self.logits(batch))
 
     def with_embeddings(self, batch: np.ndarray) -> np.ndarray:
         """[N, C + D]: calibrated probabilities, then the embedding (both average over test-time views)."""
         out = self.raw(batch)
         count = len(self.classes)
-        return np.concatenate([softmax(out[:, :count] / self.temperature), out[:, count:]], axis=1)
+        return np.concatenate([self.activate(out[:, :count]), out[:, count:]], axis=1)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -84,6 +94,8 @@ class OnnxPredictor:
     preprocess: Preprocess
     tta_n: int = 1  # the run's own test-time views and temperature are inside the graph
     unknown: object = None  # the run's UnknownIndex, exported beside the graph
+    task: str = "single-label"  # multi-label: the graph's first output is sigmoid probabilities
+    thresholds: object = None
 
     @classmethod
     def from_file(cls, path: Path, *, threads: int = 0) -> OnnxPredictor:
@@ -103,15 +115,21 @@ class OnnxPredictor:
             found = facts["unknown"]
             index_path = path.with_name(found["index"])
             unknown = UnknownIndex.load(index_path, threshold=found["threshold"], neighbour=found["neighbour"])
-        return cls(session, facts["classes"], Preprocess.from_dict(facts["preprocess"]), unknown=unknown)
+        predictor = cls(session, facts["classes"], Preprocess.from_dict(facts["preprocess"]), unknown=unknown)
+        predictor.task = facts.get("task", "single-label")
+        if predictor.task == "multi-label":
+            predictor.thresholds = np.array([facts["thresholds"][c] for c in predictor.classes], dtype=np.float32)
+        return predictor
+
+    def _first(self, outputs) -> np.ndarray:
+        return outputs[0] if self.task == "multi-label" else softmax(outputs[0])
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
-        (logits,) = self.session.run(["logits"], {"images": batch})
-        return softmax(logits)
+        return self._first(self.session.run([self.session.get_outputs()[0].name], {"images": batch}))
 
     def with_embeddings(self, batch: np.ndarray) -> np.ndarray:
-        logits, embedding = self.session.run(["logits", "embedding"], {"images": batch})
-        return np.concatenate([softmax(logits), embedding], axis=1)
+        outputs = self.session.run([self.session.get_outputs()[0].name, "embedding"], {"images": batch})
+        return np.concatenate([self._first(outputs), outputs[1]], axis=1)
 
 
 @dataclass

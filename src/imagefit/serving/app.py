@@ -96,7 +96,10 @@ def _add_routes(app: FastAPI, loaded: Backend, batcher: Batcher, limit: int) -> 
         decoded = time.perf_counter()
         results = await asyncio.gather(*(batcher.predict(v) for _, v in views))  # one batch where they fit
         return {
-            "predictions": [_answer(name, p, classes, top_k) for (name, _), p in zip(views, results, strict=True)],
+            "predictions": [
+                _answer(name, p, classes, top_k, getattr(loaded.predictor, "thresholds", None))
+                for (name, _), p in zip(views, results, strict=True)
+            ],
             "timing_ms": {
                 "decode": round((decoded - started) * 1000, 2),
                 "total": round((time.perf_counter() - started) * 1000, 2),
@@ -150,13 +153,17 @@ def _views(name: str, data: bytes, preprocess, count: int) -> np.ndarray:
     return np.stack(image_views(image, preprocess, count))
 
 
-def _answer(name: str, probabilities: np.ndarray, classes: list[str], top_k: int) -> dict:
+def _answer(name: str, probabilities: np.ndarray, classes: list[str], top_k: int, thresholds=None) -> dict:
+    """The top-k labels; for a multi-label run also every label above its threshold."""
     order = np.argsort(-probabilities)[: max(1, top_k)]
-    return {
+    answer = {
         "name": name,
         "label": classes[int(order[0])],
         "top": [{"label": classes[int(i)], "probability": round(float(probabilities[i]), 6)} for i in order],
     }
+    if thresholds is not None:
+        answer["labels"] = [c for c, p, t in zip(classes, probabilities, thresholds, strict=True) if p >= t]
+    return answer
 
 
 async def _overlay(loaded: Backend, name: str, data: bytes) -> bytes:

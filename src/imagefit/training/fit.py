@@ -77,6 +77,7 @@ class Plan:
     started: float = field(default_factory=time.perf_counter)  # when train() was called, for --time-limit
     epochs_given: bool = False  # --epochs was passed: with --time-limit it caps the planned epochs
     own_val: bool = False  # the data brought its val split (not carved at random): worth a shift check
+    task: str = "single-label"  # or "multi-label" (imagefit.tasks)
 
 
 def train(
@@ -135,13 +136,13 @@ def _new_plan(
         check_weights_reachable(recipe.model.model)
     inventory = scan(Path(data), workers=max(2, default_workers(recipe.data.num_workers)), csv_columns=csv_columns)
     recipe = _resolve_image_size(recipe, console)  # after the data check: a wrong path gets one line only
-    for line in [*inventory.notes, note]:
-        if line:
-            console.print(line, highlight=False)
-    for warning in inventory.warnings:
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    _say(inventory, note, recipe, console)
     samples = assign_splits(
-        inventory.samples, val_split=recipe.data.val_split, test_split=recipe.data.test_split, seed=recipe.data.seed
+        inventory.samples,
+        val_split=recipe.data.val_split,
+        test_split=recipe.data.test_split,
+        seed=recipe.data.seed,
+        task=inventory.task,
     )
     if checks:
         _warn_fast_findings(inventory, samples, data, console)
@@ -158,6 +159,7 @@ def _new_plan(
     plan = Plan(run_dir, recipe, resolved, samples, inventory.classes, inventory.hashes, started)
     plan.epochs_given = any(key.replace("-", "_") in ("epochs", "schedule.epochs") for key in overrides)
     plan.own_val = any(s.split == "val" for s in inventory.samples)
+    plan.task = inventory.task
     if not inherited:
         made.append(run_dir)
         write_split(files.split, samples)
@@ -166,6 +168,17 @@ def _new_plan(
         runs.write_json(files.labels, plan.classes)
         runs.write_json(files.env, environment(data_fingerprint=inventory.fingerprint()))
     return plan
+
+
+def _say(inventory, note: str, recipe: Recipe, console: Console) -> None:
+    """How the data was read, what was changed in the recipe, and the data's warnings; one line each."""
+    if inventory.task == "multi-label" and recipe.data.imbalance == "sampler":
+        raise UserError("--imbalance sampler is for one label an image; multi-label data uses per-label weights")
+    for line in [*inventory.notes, note]:
+        if line:
+            console.print(line, highlight=False)
+    for warning in inventory.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
 
 
 def _interrupted(run_dir: Path | None, *, new: bool) -> str:
@@ -221,7 +234,9 @@ def _resume_plan(run_dir: Path, overrides: dict) -> Plan:
             f"{len(missing)} images of {files.split} are gone (first: {missing[0]}). "
             f"Put the data back at {config['data']} to resume"
         )
-    return Plan(run_dir, Recipe.from_dict(config["recipe"]), config["data"], samples, runs.read_json(files.labels))
+    plan = Plan(run_dir, Recipe.from_dict(config["recipe"]), config["data"], samples, runs.read_json(files.labels))
+    plan.task = config.get("task", "single-label")
+    return plan
 
 
 @dataclass
@@ -263,6 +278,7 @@ def _fit(plan: Plan, console: Console, *, report: bool, callbacks: list | None, 
         len(plan.classes),
         class_weights=setup.class_weights,
         frozen_epochs=recipe.schedule.frozen_epochs - offset,
+        task=plan.task,
     )
     extra = [StageHook(notify, offset=offset), *(callbacks or [])]
     left = None
@@ -299,15 +315,20 @@ def _setup(plan: Plan, stage: str, *, planned: bool, console: Console, report: b
     if recipe.schedule.time_limit and not planned:
         preprocess, budget = _apply_time_limit(plan, model, preprocess, console, report)
         recipe = plan.recipe
-    targets = [plan.classes.index(s.label) for s in plan.samples if s.split == "train"]
-    ratio = imbalance_ratio(targets)
-    mode = imbalance_handling(recipe.data.imbalance, ratio, recipe.data.imbalance_ratio)
-    if mode != "none" and not planned:
-        console.print(
-            f"classes are imbalanced (largest/smallest = {ratio:.1f}x): using "
-            f"{'class-weighted loss' if mode == 'weights' else 'a weighted sampler'}",
-            highlight=False,
-        )
+    train_labels = [s.label for s in plan.samples if s.split == "train"]
+    if plan.task == "multi-label":
+        mode, weights = _label_weights(train_labels, plan, recipe, console, planned)
+    else:
+        targets = [plan.classes.index(label) for label in train_labels]
+        ratio = imbalance_ratio(targets)
+        mode = imbalance_handling(recipe.data.imbalance, ratio, recipe.data.imbalance_ratio)
+        if mode != "none" and not planned:
+            console.print(
+                f"classes are imbalanced (largest/smallest = {ratio:.1f}x): using "
+                f"{'class-weighted loss' if mode == 'weights' else 'a weighted sampler'}",
+                highlight=False,
+            )
+        weights = class_weights(targets, len(plan.classes)) if mode == "weights" else None
     datamodule = ImageDataModule(
         plan.samples,
         plan.classes,
@@ -315,9 +336,25 @@ def _setup(plan: Plan, stage: str, *, planned: bool, console: Console, report: b
         data=recipe.data,
         augment=recipe.augment,
         weighted_sampler=mode == "sampler",
+        task=plan.task,
     )
-    weights = class_weights(targets, len(plan.classes)) if mode == "weights" else None
     return Setup(model, preprocess, weights_source, datamodule, mode, weights, budget)
+
+
+def _label_weights(labels: list[str], plan: Plan, recipe: Recipe, console: Console, planned: bool):
+    """Multi-label imbalance: per-label positive weights (negatives / positives, capped), unless --imbalance none."""
+    from imagefit.tasks import MAX_POSITIVE_WEIGHT, positive_weights, targets
+
+    if recipe.data.imbalance == "none":
+        return "none", None
+    weights = positive_weights(targets(labels, plan.classes, plan.task))
+    if not planned:
+        console.print(
+            f"multi-label: {len(plan.classes)} labels, positives weighted {weights.min():.1f}-{weights.max():.1f}x "
+            f"(negatives / positives, at most {MAX_POSITIVE_WEIGHT:.0f}x)",
+            highlight=False,
+        )
+    return "weights", torch.from_numpy(weights)
 
 
 def _fine_tune(trainer: L.Trainer, module, datamodule, files: runs.RunFiles, *, resume: bool) -> None:
@@ -351,6 +388,7 @@ def _head_phase(plan: Plan, setup: Setup, console: Console, notify: StageFn) -> 
         console=console,
         on_stage=notify,
         check_shift=plan.own_val,
+        task=plan.task,
     )
     save_tensors(files.head_only, _weights(model.state_dict(), ""))
     runs.write_rows(files.history, runs.HISTORY_COLUMNS, rows)
@@ -418,7 +456,10 @@ def _after_fit(plan: Plan, console: Console, report: bool, notify: StageFn, *, f
     release_memory()  # training's peak is behind: evaluation starts from what is in use
     if not finished:
         notify("evaluate")
-        if plan.recipe.predict.tune_inference and "inference" not in runs.read_json(files.config):
+        config = runs.read_json(files.config)
+        if plan.task == "multi-label" and "thresholds" not in config:
+            _choose_thresholds(plan, console, device)
+        elif plan.task != "multi-label" and plan.recipe.predict.tune_inference and "inference" not in config:
             _choose_inference(plan, console, device)
         if plan.recipe.predict.unknown_index and "unknown" not in runs.read_json(files.config):
             _fit_unknown(plan, device)
@@ -466,6 +507,27 @@ def _fit_unknown(plan: Plan, device: str) -> None:
     runs.write_json(run.path / "config.json", {**runs.read_json(run.path / "config.json"), "unknown": facts})
 
 
+def _choose_thresholds(plan: Plan, console: Console, device: str) -> None:
+    """Multi-label: one threshold a label, the best val F1 (at least THRESHOLD_FLOOR), into config.json."""
+    from imagefit.prediction import predict_with
+    from imagefit.prediction.models import TorchPredictor
+    from imagefit.tasks import THRESHOLD_FLOOR, best_thresholds, targets
+
+    run = runs.load_run(plan.run_dir)
+    val = [s for s in run.split() if s.split == "val"]
+    predictions = predict_with(TorchPredictor.from_run(run.path, device=device), [s.path for s in val])
+    truth = {s.path: s.label for s in val}
+    rows = targets([truth[p] for p in predictions.paths], run.classes, run.task)
+    chosen = best_thresholds(predictions.probabilities, rows)
+    thresholds = {name: float(t) for name, t in zip(run.classes, chosen, strict=True)}
+    runs.write_json(run.path / "config.json", {**run.config, "thresholds": thresholds})
+    console.print(
+        f"thresholds chosen on val for the best F1 of each label (at least {THRESHOLD_FLOOR}): "
+        + ", ".join(f"{k} {v:.2f}" for k, v in thresholds.items()),
+        highlight=False,
+    )
+
+
 def _choose_inference(plan: Plan, console: Console, device: str) -> None:
     """Evaluation size, mirror TTA and temperature chosen on val, into config.json, with one line said."""
     run = runs.load_run(plan.run_dir)
@@ -492,6 +554,7 @@ def _config(plan: Plan, preprocess: dict, weights_source: str, imbalance: str) -
         "preprocess": preprocess,
         "weights_source": weights_source,
         "imbalance_handling": imbalance,
+        "task": plan.task,
     }
 
 

@@ -14,6 +14,7 @@ from imagefit.data.imbalance import class_weights as balanced_weights
 from imagefit.data.preprocess import Preprocess
 from imagefit.data.sources import Sample
 from imagefit.models import ImageClassifier
+from imagefit.tasks import targets as targets_of
 from imagefit.training.features import ViewDataset, cache_name, extract_features
 from imagefit.training.head import HeadData, train_head
 
@@ -37,13 +38,13 @@ def cached_head_phase(
     console: Console,
     on_stage: Callable[[str], None] = lambda stage: None,
     check_shift: bool = False,
+    task: str = "single-label",
 ) -> list[dict]:
     """Train model.head on cached backbone features of train (all views) and val (plain view); history rows.
 
     With `check_shift` (the data brought its own val split), a domain classifier on the same features
     says in one line when val looks unlike train.
     """
-    index = {name: i for i, name in enumerate(classes)}
     views = recipe.schedule.head_views
     seed = recipe.data.seed
 
@@ -53,7 +54,7 @@ def cached_head_phase(
             chosen, [hashes[s.path] for s in chosen], preprocess, recipe.augment, views=count, seed=seed
         )
         if not chosen:
-            return torch.empty(0), torch.empty(0, dtype=torch.long)
+            return torch.empty(0), torch.from_numpy(targets_of([], classes, task))
         table = extract_features(
             model.backbone,
             dataset,
@@ -64,7 +65,7 @@ def cached_head_phase(
             channels_last=recipe.engine.channels_last,
             label=f"{split} features, {count} view{'s' if count > 1 else ''}",
         )
-        return table, torch.tensor([index[s.label] for s in chosen])
+        return table, torch.from_numpy(targets_of([s.label for s in chosen], classes, task))
 
     on_stage("features")
     started = time.perf_counter()
@@ -92,7 +93,7 @@ def cached_head_phase(
         )
 
     rows = train_head(
-        model.head, data, recipe, class_weights=class_weights, sample_weights=sample_weights, on_epoch=show
+        model.head, data, recipe, class_weights=class_weights, sample_weights=sample_weights, on_epoch=show, task=task
     )
     model.train()  # FreezeBackbone sets the modes of phase 2 at each epoch start
     if rows:  # history's seconds: the first head epoch carries the feature extraction

@@ -45,6 +45,7 @@ def train_head(
     class_weights: torch.Tensor | None = None,
     sample_weights: torch.Tensor | None = None,
     on_epoch: Callable[[dict], None] | None = None,
+    task: str = "single-label",
 ) -> list[dict]:
     """Train `head` for recipe.schedule.frozen_epochs epochs; one history row per epoch.
 
@@ -73,16 +74,14 @@ def train_head(
         for chunk in _order(pairs, data.views, sample_weights, generator).split(batch_size):
             images, views = chunk // data.views, chunk % data.views
             logits = head(data.features(images, views))
-            loss = F.cross_entropy(
-                logits, data.targets[images], weight=class_weights, label_smoothing=optim.label_smoothing
-            )
+            loss = task_loss(logits, data.targets[images], task, class_weights, optim.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
             loss_sum += loss.item() * len(chunk)
         row = {"epoch": epoch + 1, "phase": 1, "lr": lr, "train_loss": loss_sum / pairs}
-        row.update(_validate(head, data, class_weights))
+        row.update(_validate(head, data, class_weights, task))
         row["seconds"] = round(time.perf_counter() - started, 2)
         rows.append(row)
         if on_epoch is not None:
@@ -97,7 +96,15 @@ def _order(pairs: int, views: int, sample_weights: torch.Tensor | None, generato
     return torch.multinomial(weights, pairs, replacement=True, generator=generator)
 
 
-def _validate(head: nn.Module, data: HeadData, class_weights: torch.Tensor | None) -> dict:
+def task_loss(logits, targets, task: str, class_weights, smoothing: float = 0.0):
+    """Cross-entropy (class weights, label smoothing), or for multi-label binary cross-entropy with per-label
+    positive weights (`class_weights` then holds them)."""
+    if task == "multi-label":
+        return F.binary_cross_entropy_with_logits(logits, targets.float(), pos_weight=class_weights)
+    return F.cross_entropy(logits, targets, weight=class_weights, label_smoothing=smoothing)
+
+
+def _validate(head: nn.Module, data: HeadData, class_weights: torch.Tensor | None, task: str = "single-label") -> dict:
     if data.val_features is None or len(data.val_features) == 0:
         return {"val_loss": float("nan"), "val_accuracy": float("nan"), "val_macro_f1": float("nan")}
     head.eval()
@@ -105,6 +112,15 @@ def _validate(head: nn.Module, data: HeadData, class_weights: torch.Tensor | Non
         logits = head(data.val_features)
     classes = logits.shape[1]
     targets = data.val_targets
+    if task == "multi-label":
+        from torchmetrics.functional.classification import multilabel_exact_match, multilabel_f1_score
+
+        hits = targets.long()
+        return {
+            "val_loss": float(task_loss(logits, targets, task, class_weights)),
+            "val_accuracy": float(multilabel_exact_match(logits.sigmoid(), hits, num_labels=classes)),
+            "val_macro_f1": float(multilabel_f1_score(logits.sigmoid(), hits, num_labels=classes, average="macro")),
+        }
     return {
         "val_loss": float(F.cross_entropy(logits, targets, weight=class_weights)),
         "val_accuracy": float(multiclass_accuracy(logits, targets, num_classes=classes, average="micro")),

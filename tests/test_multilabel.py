@@ -1,0 +1,112 @@
+"""Multi-label images: CSVs with several labels a cell or one 0/1 column a label, stratified splits, binary
+cross-entropy training, per-label thresholds, metrics, Id,Labels predictions and the ONNX path."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from conftest import COLOURS, TINY
+from PIL import Image
+
+import imagefit
+from imagefit.data import find_samples
+from imagefit.data.split import assign_splits
+from imagefit.tasks import classes_of
+
+NAMES = ("red", "blue", "green")
+
+
+def _striped(colours: list[str], seed: int) -> Image.Image:
+    """Vertical stripes of the given colours (with noise): an image showing each of its labels."""
+    rng = np.random.default_rng(seed)
+    pixels = np.zeros((36, 42, 3), dtype=np.int16)
+    for index, name in enumerate(colours):
+        width = 42 // len(colours)
+        pixels[:, index * width : (index + 1) * width] = COLOURS[name]
+    pixels += rng.integers(-30, 30, size=pixels.shape)
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def _dataset(root, count: int = 60, *, delimiter: str = " ") -> tuple:
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True)
+    rows = []
+    for i in range(count):
+        chosen = [n for n in NAMES if rng.random() < 0.45] or [NAMES[i % 3]]
+        _striped(chosen, seed=i).save(root / "images" / f"{i:03d}.png")
+        rows.append((f"{i:03d}", chosen))
+    table = root / "labels.csv"
+    with table.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image", "tags"])
+        writer.writerows([(name, delimiter.join(tags)) for name, tags in rows])
+    return table, rows
+
+
+@pytest.mark.parametrize("delimiter", [" ", ";", "|"])
+def test_a_cell_of_several_labels_makes_a_multi_label_csv(tmp_path, delimiter):
+    table, rows = _dataset(tmp_path, 12, delimiter=delimiter)
+    found = find_samples(table)
+    assert found.task == "multi-label" and "several labels an image" in found.facts[0]
+    assert [s.label for s in found.samples] == ["|".join(sorted(tags)) for _, tags in rows]
+
+
+def test_one_zero_one_column_a_label_and_an_image_with_none(tmp_path):
+    _dataset(tmp_path, 4)
+    table = tmp_path / "onehot.csv"
+    table.write_text("image,healthy,rust,scab\n000,1,0,0\n001,0,1,1\n002,0,0,0\n003,0,0,1\n")
+    found = find_samples(table)
+    assert found.task == "multi-label"
+    assert [s.label for s in found.samples] == ["healthy", "rust|scab", "", "scab"]
+
+
+def test_class_names_with_spaces_stay_single_label(tmp_path):
+    _dataset(tmp_path, 3)
+    table = tmp_path / "t.csv"
+    table.write_text("image,label\n000,Épine rouge\n001,Épine rouge\n002,lys\n")
+    assert find_samples(table).task == "single-label"
+
+
+def test_the_split_is_stratified_for_every_label(tmp_path):
+    table, _ = _dataset(tmp_path, 60)
+    samples = assign_splits(find_samples(table).samples, val_split=0.2, test_split=0.0, seed=0, task="multi-label")
+    val = [s for s in samples if s.split == "val"]
+    assert 10 <= len(val) <= 14
+    assert set(classes_of([s.label for s in val], "multi-label")) == set(NAMES), "every label in val"
+
+
+@pytest.fixture(scope="module")
+def multi_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("multi")
+    table, _ = _dataset(root / "d", 90)
+    run = imagefit.train(table, out=root / "run", epochs=6, frozen_epochs=1, test_split=0.15, **TINY)
+    return run
+
+
+def test_a_multi_label_run_trains_and_records_its_task_thresholds_and_figures(multi_run):
+    config = json.loads((multi_run.path / "config.json").read_text())
+    assert config["task"] == "multi-label" and set(config["thresholds"]) == set(NAMES)
+    assert all(0.05 <= t <= 0.95 for t in config["thresholds"].values())
+    val = multi_run.metrics["val"]
+    assert val["mean_average_precision"] > 0.8, "stripes of colour are learnable"
+    assert {"subset_accuracy", "hamming_loss", "micro_average_precision"} <= set(val)
+    assert set(val["per_class"]["red"]) >= {"average_precision", "precision", "recall", "f1", "threshold"}
+    assert "Precision-recall curves" in (multi_run.path / "report.html").read_text()
+
+
+def test_predict_writes_id_labels_and_onnx_gives_the_same_probabilities(multi_run, tmp_path):
+    from imagefit.export import export_onnx
+    from imagefit.prediction import predict, write_csv
+
+    _striped(["red", "green"], seed=999).save(tmp_path / "both.png")
+    _striped(["blue"], seed=998).save(tmp_path / "blue.png")
+    predictions = predict(multi_run.path, [tmp_path])
+    write_csv(predictions, tmp_path / "p.csv", full=True)
+    lines = (tmp_path / "p.csv").read_text().splitlines()
+    assert lines[0] == "Id,Labels,path,blue,green,red"
+    answers = dict(line.split(",")[:2] for line in lines[1:])
+    assert answers == {"blue": "blue", "both": "green red"}
+    onnx = predict(export_onnx(multi_run.path, out=tmp_path / "m.onnx"), [tmp_path])
+    np.testing.assert_allclose(onnx.probabilities, predictions.probabilities, atol=1e-4)
+    assert onnx.labels == predictions.labels
