@@ -105,6 +105,13 @@ class ScheduleRecipe:
             "model use the average); 0 turns it off"
         ),
     )
+    adapt: bool = field(
+        default=True,
+        metadata=_doc(
+            "measure how far the images are from the pretraining photos (BatchNorm input shift) and, when far, "
+            "update BatchNorm statistics and fine-tune at a higher rate (options you set stay as set)"
+        ),
+    )
     cached_head: bool = field(
         default=True,
         metadata=_doc(

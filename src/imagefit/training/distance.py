@@ -13,6 +13,13 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+# Measured with tf_efficientnet_lite0 at 192 px (benchmarks/data_distance.py): photos 0.15-0.16
+# (clothing, hymenoptera), upsampled 32 px CIFAR 0.28, upsampled 8 px digits 0.41.
+FAR_SHIFT = 0.22
+# When far: BatchNorm statistics follow the new images, and the whole network fine-tunes at this
+# share of the head's learning rate (instead of the recipe's 0.1); measured in benchmarks/RESULTS.md.
+FAR_FINETUNE = {"finetune_bn": True, "finetune_lr_ratio": 0.3}
+
 
 @torch.no_grad()
 def batchnorm_shift(backbone: nn.Module, images: torch.Tensor, *, batch_size: int = 32) -> float | None:

@@ -78,6 +78,7 @@ class Plan:
     epochs_given: bool = False  # --epochs was passed: with --time-limit it caps the planned epochs
     own_val: bool = False  # the data brought its val split (not carved at random): worth a shift check
     task: str = "single-label"  # or "multi-label" (imagefit.tasks)
+    given: frozenset = frozenset()  # recipe fields the user set: adaptation leaves them as set
 
 
 def train(
@@ -160,6 +161,7 @@ def _new_plan(
     plan.epochs_given = any(key.replace("-", "_") in ("epochs", "schedule.epochs") for key in overrides)
     plan.own_val = any(s.split == "val" for s in inventory.samples)
     plan.task = inventory.task
+    plan.given = frozenset(key.replace("-", "_").split(".")[-1] for key in overrides)
     if not inherited:
         made.append(run_dir)
         write_split(files.split, samples)
@@ -311,6 +313,8 @@ def _setup(plan: Plan, stage: str, *, planned: bool, console: Console, report: b
     )
     if recipe.engine.channels_last:  # before anything runs it: DDP needs the same strides in every process
         model = model.to(memory_format=torch.channels_last)
+    if recipe.schedule.adapt and recipe.model.pretrained and stage == "new" and not planned:
+        recipe = _adapt(plan, model, preprocess, console)
     budget = None
     if recipe.schedule.time_limit and not planned:
         preprocess, budget = _apply_time_limit(plan, model, preprocess, console, report)
@@ -355,6 +359,36 @@ def _label_weights(labels: list[str], plan: Plan, recipe: Recipe, console: Conso
             highlight=False,
         )
     return "weights", torch.from_numpy(weights)
+
+
+def _adapt(plan: Plan, model, preprocess, console: Console) -> Recipe:
+    """The recipe adapted to how far the images are from the pretraining photos (one line says what and why)."""
+    from imagefit.data.decode import UNREADABLE, open_image
+    from imagefit.data.transforms import eval_transform
+    from imagefit.training.distance import FAR_FINETUNE, FAR_SHIFT, batchnorm_shift
+
+    chosen = [s for s in plan.samples if s.split == "val"][:64] or plan.samples[:64]
+    transform, views = eval_transform(preprocess), []
+    for sample in chosen:
+        try:
+            views.append(transform(open_image(sample.path, min_size=preprocess.resize_size)))
+        except UNREADABLE:
+            continue
+    shift = batchnorm_shift(model.backbone, torch.stack(views)) if views else None
+    if shift is None:
+        return plan.recipe
+    changes = {k: v for k, v in FAR_FINETUNE.items() if k not in plan.given} if shift > FAR_SHIFT else {}
+    if changes:
+        said = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in changes.items())
+        console.print(
+            f"adapt: BatchNorm input shift {shift:.2f} (photos like ImageNet's: about 0.15): far from the "
+            f"pretraining images, so {said}",
+            highlight=False,
+        )
+        plan.recipe = plan.recipe.override(**changes)
+    else:
+        console.print(f"adapt: BatchNorm input shift {shift:.2f}: close to the pretraining images", highlight=False)
+    return plan.recipe
 
 
 def _fine_tune(trainer: L.Trainer, module, datamodule, files: runs.RunFiles, *, resume: bool) -> None:
