@@ -47,7 +47,7 @@ def test_evaluate_writes_metrics_and_per_image_predictions(tiny_run):
     with (tiny_run / "predictions-val.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == result.metrics["count"] == sum(s.split == "val" for s in imagefit.load_run(tiny_run).split())
-    assert set(rows[0]) == {"path", "true", "predicted", "confidence", "blue", "red"}
+    assert set(rows[0]) == {"path", "true", "predicted", "confidence", "blue", "red", "unknown_score"}
     stored = json.loads((tiny_run / "metrics.json").read_text())
     assert stored["val"]["balanced_accuracy"] == pytest.approx(result.metrics["balanced_accuracy"])
 
@@ -154,7 +154,7 @@ def test_commands_after_training_run_from_the_command_line(tiny_run, tmp_path):
     assert imagefit_cli("evaluate", str(tiny_run)).returncode == 0
     predicted = imagefit_cli("predict", str(tiny_run), str(images), "--out", str(tmp_path / "p.csv"), "--tta", "--full")
     assert predicted.returncode == 0, predicted.stderr[-1500:]
-    assert (tmp_path / "p.csv").read_text().splitlines()[0] == "Id,Category,path,confidence,top_k"
+    assert (tmp_path / "p.csv").read_text().splitlines()[0] == "Id,Category,path,confidence,top_k,unknown,unknown_score"
     shown = [line for line in predicted.stdout.splitlines() if line.startswith("000.jpg: ")]
     assert len(shown) == 2 and all(line.count(", ") == 1 for line in shown), "a few images: each one's top classes"
     again = imagefit_cli("predict", str(tiny_run), str(images), "--out", str(tmp_path / "p.csv"))

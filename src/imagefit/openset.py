@@ -69,7 +69,8 @@ class UnknownIndex:
 
 def build_index(embeddings: np.ndarray, *, seed: int = 0) -> UnknownIndex:
     """An index of (a seeded sample of at most INDEX_SIZE) training embeddings."""
-    embeddings = normalise(embeddings)
+    # Rounded as they are stored (float16), so the threshold set now holds for the index loaded later.
+    embeddings = normalise(embeddings).astype(np.float16).astype(np.float32)
     if len(embeddings) > INDEX_SIZE:
         keep = np.random.default_rng(seed).choice(len(embeddings), size=INDEX_SIZE, replace=False)
         embeddings = embeddings[np.sort(keep)]

@@ -27,6 +27,7 @@ from imagefit.data.preprocess import Preprocess
 from imagefit.data.sources import Sample
 from imagefit.data.transforms import eval_transform, train_decode_size, train_transform
 from imagefit.models import ImageClassifier, preprocess_for
+from imagefit.openset import INDEX_SIZE
 
 # Real epochs run a little slower than the measured parts add up to (loader start, checkpoints).
 REAL_LOOP_FACTOR = 1.1
@@ -178,6 +179,7 @@ def plan_time(
             report=report,
             frozen_epochs=recipe.schedule.frozen_epochs,
             tune_inference=recipe.predict.tune_inference,
+            unknown_index=recipe.predict.unknown_index,
         )
         smaller = max(SMALLEST_SIZE, int(size * 0.75) // 32 * 32)
         fixed_size = hasattr(model.backbone, "patch_embed")  # ViTs are built for one input size
@@ -199,6 +201,7 @@ def fit_plan(
     report: bool,
     frozen_epochs: int,
     tune_inference: bool = False,
+    unknown_index: bool = False,
 ) -> TimePlan:
     """The plan at one image size: feature views dropped first, then fine-tuning epochs, until it fits."""
     n_train, n_val, n_test = counts.get("train", 0), counts.get("val", 0), counts.get("test", 0)
@@ -213,6 +216,8 @@ def fit_plan(
     finish = REAL_LOOP_FACTOR * evaluation(n_val + n_test) + (REPORT_SECONDS if report else 0.0)
     if tune_inference:
         finish += REAL_LOOP_FACTOR * evaluation(n_val) * TUNE_INFERENCE_PASSES
+    if unknown_index:  # the training embeddings of the unknown index, and val's scores
+        finish += REAL_LOOP_FACTOR * evaluation(min(n_train, INDEX_SIZE) + n_val)
     epoch = REAL_LOOP_FACTOR * (rates.seconds(n_train, rates.prep_train, rates.train) + evaluation(n_val))
     epoch += EPOCH_OVERHEAD_S
     if not head_on_features:  # frozen epochs run through the backbone: forward only (no backward through it)
