@@ -458,6 +458,7 @@ def _quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")  # a resumed run
+    warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")  # small sets: no harm
 
 
 def main() -> None:
