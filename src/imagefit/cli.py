@@ -336,6 +336,29 @@ def cache_clear() -> None:
     print(f"cleared {store.clear() / 1e6:.1f} MB from {store.path}")
 
 
+@app.command("lr-find", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def lr_find(
+    ctx: typer.Context,
+    data: Path = typer.Argument(..., help="data, as for train"),
+    out: Path = typer.Option(Path("lr-find.png"), help="where the loss-against-learning-rate plot goes"),
+    steps: int = typer.Option(100, help="steps of the range test"),
+) -> None:
+    """Learning-rate range test on the whole network (Lightning's lr_find); says which rate to fine-tune at."""
+    from imagefit.training.lr_find import lr_find as range_test
+
+    _quiet_lightning()
+    with _user_errors():
+        found = range_test(data, out=out, steps=steps, console=console, **parse_overrides(ctx.args))
+        if found.suggestion is None:
+            console.print(f"no clear suggestion (the loss never fell steadily); see {found.plot}", highlight=False)
+            return
+        console.print(
+            f"suggested fine-tuning learning rate {found.suggestion:.2e}: imagefit train {data} "
+            f"--finetune-lr-ratio {found.ratio:.3g}   (plot: {found.plot})",
+            highlight=False,
+        )
+
+
 @app.command()
 def refit(
     run: Path = typer.Argument(..., help="a finished run folder"),

@@ -1,0 +1,70 @@
+"""`imagefit lr-find DATA`: Lightning's learning-rate range test on the whole network, as fastai's lr_find.
+
+The learning rate grows exponentially over a few dozen steps while the loss is recorded; the
+suggestion is the steepest fall of the (smoothed) loss. It is a fine-tuning rate: with the
+recipe's head rate `lr`, `--finetune-lr-ratio` is the suggestion divided by `lr`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+
+from imagefit.config import Recipe
+
+
+@dataclass
+class LrFind:
+    suggestion: float | None
+    ratio: float | None  # suggestion / recipe lr: the --finetune-lr-ratio to pass
+    plot: Path
+
+
+def lr_find(
+    data: str | Path, *, out: str | Path = "lr-find.png", steps: int = 100, console: Console | None = None, **overrides
+) -> LrFind:
+    """Run the range test on DATA's training split with the recipe (overridden by keyword); plot to OUT."""
+    import lightning as L
+    from lightning.pytorch.tuner import Tuner
+
+    from imagefit.data import assign_splits, scan
+    from imagefit.data.datamodule import ImageDataModule
+    from imagefit.models import build_classifier
+    from imagefit.models.factory import check_model_name
+    from imagefit.training.fit import _resolve_image_size
+    from imagefit.training.module import ClassifierModule
+
+    console = console or Console(stderr=True, soft_wrap=True)
+    recipe = Recipe().override(**overrides).override(frozen_epochs=0, epochs=1)
+    check_model_name(recipe.model.model)
+    inventory = scan(Path(data))
+    recipe = _resolve_image_size(recipe, console)
+    samples = assign_splits(
+        inventory.samples, val_split=recipe.data.val_split, test_split=0.0, seed=recipe.data.seed, task=inventory.task
+    )
+    L.seed_everything(recipe.data.seed, verbose=False)
+    model, preprocess, _ = build_classifier(recipe.model, len(inventory.classes))
+    datamodule = ImageDataModule(
+        samples, inventory.classes, preprocess, data=recipe.data, augment=recipe.augment, task=inventory.task
+    )
+    module = ClassifierModule(model, recipe, len(inventory.classes), frozen_epochs=0, task=inventory.task)
+    trainer = L.Trainer(
+        accelerator=recipe.engine.accelerator,
+        devices=1,
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=Path(out).parent,
+    )
+    found = Tuner(trainer).lr_find(
+        module, datamodule=datamodule, min_lr=1e-6, max_lr=1.0, num_training=steps, update_attr=False
+    )
+    figure = found.plot(suggest=True)
+    figure.savefig(out, dpi=100, bbox_inches="tight")
+    suggestion = found.suggestion()
+    ratio = suggestion / recipe.optim.lr if suggestion else None
+    return LrFind(suggestion, ratio, Path(out))
