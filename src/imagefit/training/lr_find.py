@@ -53,7 +53,7 @@ def lr_find(
     trainer = L.Trainer(
         accelerator=recipe.engine.accelerator,
         devices=1,
-        max_epochs=1,
+        max_epochs=10_000,  # the range test stops itself after `steps` steps, however many epochs that takes
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
