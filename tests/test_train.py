@@ -220,3 +220,24 @@ def test_competition_layout_writes_a_submission_of_the_unlabelled_test_images(tm
     rows = (run.path / "submission.csv").read_text().splitlines()
     assert rows[0] == "Id,Category" and sorted(r.split(",")[0] for r in rows[1:]) == ["img0", "img1", "img2"]
     assert dict(r.split(",") for r in rows[1:]) == {"img0": "red", "img1": "blue", "img2": "red"}
+
+
+def test_micro_batches_take_the_same_optimizer_steps_as_whole_batches(tmp_path):
+    data = make_class_folders(tmp_path / "d", per_class=12)
+    options = {**TINY, "epochs": 3, "frozen_epochs": 1, "dropout": 0.0, "report": False, "unknown_index": False}
+    whole = imagefit.train(data, out=tmp_path / "whole", **options)
+    micro = imagefit.train(data, out=tmp_path / "micro", micro_batch=4, **options)
+    steps = [torch.load(r.path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] for r in (whole, micro)]
+    assert steps[0] == steps[1] > 0, "4-image forward passes accumulate to the 8-image steps"
+    assert micro.metrics["val"]["accuracy"] == whole.metrics["val"]["accuracy"] == 1.0
+    from imagefit.data.datamodule import ImageDataModule
+    from imagefit.data.preprocess import Preprocess
+
+    module = ImageDataModule(
+        micro.split(),
+        micro.classes,
+        Preprocess(32, (0.5,) * 3, (0.5,) * 3),
+        data=micro.recipe.data,
+        augment=micro.recipe.augment,
+    )
+    assert next(iter(module.train_dataloader()))[0].shape[0] == 4, "the loader hands out micro batches"

@@ -32,6 +32,13 @@ class DataRecipe:
     )
     seed: int = field(default=42, metadata=_doc("seed for the split, the augmentation and the weights of new layers"))
     batch_size: int = field(default=32, metadata=_doc("images per step on each device"))
+    micro_batch: int = field(
+        default=0,
+        metadata=_doc(
+            "images per forward pass in fine-tuning, gradients accumulated to batch_size (less memory; the same "
+            "steps while BatchNorm statistics are frozen); 0: batch_size"
+        ),
+    )
     num_workers: int = field(default=-1, metadata=_doc("data-loader worker processes; -1 picks from the CPU count"))
     imbalance: str = field(
         default="auto", metadata=_doc("auto | weights | sampler | none: how unequal class sizes are handled")
@@ -214,6 +221,10 @@ class Recipe:
             )
         if self.data.batch_size < 1:
             raise UserError(f"batch_size must be at least 1, got {self.data.batch_size}")
+        if self.data.micro_batch < 0 or (self.data.micro_batch and self.data.batch_size % self.data.micro_batch):
+            raise UserError(
+                f"micro_batch must divide batch_size ({self.data.batch_size}), got {self.data.micro_batch} (0: off)"
+            )
         if self.schedule.head_views < 1:
             raise UserError(f"head_views must be at least 1 (the plain view), got {self.schedule.head_views}")
         parse_duration(self.schedule.time_limit)
