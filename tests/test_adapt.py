@@ -27,7 +27,7 @@ def test_far_images_update_batchnorm_and_fine_tune_faster_photos_keep_the_recipe
     model, preprocess, _ = build_classifier(ModelRecipe(image_size=192), 2)
     printed = io.StringIO()
     recipe = _adapt(_plan(name), model, preprocess, Console(file=printed, width=200))
-    assert recipe.schedule.finetune_bn is far
+    assert recipe.schedule.finetune_bn is False, "BatchNorm statistics stay: updating them lost everywhere"
     assert recipe.optim.finetune_lr_ratio == (0.3 if far else 0.1)
     assert ("far from the pretraining images" in printed.getvalue()) is far
 
@@ -36,4 +36,14 @@ def test_an_option_the_user_set_is_not_adapted():
     model, preprocess, _ = build_classifier(ModelRecipe(image_size=192), 2)
     plan = _plan("digits", given={"finetune_lr_ratio"})
     recipe = _adapt(plan, model, preprocess, Console(file=io.StringIO()))
-    assert recipe.optim.finetune_lr_ratio == 0.1 and recipe.schedule.finetune_bn is True
+    assert recipe.optim.finetune_lr_ratio == 0.1
+
+
+def test_small_images_get_gentler_crops_unless_the_user_chose():
+    model, preprocess, _ = build_classifier(ModelRecipe(image_size=192), 2)
+    plan = _plan("hymenoptera")
+    plan.median_side = 8
+    assert _adapt(plan, model, preprocess, Console(file=io.StringIO())).augment.crop_scale == 0.7
+    plan = _plan("hymenoptera", given={"crop_scale"})
+    plan.median_side = 8
+    assert _adapt(plan, model, preprocess, Console(file=io.StringIO())).augment.crop_scale == 0.35

@@ -79,6 +79,7 @@ class Plan:
     own_val: bool = False  # the data brought its val split (not carved at random): worth a shift check
     task: str = "single-label"  # or "multi-label" (imagefit.tasks)
     given: frozenset = frozenset()  # recipe fields the user set: adaptation leaves them as set
+    median_side: int = 0  # median shorter side of the images, in pixels (0: not known)
 
 
 def train(
@@ -162,6 +163,8 @@ def _new_plan(
     plan.own_val = any(s.split == "val" for s in inventory.samples)
     plan.task = inventory.task
     plan.given = frozenset(key.replace("-", "_").split(".")[-1] for key in overrides)
+    sides = sorted(min(f.width, f.height) for f in inventory.facts.values() if f.width)
+    plan.median_side = sides[len(sides) // 2] if sides else 0
     if not inherited:
         made.append(run_dir)
         write_split(files.split, samples)
@@ -365,7 +368,7 @@ def _adapt(plan: Plan, model, preprocess, console: Console) -> Recipe:
     """The recipe adapted to how far the images are from the pretraining photos (one line says what and why)."""
     from imagefit.data.decode import UNREADABLE, open_image
     from imagefit.data.transforms import eval_transform
-    from imagefit.training.distance import FAR_FINETUNE, FAR_SHIFT, batchnorm_shift
+    from imagefit.training.distance import FAR_FINETUNE, FAR_SHIFT, SMALL_CROP_SCALE, SMALL_SIDE, batchnorm_shift
 
     chosen = [s for s in plan.samples if s.split == "val"][:64] or plan.samples[:64]
     transform, views = eval_transform(preprocess), []
@@ -377,17 +380,19 @@ def _adapt(plan: Plan, model, preprocess, console: Console) -> Recipe:
     shift = batchnorm_shift(model.backbone, torch.stack(views)) if views else None
     if shift is None:
         return plan.recipe
-    changes = {k: v for k, v in FAR_FINETUNE.items() if k not in plan.given} if shift > FAR_SHIFT else {}
+    far = shift > FAR_SHIFT
+    changes = {k: v for k, v in FAR_FINETUNE.items() if k not in plan.given} if far else {}
+    small = 0 < plan.median_side <= SMALL_SIDE
+    if small and "crop_scale" not in plan.given and plan.recipe.augment.crop_scale < SMALL_CROP_SCALE:
+        changes["crop_scale"] = SMALL_CROP_SCALE
+    closeness = "far from" if far else "close to"
+    measured = f"BatchNorm input shift {shift:.2f} ({closeness} the pretraining images; photos: about 0.15)"
+    if small:
+        measured += f", images of {plan.median_side} px"
+    said = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in changes.items()) or "recipe unchanged"
+    console.print(f"adapt: {measured}: {said}", highlight=False)
     if changes:
-        said = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in changes.items())
-        console.print(
-            f"adapt: BatchNorm input shift {shift:.2f} (photos like ImageNet's: about 0.15): far from the "
-            f"pretraining images, so {said}",
-            highlight=False,
-        )
         plan.recipe = plan.recipe.override(**changes)
-    else:
-        console.print(f"adapt: BatchNorm input shift {shift:.2f}: close to the pretraining images", highlight=False)
     return plan.recipe
 
 
