@@ -110,3 +110,13 @@ def test_predict_writes_id_labels_and_onnx_gives_the_same_probabilities(multi_ru
     onnx = predict(export_onnx(multi_run.path, out=tmp_path / "m.onnx"), [tmp_path])
     np.testing.assert_allclose(onnx.probabilities, predictions.probabilities, atol=1e-4)
     assert onnx.labels == predictions.labels
+
+
+def test_a_refit_of_a_multi_label_run_keeps_its_thresholds(multi_run, tmp_path):
+    from imagefit.training.refit import refit
+
+    done = refit(multi_run.path, out=tmp_path / "refit")
+    config = json.loads((done.path / "config.json").read_text())
+    assert config["task"] == "multi-label" and config["thresholds"] == multi_run.config["thresholds"]
+    assert "test" in done.metrics and "mean_average_precision" in done.metrics["test"]
+    assert done.metrics["val_estimate"] == multi_run.metrics["val"] and "val" not in done.metrics

@@ -132,6 +132,13 @@ class ScheduleRecipe:
     time_limit: str = field(
         default="", metadata=_doc("finish training within this wall time (90s, 10m, 1.5h): epochs planned to fit")
     )
+    refit: bool = field(
+        default=False,
+        metadata=_doc(
+            "after the run, train again on train + val for the epochs it kept (RUN-refit, AutoGluon's "
+            "refit_full); its figures: the run's val as the estimate, test where there is one"
+        ),
+    )
 
 
 @dataclass

@@ -204,16 +204,16 @@ def _summary(run: runs.Run, split: str) -> str:
         ["best epoch", run.metrics.get("best_epoch", "")],
     ]
     keys = ("accuracy", "balanced_accuracy", "macro_f1", "top5_accuracy", "log_loss", "ece")
+    shown = {"val": "val", "val_estimate": "val (of the run refitted)", "test": "test"}
     figures_rows = [
-        [name] + [f"{run.metrics[name][k]:.4f}" if k in run.metrics[name] else "" for k in keys]
-        for name in ("val", "test")
-        if name in run.metrics
+        [label] + [f"{run.metrics[name][k]:.4f}" if k in run.metrics[name] else "" for k in keys]
+        for name, label in shown.items()
+        if run.metrics.get(name)
     ]
-    return section(
-        "summary",
-        "Run summary",
-        table(None, facts) + table(["split", *keys], figures_rows) + f"<p>Figures below are on the {split} split.</p>",
-    )
+    said = f"<p>Figures below are on the {split} split.</p>"
+    if run.refit_note:
+        said = f"<p><strong>{html.escape(run.refit_note)}.</strong></p>" + said
+    return section("summary", "Run summary", table(None, facts) + table(["split", *keys], figures_rows) + said)
 
 
 def _curves(run: runs.Run) -> str:

@@ -210,6 +210,17 @@ class Run:
         return UnknownIndex.load(self.path / facts["index"], threshold=facts["threshold"], neighbour=facts["neighbour"])
 
     @property
+    def refit_note(self) -> str:
+        """For a refit (trained on train + val), the plain words that it has no validation figure of its own."""
+        source = self.config.get("refit_of")
+        if not source:
+            return ""
+        return (
+            f"refit of {source} on its train + val images: this model has no validation figure of its own; "
+            "the val figures shown are that run's estimate"
+        )
+
+    @property
     def train_preprocess(self) -> Preprocess:
         return Preprocess.from_dict(self.config["preprocess"])
 

@@ -18,7 +18,7 @@ from rich.console import Console
 from safetensors.torch import load_file
 
 from imagefit import runs
-from imagefit.config import Recipe, fit_epochs
+from imagefit.config import Recipe, fit_epochs, parse_duration
 from imagefit.data import Sample, assign_splits, read_split, scan, write_split
 from imagefit.data.checks import duplicate_findings
 from imagefit.data.datamodule import ImageDataModule, default_workers
@@ -45,6 +45,7 @@ from imagefit.training.environment import environment, training_facts
 from imagefit.training.frozen import cached_head_phase, head_on_features
 from imagefit.training.module import ClassifierModule
 from imagefit.training.polish import choose_inference, describe, fit_unknown
+from imagefit.training.refit import mark_val_as_training
 from imagefit.training.summary import print_summary
 
 # A DDP launcher re-runs the command in each new process (LOCAL_RANK 1, 2 ...); they find the run
@@ -80,6 +81,7 @@ class Plan:
     task: str = "single-label"  # or "multi-label" (imagefit.tasks)
     given: frozenset = frozenset()  # recipe fields the user set: adaptation leaves them as set
     median_side: int = 0  # median shorter side of the images, in pixels (0: not known)
+    carried: dict = field(default_factory=dict)  # config.json fields from another run (a refit's source)
 
 
 def train(
@@ -95,6 +97,7 @@ def train(
     on_stage: StageFn | None = None,
     csv_columns: CsvColumns | None = None,
     checks: bool = True,
+    carried: dict | None = None,
     **overrides,
 ) -> runs.Run | None:
     """Train a classifier on DATA with the default recipe (overridden by keyword) and return the finished run.
@@ -105,7 +108,9 @@ def train(
     the extra processes of a multi-process (DDP) run. `callbacks` are extra Lightning callbacks
     for the fine-tuning Trainer; `on_stage` is called with the name of each stage as it starts;
     `csv_columns` names a CSV's path and label columns and image folder where they cannot be guessed;
-    `checks` False skips the duplicate and leakage warnings (a refit validates on training images).
+    `checks` False skips the duplicate and leakage warnings (a refit validates on training images);
+    `carried` holds config.json fields a refit takes from its source run (`refit_of`, prediction settings).
+    With the recipe's `refit`, the run is followed by its refit (RUN-refit), which is returned.
     A Ctrl-C at any moment raises TrainingInterrupted, naming the command that resumes the run.
     """
     started = time.perf_counter()
@@ -113,14 +118,41 @@ def train(
     notify = on_stage or _no_stage
     made: list[Path] = []  # the run folder this call made, once it exists
     try:
+        total = 0.0
         if resume is not None:
             made.append(Path(resume))
             plan = _resume_plan(Path(resume), overrides)
         else:
+            overrides, total = _share_time_with_refit(overrides, console)
             plan = _new_plan(data, out, name, runs_dir, overrides, console, notify, made, started, csv_columns, checks)
-        return _fit(plan, console, report=report, callbacks=callbacks, notify=notify)
+            plan.carried = dict(carried or {})
+        run = _fit(plan, console, report=report, callbacks=callbacks, notify=notify)
+        if run is None or not plan.recipe.schedule.refit or runs.read_json(run.path / "config.json").get("refit_of"):
+            return run
+        from imagefit.training.refit import refit
+
+        left = total - (time.perf_counter() - started) if total else 0.0
+        return refit(run.path, console=console, time_limit=max(left, 1.0) if total else 0.0, report=report)
     except KeyboardInterrupt:
         raise TrainingInterrupted(_interrupted(made[0] if made else None, new=resume is None)) from None
+
+
+# With --refit and --time-limit, the run gets this share of the limit and its refit the rest: the refit
+# trains about as long as the run's fine-tuning (1.18x the images, the kept epochs) on cached features.
+REFIT_FIRST_SHARE = 0.5
+
+
+def _share_time_with_refit(overrides: dict, console: Console) -> tuple[dict, float]:
+    """Overrides whose time limit is the run's share when a refit follows it; and the whole limit in seconds."""
+    keys = {k: k.replace("-", "_").split(".")[-1] for k in overrides}
+    asked = Recipe().override(**{k: v for k, v in overrides.items() if keys[k] in ("refit", "time_limit")})
+    if not asked.schedule.refit or not asked.schedule.time_limit:
+        return overrides, 0.0
+    total = parse_duration(asked.schedule.time_limit)
+    share = total * REFIT_FIRST_SHARE
+    key = next(k for k, bare in keys.items() if bare == "time_limit")
+    console.print(f"time limit with --refit: {share:.0f}s for the run, the rest for its refit", highlight=False)
+    return {**overrides, key: f"{share:.0f}s"}, total
 
 
 def _new_plan(
@@ -501,8 +533,10 @@ def _after_fit(plan: Plan, console: Console, report: bool, notify: StageFn, *, f
         elif plan.task != "multi-label" and plan.recipe.predict.tune_inference and "inference" not in config:
             _choose_inference(plan, console, device)
         if plan.recipe.predict.unknown_index and "unknown" not in runs.read_json(files.config):
-            _fit_unknown(plan, device)
+            _fit_unknown(plan, device, with_val=not config.get("refit_of"))
         evaluate(plan.run_dir, device=device)
+        if config.get("refit_of"):
+            mark_val_as_training(files)
         _predict_unlabelled(files, console, device)
     if report:
         notify("report")
@@ -529,15 +563,18 @@ def _predict_unlabelled(files: runs.RunFiles, console: Console, device: str) -> 
     )
 
 
-def _fit_unknown(plan: Plan, device: str) -> None:
-    """The training embeddings that flag unknown images, and the threshold chosen on val, into the run folder."""
+def _fit_unknown(plan: Plan, device: str, *, with_val: bool = True) -> None:
+    """The training embeddings that flag unknown images, and the threshold chosen on val, into the run folder.
+
+    A refit's val images are training images: its threshold comes from the index's leave-one-out scores.
+    """
     run = runs.load_run(plan.run_dir)
     samples = run.split()
     index, facts = fit_unknown(
         run.load_model(),
         run.inference,
         [s for s in samples if s.split == "train"],
-        [s for s in samples if s.split == "val"],
+        [s for s in samples if s.split == "val"] if with_val else None,
         run.classes,
         device=device,
         seed=plan.recipe.data.seed,
@@ -594,6 +631,7 @@ def _config(plan: Plan, preprocess: dict, weights_source: str, imbalance: str) -
         "weights_source": weights_source,
         "imbalance_handling": imbalance,
         "task": plan.task,
+        **plan.carried,
     }
 
 

@@ -1,11 +1,12 @@
-"""`imagefit refit RUN`: the run's recipe trained again on train + val, for the epochs the run kept.
+"""`imagefit refit RUN` (and `imagefit train --refit`): the run's recipe trained again on train + val.
 
 On small datasets the 15 % held out for validation is worth points once the recipe is chosen
 (AutoGluon's `refit_full`). The refit trains for the run's kept number of epochs and keeps the
 last one (nothing is left to choose on), predicts with the settings the run chose on val
-(evaluation size, test-time views, temperature), and sets its unknown threshold from its own
-training embeddings (leave one out). Its test figures are honest; its val figures are not (val
-is training data now) and are kept apart under `val_in_training`.
+(evaluation size, test-time views, temperature; a multi-label run's thresholds), and sets its
+unknown threshold from its own training embeddings (leave one out). Its test figures are honest;
+its val figures are not (val is training data now): they are kept apart under `val_in_training`,
+and the run's own val figures stand as the estimate (`val_estimate`).
 """
 
 from __future__ import annotations
@@ -19,10 +20,24 @@ from imagefit import runs
 from imagefit.data import Sample, write_split
 from imagefit.errors import UserError
 
+# What a refit takes from its source run's config.json rather than choosing it on val again.
+CARRIED = ("inference", "inference_candidates", "thresholds")
+# Recipe fields a refit sets itself: the schedule is the source's kept epochs, kept to the last.
+NOT_CARRIED = ("epochs", "frozen_epochs", "patience", "keep", "time_limit", "tune_inference", "refit")
 
-def refit(run_path: str | Path, *, out: str | Path | None = None, console: Console | None = None) -> runs.Run:
-    """A new run folder (default RUN-refit) trained on RUN's train and val images; returns it."""
-    from imagefit.evaluation import evaluate
+
+def refit(
+    run_path: str | Path,
+    *,
+    out: str | Path | None = None,
+    console: Console | None = None,
+    time_limit: float = 0.0,
+    report: bool = False,
+) -> runs.Run:
+    """A new run folder (default RUN-refit) trained on RUN's train and val images; returns it.
+
+    `time_limit` (seconds, 0: none) bounds the refit as --time-limit does, the kept epochs its cap.
+    """
     from imagefit.training.fit import train
 
     console = console or Console(stderr=True, soft_wrap=True)
@@ -40,10 +55,13 @@ def refit(run_path: str | Path, *, out: str | Path | None = None, console: Conso
         f"{group}.{name}": value
         for group, values in recipe.to_dict().items()
         for name, value in values.items()
-        if name not in ("epochs", "frozen_epochs", "patience", "keep", "time_limit", "tune_inference")
+        if name not in NOT_CARRIED
     }
     overrides.update(epochs=kept, frozen_epochs=frozen, patience=10**6, keep="last", tune_inference=False)
-    overrides["unknown_index"] = False  # made below, without val
+    if time_limit:
+        overrides["time_limit"] = f"{time_limit:.0f}s"
+    carried = {"refit_of": str(source.path.resolve()), "val_estimate": source.metrics.get("val", {})}
+    carried.update({key: source.config[key] for key in CARRIED if key in source.config})
     target = Path(out) if out else source.path.with_name(f"{source.path.name}-refit")
     console.print(
         f"refit: {sum(s.split == 'train' for s in merged)} images (train + val of {source.path.name}), "
@@ -53,34 +71,15 @@ def refit(run_path: str | Path, *, out: str | Path | None = None, console: Conso
     with tempfile.TemporaryDirectory() as scratch:
         manifest = Path(scratch) / "refit.csv"
         write_split(manifest, merged)
-        run = train(manifest, out=target, console=console, report=False, checks=False, **overrides)
-    _carry_over(source, run)
-    evaluate(run.path)
-    return _mark_val(run)
+        return train(manifest, out=target, console=console, report=report, checks=False, carried=carried, **overrides)
 
 
-def _carry_over(source: runs.Run, run: runs.Run) -> None:
-    """The source run's prediction settings, and an unknown index of the refit's own training embeddings."""
-    from imagefit.training.polish import fit_unknown
-
-    files = runs.RunFiles(run.path)
-    config = runs.read_json(files.config)
-    config["inference"] = source.config.get("inference", config.get("inference"))
-    config["refit_of"] = str(source.path.resolve())
-    runs.write_json(files.config, config)
-    if source.config.get("unknown"):
-        loaded = runs.load_run(run.path)
-        train = [s for s in loaded.split() if s.split == "train"]
-        index, facts = fit_unknown(loaded.load_model(), loaded.inference, train, None, loaded.classes)
-        index.save(run.path / facts["index"])
-        runs.write_json(files.config, {**runs.read_json(files.config), "unknown": facts})
-
-
-def _mark_val(run: runs.Run) -> runs.Run:
-    """Val figures moved under `val_in_training`: the refit trained on those images."""
-    files = runs.RunFiles(run.path)
+def mark_val_as_training(files: runs.RunFiles) -> None:
+    """A refit's val figures moved under `val_in_training`, and its source's val figures set as `val_estimate`."""
     metrics = runs.read_json(files.metrics)
     if "val" in metrics:
         metrics["val_in_training"] = metrics.pop("val")
+    estimate = runs.read_json(files.config).get("val_estimate")
+    if estimate:
+        metrics["val_estimate"] = estimate
     runs.write_json(files.metrics, metrics)
-    return runs.load_run(run.path)

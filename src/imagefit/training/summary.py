@@ -16,11 +16,13 @@ def print_summary(run: Run, console: Console) -> None:
     table.add_column("images", justify="right")
     table.add_column("accuracy", justify="right")
     table.add_column("macro-F1", justify="right")
-    for split in ("val", "test"):
-        if split in metrics:
+    for split, label in (("val", "val"), ("val_estimate", "val (of the run refitted)"), ("test", "test")):
+        if metrics.get(split):
             figures = metrics[split]
-            table.add_row(split, str(figures["count"]), f"{figures['accuracy']:.4f}", f"{figures['macro_f1']:.4f}")
+            table.add_row(label, str(figures["count"]), f"{figures['accuracy']:.4f}", f"{figures['macro_f1']:.4f}")
     console.print(table)
+    if run.refit_note:
+        console.print(run.refit_note, highlight=False, soft_wrap=True)
     console.print(f"best epoch: {metrics.get('best_epoch')}   model: {run.recipe.model.model}")
     if (run.path / "report.html").exists():
         console.print(f"report: {run.path / 'report.html'}", highlight=False, soft_wrap=True)
