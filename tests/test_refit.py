@@ -4,7 +4,6 @@ import io
 import json
 
 from conftest import TINY, make_class_folders
-
 from rich.console import Console
 
 import imagefit
