@@ -120,3 +120,25 @@ def test_a_refit_of_a_multi_label_run_keeps_its_thresholds(multi_run, tmp_path):
     assert config["task"] == "multi-label" and config["thresholds"] == multi_run.config["thresholds"]
     assert "test" in done.metrics and "mean_average_precision" in done.metrics["test"]
     assert done.metrics["val_estimate"] == multi_run.metrics["val"] and "val" not in done.metrics
+
+
+def test_the_audit_of_multi_label_data_counts_labels_and_finds_twin_labels_and_unlabelled_images(tmp_path):
+    from imagefit.audit import audit
+
+    table, rows = _dataset(tmp_path, 40)
+    with table.open("w", newline="") as handle:  # "scarlet" rides with every "red": one label under two names
+        writer = csv.writer(handle)
+        writer.writerow(["image", "tags"])
+        for index, (name, tags) in enumerate(rows):
+            tags = [] if index < 3 else tags + (["scarlet"] if "red" in tags else [])
+            writer.writerow([name, ";".join(tags)])
+    report = audit(table, out=tmp_path / "audit", cache_dir=tmp_path / "cache")
+    (imbalance,) = report.of_kind("imbalance")
+    train_rows = [tags for index, (_, tags) in enumerate(rows) if index >= 3]
+    assert imbalance.detail["counts"]["blue"] == sum("blue" in tags for tags in train_rows)
+    assert imbalance.detail["no_label"] == 3 and imbalance.detail["always_together"] == [["red", "scarlet"]]
+    (stats,) = report.of_kind("stats")
+    assert stats.detail["per_class"]["green"]["images"] == sum("green" in tags for tags in train_rows)
+    assert {f.kind for f in report.findings} >= {"label_issue", "outlier", "near_duplicate"}, "the other checks run"
+    page = (tmp_path / "audit" / "audit.html").read_text()
+    assert "red + scarlet" in page and "Training images with no label: 3" in page

@@ -120,7 +120,7 @@ def _model_findings(inventory, run, cache_dir) -> list[Finding]:
     phashes = perceptual_hashes([s.path for s in samples])
     return (
         near_duplicate_findings(vectors, samples, hashes, phashes)
-        + label_issue_findings(vectors, samples, inventory.classes)
+        + label_issue_findings(vectors, samples, inventory.classes, task=inventory.task)
         + outlier_findings(vectors, samples)
         + shift_finding(vectors, samples)
     )
@@ -159,6 +159,13 @@ def _print_summary(report: AuditReport, console: Console) -> None:
         f"{imbalance.detail['train_will_use']}",
         highlight=False,
     )
+    if "no_label" in imbalance.detail:  # multi-label data
+        together = "; ".join(" + ".join(pair) for pair in imbalance.detail["always_together"]) or "none"
+        console.print(
+            f"multi-label: {imbalance.detail['no_label']} training images with no label; labels always together: "
+            f"{together}",
+            highlight=False,
+        )
     console.print(f"audit: {report.out_dir / 'audit.html'}", highlight=False)
 
 
@@ -191,7 +198,8 @@ def _page(report: AuditReport, data: str) -> str:
         section(
             "imbalance",
             f"imbalance (ratio {imbalance.detail['ratio']})",
-            table(["class", "training images"], [[c, n] for c, n in counts.items()]),
+            table(["class", "training images"], [[c, n] for c, n in counts.items()])
+            + _multi_label_facts(imbalance.detail),
         )
     )
     (stats,) = report.of_kind("stats")
@@ -207,3 +215,14 @@ def _page(report: AuditReport, data: str) -> str:
         )
     )
     return PAGE.format(title=html.escape(f"imagefit audit: {data}"), body="\n".join(parts))
+
+
+def _multi_label_facts(detail: dict) -> str:
+    """A multi-label audit's images with no label and labels that always come together, as HTML."""
+    if "no_label" not in detail:
+        return ""
+    together = ", ".join(" + ".join(pair) for pair in detail["always_together"]) or "none"
+    return (
+        f"<p>Training images with no label: {detail['no_label']}. "
+        f"Labels that always come together (the same images carry both): {html.escape(together)}.</p>"
+    )
