@@ -3,6 +3,7 @@ cross-entropy training, per-label thresholds, metrics, Id,Labels predictions and
 
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
@@ -142,3 +143,31 @@ def test_the_audit_of_multi_label_data_counts_labels_and_finds_twin_labels_and_u
     assert {f.kind for f in report.findings} >= {"label_issue", "outlier", "near_duplicate"}, "the other checks run"
     page = (tmp_path / "audit" / "audit.html").read_text()
     assert "red + scarlet" in page and "Training images with no label: 3" in page
+
+
+@pytest.mark.parametrize(
+    "rows, fragment",
+    [
+        ("000,a;b\n001,a|c\n002,b\n", "labels are parted by ';' (line 2) and by '|' (line 3)"),
+        ("000,a;;b\n001,a\n002,b\n", ":2: 'a;;b' has an empty label"),
+        ("000,b;c\n001,a;\n002,b\n", ":3: 'a;' has an empty label"),
+    ],
+)
+def test_a_label_column_with_mixed_delimiters_or_an_empty_name_is_one_line_naming_the_row(tmp_path, rows, fragment):
+    from imagefit.errors import UserError
+
+    _dataset(tmp_path, 3)
+    table = tmp_path / "bad.csv"
+    table.write_text("image,tags\n" + rows)
+    with pytest.raises(UserError, match=re.escape(fragment)):
+        find_samples(table)
+
+
+def test_a_zero_one_column_holding_another_value_is_one_line_naming_the_row(tmp_path):
+    from imagefit.errors import UserError
+
+    _dataset(tmp_path, 6)
+    table = tmp_path / "flags.csv"
+    table.write_text("image,a,b,c\n000,1,0,0\n001,0,2,1\n002,1,1,0\n003,0,0,1\n004,1,0,0\n005,0,1,0\n")
+    with pytest.raises(UserError, match=re.escape("flags.csv:3: column 'b' holds '2'")):
+        find_samples(table)

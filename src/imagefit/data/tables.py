@@ -108,18 +108,19 @@ def from_csv(table: Path, columns: CsvColumns) -> tuple[list[Sample], list[str],
     path_column = _column(header, columns.path, "--path-column", table) or _path_column(table, header, rows, finder)
     split_column = next((c for c in header if c.strip().lower() == "split"), None)
     left = [c for c in header if c not in (path_column, split_column)]
-    flags = [] if columns.label else _one_hot_columns(rows, left)
+    flags = [] if columns.label else _one_hot_columns(rows, left, table)
     label_column = None
     if not flags:
         label_column = _column(header, columns.label, "--label-column", table) or _label_column(
             table, header, exclude={path_column, split_column}
         )
-    delimiter = None if flags else _delimiter([(row.get(label_column) or "").strip() for row in rows], columns)
+    cells = [(row.get(label_column) or "").strip() for row in rows]
+    delimiter = None if flags else _delimiter(cells, columns, table)
     task = "multi-label" if flags or delimiter else "single-label"
     samples, bases, suffixed = [], set(), False
     for line, row in enumerate(rows, start=2):
         value = (row.get(path_column) or "").strip()
-        label = _label(row, label_column, flags, delimiter)
+        label = _label(row, label_column, flags, delimiter, where=f"{table}:{line}")
         if not value or (not label and task == "single-label"):
             raise UserError(f"{table}:{line}: empty {path_column} or {label_column}. Fill it in or delete the row")
         split = (row.get(split_column, "") or "").strip().lower() if split_column else ""
@@ -139,18 +140,38 @@ def from_csv(table: Path, columns: CsvColumns) -> tuple[list[Sample], list[str],
     return samples, [said], task
 
 
-def _one_hot_columns(rows: list[dict], columns: list[str]) -> list[str]:
+# A column left beside the 0/1 label columns whose values are mostly 0/1 is a label column with a typo.
+MOSTLY_FLAGS = 0.8
+
+
+def _one_hot_columns(rows: list[dict], columns: list[str], table: Path) -> list[str]:
     """Columns holding only 0/1 (at least two of them, and every other column left aside): one a label."""
     flags = [c for c in columns if all((row.get(c) or "").strip() in ("0", "1") for row in rows)]
-    return flags if len(flags) >= 2 and len(flags) >= len(columns) - 1 else []
+    if len(flags) < 2 or len(flags) < len(columns) - 1:
+        return []
+    for column in set(columns) - set(flags):
+        values = [(row.get(column) or "").strip() for row in rows]
+        if sum(v in ("0", "1") for v in values) >= MOSTLY_FLAGS * len(values):
+            line, value = next((n, v) for n, v in enumerate(values, start=2) if v not in ("0", "1"))
+            raise UserError(
+                f"{table}:{line}: column '{column}' holds {value!r} where its other rows hold 0 or 1. "
+                "A label column of this CSV holds only 0 (no) or 1 (yes): fix the row"
+            )
+    return flags
 
 
-def _delimiter(cells: list[str], columns: CsvColumns) -> str | None:
+def _delimiter(cells: list[str], columns: CsvColumns, table: Path) -> str | None:
     """The delimiter between a cell's labels, or None for one label a cell."""
     if columns.label_delim:
         return columns.label_delim
+    lines = {mark: [n for n, cell in enumerate(cells, start=2) if mark in cell] for mark in (";", "|")}
+    if lines[";"] and lines["|"]:
+        raise UserError(
+            f"{table}: labels are parted by ';' (line {lines[';'][0]}) and by '|' (line {lines['|'][0]}). "
+            "Use one of them throughout, or name it with --label-delim"
+        )
     for mark in (";", "|"):
-        if any(mark in cell for cell in cells):
+        if lines[mark]:
             return mark
     alone = {cell for cell in cells if cell and " " not in cell}
     spaced = [cell for cell in cells if " " in cell]
@@ -160,15 +181,18 @@ def _delimiter(cells: list[str], columns: CsvColumns) -> str | None:
     return None
 
 
-def _label(row: dict, label_column: str | None, flags: list[str], delimiter: str | None) -> str:
+def _label(row: dict, label_column: str | None, flags: list[str], delimiter: str | None, *, where: str) -> str:
     from imagefit.tasks import joined
 
     if flags:
         return joined(c.strip() for c in flags if (row.get(c) or "").strip() == "1")
     cell = (row.get(label_column) or "").strip()
-    if delimiter is None:
+    if delimiter is None or not cell:
         return cell
-    return joined(part.strip() for part in cell.split(delimiter) if part.strip())
+    parts = cell.split() if delimiter == " " else [part.strip() for part in cell.split(delimiter)]
+    if not all(parts):
+        raise UserError(f"{where}: {cell!r} has an empty label between its {delimiter!r}. Remove the extra one")
+    return joined(parts)
 
 
 def _column(header: list[str], wanted: str | None, option: str, table: Path) -> str | None:
