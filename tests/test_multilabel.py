@@ -171,3 +171,15 @@ def test_a_zero_one_column_holding_another_value_is_one_line_naming_the_row(tmp_
     table.write_text("image,a,b,c\n000,1,0,0\n001,0,2,1\n002,1,1,0\n003,0,0,1\n004,1,0,0\n005,0,1,0\n")
     with pytest.raises(UserError, match=re.escape("flags.csv:3: column 'b' holds '2'")):
         find_samples(table)
+
+
+def test_commands_for_single_label_runs_refuse_a_multi_label_run_in_one_line(multi_run, tiny_run, tmp_path):
+    from imagefit.classes import add_class
+    from imagefit.ensembles import make_ensemble
+    from imagefit.errors import UserError
+
+    _striped(["red"], seed=5).save(tmp_path / "new.png")
+    with pytest.raises(UserError, match="is multi-label: add-class works on single-label runs"):
+        add_class(multi_run.path, "pink", [tmp_path / "new.png"], out=tmp_path / "added")
+    with pytest.raises(UserError, match="ensembles are of single-label runs"):
+        make_ensemble([tiny_run, multi_run.path], out=tmp_path / "ens")
