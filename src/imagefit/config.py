@@ -17,6 +17,9 @@ from typing import Any
 
 from imagefit.errors import UserError
 
+# With micro_batch -1 on a CPU: the fastest forward-pass size measured for lite0 at 192 px (benchmarks/micro_batch.py).
+AUTO_MICRO_BATCH = 8
+
 
 def _doc(text: str) -> dict[str, str]:
     return {"help": text}
@@ -33,13 +36,20 @@ class DataRecipe:
     seed: int = field(default=42, metadata=_doc("seed for the split, the augmentation and the weights of new layers"))
     batch_size: int = field(default=32, metadata=_doc("images per step on each device"))
     micro_batch: int = field(
-        default=0,
+        default=-1,
         metadata=_doc(
             "images per forward pass in fine-tuning, gradients accumulated to batch_size (less memory; the same "
-            "steps while BatchNorm statistics are frozen); 0: batch_size"
+            f"steps while BatchNorm statistics are frozen); 0: batch_size; -1: {AUTO_MICRO_BATCH} on a CPU while "
+            "BatchNorm statistics are frozen (faster and smaller there), else batch_size"
         ),
     )
     num_workers: int = field(default=-1, metadata=_doc("data-loader worker processes; -1 picks from the CPU count"))
+
+    @property
+    def forward_batch(self) -> int:
+        """Images in one forward pass of fine-tuning: micro_batch when set (above 0), else batch_size."""
+        return self.micro_batch if self.micro_batch > 0 else self.batch_size
+
     imbalance: str = field(
         default="auto", metadata=_doc("auto | weights | sampler | none: how unequal class sizes are handled")
     )
@@ -228,9 +238,10 @@ class Recipe:
             )
         if self.data.batch_size < 1:
             raise UserError(f"batch_size must be at least 1, got {self.data.batch_size}")
-        if self.data.micro_batch < 0 or (self.data.micro_batch and self.data.batch_size % self.data.micro_batch):
+        micro = self.data.micro_batch
+        if micro < -1 or (micro > 0 and self.data.batch_size % micro):
             raise UserError(
-                f"micro_batch must divide batch_size ({self.data.batch_size}), got {self.data.micro_batch} (0: off)"
+                f"micro_batch must divide batch_size ({self.data.batch_size}), got {micro} (0: off, -1: auto)"
             )
         if self.schedule.head_views < 1:
             raise UserError(f"head_views must be at least 1 (the plain view), got {self.schedule.head_views}")

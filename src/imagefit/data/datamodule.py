@@ -103,7 +103,7 @@ class ImageDataModule(L.LightningDataModule):
         workers = default_workers(self.recipe.num_workers)
         return DataLoader(
             dataset,
-            batch_size=self.recipe.micro_batch or self.recipe.batch_size,
+            batch_size=self.recipe.forward_batch,
             shuffle=shuffle and sampler is None,
             sampler=sampler,
             num_workers=workers,

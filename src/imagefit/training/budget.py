@@ -162,7 +162,7 @@ def plan_time(
     started = time.perf_counter()
     while True:
         rates = measure_rates(
-            model, size, recipe.data.batch_size, channels_last=recipe.engine.channels_last, device=device
+            model, size, recipe.data.forward_batch, channels_last=recipe.engine.channels_last, device=device
         )
         rates.prep_train, rates.prep_eval = measure_prep(samples, preprocess_for(model.backbone, size), recipe.augment)
         rates.overlapped, rates.workers = device == "cuda", default_workers(recipe.data.num_workers)

@@ -99,9 +99,8 @@ def build_trainer(
     ]
     if schedule.ema_epochs > 0:
         callbacks.append(EMAWeights(horizon_epochs=schedule.ema_epochs, start_epoch=frozen))
-    micro = recipe.data.micro_batch
     trainer = L.Trainer(
-        accumulate_grad_batches=recipe.data.batch_size // micro if micro else 1,
+        accumulate_grad_batches=recipe.data.batch_size // recipe.data.forward_batch,
         max_epochs=schedule.epochs - offset,
         max_time=max_time,
         accelerator=recipe.engine.accelerator,

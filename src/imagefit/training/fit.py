@@ -170,6 +170,7 @@ def _new_plan(
         check_weights_reachable(recipe.model.model)
     inventory = scan(Path(data), workers=max(2, default_workers(recipe.data.num_workers)), csv_columns=csv_columns)
     recipe = _resolve_image_size(recipe, console)  # after the data check: a wrong path gets one line only
+    recipe = _resolve_micro_batch(recipe)
     _say(inventory, note, recipe, console)
     samples = assign_splits(
         inventory.samples,
@@ -645,6 +646,22 @@ def _resolve_image_size(recipe: Recipe, console: Console) -> Recipe:
         return recipe.override(image_size=native)
     console.print(f"CPU: training at {cap} px (the model's own size is {native}; --image-size {native} for it)")
     return recipe.override(image_size=cap)
+
+
+def _resolve_micro_batch(recipe: Recipe) -> Recipe:
+    """Fix micro_batch -1 to a number: AUTO_MICRO_BATCH on a CPU while BatchNorm statistics are frozen, else 0.
+
+    With frozen statistics the accumulated micro batches take the same steps as whole batches; on a CPU
+    they run faster (smaller working set) and need a fraction of the activation memory.
+    """
+    from imagefit.config import AUTO_MICRO_BATCH
+
+    if recipe.data.micro_batch != -1:
+        return recipe
+    batch = recipe.data.batch_size
+    fits = batch > AUTO_MICRO_BATCH and batch % AUTO_MICRO_BATCH == 0
+    chosen = AUTO_MICRO_BATCH if fits and not on_gpu(recipe) and not recipe.schedule.finetune_bn else 0
+    return recipe.override(micro_batch=chosen)
 
 
 def _weights(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
