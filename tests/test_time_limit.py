@@ -92,3 +92,23 @@ def test_run_with_time_limit_prints_its_plan_and_ends_within_the_limit(tmp_path)
     assert 1 < run.recipe.schedule.epochs < 1000, "the plan must cut the 1000 epochs asked for"
     assert wall < limit + 5, f"took {wall:.1f} s for a {limit:.0f} s limit"
     assert (run.path / "model.safetensors").exists() and "val" in run.metrics
+
+
+@pytest.mark.parametrize("frozen_bn", [True, False])
+def test_the_speed_probe_steps_with_batchnorm_as_fine_tuning_will_and_leaves_the_model_as_found(frozen_bn):
+    import torch
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    from imagefit.config import ModelRecipe
+    from imagefit.models import build_classifier
+    from imagefit.training.budget import measure_rates
+
+    model, _, _ = build_classifier(ModelRecipe(model="test_efficientnet", pretrained=False), 2)
+    modes = []
+    layer = next(m for m in model.modules() if isinstance(m, _BatchNorm))
+    layer.register_forward_hook(lambda module, inputs, output: modes.append(module.training))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rates = measure_rates(model, 32, 4, channels_last=False, device="cpu", frozen_bn=frozen_bn)
+    assert rates.train > 0 and rates.infer > 0
+    assert modes[:5] == [not frozen_bn] * 5, "2 warm-up and 3 timed training steps"
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

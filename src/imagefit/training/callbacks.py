@@ -48,9 +48,14 @@ class FreezeBackbone(BaseFinetuning):
         if pl_module.phase == 1:
             pl_module.model.backbone.eval()  # frozen: BatchNorm keeps its statistics
         elif not self.train_bn:
-            for module in pl_module.model.backbone.modules():
-                if isinstance(module, _BatchNorm):
-                    module.eval()
+            keep_batchnorm_statistics(pl_module.model.backbone)
+
+
+def keep_batchnorm_statistics(module: torch.nn.Module) -> None:
+    """Every BatchNorm layer of MODULE in eval mode: it normalises with its running statistics, and keeps them."""
+    for layer in module.modules():
+        if isinstance(layer, _BatchNorm):
+            layer.eval()
 
 
 class EMAWeights(WeightAveraging):
