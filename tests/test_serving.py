@@ -59,30 +59,61 @@ def test_json_with_base64_is_answered_too(client):
 
 
 @pytest.mark.parametrize("backend", ["onnx", "torch"])
-def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(tiny_run, backend, tmp_path):
+def test_requests_that_wait_for_a_running_batch_go_together_and_each_gets_its_own_answer(tiny_run, backend, tmp_path):
     from imagefit.serving import create_app
 
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)  # the ONNX backend exports into the run folder: not into the shared one
     wanted = ["red", "blue"] * 4
-    # The batch runs when all 8 pictures are in (an event); the long wait is only a fallback.
-    app = create_app(run, backend=backend, max_batch=len(wanted), max_wait_ms=60_000)
+    app = create_app(run, backend=backend, max_batch=len(wanted) - 1, max_wait_ms=60_000)
     answers = [None] * len(wanted)
+    started, release = threading.Event(), threading.Event()
     with TestClient(app) as batched:
+        batcher = app.state.batcher
+        model_fn = batcher.model_fn
+
+        def held_first(batch):  # the first batch holds the model until the others are waiting
+            if not started.is_set():
+                started.set()
+                release.wait(timeout=300)
+            return model_fn(batch)
+
+        batcher.model_fn = held_first
 
         def ask(index):
             data = _png(COLOURS[wanted[index]], seed=50 + index)
             answers[index] = batched.post("/predict", files={"files": (f"{index}.png", data, "image/png")}).json()
 
         threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(wanted))]
-        for thread in threads:
+        threads[0].start()
+        assert started.wait(timeout=300), "the first picture runs at once, alone"
+        for thread in threads[1:]:
             thread.start()
+        deadline = time.monotonic() + 300
+        while batcher._queue.qsize() < len(wanted) - 1 and time.monotonic() < deadline:
+            time.sleep(0.01)  # until the other 7 pictures wait (an event, the deadline a guard)
+        release.set()
         for thread in threads:
             thread.join()
         batches = {int(k): v for k, v in batched.get("/metadata").json()["batches"].items()}
     assert [a["predictions"][0]["name"] for a in answers] == [f"{i}.png" for i in range(len(wanted))]
     assert [a["predictions"][0]["label"] for a in answers] == wanted, "no answer went to another caller"
-    assert batches == {len(wanted): 1}, "the concurrent pictures ran as one batch"
+    assert batches == {1: 1, len(wanted) - 1: 1}, "the pictures that waited ran as one batch"
+
+
+def test_a_picture_that_finds_the_model_idle_runs_without_waiting_for_a_batch():
+    import asyncio
+
+    from imagefit.serving.batcher import Batcher
+
+    async def ask():
+        batcher = Batcher(lambda batch: np.ones((len(batch), 2)) / 2, max_batch=32, max_wait_ms=600_000)
+        answer = await asyncio.wait_for(batcher.predict(np.zeros((1, 3, 4, 4), np.float32)), timeout=60)
+        await batcher.stop()
+        return answer, dict(batcher.sizes)
+
+    answer, sizes = asyncio.run(ask())
+    assert answer.tolist() == [0.5, 0.5] and sizes == {1: 1}, "a 10-minute batch wait was not waited"
 
 
 def test_bad_uploads_get_a_4xx_json_error_naming_the_file(client):
