@@ -52,6 +52,24 @@ def test_a_study_resumes_after_a_killed_worker_and_reaches_the_same_best_trial(t
     assert "Optimisation history" in (tmp_path / "twice" / "d" / "study.html").read_text()
 
 
+def test_a_failing_trial_is_recorded_with_its_reason_and_the_study_goes_on(tmp_path, monkeypatch):
+    import imagefit.training
+
+    train = imagefit.training.train
+
+    def out_of_memory_once(*args, out=None, **kwargs):
+        if out is not None and out.name == "trial-0":
+            raise RuntimeError("CPU out of memory: tried to allocate 9 GB")
+        return train(*args, out=out, **kwargs)
+
+    monkeypatch.setattr(imagefit.training, "train", out_of_memory_once)
+    study = tune(_data(tmp_path), trials=2, studies_dir=tmp_path / "s", **{**OPTIONS, "epochs": 2})
+    rows = {row["trial"]: row for row in study.trials}
+    assert rows[0]["state"] == "fail" and "out of memory" in rows[0]["note"]
+    assert rows[1]["state"] == "complete" and study.best_trial == 1
+    assert "out of memory" in (tmp_path / "s" / "d" / "study.html").read_text()
+
+
 def test_pruning_stops_a_bad_trial(tmp_path):
     import optuna
 

@@ -222,10 +222,10 @@ def _run_trial(study, trial, plan: dict) -> None:
     folder = Path(plan["folder"]) / f"trial-{trial.number}"
     if folder.exists():
         shutil.rmtree(folder)
-    from imagefit.config import Recipe
+    from imagefit.config import Recipe, fit_epochs
 
     fixed = {key.replace("-", "_").split(".")[-1]: value for key, value in plan["overrides"].items()}
-    epochs = Recipe().override(**plan["overrides"]).schedule.epochs
+    epochs = Recipe().override(**fit_epochs(plan["overrides"])[0]).schedule.epochs
     params = {
         **plan["overrides"],
         **suggest(trial, models=plan["models"], sizes=plan["sizes"], fixed=fixed, epochs=epochs),
