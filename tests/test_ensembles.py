@@ -63,3 +63,10 @@ def test_members_with_other_labels_are_refused_in_one_line(two_runs, tmp_path):
     odd = imagefit.train(other, out=tmp_path / "odd", epochs=1, report=False, **TINY)
     with pytest.raises(UserError, match="ensemble members must share their labels"):
         make_ensemble([two_runs[0], odd.path], out=tmp_path / "ens")
+
+
+def test_members_validated_on_other_images_are_refused_in_one_line(two_runs, tmp_path):
+    data = make_class_folders(tmp_path / "d", per_class=14, classes=("red", "blue", "green"))
+    other_split = imagefit.train(data, out=tmp_path / "seed7", epochs=1, seed=7, report=False, **TINY)
+    with pytest.raises(UserError, match="was validated on other images than .* must share their split"):
+        make_ensemble([two_runs[0], other_split.path], out=tmp_path / "ens")
