@@ -41,7 +41,7 @@ def run_facts(path: str | Path) -> dict:
     headline = metrics.get("test") or metrics.get("val") or {}
     return {
         "run": str(run.path),
-        "model": run.recipe.model.model,
+        "model": run.recipe.model.backbone,
         "train_size": run.train_preprocess.size,
         "eval_size": run.preprocess.size,
         "parameters": _parameters(files.model),

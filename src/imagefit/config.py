@@ -64,6 +64,23 @@ class ModelRecipe:
     pretrained: bool = field(
         default=True, metadata=_doc("start from ImageNet weights (offline packages first, then timm's hub)")
     )
+    init: str = field(
+        default="imagenet",
+        metadata=_doc(
+            "imagenet | clip: start from `model` with its pretrained weights and a new head, or from CLIP's image "
+            "tower (`clip_model`) with a head made from the class names (the zero-shot classifier)"
+        ),
+    )
+    clip_model: str = field(
+        default="ViT-B-32/laion2b_s34b_b79k",
+        metadata=_doc("open_clip model/weights for --init clip (weights: a tag from its hub, or a checkpoint file)"),
+    )
+
+    @property
+    def backbone(self) -> str:
+        """The backbone's name as people read it: the timm model, or `clip:` and the open_clip model."""
+        return f"clip:{self.clip_model}" if self.init == "clip" else self.model
+
     image_size: int = field(default=0, metadata=_doc("square input size in pixels; 0 takes the model's own"))
     cpu_max_image_size: int = field(
         default=192, metadata=_doc("with image_size 0 on a CPU, cap the model's size here (0: no cap); 2x faster")
@@ -229,6 +246,7 @@ class Recipe:
         _choice("imbalance", self.data.imbalance, ("auto", "weights", "sampler", "none"))
         _choice("auto_augment", self.augment.auto_augment, ("none", "trivial", "randaugment"))
         _choice("keep", self.schedule.keep, ("best", "last"))
+        _choice("init", self.model.init, ("imagenet", "clip"))
         if not 0 <= self.data.val_split < 1 or not 0 <= self.data.test_split < 1:
             raise UserError("val_split and test_split must be between 0 and 1, e.g. --val-split 0.15")
         if self.schedule.epochs < 1 or not 0 <= self.schedule.frozen_epochs <= self.schedule.epochs:

@@ -184,7 +184,7 @@ def _figures(loaded: list[runs.Run], weights: np.ndarray) -> dict:
 
     figures: dict = {"members": []}
     for run, weight in zip(loaded, weights, strict=True):
-        member = {"run": str(run.path), "model": run.recipe.model.model, "weight": round(float(weight), 6)}
+        member = {"run": str(run.path), "model": run.recipe.model.backbone, "weight": round(float(weight), 6)}
         member.update({split: run.metrics[split] for split in ("val", "test") if split in run.metrics})
         figures["members"].append(member)
     for split in ("val", "test"):

@@ -56,7 +56,7 @@ def export_onnx(run_path: str | Path, *, out: str | Path | None = None, overwrit
     facts = {
         "classes": run.classes,
         "preprocess": run.preprocess.to_dict(),
-        "model": run.recipe.model.model,
+        "model": run.recipe.model.backbone,
         "run": str(run.path.resolve()),
         "input": {"name": "images", "layout": "NCHW", "dtype": "float32"},
         "outputs": {

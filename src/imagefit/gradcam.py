@@ -37,7 +37,9 @@ def find_target_layer(backbone: nn.Module, size: int) -> tuple[nn.Module, object
     last module, in execution order, whose output is a feature map with more than one pixel.
     """
     if hasattr(backbone, "blocks") and hasattr(backbone, "num_prefix_tokens"):
-        return backbone.blocks[-1].norm1, _TokenReshape(int(backbone.num_prefix_tokens))
+        last = backbone.blocks[-1]
+        norm = last.norm1 if hasattr(last, "norm1") else last.ln_1  # timm's blocks; open_clip's (--init clip)
+        return norm, _TokenReshape(int(backbone.num_prefix_tokens))
     spatial: list[nn.Module] = []
     hooks = [
         module.register_forward_hook(

@@ -197,7 +197,7 @@ def _summary(run: runs.Run, split: str) -> str:
     counts = {name: sum(s.split == name for s in run.split()) for name in ("train", "val", "test")}
     facts = [
         ["data", run.config.get("data", "")],
-        ["model", f"{run.recipe.model.model} ({run.config.get('weights_source', '?')} weights)"],
+        ["model", f"{run.recipe.model.backbone} ({run.config.get('weights_source', '?')} weights)"],
         ["classes", f"{len(run.classes)}: {', '.join(run.classes[:20])}{' ...' if len(run.classes) > 20 else ''}"],
         ["images", ", ".join(f"{name} {n}" for name, n in counts.items() if n)],
         ["imbalance handling", run.config.get("imbalance_handling", "")],

@@ -75,15 +75,24 @@ def load_zero_shot(
         clip, _, preprocess = open_clip.create_model_and_transforms(model, pretrained=pretrained or None, device=device)
     except (OSError, RuntimeError) as exc:
         raise UserError(_offline(model, pretrained, type(exc).__name__)) from None
+    with torch.inference_mode():
+        directions = class_directions(clip, model, classes, device=device)
+    return ZeroShot(clip.eval(), preprocess, classes, directions, device)
+
+
+def class_directions(clip, model: str, classes: list[str], *, device: str = "cpu"):
+    """[C, D] unit text directions of CLASSES: each the mean of its prompts' normalised text embeddings."""
+    import open_clip
+    import torch
+
     tokenizer = open_clip.get_tokenizer(model)
     directions = []
-    with torch.inference_mode():
-        for name in classes:
-            text = clip.encode_text(tokenizer([t.format(name) for t in TEMPLATES]).to(device))
-            text = text / text.norm(dim=-1, keepdim=True)
-            mean = text.mean(dim=0)
-            directions.append(mean / mean.norm())
-    return ZeroShot(clip.eval(), preprocess, classes, torch.stack(directions), device)
+    for name in classes:
+        text = clip.encode_text(tokenizer([t.format(name) for t in TEMPLATES]).to(device))
+        text = text / text.norm(dim=-1, keepdim=True)
+        mean = text.mean(dim=0)
+        directions.append(mean / mean.norm())
+    return torch.stack(directions)
 
 
 def _check_reachable(model: str, pretrained: str) -> None:

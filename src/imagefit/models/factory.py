@@ -8,6 +8,7 @@ import socket
 import urllib.parse
 
 import timm
+import torch
 from torch import nn
 
 from imagefit.config import ModelRecipe
@@ -110,13 +111,33 @@ def create_backbone(name: str, *, pretrained: bool) -> tuple[nn.Module, str]:
 
 
 def build_classifier(
-    recipe: ModelRecipe, num_classes: int, *, pretrained: bool | None = None
+    recipe: ModelRecipe, num_classes: int, *, pretrained: bool | None = None, classes: list[str] | None = None
 ) -> tuple[ImageClassifier, Preprocess, str]:
-    """The classifier, its preprocessing, and the weights' source; `pretrained` overrides the recipe's."""
+    """The classifier, its preprocessing, and the weights' source; `pretrained` overrides the recipe's.
+
+    With `init` clip the backbone is CLIP's image tower, and given `classes` the head starts as
+    their zero-shot classifier (imagefit.models.clip).
+    """
     use_pretrained = recipe.pretrained if pretrained is None else pretrained
-    backbone, source = create_backbone(recipe.model, pretrained=use_pretrained)
+    if recipe.init == "clip":
+        from imagefit.models.clip import clip_tower
+
+        if recipe.head:
+            raise UserError("--init clip makes the head from the class names: drop the hidden --head layers")
+        backbone, head_weights, source = clip_tower(recipe.clip_model, pretrained=use_pretrained, classes=classes)
+    else:
+        (backbone, source), head_weights = create_backbone(recipe.model, pretrained=use_pretrained), None
     model = ImageClassifier(backbone, num_classes, hidden=recipe.head, dropout=recipe.dropout)
+    if head_weights is not None:
+        with torch.no_grad():
+            model.head[-1].weight.copy_(head_weights)
+            model.head[-1].bias.zero_()
     return model, preprocess_for(backbone, recipe.image_size), source
+
+
+def fixed_input_size(backbone: nn.Module) -> bool:
+    """Whether BACKBONE takes one input size only (ViTs' position embeddings): no smaller or larger sizes."""
+    return hasattr(backbone, "patch_embed") or bool(getattr(backbone, "fixed_input_size", False))
 
 
 def native_image_size(name: str) -> int:

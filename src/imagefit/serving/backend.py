@@ -65,7 +65,7 @@ def _facts(predictor, weights: Path, run) -> dict:
 
         env = read_json(RunFiles(run.path).env) if RunFiles(run.path).env.exists() else {}
         facts.update(
-            model=run.recipe.model.model,
+            model=run.recipe.model.backbone,
             run=run.path.name,
             data_fingerprint=env.get("data_fingerprint", ""),
             temperature=run.inference.temperature,

@@ -27,6 +27,7 @@ from imagefit.data.preprocess import Preprocess
 from imagefit.data.sources import Sample
 from imagefit.data.transforms import eval_transform, train_decode_size, train_transform
 from imagefit.models import ImageClassifier, preprocess_for
+from imagefit.models.factory import fixed_input_size
 from imagefit.openset import INDEX_SIZE
 from imagefit.training.callbacks import keep_batchnorm_statistics
 
@@ -197,7 +198,7 @@ def plan_time(
             unknown_index=recipe.predict.unknown_index,
         )
         smaller = max(SMALLEST_SIZE, int(size * 0.75) // 32 * 32)
-        fixed_size = hasattr(model.backbone, "patch_embed")  # ViTs are built for one input size
+        fixed_size = fixed_input_size(model.backbone)  # ViTs are built for one input size
         if plan.fine_tune_epochs >= min(1, wanted) or smaller >= size or fixed_size:
             return plan
         size = smaller

@@ -164,10 +164,8 @@ def _new_plan(
         raise UserError("no DATA given. Pass a folder of class folders, a CSV or a .zip")
     overrides, note = fit_epochs(overrides)
     recipe = Recipe().override(**overrides)
-    check_model_name(recipe.model.model)  # before any folder is made, and before the data is read
+    _check_model(recipe)  # before any folder is made, and before the data is read
     check_engine(recipe)
-    if recipe.model.pretrained:
-        check_weights_reachable(recipe.model.model)
     inventory = scan(Path(data), workers=max(2, default_workers(recipe.data.num_workers)), csv_columns=csv_columns)
     recipe = _resolve_image_size(recipe, console)  # after the data check: a wrong path gets one line only
     recipe = _resolve_micro_batch(recipe)
@@ -206,6 +204,22 @@ def _new_plan(
         runs.write_json(files.labels, plan.classes)
         runs.write_json(files.env, environment(data_fingerprint=inventory.fingerprint()))
     return plan
+
+
+def _check_model(recipe: Recipe) -> None:
+    """UserError for an unknown model name, or pretrained weights that cannot be had (within seconds, offline)."""
+    if recipe.model.init == "clip":
+        from imagefit.models.clip import check_clip_model, split_spec
+        from imagefit.zeroshot import _check_reachable
+
+        check_clip_model(recipe.model.clip_model)
+        name, weights = split_spec(recipe.model.clip_model)
+        if recipe.model.pretrained and weights and not Path(weights).exists():
+            _check_reachable(name, weights)
+        return
+    check_model_name(recipe.model.model)
+    if recipe.model.pretrained:
+        check_weights_reachable(recipe.model.model)
 
 
 def _say(inventory, note: str, recipe: Recipe, console: Console) -> None:
@@ -345,7 +359,10 @@ def _setup(plan: Plan, stage: str, *, planned: bool, console: Console, report: b
     recipe = plan.recipe
     L.seed_everything(recipe.data.seed, workers=True, verbose=False)
     model, preprocess, weights_source = build_classifier(
-        recipe.model, len(plan.classes), pretrained=recipe.model.pretrained and stage == "new"
+        recipe.model,
+        len(plan.classes),
+        pretrained=recipe.model.pretrained and stage == "new",
+        classes=plan.classes if stage == "new" else None,  # --init clip: the head from the class names
     )
     if recipe.engine.channels_last:  # before anything runs it: DDP needs the same strides in every process
         model = model.to(memory_format=torch.channels_last)
@@ -640,6 +657,11 @@ def _resolve_image_size(recipe: Recipe, console: Console) -> Recipe:
     """Fix image_size 0 to a number: the model's own, capped by cpu_max_image_size when training on CPU."""
     if recipe.model.image_size:
         return recipe
+    if recipe.model.init == "clip":  # one input size: the tower's own
+        from imagefit.models.clip import clip_tower
+
+        size = clip_tower(recipe.model.clip_model, pretrained=False)[0].pretrained_cfg["input_size"][-1]
+        return recipe.override(image_size=size)
     native = native_image_size(recipe.model.model)
     cap = recipe.model.cpu_max_image_size
     if on_gpu(recipe) or not cap or native <= cap:

@@ -32,20 +32,19 @@ def lr_find(
     from imagefit.data import assign_splits, scan
     from imagefit.data.datamodule import ImageDataModule
     from imagefit.models import build_classifier
-    from imagefit.models.factory import check_model_name
-    from imagefit.training.fit import _resolve_image_size
+    from imagefit.training.fit import _check_model, _resolve_image_size
     from imagefit.training.module import ClassifierModule
 
     console = console or Console(stderr=True, soft_wrap=True)
     recipe = Recipe().override(**overrides).override(frozen_epochs=0, epochs=1)
-    check_model_name(recipe.model.model)
+    _check_model(recipe)
     inventory = scan(Path(data))
     recipe = _resolve_image_size(recipe, console)
     samples = assign_splits(
         inventory.samples, val_split=recipe.data.val_split, test_split=0.0, seed=recipe.data.seed, task=inventory.task
     )
     L.seed_everything(recipe.data.seed, verbose=False)
-    model, preprocess, _ = build_classifier(recipe.model, len(inventory.classes))
+    model, preprocess, _ = build_classifier(recipe.model, len(inventory.classes), classes=inventory.classes)
     datamodule = ImageDataModule(
         samples, inventory.classes, preprocess, data=recipe.data, augment=recipe.augment, task=inventory.task
     )

@@ -17,6 +17,7 @@ import torch
 from imagefit.calibration import fit_temperature, log_loss, view_probabilities
 from imagefit.data.preprocess import Preprocess
 from imagefit.data.sources import Sample
+from imagefit.models.factory import fixed_input_size
 from imagefit.openset import UnknownIndex
 from imagefit.prediction import map_batches
 from imagefit.prediction.models import TorchPredictor
@@ -49,7 +50,7 @@ def choose_inference(
     labels = {s.path: index[s.label] for s in val}
     views = 2 if mirror else 1
     candidates = []
-    for size in evaluation_sizes(preprocess.size, fixed=hasattr(model.backbone, "patch_embed")):
+    for size in evaluation_sizes(preprocess.size, fixed=fixed_input_size(model.backbone)):
         sized = dataclasses.replace(preprocess, size=size)
         paths, logits, _ = map_batches(predictor.logits, sized, [s.path for s in val], views=views, average=False)
         if not paths:

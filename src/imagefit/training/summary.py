@@ -23,7 +23,7 @@ def print_summary(run: Run, console: Console) -> None:
     console.print(table)
     if run.refit_note:
         console.print(run.refit_note, highlight=False, soft_wrap=True)
-    console.print(f"best epoch: {metrics.get('best_epoch')}   model: {run.recipe.model.model}")
+    console.print(f"best epoch: {metrics.get('best_epoch')}   model: {run.recipe.model.backbone}")
     if (run.path / "report.html").exists():
         console.print(f"report: {run.path / 'report.html'}", highlight=False, soft_wrap=True)
     console.print(f"run folder: {run.path}", highlight=False, soft_wrap=True)
