@@ -86,3 +86,15 @@ def test_offline_hub_model_fails_before_the_data_is_read(tmp_path):
     )
     _assert_one_line_error(result, "could not download pretrained weights for 'convnext_tiny'")
     assert "only one class" not in result.stderr and not (tmp_path / "runs").exists()
+
+
+def test_a_training_logged_to_files_has_no_bar_and_no_blank_lines(tmp_path):
+    from conftest import TINY
+
+    data = make_class_folders(tmp_path / "d", per_class=8)
+    options = [t for k, v in {**TINY, "epochs": 2, "frozen_epochs": 1}.items() for t in (f"--{k}", str(v))]
+    result = _imagefit("train", str(data), "--out", str(tmp_path / "run"), "--no-report", *options)
+    assert result.returncode == 0, result.stderr[-1500:]
+    assert "epoch 2/2 (fine-tuning)" in result.stderr
+    lines = (result.stdout + result.stderr).splitlines()
+    assert all(line.strip() for line in lines), "a log gets no blank lines (the feature bar printed two)"

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rich.progress import Progress
 
 from imagefit.cache import VectorStore, digest
 from imagefit.config import ModelRecipe
 from imagefit.data.preprocess import Preprocess
 from imagefit.models import create_backbone, preprocess_for
 from imagefit.prediction import map_batches
+from imagefit.progress import transient_progress
 from imagefit.training.features import weights_digest
 
 
@@ -56,7 +56,7 @@ def embed(
                 images = torch.from_numpy(batch).contiguous(memory_format=torch.channels_last)
                 return model(images).float().numpy()
 
-        with Progress(transient=True) as progress:
+        with transient_progress() as progress:
             task = progress.add_task("embedding images", total=len(missing))
             paths, vectors, _ = map_batches(
                 features,

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rich.progress import Progress
 from torch.utils.data import DataLoader, Dataset
 
 from imagefit.cache import VectorStore, digest
@@ -22,6 +21,7 @@ from imagefit.data.decode import open_image
 from imagefit.data.preprocess import Preprocess
 from imagefit.data.sources import Sample
 from imagefit.data.transforms import eval_transform, train_decode_size, train_transform
+from imagefit.progress import transient_progress
 
 
 class ViewDataset(Dataset):
@@ -152,7 +152,7 @@ def _compute(backbone, dataset, missing, name, store, fill, batch_size, workers,
     )
     pending: dict[str, np.ndarray] = {}
     done = 0
-    with Progress(transient=True) as progress:
+    with transient_progress() as progress:
         task = progress.add_task(f"{label} (once; cached)", total=len(missing))
         for batch in loader:
             count, views = batch.shape[:2]
