@@ -55,9 +55,11 @@ class TorchPredictor:
         """[N, C + D]: the raw logits (before the temperature), then the backbone's embedding."""
         import torch
 
+        from imagefit.models.chunked import in_chunks
+
         with torch.inference_mode():
             images = torch.from_numpy(batch).to(self.device).contiguous(memory_format=torch.channels_last)
-            features = self.model.backbone(images)
+            features = in_chunks(self.model.backbone, images)
             return torch.cat([self.model.head(features), features], dim=1).float().cpu().numpy()
 
     def logits(self, batch: np.ndarray) -> np.ndarray:

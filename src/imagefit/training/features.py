@@ -21,6 +21,7 @@ from imagefit.data.decode import open_image
 from imagefit.data.preprocess import Preprocess
 from imagefit.data.sources import Sample
 from imagefit.data.transforms import eval_transform, train_decode_size, train_transform
+from imagefit.models.chunked import in_chunks
 from imagefit.progress import transient_progress
 
 
@@ -93,7 +94,7 @@ def backbone_features(
     if channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     with torch.no_grad():  # not inference_mode: the head trains on these tensors
-        return backbone(images).float().cpu()
+        return in_chunks(backbone, images).float().cpu()
 
 
 COMMIT_EVERY = 256  # images whose features are stored together: a killed run keeps all but the last few
