@@ -70,11 +70,11 @@ def load_zero_shot(
         close = difflib.get_close_matches(model, open_clip.list_models(), n=3)
         raise UserError(f"unknown CLIP model '{model}'." + (f" Did you mean: {', '.join(close)}?" if close else ""))
     if pretrained and not Path(pretrained).exists():
-        _check_reachable(model, pretrained)
+        check_clip_reachable(model, pretrained)
     try:
         clip, _, preprocess = open_clip.create_model_and_transforms(model, pretrained=pretrained or None, device=device)
     except (OSError, RuntimeError) as exc:
-        raise UserError(_offline(model, pretrained, type(exc).__name__)) from None
+        raise UserError(offline_message(model, pretrained, type(exc).__name__)) from None
     with torch.inference_mode():
         directions = class_directions(clip, model, classes, device=device)
     return ZeroShot(clip.eval(), preprocess, classes, directions, device)
@@ -95,14 +95,14 @@ def class_directions(clip, model: str, classes: list[str], *, device: str = "cpu
     return torch.stack(directions)
 
 
-def _check_reachable(model: str, pretrained: str) -> None:
+def check_clip_reachable(model: str, pretrained: str) -> None:
     import os
 
     from imagefit.models.factory import _hub_reachable
 
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes") or not _hub_reachable():
         if not _cached(model, pretrained):
-            raise UserError(_offline(model, pretrained, "the hub cannot be reached"))
+            raise UserError(offline_message(model, pretrained, "the hub cannot be reached"))
 
 
 def _cached(model: str, pretrained: str) -> bool:
@@ -121,7 +121,7 @@ def _cached(model: str, pretrained: str) -> bool:
     return isinstance(found, str)
 
 
-def _offline(model: str, pretrained: str | None, why: str) -> str:
+def offline_message(model: str, pretrained: str | None, why: str) -> str:
     return (
         f"could not load CLIP weights {model} / {pretrained} ({why}). Connect to the internet once (open_clip "
         "caches them), or pass --pretrained /path/to/open_clip_pytorch_model.bin"

@@ -75,14 +75,14 @@ def load_clip(spec: str, *, pretrained: bool) -> nn.Module:
     """The whole open_clip model (image and text towers) of SPEC; random weights unless `pretrained`."""
     import open_clip
 
-    from imagefit.zeroshot import _offline
+    from imagefit.zeroshot import offline_message
 
     check_clip_model(spec)
     name, weights = split_spec(spec)
     try:
         model = open_clip.create_model(name, pretrained=weights if pretrained else None)
     except (OSError, RuntimeError) as exc:
-        raise UserError(_offline(name, weights, type(exc).__name__)) from None
+        raise UserError(offline_message(name, weights, type(exc).__name__)) from None
     return model.eval()
 
 

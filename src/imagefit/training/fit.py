@@ -127,7 +127,7 @@ def train(
             plan = _new_plan(data, out, name, runs_dir, overrides, console, notify, made, started, csv_columns, checks)
             plan.carried = dict(carried or {})
         run = _fit(plan, console, report=report, callbacks=callbacks, notify=notify)
-        if run is None or not plan.recipe.schedule.refit or runs.read_json(run.path / "config.json").get("refit_of"):
+        if run is None or not plan.recipe.schedule.refit:  # a refit's own recipe never asks for one
             return run
         from imagefit.training.refit import refit
 
@@ -210,12 +210,12 @@ def _check_model(recipe: Recipe) -> None:
     """UserError for an unknown model name, or pretrained weights that cannot be had (within seconds, offline)."""
     if recipe.model.init == "clip":
         from imagefit.models.clip import check_clip_model, split_spec
-        from imagefit.zeroshot import _check_reachable
+        from imagefit.zeroshot import check_clip_reachable
 
         check_clip_model(recipe.model.clip_model)
         name, weights = split_spec(recipe.model.clip_model)
         if recipe.model.pretrained and weights and not Path(weights).exists():
-            _check_reachable(name, weights)
+            check_clip_reachable(name, weights)
         return
     check_model_name(recipe.model.model)
     if recipe.model.pretrained:
