@@ -41,6 +41,7 @@ def test_train_with_refit_returns_the_refit_that_says_it_has_no_val_figure_of_it
     assert "val" not in done.metrics and not done.recipe.schedule.refit
     said = console.file.getvalue()
     assert said.count("no validation figure of its own") == 1 and "val (of the run refitted)" in said
+    assert "the val figures printed while it trains are on images it trains on" in said
     page = (done.path / "report.html").read_text()
     assert "no validation figure of its own" in page and "val (of the run refitted)" in page
 

@@ -65,7 +65,8 @@ def refit(
     target = Path(out) if out else source.path.with_name(f"{source.path.name}-refit")
     console.print(
         f"refit: {sum(s.split == 'train' for s in merged)} images (train + val of {source.path.name}), "
-        f"{kept} epochs ({frozen} head), the last kept",
+        f"{kept} epochs ({frozen} head), the last kept; the val figures printed while it trains are on images "
+        "it trains on, not an estimate",
         highlight=False,
     )
     with tempfile.TemporaryDirectory() as scratch:
