@@ -39,3 +39,12 @@ def test_an_unknown_backbone_in_the_list_stops_before_any_training(tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "unknown model 'test_resnt'. Did you mean: test_resnet" in result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_out_with_several_backbones_is_one_line_pointing_at_runs_dir(tmp_path):
+    data = make_class_folders(tmp_path / "d", per_class=4)
+    command = [sys.executable, "-m", "imagefit.cli", "train", str(data), "--out", str(tmp_path / "one")]
+    command += ["--model", "test_efficientnet,test_resnet", *_options()]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "use --runs-dir" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "one").exists()

@@ -93,6 +93,11 @@ def train(
             from imagefit.training.backbones import train_backbones
 
             models = [m.strip() for m in overrides.pop("model").split(",") if m.strip()]
+            if out is not None:
+                raise UserError(
+                    f"--out names one run folder, and --model {','.join(models)} makes {len(models)}: "
+                    f"use --runs-dir {out} (each run is <runs-dir>/<name>-<model>)"
+                )
             trained = train_backbones(data, models, runs_dir=runs_dir, name=name, console=console, **overrides)
             _print_comparison([run.path for run in trained], sort="", out=None)
             return
