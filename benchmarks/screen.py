@@ -56,7 +56,8 @@ def run_one(data: Path, out: Path, options: list[str], env: dict) -> dict:
         return {"error": stderr.strip().splitlines()[-1] if stderr.strip() else f"exit {process.returncode}"}
     metrics = json.loads((out / "metrics.json").read_text())
     history = (out / "history.csv").read_text().strip().splitlines()[1:]
-    plan = [line for line in stderr.splitlines() if line.startswith(("plan:", "adapt:", "prediction:", "time limit"))]
+    said = ("plan:", "adapt:", "prediction:", "time limit", "soup:")
+    plan = [line for line in stderr.splitlines() if line.startswith(said)]
     return {"metrics": metrics, "epochs": len(history), "wall": wall, "peak_gb": usage.ru_maxrss / 1e6, "plan": plan}
 
 
@@ -91,6 +92,8 @@ def main() -> None:
             results[name] = run_one(data, scratch / name, options + limit, env)
             if "error" not in results[name]:
                 results[name]["plain"] = plain_figures(scratch / name)
+                results[name]["single"] = plain_figures(scratch / name, single=True)
+                results[name]["soup"] = json.loads((scratch / name / "config.json").read_text()).get("soup", {})
             print(f"# {name}: {headline(results[name])} ({results[name].get('wall', 0) / 60:.1f} min)", flush=True)
     wall = sum(r.get("wall", 0.0) for r in results.values())
     peak = max((r.get("peak_gb", 0.0) for r in results.values()), default=0.0)
@@ -99,8 +102,11 @@ def main() -> None:
     cells = " | ".join(headline(results[n]) for n in names)
     print(f"| {args.label} | {cells} | {wall / 60:.1f} min | {peak:.2f} GB |")
     if args.details:
-        print("| data | epochs | kept | predict with | plain acc / ECE | chosen acc / ECE | wall | peak RSS |")
-        print("|---|---|---|---|---|---|---|---|")
+        print(
+            "| data | epochs | kept | soup of epochs | kept epoch alone, plain acc | predict with | plain acc / ECE "
+            "| chosen acc / ECE | wall | peak RSS |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for name, result in results.items():
             if "error" in result:
                 continue
@@ -110,8 +116,10 @@ def main() -> None:
             setting = (
                 f"{chosen.get('image_size')} px, {chosen.get('tta_n')} view(s), T {chosen.get('temperature', 1):.2f}"
             )
+            soup = "+".join(map(str, result["soup"].get("epochs", []))) or "-"
+            alone = f"{result['single']['accuracy']:.4f}" if result["single"] else "= plain"
             print(
-                f"| {name} | {result['epochs']} | {metrics.get('best_epoch')} | {setting} "
+                f"| {name} | {result['epochs']} | {metrics.get('best_epoch')} | {soup} | {alone} | {setting} "
                 f"| {plain['accuracy']:.4f} / {plain['ece']:.4f} | {chosen['accuracy']:.4f} / {chosen['ece']:.4f} "
                 f"| {result['wall'] / 60:.1f} min | {result['peak_gb']:.2f} GB |"
             )
@@ -126,8 +134,14 @@ def time_limits(text: str, names: list[str]) -> dict[str, str]:
     return dict(part.split("=", 1) for part in text.split(",") if part)
 
 
-def plain_figures(run_dir: Path) -> dict:
-    """Headline-split accuracy and ECE with the plain settings: training size, one view, no temperature."""
+def plain_figures(run_dir: Path, *, single: bool = False) -> dict:
+    """Headline-split accuracy and ECE with the plain settings: training size, one view, no temperature.
+
+    With `single`, of the kept epoch alone (checkpoints/best.ckpt) when the run kept a soup of epochs;
+    an empty dict when it did not.
+    """
+    import torch
+
     from imagefit.calibration import view_probabilities
     from imagefit.metrics import calibration_error
     from imagefit.prediction import map_batches
@@ -138,6 +152,13 @@ def plain_figures(run_dir: Path) -> dict:
     split = "test" if "test" in run.metrics else "val"
     samples = [s for s in run.split() if s.split == split]
     predictor = TorchPredictor.from_run(run.path)
+    if single:
+        if len(run.config.get("soup", {}).get("epochs", [])) < 2:
+            return {}
+        state = torch.load(run.path / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+        model = run.load_model()
+        model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
+        predictor = TorchPredictor(model.eval(), run.classes, run.train_preprocess)
     paths, logits, _ = map_batches(predictor.logits, run.train_preprocess, [s.path for s in samples], average=False)
     truth = {s.path: run.classes.index(s.label) for s in samples}
     targets = [truth[p] for p in paths]

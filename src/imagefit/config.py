@@ -139,6 +139,13 @@ class ScheduleRecipe:
             "model use the average); 0 turns it off"
         ),
     )
+    soup: bool = field(
+        default=True,
+        metadata=_doc(
+            "after fine-tuning, average the weights of the kept epoch with the other epochs that lower val loss "
+            "(a greedy model soup, best val loss first, up to 5 epochs tried); one model, as fast to predict"
+        ),
+    )
     adapt: bool = field(
         default=True,
         metadata=_doc(

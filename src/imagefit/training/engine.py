@@ -22,6 +22,7 @@ from imagefit.training.callbacks import (
     PhaseTwoEarlyStopping,
     ReleaseMemory,
 )
+from imagefit.training.soup import EpochWeights
 
 # Epochs are chosen, and phase 2 stopped, on validation loss (class-weighted cross-entropy): on
 # clothing-small's 341 val images macro-F1 moves by a point from one image, and stopped at
@@ -99,6 +100,8 @@ def build_trainer(
     ]
     if schedule.ema_epochs > 0:
         callbacks.append(EMAWeights(horizon_epochs=schedule.ema_epochs, start_epoch=frozen))
+    elif soup_applies(recipe):
+        callbacks.append(EpochWeights(run_dir / "checkpoints", offset=offset, start_epoch=frozen))
     trainer = L.Trainer(
         accumulate_grad_batches=recipe.data.batch_size // recipe.data.forward_batch,
         max_epochs=schedule.epochs - offset,
@@ -117,6 +120,12 @@ def build_trainer(
         deterministic=False,
     )
     return trainer, checkpoint
+
+
+def soup_applies(recipe: Recipe) -> bool:
+    """Whether fine-tuning epochs are saved for a soup: asked for, kept by val loss, and no EMA already averaging."""
+    schedule = recipe.schedule
+    return schedule.soup and schedule.keep == "best" and schedule.ema_epochs <= 0
 
 
 def make_logger(kind: str, run_dir: Path):

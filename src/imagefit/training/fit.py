@@ -40,7 +40,7 @@ from imagefit.training.budget import (
     replan_epochs,
 )
 from imagefit.training.callbacks import StageHook, release_memory
-from imagefit.training.engine import best_epoch, build_trainer, check_engine, history_of, on_gpu
+from imagefit.training.engine import best_epoch, build_trainer, check_engine, history_of, on_gpu, soup_applies
 from imagefit.training.environment import environment, training_facts
 from imagefit.training.frozen import cached_head_phase, head_on_features
 from imagefit.training.module import ClassifierModule
@@ -350,8 +350,57 @@ def _fit(plan: Plan, console: Console, *, report: bool, callbacks: list | None, 
     _fine_tune(trainer, module, setup.datamodule, files, resume=stage == "fine-tune")
     if not trainer.is_global_zero:
         return None
-    _save_trained(plan, trainer, _kept_weights(files, checkpoint, trainer))
+    _save_trained(plan, trainer, _final_weights(plan, setup, module, trainer, checkpoint, console))
+    for path in files.checkpoints.glob("epoch-*.safetensors"):  # the soup's candidates, no longer needed
+        path.unlink()
     return _after_fit(plan, console, report, notify)
+
+
+def _final_weights(plan: Plan, setup: Setup, module, trainer: L.Trainer, checkpoint, console: Console) -> dict:
+    """The kept epoch's weights (or the head-only model's), averaged with other epochs when the soup helps."""
+    weights = _kept_weights(runs.RunFiles(plan.run_dir), checkpoint, trainer)
+    return _soup(plan, setup, module, trainer, weights, console) if soup_applies(module.recipe) else weights
+
+
+def _soup(plan: Plan, setup: Setup, module, trainer: L.Trainer, weights: dict, console: Console) -> dict:
+    """The greedy soup of the fine-tuning epochs when it lowers val loss (else WEIGHTS); said and saved."""
+    from imagefit.training.soup import epoch_file, greedy_soup, load_epoch, val_loss_fn
+
+    files = runs.RunFiles(plan.run_dir)
+    kept = best_epoch(trainer)
+    losses = {
+        row["epoch"]: row["val_loss"]
+        for row in history_of(trainer).rows
+        if row["phase"] == 2 and epoch_file(files.checkpoints, row["epoch"]).exists()
+    }
+    if kept not in losses or len(losses) < 2:  # the head alone was kept, or one fine-tuning epoch ran
+        return weights
+    deadline = plan.started + setup.budget.deadline if setup.budget is not None else None
+    score = val_loss_fn(
+        module.model,
+        setup.datamodule.val_dataloader(),
+        lambda logits, targets: module._loss(logits, targets, 0.0),
+        str(module.device),
+    )
+    soup = greedy_soup(
+        kept,
+        losses,
+        load_epoch(files.checkpoints),
+        score,
+        time_left=(lambda: deadline - time.perf_counter()) if deadline else None,
+    )
+    facts = {"epochs": soup.epochs, "tried": soup.tried, "val_loss": soup.val_loss}
+    facts["single_val_loss"] = soup.single_val_loss
+    runs.write_json(files.config, {**runs.read_json(files.config), "soup": facts})
+    if len(soup.epochs) == 1:
+        console.print(f"soup: no other epoch lowered val loss; epoch {kept} alone is kept", highlight=False)
+        return weights
+    console.print(
+        f"soup: epochs {'+'.join(map(str, soup.epochs))} averaged, val loss {soup.single_val_loss:.4f} -> "
+        f"{soup.val_loss:.4f} (chosen on val)",
+        highlight=False,
+    )
+    return soup.weights
 
 
 def _setup(plan: Plan, stage: str, *, planned: bool, console: Console, report: bool) -> Setup:

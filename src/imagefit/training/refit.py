@@ -23,7 +23,7 @@ from imagefit.errors import UserError
 # What a refit takes from its source run's config.json rather than choosing it on val again.
 CARRIED = ("inference", "inference_candidates", "thresholds")
 # Recipe fields a refit sets itself: the schedule is the source's kept epochs, kept to the last.
-NOT_CARRIED = ("epochs", "frozen_epochs", "patience", "keep", "time_limit", "tune_inference", "refit")
+NOT_CARRIED = ("epochs", "frozen_epochs", "patience", "keep", "time_limit", "tune_inference", "refit", "soup")
 
 
 def refit(
@@ -57,7 +57,7 @@ def refit(
         for name, value in values.items()
         if name not in NOT_CARRIED
     }
-    overrides.update(epochs=kept, frozen_epochs=frozen, patience=10**6, keep="last", tune_inference=False)
+    overrides.update(epochs=kept, frozen_epochs=frozen, patience=10**6, keep="last", tune_inference=False, soup=False)
     if time_limit:
         overrides["time_limit"] = f"{time_limit:.0f}s"
     carried = {"refit_of": str(source.path.resolve()), "val_estimate": source.metrics.get("val", {})}
