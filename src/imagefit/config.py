@@ -112,6 +112,13 @@ class OptimRecipe:
     finetune_lr_ratio: float = field(
         default=0.1, metadata=_doc("learning rate of the whole network in phase 2, as a share of lr")
     )
+    layer_decay: float = field(
+        default=1.0,
+        metadata=_doc(
+            "layer-wise learning-rate decay: each backbone layer below the head trains at this share of the rate "
+            "of the one above it (timm's group_matcher layers; 1.0 turns it off, BEiT used 0.65-0.75)"
+        ),
+    )
     weight_decay: float = field(default=0.05, metadata=_doc("decoupled weight decay; none on norms and biases"))
     label_smoothing: float = field(default=0.1, metadata=_doc("label smoothing of the cross-entropy loss"))
 
@@ -268,6 +275,8 @@ class Recipe:
             raise UserError(
                 f"micro_batch must divide batch_size ({self.data.batch_size}), got {micro} (0: off, -1: auto)"
             )
+        if not 0 < self.optim.layer_decay <= 1:
+            raise UserError(f"layer_decay must be above 0 and at most 1 (1: off), got {self.optim.layer_decay}")
         if self.schedule.head_views < 1:
             raise UserError(f"head_views must be at least 1 (the plain view), got {self.schedule.head_views}")
         parse_duration(self.schedule.time_limit)

@@ -181,7 +181,8 @@ class History(L.Callback):
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._started = time.perf_counter()
-        self._lr = trainer.optimizers[0].param_groups[0]["lr"]  # the epoch's starting learning rate
+        # the epoch's starting learning rate (the head's, the highest, with layer-wise decay)
+        self._lr = max(group["lr"] for group in trainer.optimizers[0].param_groups)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Runs before ModelCheckpoint's hook (Lightning orders checkpoint callbacks last), so the

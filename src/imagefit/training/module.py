@@ -110,7 +110,7 @@ class ClassifierModule(L.LightningModule):
 
     def configure_optimizers(self):
         optim = self.recipe.optim
-        groups = weight_decay_groups(self.model, optim.weight_decay)
+        groups = weight_decay_groups(self.model, optim.weight_decay, lr=optim.lr, layer_decay=optim.layer_decay)
         optimizer = create_optimizer_v2(groups, opt=optim.optimizer, lr=optim.lr, weight_decay=optim.weight_decay)
         schedule = self.recipe.schedule
         self._steps_per_epoch = max(1, self.trainer.estimated_stepping_batches // max(1, self.trainer.max_epochs))

@@ -38,14 +38,42 @@ def _cosine(progress: float) -> float:
     return 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def weight_decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Two parameter groups: weights with decay; norms, biases and other 1-d parameters without.
+def weight_decay_groups(
+    model: nn.Module, weight_decay: float, *, lr: float = 0.0, layer_decay: float = 1.0
+) -> list[dict]:
+    """Parameter groups: weights with decay; norms, biases and other 1-d parameters without.
 
     timm's `param_groups_weight_decay` applies the same rule but leaves out parameters that are
     frozen when it runs, and the backbone is frozen before the optimizer is built, so all
     parameters are grouped here: frozen ones have no gradient and the optimizer skips them.
+    With `layer_decay` below 1 (and `lr`), each of the backbone's layers (timm's `group_matcher`,
+    as `param_groups_layer_decay` groups them) gets its own groups at lr * layer_decay ** depth,
+    depth counted down from the head (1.0): the first layers move least (BEiT, ELECTRA).
     """
-    decay, no_decay = [], []
+    scales = _layer_scales(model, layer_decay) if layer_decay < 1.0 and lr > 0 else {}
+    groups: dict[tuple[float, bool], dict] = {}
     for name, param in model.named_parameters():
-        (no_decay if param.ndim <= 1 or name.endswith(".bias") else decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        no_decay = param.ndim <= 1 or name.endswith(".bias")
+        scale = scales.get(name, 1.0)
+        group = groups.setdefault((scale, no_decay), {"params": [], "weight_decay": 0.0 if no_decay else weight_decay})
+        if scales:
+            group["lr"] = lr * scale
+        group["params"].append(param)
+    if not scales:  # the two groups, decay first, as before
+        return [
+            groups.get((1.0, False), {"params": [], "weight_decay": weight_decay}),
+            groups.get((1.0, True), {"params": [], "weight_decay": 0.0}),
+        ]
+    return list(groups.values())
+
+
+def _layer_scales(model: nn.Module, layer_decay: float) -> dict[str, float]:
+    """Learning-rate scale by parameter name: the head 1, the backbone's last layer layer_decay, and down."""
+    from timm.models import group_parameters
+
+    backbone = getattr(model, "backbone", None)
+    if backbone is None or not hasattr(backbone, "group_matcher"):
+        return {}
+    layers = group_parameters(backbone, backbone.group_matcher(coarse=False), reverse=True)
+    top = max(layers.values()) + 1  # the head's depth
+    return {f"backbone.{name}": layer_decay ** (top - layer) for name, layer in layers.items()}
