@@ -157,7 +157,7 @@ class ScheduleRecipe:
         default=True,
         metadata=_doc(
             "measure how far the images are from the pretraining photos (BatchNorm input shift) and, when far, "
-            "update BatchNorm statistics and fine-tune at a higher rate (options you set stay as set)"
+            "fine-tune at a higher rate; crop less of images of 64 px or less (options you set stay as set)"
         ),
     )
     cached_head: bool = field(
