@@ -147,7 +147,7 @@ class ScheduleRecipe:
         ),
     )
     soup: bool = field(
-        default=True,
+        default=False,
         metadata=_doc(
             "after fine-tuning, average the weights of the kept epoch with the other epochs that lower val loss "
             "(a greedy model soup, best val loss first, up to 5 epochs tried); one model, as fast to predict"
