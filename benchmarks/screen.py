@@ -10,7 +10,8 @@ options after `--`), one after another, with a private feature cache per screen 
 The row gives, per dataset, the headline accuracy (test where the data has a test split, else
 val) with macro-F1 and balanced accuracy, then the total wall time and the largest peak RSS.
 `--time-limit` is one duration for every set or `set=duration,...`. `--details` also prints one
-row per dataset: epochs, kept epoch, the prediction settings chosen on val, the headline accuracy
+row per dataset: epochs, kept epoch, the epochs of a soup (`--soup true`) with the kept epoch's own
+plain accuracy beside it, the prediction settings chosen on val, the headline accuracy
 and ECE with the plain settings (training size, one view, no temperature) and with the chosen
 ones, wall time and peak RSS.
 
