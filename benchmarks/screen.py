@@ -144,6 +144,7 @@ def plain_figures(run_dir: Path, *, single: bool = False) -> dict:
     import torch
 
     from imagefit.calibration import view_probabilities
+    from imagefit.files import cpu_tensors
     from imagefit.metrics import calibration_error
     from imagefit.prediction import map_batches
     from imagefit.prediction.models import TorchPredictor
@@ -152,14 +153,15 @@ def plain_figures(run_dir: Path, *, single: bool = False) -> dict:
     run = load_run(run_dir)
     split = "test" if "test" in run.metrics else "val"
     samples = [s for s in run.split() if s.split == split]
-    predictor = TorchPredictor.from_run(run.path)
     if single:
         if len(run.config.get("soup", {}).get("epochs", [])) < 2:
             return {}
         state = torch.load(run.path / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)["state_dict"]
         model = run.load_model()
-        model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
+        model.load_state_dict(cpu_tensors(state, "model."))
         predictor = TorchPredictor(model.eval(), run.classes, run.train_preprocess)
+    else:
+        predictor = TorchPredictor.from_run(run.path)
     paths, logits, _ = map_batches(predictor.logits, run.train_preprocess, [s.path for s in samples], average=False)
     truth = {s.path: run.classes.index(s.label) for s in samples}
     targets = [truth[p] for p in paths]

@@ -39,6 +39,12 @@ def write_rows(path: Path, columns: list[str], rows: list[dict] | list[list]) ->
     write_text(path, buffer.getvalue())
 
 
+def cpu_tensors(state: dict, prefix: str = "") -> dict:
+    """The tensors of a state dict whose names start with PREFIX, without it, detached on the CPU (a
+    Lightning checkpoint's model tensors carry the 'model.' prefix)."""
+    return {k.removeprefix(prefix): v.detach().cpu().contiguous() for k, v in state.items() if k.startswith(prefix)}
+
+
 def save_tensors(path: Path, tensors: dict) -> None:
     """Save a dict of tensors as safetensors, atomically."""
     from safetensors.torch import save_file

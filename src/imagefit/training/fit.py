@@ -27,7 +27,7 @@ from imagefit.data.inventory import content_hashes
 from imagefit.data.sources import ZIP_SEPARATOR, CsvColumns
 from imagefit.errors import TrainingInterrupted, UserError
 from imagefit.evaluation import evaluate
-from imagefit.files import save_tensors
+from imagefit.files import cpu_tensors, save_tensors
 from imagefit.models import build_classifier, preprocess_for
 from imagefit.models.factory import check_model_name, check_weights_reachable, native_image_size
 from imagefit.report import write_report
@@ -344,7 +344,7 @@ def _fit(plan: Plan, console: Console, *, report: bool, callbacks: list | None, 
     )
     if trainer.max_epochs == 0:  # the head alone was asked for, and it is trained
         history_of(trainer).write()
-        _save_trained(plan, trainer, _weights(setup.model.state_dict(), prefix=""))
+        _save_trained(plan, trainer, cpu_tensors(setup.model.state_dict()))
         return _after_fit(plan, console, report, notify)
     notify("fine-tune")
     _fine_tune(trainer, module, setup.datamodule, files, resume=stage == "fine-tune")
@@ -528,7 +528,7 @@ def _head_phase(plan: Plan, setup: Setup, console: Console, notify: StageFn) -> 
         check_shift=plan.own_val,
         task=plan.task,
     )
-    save_tensors(files.head_only, _weights(model.state_dict(), ""))
+    save_tensors(files.head_only, cpu_tensors(model.state_dict()))
     runs.write_rows(files.history, runs.HISTORY_COLUMNS, rows)
     return rows
 
@@ -543,7 +543,7 @@ def _kept_weights(files: runs.RunFiles, checkpoint: ModelCheckpoint, trainer: L.
         return load_file(str(files.head_only))
     if history.offset and files.head_only.exists() and best_epoch(trainer) == history.offset:
         return load_file(str(files.head_only))
-    return _weights(torch.load(best, map_location="cpu", weights_only=True)["state_dict"], "model.")
+    return cpu_tensors(torch.load(best, map_location="cpu", weights_only=True)["state_dict"], "model.")
 
 
 def _apply_time_limit(plan: Plan, model, preprocess, console: Console, report: bool):
@@ -733,11 +733,6 @@ def _resolve_micro_batch(recipe: Recipe) -> Recipe:
     fits = batch > AUTO_MICRO_BATCH and batch % AUTO_MICRO_BATCH == 0
     chosen = AUTO_MICRO_BATCH if fits and not on_gpu(recipe) and not recipe.schedule.finetune_bn else 0
     return recipe.override(micro_batch=chosen)
-
-
-def _weights(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    """The classifier's tensors from a state dict (a checkpoint's carry the 'model.' prefix)."""
-    return {k.removeprefix(prefix): v.detach().cpu().contiguous() for k, v in state.items() if k.startswith(prefix)}
 
 
 def _save_trained(plan: Plan, trainer: L.Trainer, weights: dict[str, torch.Tensor]) -> None:

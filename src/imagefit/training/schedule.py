@@ -51,19 +51,18 @@ def weight_decay_groups(
     depth counted down from the head (1.0): the first layers move least (BEiT, ELECTRA).
     """
     scales = _layer_scales(model, layer_decay) if layer_decay < 1.0 and lr > 0 else {}
-    groups: dict[tuple[float, bool], dict] = {}
+
+    def group(no_decay: bool) -> dict:
+        return {"params": [], "weight_decay": 0.0 if no_decay else weight_decay}
+
+    # keyed by (lr scale, no decay); without layer decay, the two groups at scale 1, decay first
+    groups = {(1.0, False): group(False), (1.0, True): group(True)}
     for name, param in model.named_parameters():
         no_decay = param.ndim <= 1 or name.endswith(".bias")
-        scale = scales.get(name, 1.0)
-        group = groups.setdefault((scale, no_decay), {"params": [], "weight_decay": 0.0 if no_decay else weight_decay})
-        if scales:
-            group["lr"] = lr * scale
-        group["params"].append(param)
-    if not scales:  # the two groups, decay first, as before
-        return [
-            groups.get((1.0, False), {"params": [], "weight_decay": weight_decay}),
-            groups.get((1.0, True), {"params": [], "weight_decay": 0.0}),
-        ]
+        groups.setdefault((scales.get(name, 1.0), no_decay), group(no_decay))["params"].append(param)
+    if scales:
+        for (scale, _), entry in groups.items():
+            entry["lr"] = lr * scale
     return list(groups.values())
 
 

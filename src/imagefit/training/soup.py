@@ -19,7 +19,7 @@ import lightning as L
 import torch
 from safetensors.torch import load_file
 
-from imagefit.files import save_tensors
+from imagefit.files import cpu_tensors, save_tensors
 
 MAX_CANDIDATES = 5  # epochs tried, best val loss first: each costs one pass over val
 
@@ -39,9 +39,9 @@ class EpochWeights(L.Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or trainer.current_epoch < self.start_epoch or not trainer.is_global_zero:
             return
-        weights = {k: v.detach().cpu().contiguous() for k, v in pl_module.model.state_dict().items()}
         self.folder.mkdir(parents=True, exist_ok=True)  # before ModelCheckpoint's first save makes it
-        save_tensors(epoch_file(self.folder, trainer.current_epoch + 1 + self.offset), weights)
+        epoch = trainer.current_epoch + 1 + self.offset
+        save_tensors(epoch_file(self.folder, epoch), cpu_tensors(pl_module.model.state_dict()))
 
 
 def average(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
