@@ -18,6 +18,7 @@ from imagefit.errors import UserError  # noqa: E402
 
 _LAZY = {
     "train": ("imagefit.training", "train"),
+    "train_quality": ("imagefit.training.quality", "train_quality"),
     "Run": ("imagefit.runs", "Run"),
     "load_run": ("imagefit.runs", "load_run"),
     "predict": ("imagefit.prediction", "predict"),

@@ -77,6 +77,11 @@ def train(
     runs_dir: Path = typer.Option(Path("runs"), help="where new run folders go"),
     resume: Path | None = typer.Option(None, help="continue this interrupted run folder"),
     report: bool = typer.Option(True, help="write report.html at the end"),
+    quality: str = typer.Option(
+        "balanced",
+        help="fast (the head alone on frozen features) | balanced (head, then fine-tuning) | best (an ensemble of "
+        "lite0, lite1, lite2 or the --model list, written to --out or <runs-dir>/<name>-best)",
+    ),
     path_column: str | None = typer.Option(None, help="CSV column naming the images (default: found from the files)"),
     label_column: str | None = typer.Option(None, help="CSV column of the labels (default: label, class, ...)"),
     image_dir: Path | None = typer.Option(None, help="folder of a CSV's images, relative to the CSV"),
@@ -89,6 +94,18 @@ def train(
     _quiet_lightning()
     with _user_errors():
         overrides = parse_overrides(ctx.args)
+        columns = CsvColumns(path_column, label_column, image_dir, label_delim)
+        if quality != "balanced":
+            from imagefit.training.quality import train_quality
+
+            if resume is not None:
+                raise UserError(f"--resume continues {resume} as it was planned: leave --quality out")
+            made = train_quality(
+                data, quality, out=out, name=name, runs_dir=runs_dir, console=console, report=report,
+                csv_columns=columns, **overrides,
+            )  # fmt: skip
+            _print_quality(made, console)
+            return
         if "," in str(overrides.get("model", "")):  # --model a,b,c: one run each, then the table
             from imagefit.training.backbones import train_backbones
 
@@ -109,9 +126,29 @@ def train(
             resume=resume,
             console=console,
             report=report,
-            csv_columns=CsvColumns(path_column, label_column, image_dir, label_delim),
+            csv_columns=columns,
             **overrides,
         )
+
+
+def _print_quality(made, console) -> None:
+    """After --quality best: the members and the ensemble, one line each; nothing more for one run."""
+    from imagefit.ensembles import Ensemble
+
+    if not isinstance(made, Ensemble):
+        return
+    _print_comparison(made.members, sort="", out=None)
+    for split in ("val", "test"):
+        figures = made.metrics.get(split)
+        if figures:
+            console.print(
+                f"ensemble {split}: accuracy {figures['accuracy']:.4f}, macro-F1 {figures['macro_f1']:.4f} "
+                f"({figures['gain_over_best_member']:+.4f} over the best member)",
+                highlight=False,
+            )
+    console.print(
+        f"ensemble folder: {made.path} (evaluate, predict, report and export read it as a run folder)", highlight=False
+    )
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

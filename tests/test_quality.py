@@ -1,0 +1,68 @@
+"""--quality fast|balanced|best: what each preset trains, the user's options kept, and the ensemble best writes."""
+
+import json
+
+import pytest
+from conftest import TINY, make_class_folders
+
+import imagefit
+from imagefit.ensembles import Ensemble, is_ensemble
+from imagefit.errors import UserError
+from imagefit.training.quality import BEST_MODELS, plan_quality
+
+
+def test_fast_trains_the_head_alone_unless_the_user_says_otherwise():
+    assert plan_quality("fast", {}).overrides == {"epochs": 3, "frozen_epochs": 3}
+    assert plan_quality("fast", {"epochs": "5"}).overrides == {"epochs": "5", "frozen_epochs": "5"}
+    mine = plan_quality("fast", {"schedule.epochs": 6, "frozen-epochs": 2})
+    assert mine.overrides == {"epochs": 6, "frozen_epochs": 2}
+    assert "4 fine-tuning (as you set)" in mine.note
+
+
+def test_balanced_is_the_recipe_unchanged():
+    plan = plan_quality("balanced", {"lr": "0.01"})
+    assert plan.overrides == {"lr": "0.01"} and plan.models == [] and plan.note == ""
+
+
+def test_best_shares_the_time_limit_equally_and_deterministically():
+    plan = plan_quality("best", {"time_limit": "10m", "seed": 3})
+    assert plan.models == list(BEST_MODELS)
+    assert plan.overrides == {"time_limit": "190s", "seed": 3}  # 600 s less 5 % for the ensemble, over 3
+    assert "3.2 min each of the 10.0 min limit" in plan.note
+    assert plan_quality("best", {"model": "a,b"}).models == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("quality", "options", "message"),
+    [
+        ("best", {"model": "convnext_tiny"}, "name two or more"),
+        ("quick", {}, "not one of: fast, balanced, best"),
+    ],
+)
+def test_presets_that_cannot_work_are_one_line_errors(quality, options, message):
+    with pytest.raises(UserError, match=message):
+        plan_quality(quality, options)
+
+
+def test_fast_writes_a_head_only_run_that_records_its_preset(tmp_path):
+    data = make_class_folders(tmp_path / "d", per_class=8)
+    run = imagefit.train_quality(data, "fast", out=tmp_path / "run", report=False, **{**TINY, "epochs": 2})
+    config = json.loads((run.path / "config.json").read_text())
+    assert config["quality"] == "fast"
+    assert config["recipe"]["schedule"]["frozen_epochs"] == config["recipe"]["schedule"]["epochs"] == 2
+
+
+def test_best_writes_an_ensemble_of_its_members_that_reads_like_a_run(tmp_path):
+    from imagefit.evaluation import evaluate
+
+    data = make_class_folders(tmp_path / "d", per_class=10)
+    options = {**TINY, "model": "test_efficientnet,test_resnet", "epochs": 2, "frozen_epochs": 1}
+    made = imagefit.train_quality(data, "best", runs_dir=tmp_path / "runs", name="dots", report=False, **options)
+    assert isinstance(made, Ensemble) and is_ensemble(made.path)
+    assert made.path == tmp_path / "runs" / "dots-best"
+    assert [m.name for m in made.members] == ["dots-test_efficientnet", "dots-test_resnet"]
+    assert made.method == "mean" and made.weights == [0.5, 0.5]
+    for member in made.members:
+        assert json.loads((member / "config.json").read_text())["quality"] == "best"
+    (evaluated,) = evaluate(made.path, split="val")
+    assert evaluated.metrics["accuracy"] == pytest.approx(made.metrics["val"]["accuracy"])
