@@ -1,5 +1,8 @@
 """imagefit lr-find: Lightning's range test on the whole network, a plot and a suggested ratio."""
 
+import csv
+
+import pytest
 from conftest import TINY, make_class_folders
 
 from imagefit.training.lr_find import lr_find
@@ -11,3 +14,72 @@ def test_the_range_test_plots_and_suggests_a_fine_tuning_ratio(tmp_path):
     assert found.plot.exists() and found.plot.stat().st_size > 1000
     assert found.suggestion is not None and 1e-6 <= found.suggestion <= 1.0
     assert abs(found.ratio - found.suggestion / TINY["lr"]) < 1e-9
+
+
+def test_lr_auto_is_the_range_test_switch_and_leaves_the_head_rate_alone():
+    from imagefit.config import Recipe
+
+    recipe = Recipe().override(lr="auto")
+    assert recipe.optim.lr_find and recipe.optim.lr == Recipe().optim.lr
+    assert Recipe().override(**{"optim.lr": "0.01"}).optim.lr == 0.01 and not Recipe().optim.lr_find
+
+
+def test_lr_auto_needs_the_head_trained_first_on_cached_features():
+    import pytest
+
+    from imagefit.config import Recipe
+    from imagefit.errors import UserError
+
+    with pytest.raises(UserError, match="drop --cached-head false"):
+        Recipe().override(lr="auto", cached_head=False)
+    assert Recipe().override(lr="auto", cached_head=False, frozen_epochs=0).optim.lr_find
+
+
+def test_lr_auto_fine_tunes_at_the_range_tests_suggestion_and_records_it(tmp_path):
+    import json
+
+    import imagefit
+    from imagefit.training.fit import LR_FIND_STEPS
+
+    data = make_class_folders(tmp_path / "d", per_class=12)
+    run = imagefit.train(
+        data, out=tmp_path / "run", report=False, **{**TINY, "lr": "auto", "epochs": 3, "frozen_epochs": 1}
+    )
+    config = json.loads((run.path / "config.json").read_text())
+    facts = config["lr_find"]
+    assert facts["steps"] == LR_FIND_STEPS and (run.path / "lr-find.png").stat().st_size > 1000
+    optim = config["recipe"]["optim"]
+    assert optim["lr_find"] and optim["lr"] == 1e-3
+    assert facts["suggestion"] is not None
+    assert optim["finetune_lr_ratio"] * optim["lr"] == pytest.approx(facts["suggestion"])
+    peak = max(float(row["lr"]) for row in csv.DictReader(open(run.path / "history.csv")) if row["phase"] == "2")
+    assert peak <= facts["suggestion"] * 1.0001 and peak > facts["suggestion"] * 0.3
+
+    from imagefit.training.refit import refit
+
+    again = json.loads((refit(run.path, out=tmp_path / "refit").path / "config.json").read_text())
+    assert not again["recipe"]["optim"]["lr_find"] and "lr_find" not in again  # no second range test
+    assert again["recipe"]["optim"]["finetune_lr_ratio"] == optim["finetune_lr_ratio"]  # the source's rate
+
+
+def test_the_range_test_leaves_the_module_as_it_found_it(tmp_path):
+    import torch
+
+    from imagefit.config import Recipe
+    from imagefit.data import assign_splits, scan
+    from imagefit.data.datamodule import ImageDataModule
+    from imagefit.models import build_classifier
+    from imagefit.training.lr_find import range_test
+    from imagefit.training.module import ClassifierModule
+
+    data = make_class_folders(tmp_path / "d", per_class=10)
+    recipe = Recipe().override(**TINY)
+    inventory = scan(data)
+    samples = assign_splits(inventory.samples, val_split=0.2, test_split=0.0, seed=0, task=inventory.task)
+    model, preprocess, _ = build_classifier(recipe.model, len(inventory.classes), classes=inventory.classes)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    datamodule = ImageDataModule(samples, inventory.classes, preprocess, data=recipe.data, augment=recipe.augment)
+    module = ClassifierModule(model, recipe, len(inventory.classes), frozen_epochs=0)
+    range_test(module, datamodule, recipe, out=tmp_path / "lr.png", steps=20)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key

@@ -112,6 +112,14 @@ class OptimRecipe:
     finetune_lr_ratio: float = field(
         default=0.1, metadata=_doc("learning rate of the whole network in phase 2, as a share of lr")
     )
+    lr_find: bool = field(
+        default=False,
+        metadata=_doc(
+            "before fine-tuning, a learning-rate range test (Lightning's lr_find, 50 steps, as fastai's) on the "
+            "network with its trained head; fine-tuning runs at its suggestion (finetune_lr_ratio follows from it). "
+            "`--lr auto` turns it on"
+        ),
+    )
     layer_decay: float = field(
         default=1.0,
         metadata=_doc(
@@ -248,6 +256,8 @@ class Recipe:
         """A copy with fields replaced; keys are bare field names or `group.field`, values are coerced."""
         groups = {f.name: dataclasses.replace(getattr(self, f.name)) for f in dataclasses.fields(self)}
         for key, value in overrides.items():
+            if key.replace("-", "_") in ("lr", "optim.lr") and str(value).strip().lower() == "auto":
+                key, value = "lr_find", True  # --lr auto: the fine-tuning rate from a range test
             group_name, name = _locate(key)
             group = groups[group_name]
             setattr(group, name, _coerce(key, value, _field_type(type(group), name)))
@@ -277,6 +287,11 @@ class Recipe:
             )
         if not 0 < self.optim.layer_decay <= 1:
             raise UserError(f"layer_decay must be above 0 and at most 1 (1: off), got {self.optim.layer_decay}")
+        if self.optim.lr_find and not self.schedule.cached_head and self.schedule.frozen_epochs > 0:
+            raise UserError(
+                "--lr auto tests the fine-tuning rate once the head is trained on cached features: "
+                "drop --cached-head false (or set --frozen-epochs 0)"
+            )
         if self.schedule.head_views < 1:
             raise UserError(f"head_views must be at least 1 (the plain view), got {self.schedule.head_views}")
         parse_duration(self.schedule.time_limit)

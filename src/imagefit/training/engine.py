@@ -48,7 +48,7 @@ def check_engine(recipe: Recipe) -> None:
         raise UserError(f"strategy={recipe.engine.strategy!r} is not one of: {', '.join(known)}")
 
 
-def _precision(recipe: Recipe) -> str:
+def trainer_precision(recipe: Recipe) -> str:
     if recipe.engine.precision != "auto":
         return recipe.engine.precision
     if not on_gpu(recipe):
@@ -110,7 +110,7 @@ def build_trainer(
         devices=_devices(recipe.engine.devices),
         strategy=recipe.engine.strategy,
         num_nodes=recipe.engine.num_nodes,
-        precision=_precision(recipe),
+        precision=trainer_precision(recipe),
         callbacks=callbacks,
         logger=make_logger(recipe.engine.logger, run_dir),
         enable_progress_bar=echo is None,

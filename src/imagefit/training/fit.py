@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import os
 import time
@@ -314,16 +315,9 @@ def _fit(plan: Plan, console: Console, *, report: bool, callbacks: list | None, 
     setup = _setup(plan, stage, planned=planned, console=console, report=report)
     if not planned:
         runs.write_json(files.config, _config(plan, setup.preprocess.to_dict(), setup.weights_source, setup.imbalance))
+    offset = plan.recipe.schedule.frozen_epochs if head_on_features(plan.recipe) else 0
+    head_rows = _before_fine_tuning(plan, setup, stage, offset, console, notify)
     recipe = plan.recipe
-    offset = recipe.schedule.frozen_epochs if head_on_features(recipe) else 0
-    head_rows: list[dict] = []
-    if offset and stage == "new":
-        head_rows = _head_phase(plan, setup, console, notify)
-        if setup.budget is not None:
-            recipe = _replan(plan, setup.budget, console)
-    elif offset and stage == "head":  # phase 1 is done: its model and history rows are in the run folder
-        setup.model.load_state_dict(load_file(str(files.head_only)))
-        head_rows = runs.read_history(files.history)[:offset]
     module = ClassifierModule(
         setup.model,
         recipe,
@@ -354,6 +348,22 @@ def _fit(plan: Plan, console: Console, *, report: bool, callbacks: list | None, 
     for path in files.checkpoints.glob("epoch-*.safetensors"):  # the soup's candidates, no longer needed
         path.unlink()
     return _after_fit(plan, console, report, notify)
+
+
+def _before_fine_tuning(plan: Plan, setup: Setup, stage: str, offset: int, console: Console, notify) -> list[dict]:
+    """Phase 1 on features when it is still to run (else its rows), the time plan's revision, --lr auto's test."""
+    files = runs.RunFiles(plan.run_dir)
+    head_rows: list[dict] = []
+    if offset and stage == "new":
+        head_rows = _head_phase(plan, setup, console, notify)
+        if setup.budget is not None:
+            _replan(plan, setup.budget, console)
+    elif offset and stage == "head":  # phase 1 is done: its model and history rows are in the run folder
+        setup.model.load_state_dict(load_file(str(files.head_only)))
+        head_rows = runs.read_history(files.history)[:offset]
+    if _finds_lr(plan, stage):
+        _find_lr(plan, setup, console)
+    return head_rows
 
 
 def _final_weights(plan: Plan, setup: Setup, module, trainer: L.Trainer, checkpoint, console: Console) -> dict:
@@ -401,6 +411,50 @@ def _soup(plan: Plan, setup: Setup, module, trainer: L.Trainer, weights: dict, c
         highlight=False,
     )
     return soup.weights
+
+
+# --lr auto: optimizer steps of the range test (fastai and Lightning take 100; 50 halve its cost on a CPU).
+LR_FIND_STEPS = 50
+
+
+def _finds_lr(plan: Plan, stage: str) -> bool:
+    """--lr auto, fine-tuning still to come, no range test recorded yet, and not a DDP launcher's extra process."""
+    recipe = plan.recipe
+    if not recipe.optim.lr_find or recipe.schedule.epochs == recipe.schedule.frozen_epochs:
+        return False
+    config = runs.read_json(runs.RunFiles(plan.run_dir).config)
+    return stage in ("new", "head") and "lr_find" not in config and _inherited_run_dir() is None
+
+
+def _find_lr(plan: Plan, setup: Setup, console: Console) -> Recipe:
+    """The range test on a copy of the network with its trained head; the recipe fine-tunes at its suggestion."""
+    from imagefit.training.lr_find import range_test
+
+    files = runs.RunFiles(plan.run_dir)
+    recipe = plan.recipe
+    probe = ClassifierModule(
+        copy.deepcopy(setup.model), recipe, len(plan.classes), class_weights=setup.class_weights, frozen_epochs=0,
+        task=plan.task,
+    )  # fmt: skip
+    started = time.perf_counter()
+    found = range_test(probe, setup.datamodule, recipe, out=files.root / "lr-find.png", steps=LR_FIND_STEPS)
+    facts = {"steps": LR_FIND_STEPS, "suggestion": found.suggestion, "seconds": round(time.perf_counter() - started)}
+    if found.suggestion is None:
+        console.print(
+            f"lr auto: the range test gave no suggestion (the loss never fell steadily; {found.plot.name}): "
+            f"fine-tuning at {recipe.optim.lr * recipe.optim.finetune_lr_ratio:.2e} as the recipe says",
+            highlight=False,
+        )
+    else:
+        recipe = plan.recipe = recipe.override(finetune_lr_ratio=found.ratio)
+        console.print(
+            f"lr auto: the range test ({LR_FIND_STEPS} steps, {facts['seconds']} s) suggests fine-tuning at "
+            f"{found.suggestion:.2e} (finetune-lr-ratio {found.ratio:.3g}; plot: {found.plot.name})",
+            highlight=False,
+        )
+    config = runs.read_json(files.config)
+    runs.write_json(files.config, {**config, "recipe": recipe.to_dict(), "lr_find": facts})
+    return recipe
 
 
 def _setup(plan: Plan, stage: str, *, planned: bool, console: Console, report: bool) -> Setup:

@@ -27,7 +27,6 @@ def lr_find(
 ) -> LrFind:
     """Run the range test on DATA's training split with the recipe (overridden by keyword); plot to OUT."""
     import lightning as L
-    from lightning.pytorch.tuner import Tuner
 
     from imagefit.data import assign_splits, scan
     from imagefit.data.datamodule import ImageDataModule
@@ -49,21 +48,40 @@ def lr_find(
         samples, inventory.classes, preprocess, data=recipe.data, augment=recipe.augment, task=inventory.task
     )
     module = ClassifierModule(model, recipe, len(inventory.classes), frozen_epochs=0, task=inventory.task)
+    return range_test(module, datamodule, recipe, out=Path(out), steps=steps)
+
+
+def range_test(module, datamodule, recipe: Recipe, *, out: Path, steps: int) -> LrFind:
+    """The range test of MODULE (all of it training, BatchNorm as the recipe fine-tunes it) on DATAMODULE's
+    training images; the loss plot goes to OUT. MODULE's weights are left as they were (Lightning restores them).
+    """
+    import lightning as L
+    from lightning.pytorch.tuner import Tuner
+
+    from imagefit.training.callbacks import FreezeBackbone
+    from imagefit.training.engine import trainer_precision
+
     trainer = L.Trainer(
         accelerator=recipe.engine.accelerator,
         devices=1,
+        precision=trainer_precision(recipe),
+        accumulate_grad_batches=recipe.data.batch_size // recipe.data.forward_batch,
+        callbacks=[FreezeBackbone(unfreeze_at_epoch=0, train_bn=recipe.schedule.finetune_bn)],
         max_epochs=10_000,  # the range test stops itself after `steps` steps, however many epochs that takes
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        default_root_dir=Path(out).parent,
+        default_root_dir=out.parent,
     )
     found = Tuner(trainer).lr_find(
         module, datamodule=datamodule, min_lr=1e-6, max_lr=1.0, num_training=steps, update_attr=False
     )
     figure = found.plot(suggest=True)
     figure.savefig(out, dpi=100, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
     suggestion = found.suggestion()
     ratio = suggestion / recipe.optim.lr if suggestion else None
-    return LrFind(suggestion, ratio, Path(out))
+    return LrFind(suggestion, ratio, out)
