@@ -154,6 +154,13 @@ class ScheduleRecipe:
             "model use the average); 0 turns it off"
         ),
     )
+    progressive_size: float = field(
+        default=0.0,
+        metadata=_doc(
+            "progressive resizing (fastai): the first half of the fine-tuning epochs train on images of this share "
+            "of the size (0.75: 144 px for 192), the rest at full size; validation always at full size; 0 turns it off"
+        ),
+    )
     soup: bool = field(
         default=False,
         metadata=_doc(
@@ -287,20 +294,29 @@ class Recipe:
             )
         if not 0 < self.optim.layer_decay <= 1:
             raise UserError(f"layer_decay must be above 0 and at most 1 (1: off), got {self.optim.layer_decay}")
-        if self.optim.lr_find and not self.schedule.cached_head and self.schedule.frozen_epochs > 0:
-            raise UserError(
-                "--lr auto tests the fine-tuning rate once the head is trained on cached features: "
-                "drop --cached-head false (or set --frozen-epochs 0)"
-            )
-        if self.schedule.head_views < 1:
-            raise UserError(f"head_views must be at least 1 (the plain view), got {self.schedule.head_views}")
-        parse_duration(self.schedule.time_limit)
+        self._check_schedule()
         _choice("accelerator", self.engine.accelerator, ACCELERATORS)
         _choice("precision", self.engine.precision, PRECISIONS)
         _choice("logger", self.engine.logger, ("csv", "tensorboard", "mlflow", "none"))
         _check_devices(self.engine.devices)
         if self.engine.num_nodes < 1:
             raise UserError(f"num_nodes must be at least 1, got {self.engine.num_nodes}")
+
+    def _check_schedule(self) -> None:
+        schedule = self.schedule
+        if self.optim.lr_find and not schedule.cached_head and schedule.frozen_epochs > 0:
+            raise UserError(
+                "--lr auto tests the fine-tuning rate once the head is trained on cached features: "
+                "drop --cached-head false (or set --frozen-epochs 0)"
+            )
+        share = schedule.progressive_size
+        if share and not 0.25 <= share < 1:
+            raise UserError(f"progressive_size must be 0 (off) or from 0.25 to below 1, e.g. 0.75; got {share}")
+        if share and schedule.time_limit:
+            raise UserError("--progressive-size is not planned by --time-limit yet: use one of the two")
+        if schedule.head_views < 1:
+            raise UserError(f"head_views must be at least 1 (the plain view), got {schedule.head_views}")
+        parse_duration(schedule.time_limit)
 
 
 # What Lightning's Trainer takes (its accelerator registry and precision strings); strategies are

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
+from collections.abc import Callable
 
 import lightning as L
 import torch
@@ -83,14 +85,13 @@ class ImageDataModule(L.LightningDataModule):
         self.preprocess = preprocess
         self.recipe = data
         self.weighted_sampler = weighted_sampler
+        self.augment = augment
+        self.task = task
         self.by_split = {name: [s for s in samples if s.split == name] for name in ("train", "val", "test")}
-        self.train_set = ImageDataset(
-            self.by_split["train"],
-            self.class_to_idx,
-            train_transform(preprocess, augment),
-            decode_size=train_decode_size(preprocess, augment),
-            task=task,
-        )
+        self.train_set = self._train_set(preprocess.size)
+        self.sized = {preprocess.size: self.train_set}
+        # Progressive resizing: the training image size of each epoch (the loaders are rebuilt every epoch).
+        self.size_at: Callable[[int], int] | None = None
         evaluation = eval_transform(preprocess)
         self.eval_sets = {
             name: ImageDataset(
@@ -98,6 +99,16 @@ class ImageDataModule(L.LightningDataModule):
             )
             for name in ("val", "test")
         }
+
+    def _train_set(self, size: int) -> ImageDataset:
+        preprocess = dataclasses.replace(self.preprocess, size=size)
+        return ImageDataset(
+            self.by_split["train"],
+            self.class_to_idx,
+            train_transform(preprocess, self.augment),
+            decode_size=train_decode_size(preprocess, self.augment),
+            task=self.task,
+        )
 
     def _loader(self, dataset: ImageDataset, *, shuffle: bool, sampler=None) -> DataLoader:
         workers = default_workers(self.recipe.num_workers)
@@ -119,7 +130,13 @@ class ImageDataModule(L.LightningDataModule):
             sample_weights = weights[torch.tensor(self.train_set.targets)]
             generator = torch.Generator().manual_seed(self.recipe.seed)
             sampler = WeightedRandomSampler(sample_weights, num_samples=len(sample_weights), generator=generator)
-        return self._loader(self.train_set, shuffle=True, sampler=sampler)
+        dataset = self.train_set
+        if self.size_at is not None and self.trainer is not None:
+            size = self.size_at(self.trainer.current_epoch)
+            if size not in self.sized:
+                self.sized[size] = self._train_set(size)
+            dataset = self.sized[size]
+        return self._loader(dataset, shuffle=True, sampler=sampler)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.eval_sets["val"], shuffle=False)

@@ -118,6 +118,7 @@ def build_trainer(
         num_sanity_val_steps=0,
         enable_model_summary=False,
         deterministic=False,
+        reload_dataloaders_every_n_epochs=1 if schedule.progressive_size else 0,  # a new image size per epoch
     )
     return trainer, checkpoint
 

@@ -47,6 +47,7 @@ from imagefit.training.frozen import cached_head_phase, head_on_features
 from imagefit.training.module import ClassifierModule
 from imagefit.training.polish import choose_inference, describe, fit_unknown
 from imagefit.training.refit import mark_val_as_training
+from imagefit.training.schedule import progressive_sizes
 from imagefit.training.summary import print_summary
 
 # A DDP launcher re-runs the command in each new process (LOCAL_RANK 1, 2 ...); they find the run
@@ -336,6 +337,11 @@ def _fit(plan: Plan, console: Console, *, report: bool, callbacks: list | None, 
     trainer, checkpoint = build_trainer(
         recipe, plan.run_dir, offset=offset, head_rows=head_rows, extra=extra, max_time=left, echo=echo
     )
+    if recipe.schedule.progressive_size:
+        first = recipe.schedule.frozen_epochs - offset
+        setup.datamodule.size_at = progressive_sizes(
+            setup.preprocess.size, recipe.schedule.progressive_size, first=first, end=recipe.schedule.epochs - offset
+        )
     if trainer.max_epochs == 0:  # the head alone was asked for, and it is trained
         history_of(trainer).write()
         _save_trained(plan, trainer, cpu_tensors(setup.model.state_dict()))

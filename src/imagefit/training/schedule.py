@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from torch import nn
@@ -76,3 +77,14 @@ def _layer_scales(model: nn.Module, layer_decay: float) -> dict[str, float]:
     layers = group_parameters(backbone, backbone.group_matcher(coarse=False), reverse=True)
     top = max(layers.values()) + 1  # the head's depth
     return {f"backbone.{name}": layer_decay ** (top - layer) for name, layer in layers.items()}
+
+
+def progressive_sizes(size: int, share: float, *, first: int, end: int) -> Callable[[int], int]:
+    """Progressive resizing: the training image size of each Lightning epoch, fine-tuning in epochs first..end-1.
+
+    The first half of the fine-tuning epochs (rounded down) train at SHARE of SIZE, rounded to a multiple of
+    16 pixels (at least 32); the rest, and any head epochs before them, at SIZE.
+    """
+    small = max(32, int(round(size * share / 16)) * 16)
+    switch = first + (end - first) // 2
+    return lambda epoch: small if first <= epoch < switch else size
