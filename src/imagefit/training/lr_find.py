@@ -56,6 +56,7 @@ def range_test(module, datamodule, recipe: Recipe, *, out: Path, steps: int) -> 
     training images; the loss plot goes to OUT. MODULE's weights are left as they were (Lightning restores them).
     """
     import lightning as L
+    import matplotlib.pyplot as plt
     from lightning.pytorch.tuner import Tuner
 
     from imagefit.training.callbacks import FreezeBackbone
@@ -79,8 +80,6 @@ def range_test(module, datamodule, recipe: Recipe, *, out: Path, steps: int) -> 
     )
     figure = found.plot(suggest=True)
     figure.savefig(out, dpi=100, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
     plt.close(figure)
     suggestion = found.suggestion()
     ratio = suggestion / recipe.optim.lr if suggestion else None
