@@ -73,13 +73,18 @@ def test_the_range_test_leaves_the_module_as_it_found_it(tmp_path):
     from imagefit.training.module import ClassifierModule
 
     data = make_class_folders(tmp_path / "d", per_class=10)
-    recipe = Recipe().override(**TINY)
+    recipe = Recipe().override(**{**TINY, "micro_batch": 4})
     inventory = scan(data)
     samples = assign_splits(inventory.samples, val_split=0.2, test_split=0.0, seed=0, task=inventory.task)
     model, preprocess, _ = build_classifier(recipe.model, len(inventory.classes), classes=inventory.classes)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     datamodule = ImageDataModule(samples, inventory.classes, preprocess, data=recipe.data, augment=recipe.augment)
     module = ClassifierModule(model, recipe, len(inventory.classes), frozen_epochs=0)
+    seen, step = [], module.training_step
+    module.training_step = lambda batch, *rest: seen.append(len(batch[0])) or step(batch, *rest)
     range_test(module, datamodule, recipe, out=tmp_path / "lr.png", steps=20)
     for key, value in model.state_dict().items():
         assert torch.equal(value, before[key]), key
+    # Whole batches of 8 (not micro-batches of 4, whose loss Lightning's finder would record alone); the
+    # loaders get their micro-batches back afterwards.
+    assert max(seen) == 8 and datamodule.recipe.forward_batch == 4

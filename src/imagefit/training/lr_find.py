@@ -7,6 +7,7 @@ recipe's head rate `lr`, `--finetune-lr-ratio` is the suggestion divided by `lr`
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,11 +63,14 @@ def range_test(module, datamodule, recipe: Recipe, *, out: Path, steps: int) -> 
     from imagefit.training.callbacks import FreezeBackbone
     from imagefit.training.engine import trainer_precision
 
+    # Whole batches, no micro-batches: with gradient accumulation Lightning's finder records only the last
+    # micro-batch's loss, divided by the accumulation (a noisier curve on a quarter of the images).
+    loader_recipe = datamodule.recipe
+    datamodule.recipe = dataclasses.replace(loader_recipe, micro_batch=0)
     trainer = L.Trainer(
         accelerator=recipe.engine.accelerator,
         devices=1,
         precision=trainer_precision(recipe),
-        accumulate_grad_batches=recipe.data.batch_size // recipe.data.forward_batch,
         callbacks=[FreezeBackbone(unfreeze_at_epoch=0, train_bn=recipe.schedule.finetune_bn)],
         max_epochs=10_000,  # the range test stops itself after `steps` steps, however many epochs that takes
         logger=False,
@@ -75,9 +79,12 @@ def range_test(module, datamodule, recipe: Recipe, *, out: Path, steps: int) -> 
         enable_model_summary=False,
         default_root_dir=out.parent,
     )
-    found = Tuner(trainer).lr_find(
-        module, datamodule=datamodule, min_lr=1e-6, max_lr=1.0, num_training=steps, update_attr=False
-    )
+    try:
+        found = Tuner(trainer).lr_find(
+            module, datamodule=datamodule, min_lr=1e-6, max_lr=1.0, num_training=steps, update_attr=False
+        )
+    finally:
+        datamodule.recipe = loader_recipe
     figure = found.plot(suggest=True)
     figure.savefig(out, dpi=100, bbox_inches="tight")
     plt.close(figure)
