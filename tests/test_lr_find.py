@@ -80,11 +80,23 @@ def test_the_range_test_leaves_the_module_as_it_found_it(tmp_path):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     datamodule = ImageDataModule(samples, inventory.classes, preprocess, data=recipe.data, augment=recipe.augment)
     module = ClassifierModule(model, recipe, len(inventory.classes), frozen_epochs=0)
-    seen, step = [], module.training_step
-    module.training_step = lambda batch, *rest: seen.append(len(batch[0])) or step(batch, *rest)
+    for parameter in model.backbone.parameters():  # as the head phase leaves it
+        parameter.requires_grad_(False)
+    seen, modes, step = [], set(), module.training_step
+
+    def training_step(batch, *rest):
+        seen.append(len(batch[0]))
+        norms = [m for m in model.backbone.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        modes.add((any(m.training for m in norms), all(p.requires_grad for p in model.parameters())))
+        return step(batch, *rest)
+
+    module.training_step = training_step
     range_test(module, datamodule, recipe, out=tmp_path / "lr.png", steps=20)
     for key, value in model.state_dict().items():
         assert torch.equal(value, before[key]), key
     # Whole batches of 8 (not micro-batches of 4, whose loss Lightning's finder would record alone); the
     # loaders get their micro-batches back afterwards.
     assert max(seen) == 8 and datamodule.recipe.forward_batch == 4
+    # Lightning's finder drops the Trainer's callbacks: the module itself trains all of the network, with
+    # BatchNorm statistics kept, as fine-tuning does.
+    assert modes == {(False, True)}

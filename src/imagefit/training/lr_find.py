@@ -60,9 +60,9 @@ def range_test(module, datamodule, recipe: Recipe, *, out: Path, steps: int) -> 
     import matplotlib.pyplot as plt
     from lightning.pytorch.tuner import Tuner
 
-    from imagefit.training.callbacks import FreezeBackbone
     from imagefit.training.engine import trainer_precision
 
+    _fine_tuning_on_its_own(module, train_bn=recipe.schedule.finetune_bn)
     # Whole batches, no micro-batches: with gradient accumulation Lightning's finder records only the last
     # micro-batch's loss, divided by the accumulation (a noisier curve on a quarter of the images).
     loader_recipe = datamodule.recipe
@@ -71,7 +71,6 @@ def range_test(module, datamodule, recipe: Recipe, *, out: Path, steps: int) -> 
         accelerator=recipe.engine.accelerator,
         devices=1,
         precision=trainer_precision(recipe),
-        callbacks=[FreezeBackbone(unfreeze_at_epoch=0, train_bn=recipe.schedule.finetune_bn)],
         max_epochs=10_000,  # the range test stops itself after `steps` steps, however many epochs that takes
         logger=False,
         enable_checkpointing=False,
@@ -91,3 +90,22 @@ def range_test(module, datamodule, recipe: Recipe, *, out: Path, steps: int) -> 
     suggestion = found.suggestion()
     ratio = suggestion / recipe.optim.lr if suggestion else None
     return LrFind(suggestion, ratio, out)
+
+
+def _fine_tuning_on_its_own(module, *, train_bn: bool) -> None:
+    """MODULE trains as fine-tuning does without the Trainer's callbacks, which Lightning's finder drops (it runs
+    with its own callback alone): the whole network trainable, BatchNorm statistics kept unless TRAIN_BN."""
+    from imagefit.training.callbacks import keep_batchnorm_statistics
+
+    for parameter in module.model.parameters():
+        parameter.requires_grad_(True)
+    module.phase = 2
+    if train_bn:
+        return
+    start = module.on_train_batch_start
+
+    def on_train_batch_start(batch, batch_idx):  # after Lightning's own train() calls, before every step
+        keep_batchnorm_statistics(module.model.backbone)
+        return start(batch, batch_idx)
+
+    module.on_train_batch_start = on_train_batch_start
