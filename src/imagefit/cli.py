@@ -138,17 +138,22 @@ def _print_quality(made, console) -> None:
     if not isinstance(made, Ensemble):
         return
     _print_comparison(made.members, sort="", out=None)
+    _print_ensemble_figures(made, prefix="ensemble ")
+    console.print(
+        f"ensemble folder: {made.path} (evaluate, predict, report and export read it as a run folder)", highlight=False
+    )
+
+
+def _print_ensemble_figures(made, *, prefix: str = "") -> None:
+    """An ensemble's val and test figures, each against its best member."""
     for split in ("val", "test"):
         figures = made.metrics.get(split)
         if figures:
             console.print(
-                f"ensemble {split}: accuracy {figures['accuracy']:.4f}, macro-F1 {figures['macro_f1']:.4f} "
+                f"{prefix}{split}: accuracy {figures['accuracy']:.4f}, macro-F1 {figures['macro_f1']:.4f} "
                 f"({figures['gain_over_best_member']:+.4f} over the best member)",
                 highlight=False,
             )
-    console.print(
-        f"ensemble folder: {made.path} (evaluate, predict, report and export read it as a run folder)", highlight=False
-    )
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -227,16 +232,8 @@ def ensemble(
 
     with _user_errors():
         made = make_ensemble(runs, out=out, method=method)
-        metrics = made.metrics
-        for name in ("val", "test"):
-            if name in metrics:
-                gain = metrics[name]["gain_over_best_member"]
-                console.print(
-                    f"{name}: accuracy {metrics[name]['accuracy']:.4f}, macro-F1 {metrics[name]['macro_f1']:.4f} "
-                    f"({gain:+.4f} over the best member)",
-                    highlight=False,
-                )
         weights = ", ".join(f"{m.name} {w:.2f}" for m, w in zip(made.members, made.weights, strict=True))
+        _print_ensemble_figures(made)
         console.print(f"weights: {weights}", highlight=False)
         console.print(f"ensemble folder: {made.path}", highlight=False)
 

@@ -23,9 +23,18 @@ from imagefit.errors import UserError
 # What a refit takes from its source run's config.json rather than choosing it on val again.
 CARRIED = ("inference", "inference_candidates", "thresholds")
 # Recipe fields a refit sets itself: the schedule is the source's kept epochs, kept to the last.
-NOT_CARRIED = ("epochs", "frozen_epochs", "patience", "keep", "time_limit", "tune_inference", "refit", "soup",
-    "lr_find")  # fmt: skip
-# (a refit fine-tunes at its source's rate, found by the source's range test under --lr auto)
+# A refit fine-tunes at its source's rate (under --lr auto, the one its range test found): no test of its own.
+NOT_CARRIED = (
+    "epochs",
+    "frozen_epochs",
+    "patience",
+    "keep",
+    "time_limit",
+    "tune_inference",
+    "refit",
+    "soup",
+    "lr_find",
+)
 
 
 def refit(
@@ -60,7 +69,7 @@ def refit(
         if name not in NOT_CARRIED
     }
     overrides.update(epochs=kept, frozen_epochs=frozen, patience=10**6, keep="last", tune_inference=False, soup=False)
-    overrides["lr_find"] = False
+    overrides.update(lr_find=False)
     if time_limit:
         overrides["time_limit"] = f"{time_limit:.0f}s"
     carried = {"refit_of": str(source.path.resolve()), "val_estimate": source.metrics.get("val", {})}
