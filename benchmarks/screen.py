@@ -9,7 +9,8 @@ options after `--`), one after another, with a private feature cache per screen 
 `--cache DIR` is given (then a warm cache makes phase 1 free, as it is for a user's second run).
 The row gives, per dataset, the headline accuracy (test where the data has a test split, else
 val) with macro-F1 and balanced accuracy, then the total wall time and the largest peak RSS.
-`--time-limit` is one duration for every set or `set=duration,...`. `--details` also prints one
+`--time-limit` is one duration for every set or `set=duration,...`. `--keep DIR` copies each run's
+history, config and metrics into DIR/<set>. `--details` also prints one
 row per dataset: epochs, kept epoch, the epochs of a soup (`--soup true`) with the kept epoch's own
 plain accuracy beside it, the prediction settings chosen on val, the headline accuracy
 and ECE with the plain settings (training size, one view, no temperature) and with the chosen
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -40,6 +42,14 @@ SETS = {
     "digits": SHARED / "digits",
     "cifar": None,  # written on the fly
 }
+
+
+def keep_files(run: Path, into: Path) -> None:
+    """Copy the small files of RUN (its history, config and metrics) into INTO, before the scratch is deleted."""
+    into.mkdir(parents=True, exist_ok=True)
+    for name in ("history.csv", "config.json", "metrics.json"):
+        if (run / name).is_file():
+            shutil.copy2(run / name, into / name)
 
 
 def run_one(data: Path, out: Path, options: list[str], env: dict) -> dict:
@@ -78,6 +88,7 @@ def main() -> None:
     parser.add_argument("--sets", default=",".join(SETS))
     parser.add_argument("--cache", type=Path, default=None, help="feature cache folder (default: a new one)")
     parser.add_argument("--details", action="store_true")
+    parser.add_argument("--keep", type=Path, help="copy each run's history.csv, config.json and metrics.json here")
     parser.add_argument("options", nargs=argparse.REMAINDER, help="recipe options after --")
     args = parser.parse_args()
     options = [o for o in args.options if o != "--"]
@@ -91,6 +102,8 @@ def main() -> None:
             data = SETS[name] or write_subset(scratch / "cifar10-subset.csv")
             limit = ["--time-limit", limits[name]] if limits.get(name) else []
             results[name] = run_one(data, scratch / name, options + limit, env)
+            if args.keep:
+                keep_files(scratch / name, args.keep / name)
             if "error" not in results[name]:
                 results[name]["plain"] = plain_figures(scratch / name)
                 results[name]["single"] = plain_figures(scratch / name, single=True)

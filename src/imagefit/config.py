@@ -161,6 +161,15 @@ class ScheduleRecipe:
             "of the size (0.75: 144 px for 192), the rest at full size; validation always at full size; 0 turns it off"
         ),
     )
+    keep_frozen: float = field(
+        default=0.0,
+        metadata=_doc(
+            "fine-tuning leaves frozen the backbone's first layers (whole timm group_matcher layers, from the input) "
+            "holding up to this share of its parameters: the high-resolution stem and first blocks hold few "
+            "weights but cost much of a CPU's backward pass (detectron2 freezes the stem and first stage); "
+            "0 trains every layer"
+        ),
+    )
     soup: bool = field(
         default=False,
         metadata=_doc(
@@ -314,6 +323,8 @@ class Recipe:
             raise UserError(f"progressive_size must be 0 (off) or from 0.25 to below 1, e.g. 0.75; got {share}")
         if share and schedule.time_limit:
             raise UserError("--progressive-size is not planned by --time-limit yet: use one of the two")
+        if not 0 <= schedule.keep_frozen < 1:
+            raise UserError(f"keep_frozen must be from 0 (every layer trains) to below 1, got {schedule.keep_frozen}")
         if schedule.head_views < 1:
             raise UserError(f"head_views must be at least 1 (the plain view), got {schedule.head_views}")
         parse_duration(schedule.time_limit)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import lightning as L
@@ -30,6 +31,7 @@ from imagefit.models import ImageClassifier, preprocess_for
 from imagefit.models.factory import fixed_input_size
 from imagefit.openset import INDEX_SIZE
 from imagefit.training.callbacks import keep_batchnorm_statistics
+from imagefit.training.schedule import freeze_early_layers
 
 # Real epochs run a little slower than the measured parts add up to (loader start, checkpoints).
 REAL_LOOP_FACTOR = 1.1
@@ -90,13 +92,21 @@ class TimePlan:
 
 
 def measure_rates(
-    model: ImageClassifier, size: int, batch_size: int, *, channels_last: bool, device: str, frozen_bn: bool = False
+    model: ImageClassifier,
+    size: int,
+    batch_size: int,
+    *,
+    channels_last: bool,
+    device: str,
+    frozen_bn: bool = False,
+    keep_frozen: float = 0.0,
 ) -> Rates:
     """Images/s of one training step and of inference on random input; the model's weights are left as found.
 
     `frozen_bn` times the step as fine-tuning runs it when BatchNorm statistics are kept: BatchNorm in
     eval mode, about 1.4x faster on a CPU than in training mode (benchmarks/micro_batch.py against
-    model_throughput.py), which a probe in training mode took for the fine-tuning speed.
+    model_throughput.py), which a probe in training mode took for the fine-tuning speed. `keep_frozen`
+    leaves the backbone's early layers out of the backward pass, as fine-tuning will (`early_layers`).
     """
     state = copy.deepcopy(model.state_dict())  # training-mode steps move BatchNorm statistics
     model = model.to(device)
@@ -129,10 +139,25 @@ def measure_rates(
         with torch.no_grad():
             model(images)
 
-    rates = Rates(train=timed(train_step, 3), infer=timed(infer_step, 3))
+    with _trainable_as_fine_tuning(model, keep_frozen):
+        rates = Rates(train=timed(train_step, 3), infer=timed(infer_step, 3))
     model.zero_grad(set_to_none=True)
     model.load_state_dict(state)
     return rates
+
+
+@contextmanager
+def _trainable_as_fine_tuning(model: ImageClassifier, keep_frozen: float):
+    """MODEL's parameters trainable as fine-tuning has them (all but the early layers of KEEP_FROZEN), then as found."""
+    trainable = {name: parameter.requires_grad for name, parameter in model.named_parameters()}
+    for parameter in model.parameters():
+        parameter.requires_grad_(True)
+    freeze_early_layers(model.backbone, keep_frozen)
+    try:
+        yield
+    finally:
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad_(trainable[name])
 
 
 def measure_prep(samples: list[Sample], preprocess: Preprocess, augment, *, count: int = 12) -> tuple[float, float]:
@@ -179,6 +204,7 @@ def plan_time(
             channels_last=recipe.engine.channels_last,
             device=device,
             frozen_bn=not recipe.schedule.finetune_bn,
+            keep_frozen=recipe.schedule.keep_frozen,
         )
         rates.prep_train, rates.prep_eval = measure_prep(samples, preprocess_for(model.backbone, size), recipe.augment)
         rates.overlapped, rates.workers = device == "cuda", default_workers(recipe.data.num_workers)

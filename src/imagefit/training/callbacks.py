@@ -17,6 +17,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from imagefit.files import write_rows
 from imagefit.runs import HISTORY_COLUMNS
+from imagefit.training.schedule import freeze_early_layers
 
 
 class FreezeBackbone(BaseFinetuning):
@@ -24,13 +25,15 @@ class FreezeBackbone(BaseFinetuning):
 
     Train/eval modes are set every epoch: Lightning keeps whatever mode a submodule was left in.
     In phase 2 the backbone's BatchNorm layers keep their pretrained running statistics unless
-    `train_bn` (their scale and shift still train).
+    `train_bn` (their scale and shift still train). With `keep_frozen`, the backbone's first layers
+    holding that share of its parameters stay frozen in phase 2 (`schedule.early_layers`).
     """
 
-    def __init__(self, unfreeze_at_epoch: int, *, train_bn: bool = False):
+    def __init__(self, unfreeze_at_epoch: int, *, train_bn: bool = False, keep_frozen: float = 0.0):
         super().__init__()
         self.unfreeze_at_epoch = unfreeze_at_epoch
         self.train_bn = train_bn
+        self.keep_frozen = keep_frozen
 
     def freeze_before_training(self, pl_module: L.LightningModule) -> None:
         if self.unfreeze_at_epoch > 0:
@@ -40,6 +43,7 @@ class FreezeBackbone(BaseFinetuning):
         if epoch >= self.unfreeze_at_epoch and pl_module.phase == 1:
             # All parameters are in the optimizer from the start: unfreezing is enough, no new group.
             self.make_trainable(pl_module.model.backbone)
+            freeze_early_layers(pl_module.model.backbone, self.keep_frozen)
         pl_module.phase = 1 if epoch < self.unfreeze_at_epoch else 2
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

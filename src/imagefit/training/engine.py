@@ -90,7 +90,7 @@ def build_trainer(
         enable_version_counter=False,
     )
     callbacks = [
-        FreezeBackbone(unfreeze_at_epoch=frozen, train_bn=schedule.finetune_bn),
+        FreezeBackbone(unfreeze_at_epoch=frozen, train_bn=schedule.finetune_bn, keep_frozen=schedule.keep_frozen),
         PhaseTwoEarlyStopping(start_epoch=frozen, monitor=SELECT_BY, mode="min", patience=schedule.patience),
         history,
         EpochLog(history, echo) if echo else EpochBar(offset=offset),

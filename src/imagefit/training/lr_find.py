@@ -62,7 +62,7 @@ def range_test(module, datamodule, recipe: Recipe, *, out: Path, steps: int) -> 
 
     from imagefit.training.engine import trainer_precision
 
-    _fine_tuning_on_its_own(module, train_bn=recipe.schedule.finetune_bn)
+    _fine_tuning_on_its_own(module, train_bn=recipe.schedule.finetune_bn, keep_frozen=recipe.schedule.keep_frozen)
     # Whole batches, no micro-batches: with gradient accumulation Lightning's finder records only the last
     # micro-batch's loss, divided by the accumulation (a noisier curve on a quarter of the images).
     loader_recipe = datamodule.recipe
@@ -92,13 +92,16 @@ def range_test(module, datamodule, recipe: Recipe, *, out: Path, steps: int) -> 
     return LrFind(suggestion, ratio, out)
 
 
-def _fine_tuning_on_its_own(module, *, train_bn: bool) -> None:
+def _fine_tuning_on_its_own(module, *, train_bn: bool, keep_frozen: float = 0.0) -> None:
     """MODULE trains as fine-tuning does without the Trainer's callbacks, which Lightning's finder drops (it runs
-    with its own callback alone): the whole network trainable, BatchNorm statistics kept unless TRAIN_BN."""
+    with its own callback alone): the network trainable but the early layers of KEEP_FROZEN, BatchNorm
+    statistics kept unless TRAIN_BN."""
     from imagefit.training.callbacks import keep_batchnorm_statistics
+    from imagefit.training.schedule import freeze_early_layers
 
     for parameter in module.model.parameters():
         parameter.requires_grad_(True)
+    freeze_early_layers(module.model.backbone, keep_frozen)
     module.phase = 2
     if train_bn:
         return

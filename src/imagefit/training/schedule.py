@@ -79,6 +79,40 @@ def _layer_scales(model: nn.Module, layer_decay: float) -> dict[str, float]:
     return {f"backbone.{name}": layer_decay ** (top - layer) for name, layer in layers.items()}
 
 
+def early_layers(backbone: nn.Module, share: float) -> list[str]:
+    """Names of BACKBONE's parameters in its first whole layers holding at most SHARE of its parameters.
+
+    Layers as timm's `group_matcher` splits the network (the stem first); none when SHARE is 0 or the
+    backbone has no matcher. The early layers see the largest images, so on a CPU they cost most of
+    the backward pass while holding few of the weights.
+    """
+    from timm.models import group_parameters
+
+    if share <= 0 or not hasattr(backbone, "group_matcher"):
+        return []
+    layer_of = group_parameters(backbone, backbone.group_matcher(coarse=False), reverse=True)
+    sizes = {name: parameter.numel() for name, parameter in backbone.named_parameters()}
+    by_layer: dict[int, list[str]] = {}
+    for name, layer in layer_of.items():
+        by_layer.setdefault(layer, []).append(name)
+    allowed, counted, names = share * sum(sizes.values()), 0, []
+    for layer in sorted(by_layer):
+        counted += sum(sizes[name] for name in by_layer[layer])
+        if counted > allowed:
+            break
+        names += by_layer[layer]
+    return names
+
+
+def freeze_early_layers(backbone: nn.Module, share: float) -> list[str]:
+    """Stop gradients to BACKBONE's early layers (`early_layers`); returns their parameters' names."""
+    names = early_layers(backbone, share)
+    parameters = dict(backbone.named_parameters())
+    for name in names:
+        parameters[name].requires_grad_(False)
+    return names
+
+
 def progressive_sizes(size: int, share: float, *, first: int, end: int) -> Callable[[int], int]:
     """Progressive resizing: the training image size of each Lightning epoch, fine-tuning in epochs first..end-1.
 
