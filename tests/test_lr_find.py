@@ -71,6 +71,7 @@ def test_the_range_test_leaves_the_module_as_it_found_it(tmp_path):
     from imagefit.models import build_classifier
     from imagefit.training.lr_find import range_test
     from imagefit.training.module import ClassifierModule
+    from imagefit.training.schedule import early_layers
 
     data = make_class_folders(tmp_path / "d", per_class=10)
     recipe = Recipe().override(**{**TINY, "micro_batch": 4})
@@ -87,7 +88,8 @@ def test_the_range_test_leaves_the_module_as_it_found_it(tmp_path):
     def training_step(batch, *rest):
         seen.append(len(batch[0]))
         norms = [m for m in model.backbone.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-        modes.add((any(m.training for m in norms), all(p.requires_grad for p in model.parameters())))
+        frozen = frozenset(n for n, p in model.named_parameters() if not p.requires_grad)
+        modes.add((any(m.training for m in norms), frozen))
         return step(batch, *rest)
 
     module.training_step = training_step
@@ -97,6 +99,7 @@ def test_the_range_test_leaves_the_module_as_it_found_it(tmp_path):
     # Whole batches of 8 (not micro-batches of 4, whose loss Lightning's finder would record alone); the
     # loaders get their micro-batches back afterwards.
     assert max(seen) == 8 and datamodule.recipe.forward_batch == 4
-    # Lightning's finder drops the Trainer's callbacks: the module itself trains all of the network, with
-    # BatchNorm statistics kept, as fine-tuning does.
-    assert modes == {(False, True)}
+    # Lightning's finder drops the Trainer's callbacks: the module itself trains the network as fine-tuning
+    # does, all of it but the early layers of keep_frozen, with BatchNorm statistics kept.
+    early = frozenset(f"backbone.{name}" for name in early_layers(model.backbone, recipe.schedule.keep_frozen))
+    assert modes == {(False, early)}

@@ -162,7 +162,7 @@ class ScheduleRecipe:
         ),
     )
     keep_frozen: float = field(
-        default=0.0,
+        default=0.01,
         metadata=_doc(
             "fine-tuning leaves frozen the backbone's first layers (whole timm group_matcher layers, from the input) "
             "holding up to this share of its parameters: the high-resolution stem and first blocks hold few "
