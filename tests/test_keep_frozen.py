@@ -82,3 +82,10 @@ def test_the_speed_probe_leaves_the_early_layers_out_of_the_backward_pass_and_re
     assert len(grads) == stem_grads, "2 warm-up and 3 timed steps"
     assert not any(p.requires_grad for p in model.head.parameters())
     assert all(p.requires_grad for p in model.backbone.parameters())
+
+
+def test_a_run_saved_before_the_field_existed_reads_back_as_it_trained():
+    saved = Recipe().to_dict()
+    assert saved["schedule"].pop("keep_frozen") == 0.01, "the default"
+    assert Recipe.from_dict(saved).schedule.keep_frozen == 0.0, "older runs trained every layer"
+    assert Recipe.from_dict(Recipe().override(keep_frozen=0.02).to_dict()).schedule.keep_frozen == 0.02

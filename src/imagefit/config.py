@@ -261,10 +261,13 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Recipe:
-        """A recipe from nested dicts (as `to_dict` gives); missing fields keep their defaults."""
+        """A recipe from nested dicts (as `to_dict` gives); missing fields keep their defaults, except a field
+        added after runs were written (`WRITTEN_BEFORE`): a saved group without it gets the value those runs
+        trained with, so resuming or refitting an older run repeats its recipe."""
         recipe = cls()
         for group_name, group_values in values.items():
-            for name, value in group_values.items():
+            earlier = {k: v for k, v in WRITTEN_BEFORE.get(group_name, {}).items() if k not in group_values}
+            for name, value in {**group_values, **earlier}.items():
                 recipe = recipe.override(**{f"{group_name}.{name}": value})
         return recipe
 
@@ -329,6 +332,9 @@ class Recipe:
             raise UserError(f"head_views must be at least 1 (the plain view), got {schedule.head_views}")
         parse_duration(schedule.time_limit)
 
+
+# Fields whose default changed after runs were saved without them: the value those runs trained with.
+WRITTEN_BEFORE = {"schedule": {"keep_frozen": 0.0}}
 
 # What Lightning's Trainer takes (its accelerator registry and precision strings); strategies are
 # checked against Lightning's own registry when training starts (training/engine.py).
