@@ -174,7 +174,7 @@ def test_phase_two_keeps_pretrained_batchnorm_statistics_unless_asked(tmp_path, 
     before = fresh.backbone.state_dict()
     after = {k.removeprefix("model.backbone."): v for k, v in state.items() if k.startswith("model.backbone.")}
     statistics = [k for k in before if k.endswith("running_mean")]
-    weights = [k for k in before if k.endswith("conv_stem.weight")]
+    weights = [k for k in before if k.endswith("conv_head.weight")]  # the last layer (keep_frozen: not the stem)
     assert statistics and weights
     assert not torch.equal(before[weights[0]], after[weights[0]]), "phase 2 trains the backbone"
     changed = any(not torch.equal(before[k], after[k]) for k in statistics)

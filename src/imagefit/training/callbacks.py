@@ -38,6 +38,8 @@ class FreezeBackbone(BaseFinetuning):
     def freeze_before_training(self, pl_module: L.LightningModule) -> None:
         if self.unfreeze_at_epoch > 0:
             self.freeze(pl_module.model.backbone, train_bn=False)
+        # Before the strategy wraps the model: DDP lists the parameters that train once, when it wraps it.
+        freeze_early_layers(pl_module.model.backbone, self.keep_frozen)
 
     def finetune_function(self, pl_module: L.LightningModule, epoch: int, optimizer) -> None:
         if epoch >= self.unfreeze_at_epoch and pl_module.phase == 1:
