@@ -31,7 +31,7 @@ from imagefit.models import ImageClassifier, preprocess_for
 from imagefit.models.factory import fixed_input_size
 from imagefit.openset import INDEX_SIZE
 from imagefit.training.callbacks import keep_batchnorm_statistics
-from imagefit.training.schedule import freeze_early_layers
+from imagefit.training.schedule import train_as_fine_tuning
 
 # Real epochs run a little slower than the measured parts add up to (loader start, checkpoints).
 REAL_LOOP_FACTOR = 1.1
@@ -150,9 +150,7 @@ def measure_rates(
 def _trainable_as_fine_tuning(model: ImageClassifier, keep_frozen: float):
     """MODEL's parameters trainable as fine-tuning has them (all but the early layers of KEEP_FROZEN), then as found."""
     trainable = {name: parameter.requires_grad for name, parameter in model.named_parameters()}
-    for parameter in model.parameters():
-        parameter.requires_grad_(True)
-    freeze_early_layers(model.backbone, keep_frozen)
+    train_as_fine_tuning(model, keep_frozen)
     try:
         yield
     finally:

@@ -17,7 +17,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from imagefit.files import write_rows
 from imagefit.runs import HISTORY_COLUMNS
-from imagefit.training.schedule import freeze_early_layers
+from imagefit.training.schedule import freeze_early_layers, train_as_fine_tuning
 
 
 class FreezeBackbone(BaseFinetuning):
@@ -44,8 +44,7 @@ class FreezeBackbone(BaseFinetuning):
     def finetune_function(self, pl_module: L.LightningModule, epoch: int, optimizer) -> None:
         if epoch >= self.unfreeze_at_epoch and pl_module.phase == 1:
             # All parameters are in the optimizer from the start: unfreezing is enough, no new group.
-            self.make_trainable(pl_module.model.backbone)
-            freeze_early_layers(pl_module.model.backbone, self.keep_frozen)
+            train_as_fine_tuning(pl_module.model, self.keep_frozen)
         pl_module.phase = 1 if epoch < self.unfreeze_at_epoch else 2
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

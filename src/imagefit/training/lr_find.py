@@ -97,11 +97,9 @@ def _fine_tuning_on_its_own(module, *, train_bn: bool, keep_frozen: float = 0.0)
     with its own callback alone): the network trainable but the early layers of KEEP_FROZEN, BatchNorm
     statistics kept unless TRAIN_BN."""
     from imagefit.training.callbacks import keep_batchnorm_statistics
-    from imagefit.training.schedule import freeze_early_layers
+    from imagefit.training.schedule import train_as_fine_tuning
 
-    for parameter in module.model.parameters():
-        parameter.requires_grad_(True)
-    freeze_early_layers(module.model.backbone, keep_frozen)
+    train_as_fine_tuning(module.model, keep_frozen)
     module.phase = 2
     if train_bn:
         return

@@ -104,13 +104,18 @@ def early_layers(backbone: nn.Module, share: float) -> list[str]:
     return names
 
 
-def freeze_early_layers(backbone: nn.Module, share: float) -> list[str]:
-    """Stop gradients to BACKBONE's early layers (`early_layers`); returns their parameters' names."""
-    names = early_layers(backbone, share)
+def freeze_early_layers(backbone: nn.Module, share: float) -> None:
+    """Stop gradients to BACKBONE's early layers (`early_layers`)."""
     parameters = dict(backbone.named_parameters())
-    for name in names:
+    for name in early_layers(backbone, share):
         parameters[name].requires_grad_(False)
-    return names
+
+
+def train_as_fine_tuning(model: nn.Module, keep_frozen: float) -> None:
+    """The parameters fine-tuning trains: all of MODEL's but its backbone's early layers (KEEP_FROZEN)."""
+    for parameter in model.parameters():
+        parameter.requires_grad_(True)
+    freeze_early_layers(model.backbone, keep_frozen)
 
 
 def progressive_sizes(size: int, share: float, *, first: int, end: int) -> Callable[[int], int]:
