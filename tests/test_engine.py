@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import TINY, make_class_folders
 
 import imagefit
@@ -113,3 +114,38 @@ def test_ddp_with_two_cpu_processes_writes_one_run(tmp_path):
     assert (tmp_path / "runs" / "d" / "model.safetensors").exists()
     env = json.loads((tmp_path / "runs" / "d" / "env.json").read_text())
     assert (env["world_size"], env["strategy"]) == (2, "DDPStrategy")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="DDP on CPU with gloo is tested on Linux")
+@pytest.mark.parametrize("cached_head", [True, False])
+def test_ddp_processes_hold_the_same_weights_through_both_phases(tmp_path, cached_head):
+    """Lightning issue #20340: a backbone frozen (requires_grad off) when DDP wraps the model is left out
+    of its gradient all-reduce for good, so after the unfreeze each process trains its own copy."""
+    data = make_class_folders(tmp_path / "d", per_class=12)
+    out = tmp_path / "weights"
+    out.mkdir()
+    options = {**TINY, "devices": "2", "strategy": "ddp", "epochs": 3, "frozen_epochs": 1, "patience": 100}
+    options.update(cached_head=cached_head, keep_frozen=0.0, out=str(tmp_path / "run"))
+    helper = Path(__file__).with_name("rank_weights.py")
+    result = subprocess.run(
+        [sys.executable, str(helper), str(out), str(data), json.dumps(options)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    def weights(name: str, rank: int) -> dict:
+        return torch.load(out / f"{name}-rank-{rank}.pt")
+
+    first = "epoch-0" if not cached_head else "start"  # the cached head's phase 1 runs before the Trainer
+    for name in ["start", first, "end"]:
+        zero, one = weights(name, 0), weights(name, 1)
+        differ = [key for key in zero if not torch.equal(zero[key], one[key])]
+        assert not differ, f"{name}: the two processes hold different weights: {differ[:5]}"
+    start, end = weights("start", 0), weights("end", 0)
+    backbone = [key for key in start if key.startswith("backbone.") and start[key].is_floating_point()]
+    if not cached_head:
+        held = weights("epoch-0", 0)
+        assert all(torch.equal(start[key], held[key]) for key in backbone), "phase 1 holds the backbone still"
+    assert any(not torch.equal(start[key], end[key]) for key in backbone), "fine-tuning trains the backbone"

@@ -13,6 +13,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import BaseFinetuning, EarlyStopping, RichProgressBar, WeightAveraging
+from lightning.pytorch.strategies import DDPStrategy
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from imagefit.files import write_rows
@@ -35,8 +36,18 @@ class FreezeBackbone(BaseFinetuning):
         self.train_bn = train_bn
         self.keep_frozen = keep_frozen
 
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        # Lightning issue #20340: DDP leaves the parameters frozen when it wraps the model out of its
+        # gradient all-reduce for good, so after the unfreeze each process would train its own backbone.
+        # Under DDP the backbone stays trainable at the wrap, phase 1 runs it without gradients
+        # (ClassifierModule.hold_backbone), and DDP is told to expect parameters without them.
+        pl_module.hold_backbone = self.unfreeze_at_epoch > 0 and isinstance(trainer.strategy, DDPStrategy)
+        if pl_module.hold_backbone:
+            trainer.strategy._ddp_kwargs["find_unused_parameters"] = True  # what `ddp_find_unused_parameters_true` sets
+        super().setup(trainer, pl_module, stage)
+
     def freeze_before_training(self, pl_module: L.LightningModule) -> None:
-        if self.unfreeze_at_epoch > 0:
+        if self.unfreeze_at_epoch > 0 and not pl_module.hold_backbone:
             self.freeze(pl_module.model.backbone, train_bn=False)
         # Before the strategy wraps the model: DDP lists the parameters that train once, when it wraps it.
         freeze_early_layers(pl_module.model.backbone, self.keep_frozen)

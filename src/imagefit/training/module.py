@@ -52,6 +52,8 @@ class ClassifierModule(L.LightningModule):
             self.val_accuracy = MulticlassAccuracy(num_classes=num_classes, average="micro")
             self.val_f1 = MulticlassF1Score(num_classes=num_classes, average="macro")
         self.phase = 1
+        # Phase 1 runs the backbone without gradients instead of freezing it: set under DDP by FreezeBackbone.
+        self.hold_backbone = False
         self._epoch_loss = torch.zeros(2)
         self._epoch_started = 0.0
         self._images_seen = 0
@@ -59,6 +61,10 @@ class ClassifierModule(L.LightningModule):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if self.recipe.engine.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
+        if self.hold_backbone and self.phase == 1:  # frozen without turning requires_grad off (FreezeBackbone)
+            with torch.no_grad():
+                features = self.model.backbone(images)
+            return self.model.head(features)
         return self.model(images)
 
     def on_fit_start(self) -> None:
