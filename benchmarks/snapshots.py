@@ -1,0 +1,133 @@
+"""Screen snapshot ensembles (issue 10 item 5): the mean of several fine-tuning epochs' predictions.
+
+    python3 benchmarks/snapshots.py --sets clothing,hymenoptera,digits,cifar [-- OPTIONS]
+
+Each set trains once with the defaults (plus OPTIONS), in this process, with a private feature cache;
+a callback saves the weights after every fine-tuning epoch. Every epoch's model then predicts the val
+and headline splits (training size, one view, no temperature: the plain settings of screen.py), and
+the script compares, on the headline split (test where the data has one, else val):
+- kept: the run's own model (the epoch with the lowest val loss, or the head alone when it won);
+- top-k mean: the mean probabilities of the k candidates (the kept model and the fine-tuning epochs)
+  with the lowest val log loss, k = 2 and 3;
+- greedy: Caruana's forward selection with replacement on val log loss, up to 5 picks, started from the
+  best candidate and stopped when no pick lowers val log loss (what `imagefit ensemble --method greedy`
+  does across runs).
+On sets whose headline split is val (hymenoptera, digits) the ensembles are chosen on the split they
+are scored on: their gain there is optimistic. One Markdown row per set, then the wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from cifar_subset import write_subset
+from screen import SETS
+
+
+def log_loss(probabilities: np.ndarray, targets: np.ndarray) -> float:
+    return float(-np.log(np.clip(probabilities[np.arange(len(targets)), targets], 1e-12, None)).mean())
+
+
+def accuracy(probabilities: np.ndarray, targets: np.ndarray) -> float:
+    return float((probabilities.argmax(1) == targets).mean())
+
+
+def greedy(val: list[np.ndarray], targets: np.ndarray, picks: int = 5) -> list[int]:
+    """Caruana's forward selection with replacement: indices of the members, the first the best alone."""
+    chosen = [int(np.argmin([log_loss(p, targets) for p in val]))]
+    best = log_loss(val[chosen[0]], targets)
+    while len(chosen) < picks:
+        trials = [log_loss(np.mean([val[i] for i in [*chosen, j]], axis=0), targets) for j in range(len(val))]
+        j = int(np.argmin(trials))
+        if trials[j] >= best:
+            break
+        chosen.append(j)
+        best = trials[j]
+    return chosen
+
+
+def predictions(run, model, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax probabilities (temperature 1, one view, training size) and targets of RUN's SPLIT."""
+    from imagefit.prediction import map_batches
+    from imagefit.prediction.models import TorchPredictor, softmax
+
+    samples = [s for s in run.split() if s.split == split]
+    predictor = TorchPredictor(model.eval(), run.classes, run.train_preprocess)
+    paths, logits, _ = map_batches(predictor.logits, run.train_preprocess, [s.path for s in samples])
+    truth = {s.path: run.classes.index(s.label) for s in samples}
+    return softmax(logits), np.array([truth[p] for p in paths])
+
+
+def screen_one(name: str, data: Path, scratch: Path, overrides: dict) -> str:
+    from safetensors.torch import load_file
+
+    import imagefit
+    from imagefit.runs import load_run
+    from imagefit.training.soup import EpochWeights
+
+    started = time.perf_counter()
+    out, epochs = scratch / name, scratch / f"{name}-epochs"
+    offset = 3  # the head's epochs on cached features come before Lightning's first epoch
+    imagefit.train(data, out=out, report=False, callbacks=[EpochWeights(epochs, offset=offset)], **overrides)
+    trained = time.perf_counter() - started
+    run = load_run(out)
+    headline = "test" if "test" in run.metrics else "val"
+    model = run.load_model()
+    names, val, head = ["kept"], [], []
+    probabilities, val_targets = predictions(run, model, "val")
+    val.append(probabilities)
+    probabilities, targets = predictions(run, model, headline)
+    head.append(probabilities)
+    for path in sorted(epochs.glob("epoch-*.safetensors"), key=lambda p: int(p.stem.split("-")[1])):
+        model.load_state_dict(load_file(str(path)))
+        names.append(path.stem.split("-")[1])
+        val.append(predictions(run, model, "val")[0])
+        head.append(predictions(run, model, headline)[0])
+    losses = [log_loss(p, val_targets) for p in val]
+    order = list(np.argsort(losses))
+    cells = [f"{accuracy(head[0], targets):.4f} (epoch {run.metrics.get('best_epoch')})"]
+    for k in (2, 3):
+        members = order[:k]
+        mean = np.mean([head[i] for i in members], axis=0)
+        val_mean = np.mean([val[i] for i in members], axis=0)
+        label = "+".join(names[i] for i in members)
+        cells.append(f"{accuracy(mean, targets):.4f} ({label}; val loss {log_loss(val_mean, val_targets):.3f})")
+    picks = greedy(val, val_targets)
+    mean = np.mean([head[i] for i in picks], axis=0)
+    val_mean = np.mean([val[i] for i in picks], axis=0)
+    label = "+".join(names[i] for i in picks)
+    cells.append(f"{accuracy(mean, targets):.4f} ({label}; val loss {log_loss(val_mean, val_targets):.3f})")
+    per_epoch = ", ".join(f"{n}: {accuracy(h, targets):.4f}" for n, h in zip(names[1:], head[1:], strict=True))
+    wall = time.perf_counter() - started
+    print(f"<!-- {name}: {headline} accuracy per fine-tuning epoch: {per_epoch}; kept val loss {losses[0]:.3f} -->")
+    return f"| {name} ({headline}) | {' | '.join(cells)} | {trained / 60:.1f} + {(wall - trained) / 60:.1f} min |"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sets", default=",".join(SETS))
+    parser.add_argument("options", nargs=argparse.REMAINDER, help="recipe options after --, as key=value")
+    args = parser.parse_args()
+    overrides = dict(o.split("=", 1) for o in args.options if o != "--")
+    names = [n.strip() for n in args.sets.split(",") if n.strip()]
+
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        os.environ["IMAGEFIT_CACHE"] = str(scratch / "cache")
+        for name in names:
+            data = SETS[name] or write_subset(scratch / "cifar10-subset.csv")
+            rows.append(screen_one(name, data, scratch, overrides))
+            print(rows[-1], flush=True)
+    print("| set (split) | kept | mean of top 2 (val log loss) | mean of top 3 | greedy, up to 5 |")
+    print("|---|---|---|---|---|")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
