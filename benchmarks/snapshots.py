@@ -7,8 +7,8 @@ a callback saves the weights after every fine-tuning epoch. Every epoch's model 
 and headline splits (training size, one view, no temperature: the plain settings of screen.py), and
 the script compares, on the headline split (test where the data has one, else val):
 - kept: the run's own model (the epoch with the lowest val loss, or the head alone when it won);
-- top-k mean: the mean probabilities of the k candidates (the kept model and the fine-tuning epochs)
-  with the lowest val log loss, k = 2 and 3;
+- top-k mean: the mean probabilities of the k candidates (the kept model and the other fine-tuning
+  epochs) with the lowest val log loss, k = 2 and 3;
 - greedy: Caruana's forward selection with replacement on val log loss, up to 5 picks, started from the
   best candidate and stopped when no pick lowers val log loss (what `imagefit ensemble --method greedy`
   does across runs).
@@ -84,6 +84,8 @@ def screen_one(name: str, data: Path, scratch: Path, overrides: dict) -> str:
     probabilities, targets = predictions(run, model, headline)
     head.append(probabilities)
     for path in sorted(epochs.glob("epoch-*.safetensors"), key=lambda p: int(p.stem.split("-")[1])):
+        if int(path.stem.split("-")[1]) == run.metrics.get("best_epoch"):
+            continue  # the kept model is this epoch: a candidate once
         model.load_state_dict(load_file(str(path)))
         names.append(path.stem.split("-")[1])
         val.append(predictions(run, model, "val")[0])
