@@ -60,7 +60,9 @@ class DataRecipe:
 
 @dataclass
 class ModelRecipe:
-    model: str = field(default="tf_efficientnet_lite0", metadata=_doc("any timm model name (`timm.list_models()`)"))
+    model: str = field(
+        default="tf_efficientnet_lite1", metadata=_doc("any timm model name (`timm.list_models()`); lite1 from stop 24")
+    )
     pretrained: bool = field(
         default=True, metadata=_doc("start from ImageNet weights (offline packages first, then timm's hub)")
     )
