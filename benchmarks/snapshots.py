@@ -9,7 +9,7 @@ the script compares, on the headline split (test where the data has one, else va
 - kept: the run's own model (the epoch with the lowest val loss, or the head alone when it won);
 - top-k mean: the mean probabilities of the k candidates (the kept model and the other fine-tuning
   epochs) with the lowest val log loss, k = 2 and 3;
-- greedy: Caruana's forward selection with replacement on val log loss, up to 5 picks, started from the
+- greedy: Caruana's forward selection with replacement on val log loss (`ensembles.fit_weights`), started from the
   best candidate and stopped when no pick lowers val log loss (what `imagefit ensemble --method greedy`
   does across runs).
 On sets whose headline split is val (hymenoptera, digits) the ensembles are chosen on the split they
@@ -28,27 +28,11 @@ import numpy as np
 from cifar_subset import write_subset
 from screen import SETS
 
-
-def log_loss(probabilities: np.ndarray, targets: np.ndarray) -> float:
-    return float(-np.log(np.clip(probabilities[np.arange(len(targets)), targets], 1e-12, None)).mean())
+from imagefit.calibration import log_loss
 
 
 def accuracy(probabilities: np.ndarray, targets: np.ndarray) -> float:
     return float((probabilities.argmax(1) == targets).mean())
-
-
-def greedy(val: list[np.ndarray], targets: np.ndarray, picks: int = 5) -> list[int]:
-    """Caruana's forward selection with replacement: indices of the members, the first the best alone."""
-    chosen = [int(np.argmin([log_loss(p, targets) for p in val]))]
-    best = log_loss(val[chosen[0]], targets)
-    while len(chosen) < picks:
-        trials = [log_loss(np.mean([val[i] for i in [*chosen, j]], axis=0), targets) for j in range(len(val))]
-        j = int(np.argmin(trials))
-        if trials[j] >= best:
-            break
-        chosen.append(j)
-        best = trials[j]
-    return chosen
 
 
 def predictions(run, model, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -67,6 +51,7 @@ def screen_one(name: str, data: Path, scratch: Path, overrides: dict) -> str:
     from safetensors.torch import load_file
 
     import imagefit
+    from imagefit.ensembles import fit_weights
     from imagefit.runs import load_run
     from imagefit.training.soup import EpochWeights
 
@@ -99,10 +84,9 @@ def screen_one(name: str, data: Path, scratch: Path, overrides: dict) -> str:
         val_mean = np.mean([val[i] for i in members], axis=0)
         label = "+".join(names[i] for i in members)
         cells.append(f"{accuracy(mean, targets):.4f} ({label}; val loss {log_loss(val_mean, val_targets):.3f})")
-    picks = greedy(val, val_targets)
-    mean = np.mean([head[i] for i in picks], axis=0)
-    val_mean = np.mean([val[i] for i in picks], axis=0)
-    label = "+".join(names[i] for i in picks)
+    weights = fit_weights(np.stack(val), val_targets, "greedy")  # imagefit ensemble --method greedy
+    mean, val_mean = np.tensordot(weights, np.stack(head), axes=1), np.tensordot(weights, np.stack(val), axes=1)
+    label = "+".join(names[i] for i in np.flatnonzero(weights))
     cells.append(f"{accuracy(mean, targets):.4f} ({label}; val loss {log_loss(val_mean, val_targets):.3f})")
     per_epoch = ", ".join(f"{n}: {accuracy(h, targets):.4f}" for n, h in zip(names[1:], head[1:], strict=True))
     wall = time.perf_counter() - started
@@ -126,7 +110,7 @@ def main() -> None:
             data = SETS[name] or write_subset(scratch / "cifar10-subset.csv")
             rows.append(screen_one(name, data, scratch, overrides))
             print(rows[-1], flush=True)
-    print("| set (split) | kept | mean of top 2 (val log loss) | mean of top 3 | greedy, up to 5 |")
+    print("| set (split) | kept | mean of top 2 (val log loss) | mean of top 3 | greedy |")
     print("|---|---|---|---|---|")
     print("\n".join(rows))
 
