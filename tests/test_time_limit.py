@@ -112,3 +112,62 @@ def test_the_speed_probe_steps_with_batchnorm_as_fine_tuning_will_and_leaves_the
     assert rates.train > 0 and rates.infer > 0
     assert modes[:5] == [not frozen_bn] * 5, "2 warm-up and 3 timed training steps"
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+class _Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _budget_after_one_epoch(val_seconds_measured: float):
+    """A TimeBudget driven through one fine-tuning epoch of 60 s whose validation took VAL_SECONDS_MEASURED."""
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    from lightning.pytorch.callbacks import Timer
+
+    from imagefit.training.budget import TimeBudget
+
+    clock = _Clock()
+    # 600 s from now; finish planned at 90 s and a validation pass at 10 s (probe's rate).
+    budget = TimeBudget(clock.now + 600.0, finish=90.0, val=10.0, cap=100, clock=clock)
+    timer = Timer(duration=timedelta(seconds=500.0))
+    timer.on_train_start(None, None)
+    retargeted = []
+    trainer = SimpleNamespace(
+        current_epoch=0, max_epochs=5, sanity_checking=False, fit_loop=SimpleNamespace(max_epochs=5), callbacks=[timer]
+    )
+    module = SimpleNamespace(retarget=retargeted.append)
+    budget.on_train_epoch_start(trainer, module)
+    clock.now += 60.0 - val_seconds_measured
+    budget.on_validation_epoch_start(trainer, module)
+    clock.now += val_seconds_measured
+    budget.on_validation_epoch_end(trainer, module)
+    budget.on_train_epoch_end(trainer, module)
+    return budget, trainer, timer, clock
+
+
+def test_the_budget_rescales_the_finish_by_the_measured_evaluation_speed_and_moves_lightnings_timer():
+    # Validation ran as planned (10 s x REAL_LOOP_FACTOR): the deadline is the plan's, 600 - 100 s.
+    planned, trainer, timer, clock = _budget_after_one_epoch(11.0)
+    assert planned.scale == pytest.approx(1.0)
+    assert planned.deadline == pytest.approx(clock.now - 60.0 + 500.0)
+    # 440 s left to the deadline, epochs of 66 s with the loop factor: 6 more epochs, 7 in all.
+    assert trainer.fit_loop.max_epochs == 7
+    assert timer.time_remaining() == pytest.approx(440.0, abs=1.0)
+    # Evaluation ran twice as fast as the probe said: the finish shrinks to half, the deadline moves 50 s later.
+    fast, trainer, timer, clock = _budget_after_one_epoch(5.5)
+    assert fast.scale == pytest.approx(0.5)
+    assert fast.deadline == pytest.approx(planned.deadline + 50.0)
+    assert trainer.fit_loop.max_epochs == 8  # 490 s left: 7 more epochs of 66 s
+    assert timer.time_remaining() == pytest.approx(490.0, abs=1.0)
+    # Slower than planned: the finish grows, so fewer epochs fit.
+    slow, trainer, _, _ = _budget_after_one_epoch(22.0)
+    assert slow.scale == pytest.approx(2.0) and slow.deadline == pytest.approx(planned.deadline - 100.0)
+    assert trainer.fit_loop.max_epochs == 6
+    # Never under half the planned finish, however fast one validation pass looks.
+    floor, _, _, _ = _budget_after_one_epoch(1.0)
+    assert floor.scale == pytest.approx(floor.SMALLEST_SCALE)

@@ -329,10 +329,17 @@ def _fit(plan: Plan, console: Console, *, report: bool, callbacks: list | None, 
     )
     extra = [StageHook(notify, offset=offset), *(callbacks or [])]
     left = None
-    if setup.budget is not None:
-        deadline = plan.started + setup.budget.deadline
-        left = timedelta(seconds=max(1.0, deadline - time.perf_counter()))
-        extra.append(TimeBudget(deadline, cap=_epoch_cap(plan) - offset))
+    budget = setup.budget
+    if budget is not None:
+        left = timedelta(seconds=max(1.0, plan.started + budget.deadline - time.perf_counter()))
+        extra.append(
+            TimeBudget(
+                plan.started + budget.limit,
+                finish=budget.finish_seconds,
+                val=budget.val_seconds,
+                cap=_epoch_cap(plan) - offset,
+            )
+        )
     echo = None if console.is_terminal else lambda line: console.print(line, highlight=False, soft_wrap=True)
     trainer, checkpoint = build_trainer(
         recipe, plan.run_dir, offset=offset, head_rows=head_rows, extra=extra, max_time=left, echo=echo
