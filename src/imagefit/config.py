@@ -138,7 +138,13 @@ class ScheduleRecipe:
     frozen_epochs: int = field(default=3, metadata=_doc("phase 1: epochs training the head with the backbone frozen"))
     epochs: int = field(default=10, metadata=_doc("all epochs, both phases; epochs == frozen_epochs never unfreezes"))
     warmup_epochs: float = field(default=0.5, metadata=_doc("linear warm-up at the start of phase 2, in epochs"))
-    patience: int = field(default=3, metadata=_doc("phase 2 stops after this many epochs without a lower val loss"))
+    patience: int = field(
+        default=10,
+        metadata=_doc(
+            "phase 2 stops after this many epochs without a lower val loss (10: the default 7 fine-tuning "
+            "epochs always run out, their cosine ends where val loss is lowest; longer runs still stop early)"
+        ),
+    )
     keep: str = field(
         default="best", metadata=_doc("best | last: keep the epoch with the lowest val loss, or the last one")
     )
