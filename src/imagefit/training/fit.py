@@ -331,15 +331,14 @@ def _fit(plan: Plan, console: Console, *, report: bool, callbacks: list | None, 
     left = None
     budget = setup.budget
     if budget is not None:
-        left = timedelta(seconds=max(1.0, plan.started + budget.deadline - time.perf_counter()))
-        extra.append(
-            TimeBudget(
-                plan.started + budget.limit,
-                finish=budget.finish_seconds,
-                val=budget.val_seconds,
-                cap=_epoch_cap(plan) - offset,
-            )
+        keeper = TimeBudget(
+            plan.started + budget.limit,
+            finish=budget.finish_seconds,
+            val=budget.val_seconds,
+            cap=_epoch_cap(plan) - offset,
         )
+        left = timedelta(seconds=max(1.0, keeper.deadline - time.perf_counter()))
+        extra.append(keeper)
     echo = None if console.is_terminal else lambda line: console.print(line, highlight=False, soft_wrap=True)
     trainer, checkpoint = build_trainer(
         recipe, plan.run_dir, offset=offset, head_rows=head_rows, extra=extra, max_time=left, echo=echo
