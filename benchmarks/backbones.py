@@ -14,8 +14,8 @@ import argparse
 import time
 from pathlib import Path
 
-from imagefit.compare import run_facts
-from imagefit.ensembles import make_ensemble
+from imagefit.evaluation.ensembles import make_ensemble
+from imagefit.report.compare import run_facts
 from imagefit.training.backbones import train_backbones
 
 

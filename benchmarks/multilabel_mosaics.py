@@ -28,7 +28,7 @@ from PIL import Image, ImageOps
 
 import imagefit
 from imagefit.data import scan
-from imagefit.prediction import predict
+from imagefit.prediction.loading import predict
 
 TILE = 112
 # The baselines and the head-only row skip what only the final model needs (prediction settings, unknown index).

@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 
 import imagefit
-from imagefit.classes import add_class, penultimate
 from imagefit.data import scan
-from imagefit.evaluation import evaluate
-from imagefit.prediction import predict
-from imagefit.prediction.models import TorchPredictor
+from imagefit.evaluation.evaluator import evaluate
+from imagefit.prediction.loading import predict
+from imagefit.prediction.predictors import TorchPredictor
+from imagefit.training.add_class import add_class, penultimate
 
 
 def main() -> None:

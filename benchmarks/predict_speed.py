@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from imagefit.export import export_onnx
-from imagefit.prediction import predict_with
+from imagefit.export.onnx import export_onnx
+from imagefit.prediction.batches import predict_with
 from imagefit.prediction.inputs import collect_inputs
-from imagefit.prediction.models import OnnxPredictor, TorchPredictor
+from imagefit.prediction.onnx import OnnxPredictor
+from imagefit.prediction.predictors import TorchPredictor
 
 
 def _best_rate(predictor, locators: list[str]) -> tuple[float, np.ndarray]:

@@ -156,11 +156,12 @@ def plain_figures(run_dir: Path, *, single: bool = False) -> dict:
     """
     import torch
 
-    from imagefit.calibration import view_probabilities
+    from imagefit.evaluation.calibration import view_probabilities
+    from imagefit.evaluation.metrics import calibration_error
     from imagefit.files import cpu_tensors
-    from imagefit.metrics import calibration_error
-    from imagefit.prediction import map_batches
-    from imagefit.prediction.models import TorchPredictor
+    from imagefit.models.trained import load_trained
+    from imagefit.prediction.batches import map_batches
+    from imagefit.prediction.predictors import TorchPredictor
     from imagefit.runs import load_run
 
     run = load_run(run_dir)
@@ -170,7 +171,7 @@ def plain_figures(run_dir: Path, *, single: bool = False) -> dict:
         if len(run.config.get("soup", {}).get("epochs", [])) < 2:
             return {}
         state = torch.load(run.path / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)["state_dict"]
-        model = run.load_model()
+        model = load_trained(run)
         model.load_state_dict(cpu_tensors(state, "model."))
         predictor = TorchPredictor(model.eval(), run.classes, run.train_preprocess)
     else:

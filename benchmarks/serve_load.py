@@ -100,7 +100,7 @@ def load(port: int, images: list[bytes], *, requests: int, clients: int, limit: 
 
 
 def offline_rate(run: str, paths: list[str], backend: str) -> float:
-    from imagefit.prediction import predict
+    from imagefit.prediction.loading import predict
 
     model = Path(run) / "model.onnx" if backend == "onnx" else run
     started = time.perf_counter()

@@ -28,7 +28,7 @@ import numpy as np
 from cifar_subset import write_subset
 from screen import SETS
 
-from imagefit.calibration import log_loss
+from imagefit.evaluation.calibration import log_loss
 
 
 def accuracy(probabilities: np.ndarray, targets: np.ndarray) -> float:
@@ -37,8 +37,9 @@ def accuracy(probabilities: np.ndarray, targets: np.ndarray) -> float:
 
 def predictions(run, model, split: str) -> tuple[np.ndarray, np.ndarray]:
     """Softmax probabilities (temperature 1, one view, training size) and targets of RUN's SPLIT."""
-    from imagefit.prediction import map_batches
-    from imagefit.prediction.models import TorchPredictor, softmax
+    from imagefit.prediction.batches import map_batches
+    from imagefit.prediction.predictors import TorchPredictor
+    from imagefit.tasks import softmax
 
     samples = [s for s in run.split() if s.split == split]
     predictor = TorchPredictor(model.eval(), run.classes, run.train_preprocess)
@@ -51,7 +52,8 @@ def screen_one(name: str, data: Path, scratch: Path, overrides: dict) -> str:
     from safetensors.torch import load_file
 
     import imagefit
-    from imagefit.ensembles import fit_weights
+    from imagefit.evaluation.ensembles import fit_weights
+    from imagefit.models.trained import load_trained
     from imagefit.runs import load_run
     from imagefit.training.soup import EpochWeights
 
@@ -62,7 +64,7 @@ def screen_one(name: str, data: Path, scratch: Path, overrides: dict) -> str:
     trained = time.perf_counter() - started
     run = load_run(out)
     headline = "test" if "test" in run.metrics else "val"
-    model = run.load_model()
+    model = load_trained(run)
     names, val, head = ["kept"], [], []
     probabilities, val_targets = predictions(run, model, "val")
     val.append(probabilities)

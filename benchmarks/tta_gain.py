@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 import time
 
-from imagefit.evaluation import evaluate
+from imagefit.evaluation.evaluator import evaluate
 
 
 def main(run_dir: str) -> None:

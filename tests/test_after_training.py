@@ -15,8 +15,9 @@ import imagefit
 from imagefit.data.preprocess import Preprocess, eval_array
 from imagefit.data.transforms import eval_transform
 from imagefit.errors import UserError
-from imagefit.metrics import classification_metrics
-from imagefit.prediction import predict, write_csv
+from imagefit.evaluation.metrics import classification_metrics
+from imagefit.prediction.loading import predict
+from imagefit.prediction.output import write_csv
 
 
 def _val_paths(run_dir, count=6):
@@ -96,7 +97,7 @@ def test_onnx_export_agrees_with_pytorch(tiny_run):
 def test_onnx_prediction_never_imports_torch(tiny_run, tmp_path):
     onnx_path = imagefit.export_onnx(tiny_run, out=tmp_path / "m.onnx")
     script = (
-        "import sys; from imagefit.prediction import predict; "
+        "import sys; from imagefit.prediction.batches import predict; "
         f"p = predict({str(onnx_path)!r}, {_val_paths(tiny_run, 2)!r}); "
         "assert len(p.paths) == 2; print('torch' in sys.modules)"
     )
@@ -120,8 +121,8 @@ def test_explain_writes_overlays_for_the_predicted_class(tiny_run, tmp_path):
 @pytest.mark.parametrize("model_name, expected_layer", [("test_vit", "norm1"), ("test_resnet", None)])
 def test_gradcam_target_layer_is_found_for_cnns_and_vits(model_name, expected_layer):
     from imagefit.config import ModelRecipe
-    from imagefit.gradcam import find_target_layer, gradcam
     from imagefit.models import build_classifier
+    from imagefit.prediction.gradcam import find_target_layer, gradcam
 
     model, preprocess, _ = build_classifier(ModelRecipe(model=model_name, pretrained=False), 3)
     layer, reshape = find_target_layer(model.backbone, preprocess.size)

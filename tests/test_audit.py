@@ -10,8 +10,8 @@ from PIL import Image
 import imagefit
 from imagefit.audit import audit
 from imagefit.audit import embeddings as audit_embeddings
-from imagefit.cache import VectorStore
 from imagefit.data import read_split
+from imagefit.data.cache import VectorStore
 from imagefit.models.weights import offline_weights_file
 
 PER_CLASS = 30

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from imagefit.cache import VectorStore
+from imagefit.data.cache import VectorStore
 
 
 def _writer(root, first):

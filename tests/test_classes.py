@@ -4,9 +4,9 @@ import pytest
 from conftest import TINY, colour_image, make_class_folders
 
 import imagefit
-from imagefit.classes import add_class
 from imagefit.errors import UserError
-from imagefit.prediction import predict
+from imagefit.prediction.loading import predict
+from imagefit.training.add_class import add_class
 
 
 @pytest.fixture(scope="module")

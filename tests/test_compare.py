@@ -6,7 +6,7 @@ import sys
 
 from conftest import TINY, make_class_folders
 
-from imagefit.compare import compare
+from imagefit.report.compare import compare
 
 
 def _options(**extra) -> list[str]:

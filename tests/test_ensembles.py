@@ -7,9 +7,9 @@ import pytest
 from conftest import TINY, make_class_folders
 
 import imagefit
-from imagefit.calibration import log_loss
-from imagefit.ensembles import fit_weights, make_ensemble
 from imagefit.errors import UserError
+from imagefit.evaluation.calibration import log_loss
+from imagefit.evaluation.ensembles import fit_weights, make_ensemble
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +41,9 @@ def test_weighted_weights_are_never_worse_on_val_than_the_best_member():
 
 
 def test_an_ensemble_folder_works_like_a_run_folder(two_runs, tmp_path):
-    from imagefit.evaluation import evaluate
-    from imagefit.export import export_onnx
-    from imagefit.prediction import predict
+    from imagefit.evaluation.evaluator import evaluate
+    from imagefit.export.onnx import export_onnx
+    from imagefit.prediction.loading import predict
 
     ensemble = make_ensemble(list(two_runs), out=tmp_path / "ens", method="weighted")
     metrics = ensemble.metrics

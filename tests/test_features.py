@@ -88,7 +88,7 @@ def test_second_extraction_reads_the_cache_and_new_weights_get_a_new_cache(setup
 
 def test_second_training_on_the_same_data_computes_no_features(tmp_path, monkeypatch):
     import imagefit
-    from imagefit.cache import VectorStore
+    from imagefit.data.cache import VectorStore
 
     monkeypatch.setenv("IMAGEFIT_CACHE", str(tmp_path / "cache"))
     data = make_class_folders(tmp_path / "d", per_class=8)

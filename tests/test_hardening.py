@@ -81,7 +81,7 @@ def test_a_decompression_bomb_is_one_unreadable_reason(tmp_path):
 
 
 def test_predict_skips_a_bomb_with_a_count(tiny_run, tmp_path):
-    from imagefit.prediction import predict
+    from imagefit.prediction.loading import predict
 
     folder = tmp_path / "in"
     folder.mkdir()
@@ -109,7 +109,7 @@ def test_undecodable_csv_bytes_are_one_line_naming_the_line(tmp_path):
 
 
 def test_export_never_replaces_the_json_beside_its_output(tiny_run, tmp_path):
-    from imagefit.export import export_onnx
+    from imagefit.export.onnx import export_onnx
 
     (tmp_path / "notes.json").write_text("mine")
     with pytest.raises(UserError, match="notes.json exists"):
@@ -133,7 +133,7 @@ def test_audit_never_writes_over_its_input_or_an_existing_file(tmp_path):
 
 
 def test_explain_gives_each_overlay_its_own_safe_file(tiny_run, tmp_path):
-    from imagefit.gradcam import explain
+    from imagefit.prediction.gradcam import explain
 
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()

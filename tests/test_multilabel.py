@@ -97,8 +97,9 @@ def test_a_multi_label_run_trains_and_records_its_task_thresholds_and_figures(mu
 
 
 def test_predict_writes_id_labels_and_onnx_gives_the_same_probabilities(multi_run, tmp_path):
-    from imagefit.export import export_onnx
-    from imagefit.prediction import predict, write_csv
+    from imagefit.export.onnx import export_onnx
+    from imagefit.prediction.loading import predict
+    from imagefit.prediction.output import write_csv
 
     _striped(["red", "green"], seed=999).save(tmp_path / "both.png")
     _striped(["blue"], seed=998).save(tmp_path / "blue.png")
@@ -174,9 +175,9 @@ def test_a_zero_one_column_holding_another_value_is_one_line_naming_the_row(tmp_
 
 
 def test_commands_for_single_label_runs_refuse_a_multi_label_run_in_one_line(multi_run, tiny_run, tmp_path):
-    from imagefit.classes import add_class
-    from imagefit.ensembles import make_ensemble
     from imagefit.errors import UserError
+    from imagefit.evaluation.ensembles import make_ensemble
+    from imagefit.training.add_class import add_class
 
     _striped(["red"], seed=5).save(tmp_path / "new.png")
     with pytest.raises(UserError, match="is multi-label: add-class works on single-label runs"):

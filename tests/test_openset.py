@@ -5,8 +5,8 @@ import pytest
 from conftest import TINY, make_class_folders
 
 import imagefit
-from imagefit.evaluation import evaluate
-from imagefit.openset import UnknownIndex, auroc, threshold_for
+from imagefit.evaluation.evaluator import evaluate
+from imagefit.prediction.openset import UnknownIndex, auroc, threshold_for
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +39,8 @@ def test_the_threshold_flags_about_the_chosen_share_of_known_val_images(held_out
 
 
 def test_onnx_gives_the_same_unknown_scores_as_pytorch(held_out, tmp_path):
-    from imagefit.export import export_onnx
-    from imagefit.prediction import predict
+    from imagefit.export.onnx import export_onnx
+    from imagefit.prediction.loading import predict
 
     run, other = held_out
     images = sorted(str(p) for p in other.rglob("*.jpg"))[:16]
@@ -51,7 +51,8 @@ def test_onnx_gives_the_same_unknown_scores_as_pytorch(held_out, tmp_path):
 
 
 def test_predict_full_and_unknown_label_columns(held_out, tmp_path):
-    from imagefit.prediction import predict, write_csv
+    from imagefit.prediction.loading import predict
+    from imagefit.prediction.output import write_csv
 
     run, other = held_out
     predictions = predict(run, [other / "grey", other / "red"])

@@ -8,8 +8,8 @@ import pytest
 from conftest import make_class_folders
 
 import imagefit
-from imagefit.calibration import fit_temperature, view_probabilities
-from imagefit.metrics import calibration_error
+from imagefit.evaluation.calibration import fit_temperature, view_probabilities
+from imagefit.evaluation.metrics import calibration_error
 from imagefit.training.polish import evaluation_sizes, pick
 
 
@@ -39,9 +39,9 @@ def test_evaluation_sizes_and_the_cheapest_good_candidate():
 
 
 def test_evaluate_predict_and_onnx_give_the_same_probabilities_with_the_recorded_settings(tiny_run, tmp_path):
-    from imagefit.evaluation import evaluate, read_predictions
-    from imagefit.export import export_onnx
-    from imagefit.prediction import predict
+    from imagefit.evaluation.evaluator import evaluate, read_predictions
+    from imagefit.export.onnx import export_onnx
+    from imagefit.prediction.loading import predict
 
     run_dir = tmp_path / "run"
     shutil.copytree(tiny_run, run_dir)
@@ -74,8 +74,8 @@ def test_ema_weights_are_the_kept_model_and_load_back_with_the_same_predictions(
     from conftest import TINY
     from safetensors.torch import load_file
 
-    from imagefit.evaluation import read_predictions
-    from imagefit.prediction import predict
+    from imagefit.evaluation.evaluator import read_predictions
+    from imagefit.prediction.loading import predict
 
     data = make_class_folders(tmp_path / "d", per_class=12)
     run = imagefit.train(data, out=tmp_path / "run", epochs=4, frozen_epochs=1, ema_epochs=1, report=False, **TINY)

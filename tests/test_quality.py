@@ -6,8 +6,8 @@ import pytest
 from conftest import TINY, make_class_folders
 
 import imagefit
-from imagefit.ensembles import Ensemble, is_ensemble
 from imagefit.errors import UserError
+from imagefit.prediction.ensembles import Ensemble, is_ensemble
 from imagefit.training.quality import BEST_MODELS, plan_quality
 
 
@@ -53,7 +53,7 @@ def test_fast_writes_a_head_only_run_that_records_its_preset(tmp_path):
 
 
 def test_best_writes_an_ensemble_of_its_members_that_reads_like_a_run(tmp_path):
-    from imagefit.evaluation import evaluate
+    from imagefit.evaluation.evaluator import evaluate
 
     data = make_class_folders(tmp_path / "d", per_class=10)
     options = {**TINY, "model": "test_efficientnet,test_resnet", "epochs": 2, "frozen_epochs": 1}

@@ -35,7 +35,7 @@ def test_hymenoptera_placeholder_gif_is_read_not_fatal(hymenoptera_run):
 
 
 def test_onnx_and_pytorch_agree_on_real_photos(hymenoptera_run, tmp_path):
-    from imagefit.prediction import predict
+    from imagefit.prediction.loading import predict
 
     onnx_path = imagefit.export_onnx(hymenoptera_run.path, out=tmp_path / "hymenoptera.onnx")
     photos = [s.path for s in hymenoptera_run.split() if s.split == "val"][:24]

@@ -16,7 +16,7 @@ from conftest import COLOURS, colour_image
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from imagefit.prediction import predict
+from imagefit.prediction.loading import predict
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

@@ -48,7 +48,7 @@ def test_average_is_uniform_and_keeps_dtypes():
 
 @pytest.mark.parametrize("soup", [True, False])
 def test_the_run_keeps_the_soup_it_scored_and_drops_the_epoch_files(tmp_path, soup):
-    from imagefit.evaluation import read_predictions
+    from imagefit.evaluation.evaluator import read_predictions
 
     data = make_class_folders(tmp_path / "d", per_class=12)
     run = imagefit.train(

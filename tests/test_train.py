@@ -8,6 +8,7 @@ from safetensors.torch import load_file
 
 import imagefit
 from imagefit.errors import UserError
+from imagefit.models.trained import load_trained
 
 RUN_FILES = {"model.safetensors", "config.json", "labels.json", "split.csv", "history.csv", "metrics.json", "env.json"}
 
@@ -52,7 +53,7 @@ def test_frozen_phase_changes_only_the_head(tmp_path):
 
     torch.manual_seed(5)
     fresh, _, _ = build_classifier(run.recipe.model, 2, pretrained=False)
-    trained = run.load_model()
+    trained = load_trained(run)
     for (name, before), after in zip(
         fresh.backbone.state_dict().items(), trained.backbone.state_dict().values(), strict=True
     ):

@@ -11,7 +11,7 @@ import pytest
 from conftest import TINY, make_class_folders
 
 from imagefit.errors import UserError
-from imagefit.tuning import tune
+from imagefit.tuning.study import tune
 
 OPTIONS = {**{k: v for k, v in TINY.items() if k != "lr"}, "epochs": 5, "patience": 100}
 
@@ -23,7 +23,7 @@ def _data(tmp_path):
 KILLER = """
 import functools, os, signal, sys
 import imagefit.training
-from imagefit.tuning import tune
+from imagefit.tuning.study import tune
 train = imagefit.training.train
 def killing(*args, out=None, **kwargs):
     if out is not None and out.name == "trial-1":  # the second trial dies in its head phase
@@ -73,7 +73,7 @@ def test_a_failing_trial_is_recorded_with_its_reason_and_the_study_goes_on(tmp_p
 def test_pruning_stops_a_bad_trial(tmp_path):
     import optuna
 
-    from imagefit.tuning import _run_trial
+    from imagefit.tuning.study import _run_trial
 
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(upper=-1.0))
     trial = study.ask()

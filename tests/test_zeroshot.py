@@ -7,7 +7,8 @@ import pytest
 from conftest import make_class_folders
 
 from imagefit.errors import UserError
-from imagefit.zeroshot import class_names, load_zero_shot, zero_shot
+from imagefit.models.zeroshot import class_names, load_zero_shot
+from imagefit.prediction.zeroshot import zero_shot
 
 TINY_CLIP = Path(__file__).with_name("data") / "imagefit-tiny-clip.json"
 
@@ -82,9 +83,9 @@ def test_a_run_started_from_clip_trains_predicts_explains_and_exports(tmp_path):
     from conftest import TINY
 
     import imagefit
-    from imagefit.export import export_onnx
-    from imagefit.gradcam import explain
-    from imagefit.prediction import predict
+    from imagefit.export.onnx import export_onnx
+    from imagefit.prediction.gradcam import explain
+    from imagefit.prediction.loading import predict
 
     data = make_class_folders(tmp_path / "d", per_class=10)
     options = {k: v for k, v in TINY.items() if k not in ("model", "image_size")}

@@ -21,11 +21,11 @@ _LAZY = {
     "train_quality": ("imagefit.training.quality", "train_quality"),
     "Run": ("imagefit.runs", "Run"),
     "load_run": ("imagefit.runs", "load_run"),
-    "predict": ("imagefit.prediction", "predict"),
-    "evaluate": ("imagefit.evaluation", "evaluate"),
-    "export_onnx": ("imagefit.export", "export_onnx"),
-    "explain": ("imagefit.gradcam", "explain"),
-    "write_report": ("imagefit.report", "write_report"),
+    "predict": ("imagefit.prediction.batches", "predict"),
+    "evaluate": ("imagefit.evaluation.evaluator", "evaluate"),
+    "export_onnx": ("imagefit.export.onnx", "export_onnx"),
+    "explain": ("imagefit.prediction.gradcam", "explain"),
+    "write_report": ("imagefit.report.writer", "write_report"),
 }
 
 

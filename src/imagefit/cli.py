@@ -133,7 +133,7 @@ def train(
 
 def _print_quality(made, console) -> None:
     """After --quality best: the members and the ensemble, one line each; nothing more for one run."""
-    from imagefit.ensembles import Ensemble
+    from imagefit.prediction.ensembles import Ensemble
 
     if not isinstance(made, Ensemble):
         return
@@ -172,7 +172,7 @@ def tune(
     seed: int = typer.Option(0, help="seed of the sampler"),
 ) -> None:
     """Search the recipe with Optuna (TPE, pruning on val loss); every trial is a run folder."""
-    from imagefit.tuning import tune as tune_study
+    from imagefit.tuning.study import tune as tune_study
 
     _quiet_lightning()
     with _user_errors():
@@ -207,7 +207,7 @@ def compare(
 def _print_comparison(paths: list[Path], *, sort: str, out: Path | None) -> None:
     from rich.table import Table
 
-    from imagefit.compare import COLUMNS, compare
+    from imagefit.report.compare import COLUMNS, compare
 
     rows = compare(paths, sort=sort, out=out)
     table = Table(title="imagefit compare")
@@ -228,7 +228,7 @@ def ensemble(
     method: str = typer.Option("weighted", help="mean | weighted (fitted on val log loss) | greedy (Caruana)"),
 ) -> None:
     """Average runs' probabilities with weights fitted on their shared validation split."""
-    from imagefit.ensembles import make_ensemble
+    from imagefit.evaluation.ensembles import make_ensemble
 
     with _user_errors():
         made = make_ensemble(runs, out=out, method=method)
@@ -247,8 +247,8 @@ def evaluate(
     unknown: bool = typer.Option(False, help="DATA may hold classes the run never saw: measure how they are flagged"),
 ) -> None:
     """Accuracy, balanced accuracy, macro-F1, top-5, log loss, calibration and per-class figures; writes CSVs."""
-    from imagefit.evaluation import evaluate as evaluate_run
-    from imagefit.summaries import print_evaluation
+    from imagefit.evaluation.evaluator import evaluate as evaluate_run
+    from imagefit.evaluation.summaries import print_evaluation
 
     with _user_errors():
         print_evaluation(evaluate_run(run, data, split=split, tta_n=tta_n, unknown=unknown), console)
@@ -271,8 +271,8 @@ def predict(
     """Predict images with a run or an .onnx model and write an Id,Category CSV."""
     from imagefit.data.inventory import listing
     from imagefit.data.sources import locator_name
-    from imagefit.prediction import predict as predict_images
-    from imagefit.prediction import write_csv
+    from imagefit.prediction.loading import predict as predict_images
+    from imagefit.prediction.output import write_csv
 
     with _user_errors():
         if out.exists() and not overwrite:  # before the prediction pass, not after it
@@ -297,7 +297,7 @@ def explain(
     target: str | None = typer.Option(None, help="class to explain (default: the predicted one)"),
 ) -> None:
     """Grad-CAM heat maps of where the model looks, saved as PNG overlays."""
-    from imagefit.gradcam import explain as explain_images
+    from imagefit.prediction.gradcam import explain as explain_images
 
     with _user_errors():
         explanations = explain_images(run, images, out_dir=out, target=target)
@@ -309,7 +309,7 @@ def explain(
 @app.command()
 def report(run: Path = typer.Argument(..., help="run folder")) -> None:
     """Write RUN/report.html: summary, curves, confusion matrix, per-class table, mistakes, Grad-CAM, calibration."""
-    from imagefit.report import write_report
+    from imagefit.report.writer import write_report
 
     with _user_errors():
         console.print(f"report: {write_report(run)}", highlight=False)
@@ -323,7 +323,7 @@ def export(
     overwrite: bool = typer.Option(False, help="replace OUT if it exists"),
 ) -> None:
     """Export the model to ONNX with its labels and preprocessing beside it as JSON."""
-    from imagefit.export import export_onnx
+    from imagefit.export.onnx import export_onnx
 
     with _user_errors():
         if format != "onnx":
@@ -356,7 +356,7 @@ app.add_typer(cache_app, name="cache")
 @cache_app.command("info")
 def cache_info() -> None:
     """List what the cache holds: one space per model, preprocessing and augmentation, with its size."""
-    from imagefit.cache import VectorStore, limit_bytes
+    from imagefit.data.cache import VectorStore, limit_bytes
 
     store = VectorStore()
     spaces = store.info()
@@ -369,7 +369,7 @@ def cache_info() -> None:
 @cache_app.command("clear")
 def cache_clear() -> None:
     """Delete the cache; features and embeddings are computed again when next needed."""
-    from imagefit.cache import VectorStore
+    from imagefit.data.cache import VectorStore
 
     store = VectorStore()
     print(f"cleared {store.clear() / 1e6:.1f} MB from {store.path}")
@@ -428,9 +428,9 @@ def zero_shot(
     overwrite: bool = typer.Option(False, help="replace OUT if it exists"),
 ) -> None:
     """Classify images by class names alone with CLIP (open_clip); no training."""
-    from imagefit.prediction import write_csv
-    from imagefit.zeroshot import class_names
-    from imagefit.zeroshot import zero_shot as classify
+    from imagefit.models.zeroshot import class_names
+    from imagefit.prediction.output import write_csv
+    from imagefit.prediction.zeroshot import zero_shot as classify
 
     with _user_errors():
         if out.exists() and not overwrite:
@@ -474,7 +474,7 @@ def add_class(
     out: Path = typer.Option(..., help="the new run folder (a copy of RUN that also knows NAME)"),
 ) -> None:
     """Teach a run a new class from a few examples, without retraining (weights imprinted in the head)."""
-    from imagefit.classes import add_class as add_new_class
+    from imagefit.training.add_class import add_class as add_new_class
 
     with _user_errors():
         grown = add_new_class(run, name, images, out=out)

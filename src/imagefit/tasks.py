@@ -17,6 +17,17 @@ MAX_POSITIVE_WEIGHT = 10.0  # a rare label's positives weigh at most this much m
 THRESHOLD_FLOOR = 0.05  # no label's threshold goes below this
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Probabilities of one label an image (rows sum to one)."""
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Each label's own probability (multi-label)."""
+    return 1.0 / (1.0 + np.exp(-logits))
+
+
 def labels_of(label: str) -> list[str]:
     """The labels a multi-label sample holds."""
     return [part for part in label.split(JOIN) if part]

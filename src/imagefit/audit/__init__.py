@@ -21,7 +21,7 @@ from imagefit.data.checks import KINDS, Finding, fast_findings, stats_finding
 from imagefit.data.decode import UNREADABLE, open_image
 from imagefit.data.sources import locator_name
 from imagefit.files import output_folder, refuse_overwrite
-from imagefit.html_page import PAGE, section, table, thumbnail
+from imagefit.report.page import PAGE, section, table, thumbnail
 from imagefit.runs import dataset_name
 
 SHOWN_PER_KIND = 24

@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from imagefit.cache import VectorStore, digest
 from imagefit.config import ModelRecipe
+from imagefit.data.cache import VectorStore, digest
 from imagefit.data.preprocess import Preprocess
 from imagefit.models import create_backbone, preprocess_for
-from imagefit.prediction import map_batches
+from imagefit.models.trained import load_trained
+from imagefit.prediction.batches import map_batches
 from imagefit.progress import transient_progress
 from imagefit.training.features import weights_digest
 
@@ -25,7 +26,7 @@ def embedding_model(run_path: Path | None, *, median_side: int) -> tuple[torch.n
         from imagefit.runs import load_run
 
         run = load_run(run_path)
-        backbone = run.load_model().backbone
+        backbone = load_trained(run).backbone
         # Keyed by the weights themselves: a retrained run in the same folder gets new embeddings.
         return backbone, run.preprocess, f"run-{digest(weights_digest(backbone), run.preprocess.to_dict())}"
     recipe = ModelRecipe()

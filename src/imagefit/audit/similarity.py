@@ -143,8 +143,8 @@ def outlier_findings(vectors: np.ndarray, samples: list[Sample], share: float = 
 
 
 def shift_finding(vectors: np.ndarray, samples: list[Sample]) -> list[Finding]:
-    """`shift`: how well a domain classifier tells training embeddings from val/test ones (imagefit.shift)."""
-    from imagefit.shift import WARN_AUC, domain_shift
+    """`shift`: how well a domain classifier tells training embeddings from val/test ones (evaluation.shift)."""
+    from imagefit.evaluation.shift import WARN_AUC, domain_shift
 
     train = [i for i, s in enumerate(samples) if s.split in ("", "train")]
     others = [i for i, s in enumerate(samples) if s.split in ("val", "test")]

@@ -11,29 +11,14 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from imagefit.data.samples import SPLIT_NAMES, ZIP_SEPARATOR, CsvColumns, Sample
+from imagefit.data.tables import from_csv
 from imagefit.errors import UserError
 
-ZIP_SEPARATOR = "::"
-SPLIT_NAMES = {
-    "train": "train",
-    "training": "train",
-    "val": "val",
-    "valid": "val",
-    "validation": "val",
-    "test": "test",
-    "testing": "test",
-}
+__all__ = ["SPLIT_NAMES", "ZIP_SEPARATOR", "CsvColumns", "Found", "Sample", "find_samples", "locator_name"]
+
 # Files that are never images and never worth a warning.
 IGNORED_NAMES = {"thumbs.db", "desktop.ini", "license", "license.txt", "readme", "readme.md", "readme.txt"}
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One labelled image: where it is, its class, and its split ('train', 'val', 'test' or '' if unsplit)."""
-
-    path: str
-    label: str
-    split: str = ""
 
 
 @dataclass
@@ -47,16 +32,6 @@ class Found:
     facts: list[str] = field(default_factory=list)
     unlabelled: list[str] = field(default_factory=list)  # images straight in a test/ folder: to predict
     task: str = "single-label"  # or "multi-label" (imagefit.tasks)
-
-
-@dataclass(frozen=True)
-class CsvColumns:
-    """How to read a CSV of images where guessing cannot tell: its path and label columns, its image folder."""
-
-    path: str | None = None  # the column naming each image (a path, or a file name or id without extension)
-    label: str | None = None  # the column holding each image's class
-    image_dir: Path | None = None  # where the images are, relative to the CSV's folder
-    label_delim: str | None = None  # what parts a cell's labels (multi-label); found when not given
 
 
 def find_samples(data: Path, csv_columns: CsvColumns | None = None) -> Found:
@@ -76,8 +51,6 @@ def find_samples(data: Path, csv_columns: CsvColumns | None = None) -> Found:
         samples, loose, unlabelled = _from_zip(data.resolve())
         return Found(samples, loose, unlabelled=unlabelled)
     if suffix in (".csv", ".tsv"):
-        from imagefit.data.tables import from_csv
-
         samples, facts, task = from_csv(data.resolve(), csv_columns or CsvColumns())
         return Found(samples, facts=facts, task=task)
     raise UserError(

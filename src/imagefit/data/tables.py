@@ -15,7 +15,7 @@ import io
 import os
 from pathlib import Path
 
-from imagefit.data.sources import SPLIT_NAMES, ZIP_SEPARATOR, CsvColumns, Sample
+from imagefit.data.samples import SPLIT_NAMES, ZIP_SEPARATOR, CsvColumns, Sample
 from imagefit.errors import UserError
 
 PATH_NAMES = ("path", "filepath", "file", "filename", "file_name", "image", "image_id", "image_name", "img", "id")

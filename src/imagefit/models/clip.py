@@ -1,7 +1,7 @@
 """`--init clip`: CLIP's image tower (open_clip) as the backbone, and a head that starts as the zero-shot classifier.
 
 The tower returns L2-normalised image embeddings; the head's weights start as CLIP's logit scale
-times each class's text direction (the prompts of `imagefit.zeroshot`) and its bias at zero, so
+times each class's text direction (the prompts of `imagefit.models.zeroshot`) and its bias at zero, so
 before any training the classifier gives CLIP's zero-shot probabilities, and both phases go on
 from there (the zero-shot head as the initialisation of fine-tuning, as in WiSE-FT and FLYP).
 `clip_model` names the open_clip model and its weights: `ViT-B-32/laion2b_s34b_b79k`, or a
@@ -38,7 +38,7 @@ class ClipTower(nn.Module):
         }
 
     @property
-    def blocks(self):  # the transformer blocks, for Grad-CAM (imagefit.gradcam)
+    def blocks(self):  # the transformer blocks, for Grad-CAM (imagefit.prediction.gradcam)
         return self.visual.transformer.resblocks
 
     num_prefix_tokens = 1  # the class token
@@ -75,7 +75,7 @@ def load_clip(spec: str, *, pretrained: bool) -> nn.Module:
     """The whole open_clip model (image and text towers) of SPEC; random weights unless `pretrained`."""
     import open_clip
 
-    from imagefit.zeroshot import offline_message
+    from imagefit.models.zeroshot import offline_message
 
     check_clip_model(spec)
     name, weights = split_spec(spec)
@@ -91,7 +91,7 @@ def clip_tower(
 ) -> tuple[ClipTower, torch.Tensor | None, str]:
     """The image tower of SPEC, the zero-shot head weights of CLASSES (logit scale times their text
     directions, from the same model) when given, and where the weights came from ('clip' or 'none')."""
-    from imagefit.zeroshot import class_directions
+    from imagefit.models.zeroshot import class_directions
 
     model = load_clip(spec, pretrained=pretrained)
     tower = ClipTower(model.visual, int(model.visual.output_dim))

@@ -15,7 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from imagefit.data.decode import UNREADABLE, image_from_bytes, unreadable_reason
-from imagefit.prediction import decode_size, image_views
+from imagefit.prediction.batches import decode_size, image_views
 from imagefit.serving.backend import Backend, load_backend
 from imagefit.serving.batcher import Batcher
 
@@ -169,7 +169,8 @@ def _answer(name: str, probabilities: np.ndarray, classes: list[str], top_k: int
 async def _overlay(loaded: Backend, name: str, data: bytes) -> bytes:
     from PIL import Image
 
-    from imagefit.gradcam import gradcam
+    from imagefit.models.trained import load_trained
+    from imagefit.prediction.gradcam import gradcam
     from imagefit.runs import load_run
 
     try:
@@ -178,7 +179,7 @@ async def _overlay(loaded: Backend, name: str, data: bytes) -> bytes:
         raise Refused(422, f"{name}: {unreadable_reason(exc)}", name) from None
     if loaded.explainer is None:  # the PyTorch model, loaded on the first /explain
         run = load_run(loaded.run)
-        loaded.explainer = (run.load_model(), run.preprocess, run.classes)
+        loaded.explainer = (load_trained(run), run.preprocess, run.classes)
     model, preprocess, classes = loaded.explainer
 
     def draw() -> bytes:

@@ -23,7 +23,8 @@ class Backend:
 def load_backend(model: str | Path, *, backend: str = "auto") -> Backend:
     """A run folder (ONNX Runtime by default, its model.onnx exported on first use; PyTorch with backend="torch")
     or an exported .onnx file."""
-    from imagefit.prediction.models import OnnxPredictor, TorchPredictor
+    from imagefit.prediction.onnx import OnnxPredictor
+    from imagefit.prediction.predictors import TorchPredictor
 
     path = Path(model)
     if backend not in ("auto", "onnx", "torch"):
@@ -43,7 +44,7 @@ def load_backend(model: str | Path, *, backend: str = "auto") -> Backend:
         return Backend(predictor, "pytorch", run.path, _facts(predictor, run.path / "model.safetensors", run))
     onnx_path = run.path / "model.onnx"
     if not onnx_path.exists():
-        from imagefit.export import export_onnx
+        from imagefit.export.onnx import export_onnx
 
         export_onnx(run.path, out=onnx_path)
     predictor = OnnxPredictor.from_file(onnx_path)

@@ -30,7 +30,7 @@ from imagefit.data.sources import Sample
 from imagefit.data.transforms import eval_transform, train_decode_size, train_transform
 from imagefit.models import ImageClassifier, preprocess_for
 from imagefit.models.factory import fixed_input_size
-from imagefit.openset import INDEX_SIZE
+from imagefit.prediction.openset import INDEX_SIZE
 from imagefit.training.callbacks import keep_batchnorm_statistics
 from imagefit.training.schedule import train_as_fine_tuning
 

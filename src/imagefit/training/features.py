@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from imagefit.cache import VectorStore, digest
 from imagefit.config import AugmentRecipe
+from imagefit.data.cache import VectorStore, digest
 from imagefit.data.decode import open_image
 from imagefit.data.preprocess import Preprocess
 from imagefit.data.sources import Sample

@@ -27,11 +27,13 @@ from imagefit.data.imbalance import class_weights, imbalance_handling, imbalance
 from imagefit.data.inventory import content_hashes
 from imagefit.data.sources import ZIP_SEPARATOR, CsvColumns
 from imagefit.errors import TrainingInterrupted, UserError
-from imagefit.evaluation import evaluate
+from imagefit.evaluation.evaluator import evaluate
 from imagefit.files import cpu_tensors, save_tensors
 from imagefit.models import build_classifier, preprocess_for
-from imagefit.models.factory import check_model_name, check_weights_reachable, native_image_size
-from imagefit.report import write_report
+from imagefit.models.factory import check_model_name, native_image_size
+from imagefit.models.hub import check_weights_reachable
+from imagefit.models.trained import load_trained
+from imagefit.report.writer import write_report
 from imagefit.training.budget import (
     MAX_PLANNED_EPOCHS,
     TimeBudget,
@@ -212,7 +214,7 @@ def _check_model(recipe: Recipe) -> None:
     """UserError for an unknown model name, or pretrained weights that cannot be had (within seconds, offline)."""
     if recipe.model.init == "clip":
         from imagefit.models.clip import check_clip_model, split_spec
-        from imagefit.zeroshot import check_clip_reachable
+        from imagefit.models.zeroshot import check_clip_reachable
 
         check_clip_model(recipe.model.clip_model)
         name, weights = split_spec(recipe.model.clip_model)
@@ -683,8 +685,9 @@ def _predict_unlabelled(files: runs.RunFiles, console: Console, device: str) -> 
     """Id,Category predictions of the unlabelled test images into submission.csv (the competition layout)."""
     if not files.unlabelled.exists():
         return
-    from imagefit.prediction import predict_with, write_csv
-    from imagefit.prediction.models import TorchPredictor
+    from imagefit.prediction.batches import predict_with
+    from imagefit.prediction.output import write_csv
+    from imagefit.prediction.predictors import TorchPredictor
 
     with files.unlabelled.open(newline="", encoding="utf-8") as handle:
         paths = [row["path"] for row in csv.DictReader(handle)]
@@ -704,7 +707,7 @@ def _fit_unknown(plan: Plan, device: str, *, with_val: bool = True) -> None:
     run = runs.load_run(plan.run_dir)
     samples = run.split()
     index, facts = fit_unknown(
-        run.load_model(),
+        load_trained(run),
         run.inference,
         [s for s in samples if s.split == "train"],
         [s for s in samples if s.split == "val"] if with_val else None,
@@ -718,8 +721,8 @@ def _fit_unknown(plan: Plan, device: str, *, with_val: bool = True) -> None:
 
 def _choose_thresholds(plan: Plan, console: Console, device: str) -> None:
     """Multi-label: one threshold a label, the best val F1 (at least THRESHOLD_FLOOR), into config.json."""
-    from imagefit.prediction import predict_with
-    from imagefit.prediction.models import TorchPredictor
+    from imagefit.prediction.batches import predict_with
+    from imagefit.prediction.predictors import TorchPredictor
     from imagefit.tasks import THRESHOLD_FLOOR, best_thresholds, targets
 
     run = runs.load_run(plan.run_dir)
@@ -742,7 +745,7 @@ def _choose_inference(plan: Plan, console: Console, device: str) -> None:
     run = runs.load_run(plan.run_dir)
     val = [s for s in run.split() if s.split == "val"]
     inference, candidates = choose_inference(
-        run.load_model(), run.train_preprocess, val, run.classes, mirror=plan.recipe.augment.hflip, device=device
+        load_trained(run), run.train_preprocess, val, run.classes, mirror=plan.recipe.augment.hflip, device=device
     )
     if not candidates:
         return

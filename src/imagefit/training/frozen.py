@@ -102,7 +102,7 @@ def cached_head_phase(
 
 
 def _say_shift(train, val, console: Console) -> None:
-    from imagefit.shift import WARN_AUC, domain_shift
+    from imagefit.evaluation.shift import WARN_AUC, domain_shift
 
     shift = domain_shift(train, val, compared="train vs val")
     if shift is not None and shift.auc >= WARN_AUC:

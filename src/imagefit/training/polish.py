@@ -14,13 +14,13 @@ import dataclasses
 import numpy as np
 import torch
 
-from imagefit.calibration import fit_temperature, log_loss, view_probabilities
 from imagefit.data.preprocess import Preprocess
 from imagefit.data.sources import Sample
+from imagefit.evaluation.calibration import fit_temperature, log_loss, view_probabilities
 from imagefit.models.factory import fixed_input_size
-from imagefit.openset import UnknownIndex
-from imagefit.prediction import map_batches
-from imagefit.prediction.models import TorchPredictor
+from imagefit.prediction.batches import map_batches
+from imagefit.prediction.openset import UnknownIndex
+from imagefit.prediction.predictors import TorchPredictor
 from imagefit.runs import Inference
 
 MARGIN = 0.01  # relative val log loss a costlier candidate must save
@@ -113,7 +113,7 @@ def fit_unknown(
 
     With no val (a refit on train + val), the threshold comes from the index's own leave-one-out scores.
     """
-    from imagefit.openset import FALSE_ALARM, INDEX_FILE, INDEX_SIZE, build_index, threshold_for
+    from imagefit.prediction.openset import FALSE_ALARM, INDEX_FILE, INDEX_SIZE, build_index, threshold_for
 
     model = model.eval().to(device=device, memory_format=torch.channels_last)
     predictor = TorchPredictor(model, classes, inference.preprocess, device, inference.temperature, inference.tta_n)

@@ -111,7 +111,7 @@ def train_quality(
             data, out=out, name=name, runs_dir=runs_dir, console=console, report=report, carried=carried,
             csv_columns=csv_columns, **model, **plan.overrides,
         )  # fmt: skip
-    from imagefit.ensembles import make_ensemble
+    from imagefit.evaluation.ensembles import make_ensemble
     from imagefit.training.backbones import train_backbones
 
     stem = name or runs.dataset_name(Path(data))
@@ -123,7 +123,7 @@ def train_quality(
         raise UserError(f"--quality best needs two finished members, {len(members)} finished: see the lines above")
     ensemble = make_ensemble([m.path for m in members], out=out or Path(runs_dir) / f"{stem}-best", method="mean")
     if report:
-        from imagefit.report import write_report
+        from imagefit.report.writer import write_report
 
         write_report(ensemble.path)
     return ensemble

@@ -15,6 +15,7 @@ from imagefit.data.decode import UNREADABLE, open_image
 from imagefit.data.preprocess import Preprocess, eval_crop, normalise
 from imagefit.errors import UserError
 from imagefit.files import free_path, output_folder
+from imagefit.models.trained import load_trained
 from imagefit.prediction.inputs import collect_inputs, image_id
 from imagefit.runs import load_run
 
@@ -128,7 +129,7 @@ def explain(
     wanted = [run.classes.index(target) if target else None] * len(pictures)
     explanations = []
     for locator, (overlay, label_index, confidence) in zip(
-        locators, gradcam(run.load_model(), run.preprocess, pictures, run.classes, wanted), strict=True
+        locators, gradcam(load_trained(run), run.preprocess, pictures, run.classes, wanted), strict=True
     ):
         label = run.classes[label_index]
         Image.fromarray(overlay).save(free_path(out, f"{image_id(locator)}_{label}", ".png"))

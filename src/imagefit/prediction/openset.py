@@ -100,3 +100,11 @@ def auroc(known: np.ndarray, unknown: np.ndarray) -> float:
 
     labels = np.r_[np.zeros(len(known)), np.ones(len(unknown))]
     return float(roc_auc_score(labels, np.r_[known, unknown])) if len(known) and len(unknown) else float("nan")
+
+
+def load_unknown_index(run) -> UnknownIndex | None:
+    """A run's UnknownIndex (training embeddings and threshold), or None for a run without one."""
+    facts = run.config.get("unknown")
+    if not facts or not (run.path / facts["index"]).exists():
+        return None
+    return UnknownIndex.load(run.path / facts["index"], threshold=facts["threshold"], neighbour=facts["neighbour"])

@@ -98,9 +98,9 @@ def class_directions(clip, model: str, classes: list[str], *, device: str = "cpu
 def check_clip_reachable(model: str, pretrained: str) -> None:
     import os
 
-    from imagefit.models.factory import _hub_reachable
+    from imagefit.models.hub import hub_reachable
 
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes") or not _hub_reachable():
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes") or not hub_reachable():
         if not _cached(model, pretrained):
             raise UserError(offline_message(model, pretrained, "the hub cannot be reached"))
 
@@ -126,34 +126,3 @@ def offline_message(model: str, pretrained: str | None, why: str) -> str:
         f"could not load CLIP weights {model} / {pretrained} ({why}). Connect to the internet once (open_clip "
         "caches them), or pass --pretrained /path/to/open_clip_pytorch_model.bin"
     )
-
-
-def zero_shot(
-    images: list[str | Path],
-    classes: list[str],
-    *,
-    model: str = DEFAULT_MODEL,
-    pretrained: str | None = DEFAULT_WEIGHTS,
-    batch_size: int = 32,
-):
-    """Predictions (as `imagefit predict` gives them) for every image under IMAGES, by class names alone."""
-    from imagefit.data.decode import UNREADABLE, open_image, unreadable_reason
-    from imagefit.prediction import Predictions
-    from imagefit.prediction.inputs import collect_inputs
-
-    scorer = load_zero_shot(classes, model=model, pretrained=pretrained)
-    locators = collect_inputs(list(images))
-    paths, rows, skipped = [], [], []
-    for start in range(0, len(locators), batch_size):
-        pictures, kept = [], []
-        for locator in locators[start : start + batch_size]:
-            try:
-                pictures.append(open_image(locator))
-                kept.append(locator)
-            except UNREADABLE as exc:
-                skipped.append((locator, unreadable_reason(exc)))
-        if pictures:
-            rows.append(scorer.probabilities(pictures))
-            paths += kept
-    probabilities = np.concatenate(rows) if rows else np.zeros((0, len(classes)), dtype=np.float32)
-    return Predictions(paths, probabilities, classes, skipped)

@@ -301,7 +301,7 @@ def _short(value) -> str:
 
 
 def _write_page(study, folder: Path, rows: list[dict]) -> None:
-    from imagefit.html_page import PAGE, data_uri, img, section, table
+    from imagefit.report.page import PAGE, data_uri, img, section, table
 
     header = ["trial", "state", "value", "val accuracy", "seconds", "parameters", "note"]
     cells = [

@@ -9,7 +9,7 @@ from pathlib import Path
 from imagefit import runs
 from imagefit.errors import UserError
 from imagefit.files import write_rows, write_text
-from imagefit.html_page import PAGE, table
+from imagefit.report.page import PAGE, table
 
 COLUMNS = [
     "run",

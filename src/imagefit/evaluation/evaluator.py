@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from imagefit import runs
-from imagefit.calibration import view_probabilities
 from imagefit.data import Sample, scan
 from imagefit.errors import UserError
-from imagefit.metrics import calibration_error, classification_metrics
-from imagefit.prediction import Predictions, check_batch, map_batches
-from imagefit.prediction.models import TorchPredictor
+from imagefit.evaluation.calibration import view_probabilities
+from imagefit.evaluation.metrics import calibration_error, classification_metrics
+from imagefit.prediction.batches import Predictions, check_batch, map_batches
+from imagefit.prediction.predictors import TorchPredictor
 from imagefit.tasks import multilabel_metrics, targets
 
 
@@ -49,7 +49,7 @@ def evaluate(
     saw: the class figures are on the known ones, and `unknown` holds how well each score tells the
     others apart (AUROC) and the false alarms and misses at the run's threshold.
     """
-    from imagefit.ensembles import is_ensemble
+    from imagefit.prediction.ensembles import is_ensemble
 
     if is_ensemble(run_path):
         return _evaluate_ensemble(Path(run_path), split=split, tta_n=tta_n, device=device)
@@ -107,8 +107,7 @@ def evaluate(
 
 def _evaluate_ensemble(path: Path, *, split: str | None, tta_n: int | None, device: str) -> list[Evaluation]:
     """An ensemble folder's figures on its val and test splits, through its members' predictions."""
-    from imagefit.ensembles import load_ensemble
-    from imagefit.prediction.models import EnsemblePredictor
+    from imagefit.prediction.ensembles import EnsemblePredictor, load_ensemble
 
     ensemble = load_ensemble(path)
     predictor = EnsemblePredictor.from_folder(path, device=device)
@@ -135,7 +134,7 @@ def _evaluate_ensemble(path: Path, *, split: str | None, tta_n: int | None, devi
 
 def openset_figures(predictions: Predictions, logits: np.ndarray, predictor, known: np.ndarray) -> dict:
     """AUROC of each score at telling unknown from known images; false alarms and misses at the threshold."""
-    from imagefit.openset import auroc, energy_score, softmax_score
+    from imagefit.prediction.openset import auroc, energy_score, softmax_score
 
     scores = {
         "knn": predictions.unknown_scores,

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from imagefit import figures, runs
+from imagefit import runs
 from imagefit.data.decode import UNREADABLE, open_image
 from imagefit.data.sources import locator_name
-from imagefit.evaluation import evaluate, read_predictions
-from imagefit.html_page import PAGE, data_uri, img, section, table, thumbnail
+from imagefit.evaluation.evaluator import evaluate, read_predictions
+from imagefit.report import figures
+from imagefit.report.page import PAGE, data_uri, img, section, table, thumbnail
 
 WORST_ERRORS = 12
 GRADCAM_SAMPLES = 4
@@ -21,7 +22,7 @@ SECTIONS = ("summary", "curves", "confusion", "per-class", "errors", "gradcam", 
 
 def write_report(run_path: str | Path, *, gradcam_samples: int = GRADCAM_SAMPLES) -> Path:
     """Write RUN/report.html (evaluating the run first when its predictions are missing); returns its path."""
-    from imagefit.ensembles import is_ensemble
+    from imagefit.prediction.ensembles import is_ensemble
 
     if is_ensemble(run_path):
         return _write_ensemble_report(Path(run_path))
@@ -61,7 +62,7 @@ def write_report(run_path: str | Path, *, gradcam_samples: int = GRADCAM_SAMPLES
 
 def _write_ensemble_report(path: Path) -> Path:
     """report.html of an ensemble folder: its members and weights, the gain over the best member, the errors."""
-    from imagefit.ensembles import load_ensemble
+    from imagefit.prediction.ensembles import load_ensemble
 
     ensemble = load_ensemble(path)
     split = "test" if any(s.split == "test" for s in ensemble.split()) else "val"
@@ -250,7 +251,8 @@ def _worst_errors(rows: list[dict], split: str) -> str:
 
 
 def _gradcam(run: runs.Run, rows: list[dict], samples: int) -> str:
-    from imagefit.gradcam import gradcam
+    from imagefit.models.trained import load_trained
+    from imagefit.prediction.gradcam import gradcam
 
     by_confidence = sorted(rows, key=lambda r: -float(r["confidence"]))
     right, seen = [], set()
@@ -268,7 +270,7 @@ def _gradcam(run: runs.Run, rows: list[dict], samples: int) -> str:
             pictures.append(open_image(row["path"]))
         except UNREADABLE:  # changed or gone since the evaluation
             chosen.remove(row)
-    overlays = gradcam(run.load_model(), run.preprocess, pictures, run.classes)
+    overlays = gradcam(load_trained(run), run.preprocess, pictures, run.classes)
     cards = []
     for row, (overlay, label_index, confidence) in zip(chosen, overlays, strict=True):
         verdict = "right" if row["true"] == row["predicted"] else "wrong"

@@ -26,7 +26,8 @@ def export_onnx(run_path: str | Path, *, out: str | Path | None = None, overwrit
     import onnx
     import torch
 
-    from imagefit.ensembles import is_ensemble
+    from imagefit.models.trained import load_trained
+    from imagefit.prediction.ensembles import is_ensemble
 
     if is_ensemble(run_path):
         return _export_ensemble(Path(run_path), out=Path(out) if out else None, overwrite=overwrite)
@@ -38,7 +39,7 @@ def export_onnx(run_path: str | Path, *, out: str | Path | None = None, overwrit
         refuse_overwrite(written, overwrite=overwrite)
     inference = run.inference
     multi = run.task == "multi-label"
-    model = deployed(run.load_model(), temperature=inference.temperature, tta_n=inference.tta_n, sigmoid=multi)
+    model = deployed(load_trained(run), temperature=inference.temperature, tta_n=inference.tta_n, sigmoid=multi)
     first = "probabilities" if multi else "logits"
     size = inference.preprocess.size
     example = torch.randn(2, 3, size, size)
@@ -84,7 +85,7 @@ def _export_ensemble(path: Path, *, out: Path | None, overwrite: bool) -> Path:
     test-time views, which a single graph with one input could hold only by resizing inside it,
     and then the members would not see what they were trained and evaluated on.
     """
-    from imagefit.ensembles import load_ensemble
+    from imagefit.prediction.ensembles import load_ensemble
 
     ensemble = load_ensemble(path)
     folder = output_folder(out or path / "onnx")

@@ -1,69 +1,28 @@
-"""Ensembles of runs: member probabilities averaged with weights fitted on their shared validation split.
-
-An ensemble folder works where a run folder does (evaluate, predict, report, export):
-
-    ENS/ensemble.json   members (run folders), weights, method, classes
-    ENS/labels.json     class names, as in every member
-    ENS/split.csv       the members' shared split
-    ENS/metrics.json    the ensemble's val/test figures, each member's, the gain over the best member
-    ENS/predictions-<split>.csv, ENS/report.html
+"""Building an ensemble folder: member weights fitted on the members' shared validation split.
 
 Methods: `mean` (equal weights), `weighted` (non-negative weights summing to one that minimise
 val log loss, started from the best member, so never worse than it on val), `greedy` (Caruana et
-al. 2004: members added with replacement while val log loss falls). Each member predicts with
-its own evaluation size, test-time views and temperature, then the probabilities are averaged.
+al. 2004: members added with replacement while val log loss falls). The folder's layout is in
+imagefit.prediction.ensembles, which loads it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from imagefit import runs
-from imagefit.calibration import log_loss
 from imagefit.data.split import write_split
 from imagefit.errors import UserError
+from imagefit.evaluation.calibration import log_loss
+from imagefit.evaluation.evaluator import evaluate, read_predictions
+from imagefit.evaluation.metrics import classification_metrics
 from imagefit.files import output_folder, write_json
+from imagefit.prediction.ensembles import ENSEMBLE_FILE, Ensemble, is_ensemble, load_ensemble
 
 METHODS = ("mean", "weighted", "greedy")
 GREEDY_STEPS = 25
-ENSEMBLE_FILE = "ensemble.json"
-
-
-def is_ensemble(path: str | Path) -> bool:
-    return (Path(path) / ENSEMBLE_FILE).exists()
-
-
-@dataclass
-class Ensemble:
-    """A loaded ensemble folder: its member run folders and their weights."""
-
-    path: Path
-    members: list[Path]
-    weights: list[float]
-    classes: list[str]
-    method: str
-
-    @property
-    def metrics(self) -> dict:
-        files = runs.RunFiles(self.path)
-        return runs.read_json(files.metrics) if files.metrics.exists() else {}
-
-    def split(self):
-        from imagefit.data.split import read_split
-
-        return read_split(runs.RunFiles(self.path).split)
-
-
-def load_ensemble(path: str | Path) -> Ensemble:
-    path = Path(path)
-    if not is_ensemble(path):
-        raise UserError(f"{path}: no {ENSEMBLE_FILE}; make one with `imagefit ensemble RUN RUN --out {path}`")
-    facts = runs.read_json(path / ENSEMBLE_FILE)
-    members = [Path(m["run"]) for m in facts["members"]]
-    return Ensemble(path, members, [float(m["weight"]) for m in facts["members"]], facts["classes"], facts["method"])
 
 
 def make_ensemble(members: list[str | Path], *, out: str | Path, method: str = "weighted") -> Ensemble:
@@ -157,8 +116,6 @@ def _check_compatible(loaded: list[runs.Run]) -> None:
 
 def _stored_probabilities(run: runs.Run, split: str) -> dict[str, np.ndarray]:
     """A member's probabilities by path from its predictions CSV (made by `imagefit evaluate`)."""
-    from imagefit.evaluation import evaluate, read_predictions
-
     path = runs.RunFiles(run.path).predictions(split)
     if not path.exists():
         evaluate(run.path, split=split)
@@ -180,8 +137,6 @@ def _in_order(by_path: dict[str, np.ndarray], paths: list[str]) -> np.ndarray:
 
 def _figures(loaded: list[runs.Run], weights: np.ndarray) -> dict:
     """The ensemble's figures on val and test, each member's, and the gain over the best member."""
-    from imagefit.metrics import classification_metrics
-
     figures: dict = {"members": []}
     for run, weight in zip(loaded, weights, strict=True):
         member = {"run": str(run.path), "model": run.recipe.model.backbone, "weight": round(float(weight), 6)}

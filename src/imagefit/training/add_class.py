@@ -27,7 +27,7 @@ def penultimate(model, predictor, paths: list[str]) -> tuple[list[str], np.ndarr
     """(readable paths, inputs of the head's last layer [N, H]), averaged over the run's test-time views."""
     import torch
 
-    from imagefit.prediction import map_batches
+    from imagefit.prediction.batches import map_batches
 
     def features(batch: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
@@ -42,9 +42,9 @@ def add_class(run_path: str | Path, name: str, images: list[str | Path], *, out:
     """A copy of RUN at OUT that also knows NAME, from 1-20 example images; no retraining."""
     import torch
 
-    from imagefit.ensembles import is_ensemble
+    from imagefit.prediction.ensembles import is_ensemble
     from imagefit.prediction.inputs import collect_inputs
-    from imagefit.prediction.models import TorchPredictor
+    from imagefit.prediction.predictors import TorchPredictor
 
     source = Path(run_path)
     if source.suffix.lower() == ".onnx" or is_ensemble(source):
@@ -141,7 +141,7 @@ def _write_copy(run: runs.Run, target: Path, name: str, paths: list[str], model,
     write_json(files.config, config)
     index = predictor.unknown
     if index is not None and "unknown" in config:  # the new class's examples join the training embeddings
-        from imagefit.openset import normalise
+        from imagefit.prediction.openset import normalise
 
         _, embeddings = _embeddings(model, predictor, paths)
         index.embeddings = np.vstack([index.embeddings, normalise(embeddings)])
@@ -151,7 +151,7 @@ def _write_copy(run: runs.Run, target: Path, name: str, paths: list[str], model,
     for stale in target.glob("predictions-*.csv"):
         stale.unlink()
     (target / "report.html").unlink(missing_ok=True)
-    from imagefit.evaluation import evaluate
+    from imagefit.evaluation.evaluator import evaluate
 
     evaluate(target)
 
@@ -159,7 +159,7 @@ def _write_copy(run: runs.Run, target: Path, name: str, paths: list[str], model,
 def _embeddings(model, predictor, paths: list[str]) -> tuple[list[str], np.ndarray]:
     import torch
 
-    from imagefit.prediction import map_batches
+    from imagefit.prediction.batches import map_batches
 
     def features(batch: np.ndarray) -> np.ndarray:
         with torch.inference_mode():

@@ -1,0 +1,1 @@
+"""Export of a run (or an ensemble) to ONNX, checked against PyTorch."""

@@ -1,0 +1,84 @@
+"""Ensembles of runs: member probabilities averaged with weights fitted on their shared validation split.
+
+An ensemble folder works where a run folder does (evaluate, predict, report, export):
+
+    ENS/ensemble.json   members (run folders), weights, method, classes
+    ENS/labels.json     class names, as in every member
+    ENS/split.csv       the members' shared split
+    ENS/metrics.json    the ensemble's val/test figures, each member's, the gain over the best member
+    ENS/predictions-<split>.csv, ENS/report.html
+
+Methods: `mean` (equal weights), `weighted` (non-negative weights summing to one that minimise
+val log loss, started from the best member, so never worse than it on val), `greedy` (Caruana et
+al. 2004: members added with replacement while val log loss falls). Each member predicts with
+its own evaluation size, test-time views and temperature, then the probabilities are averaged.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from imagefit import runs
+from imagefit.errors import UserError
+from imagefit.prediction.onnx import OnnxPredictor
+from imagefit.prediction.predictors import TorchPredictor
+
+ENSEMBLE_FILE = "ensemble.json"
+
+
+def is_ensemble(path: str | Path) -> bool:
+    return (Path(path) / ENSEMBLE_FILE).exists()
+
+
+@dataclass
+class Ensemble:
+    """A loaded ensemble folder: its member run folders and their weights."""
+
+    path: Path
+    members: list[Path]
+    weights: list[float]
+    classes: list[str]
+    method: str
+
+    @property
+    def metrics(self) -> dict:
+        files = runs.RunFiles(self.path)
+        return runs.read_json(files.metrics) if files.metrics.exists() else {}
+
+    def split(self):
+        from imagefit.data.split import read_split
+
+        return read_split(runs.RunFiles(self.path).split)
+
+
+def load_ensemble(path: str | Path) -> Ensemble:
+    path = Path(path)
+    if not is_ensemble(path):
+        raise UserError(f"{path}: no {ENSEMBLE_FILE}; make one with `imagefit ensemble RUN RUN --out {path}`")
+    facts = runs.read_json(path / ENSEMBLE_FILE)
+    members = [Path(m["run"]) for m in facts["members"]]
+    return Ensemble(path, members, [float(m["weight"]) for m in facts["members"]], facts["classes"], facts["method"])
+
+
+@dataclass
+class EnsemblePredictor:
+    """Members (each with its own size, views and temperature) whose probabilities are averaged with weights."""
+
+    members: list
+    weights: list[float]
+    classes: list[str]
+    tta_n: int | None = None  # None: each member's own test-time views
+
+    @classmethod
+    def from_folder(cls, path: Path, *, device: str = "cpu") -> EnsemblePredictor:
+        ensemble = load_ensemble(path)
+        members = [TorchPredictor.from_run(member, device=device) for member in ensemble.members]
+        return cls(members, ensemble.weights, ensemble.classes)
+
+    @classmethod
+    def from_onnx(cls, facts_path: Path) -> EnsemblePredictor:
+        facts = json.loads(facts_path.read_text(encoding="utf-8"))
+        members = [OnnxPredictor.from_file(facts_path.parent / m["file"]) for m in facts["members"]]
+        return cls(members, [float(m["weight"]) for m in facts["members"]], facts["classes"])

@@ -1,0 +1,47 @@
+"""A predictor for whatever the user names: a run folder, an ensemble folder, an .onnx file or an exported
+ensemble's JSON; and `predict`, which loads one and predicts files, folders and zips."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from imagefit.errors import UserError
+from imagefit.prediction.batches import DEFAULT_TTA_N, Predictions, Predictor, check_batch, predict_with
+from imagefit.prediction.ensembles import EnsemblePredictor
+from imagefit.prediction.inputs import collect_inputs
+from imagefit.prediction.onnx import OnnxPredictor
+from imagefit.prediction.predictors import TorchPredictor
+
+
+def load_predictor(model: str | Path, *, device: str = "cpu") -> Predictor:
+    """A predictor for a run folder, an ensemble folder, an exported `.onnx` file or an exported ensemble's JSON."""
+    path = Path(model)
+    if (path / "ensemble.json").exists():
+        return EnsemblePredictor.from_folder(path, device=device)
+    if path.suffix.lower() == ".json" and path.exists():
+        return EnsemblePredictor.from_onnx(path)
+    if path.suffix.lower() == ".onnx":
+        if not path.exists():
+            raise UserError(f"{path}: no such ONNX model. Make one with `imagefit export RUN --format onnx`")
+        return OnnxPredictor.from_file(path)
+    return TorchPredictor.from_run(path, device=device)
+
+
+def predict(
+    model: str | Path,
+    inputs: list[str | Path],
+    *,
+    tta: bool | None = None,
+    tta_n: int | None = None,
+    batch_size: int = 32,
+    device: str = "cpu",
+) -> Predictions:
+    """Predict every image under INPUTS with a run folder or an exported .onnx model.
+
+    Test-time views: the run's own choice (made on val when it trained) unless `tta` is False (none),
+    True (`tta_n`, default 2) or `tta_n` is given.
+    """
+    predictor = load_predictor(model, device=device)
+    views = None if tta is None and tta_n is None else 1 if tta is False else tta_n or DEFAULT_TTA_N
+    check_batch(views or 1, batch_size)
+    return predict_with(predictor, collect_inputs(list(inputs)), tta_n=views, batch_size=batch_size)

@@ -1,0 +1,59 @@
+"""An exported model in ONNX Runtime: torch is never imported on this path."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from imagefit.data.preprocess import Preprocess
+from imagefit.errors import UserError
+from imagefit.prediction.openset import UnknownIndex
+from imagefit.tasks import softmax
+
+
+@dataclass
+class OnnxPredictor:
+    """An exported model in ONNX Runtime; its preprocessing and labels come from the JSON beside it."""
+
+    session: object
+    classes: list[str]
+    preprocess: Preprocess
+    tta_n: int = 1  # the run's own test-time views and temperature are inside the graph
+    unknown: object = None  # the run's UnknownIndex, exported beside the graph
+    task: str = "single-label"  # multi-label: the graph's first output is sigmoid probabilities
+    thresholds: object = None
+
+    @classmethod
+    def from_file(cls, path: Path, *, threads: int = 0) -> OnnxPredictor:
+        import onnxruntime as ort
+
+        facts_path = path.with_suffix(".json")
+        if not facts_path.exists():
+            raise UserError(f"{facts_path} is missing: it holds the labels and preprocessing. Export again")
+        facts = json.loads(facts_path.read_text(encoding="utf-8"))
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        unknown = None
+        if facts.get("unknown") and "embedding" in [o.name for o in session.get_outputs()]:
+            found = facts["unknown"]
+            index_path = path.with_name(found["index"])
+            unknown = UnknownIndex.load(index_path, threshold=found["threshold"], neighbour=found["neighbour"])
+        predictor = cls(session, facts["classes"], Preprocess.from_dict(facts["preprocess"]), unknown=unknown)
+        predictor.task = facts.get("task", "single-label")
+        if predictor.task == "multi-label":
+            predictor.thresholds = np.array([facts["thresholds"][c] for c in predictor.classes], dtype=np.float32)
+        return predictor
+
+    def _first(self, outputs) -> np.ndarray:
+        return outputs[0] if self.task == "multi-label" else softmax(outputs[0])
+
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        return self._first(self.session.run([self.session.get_outputs()[0].name], {"images": batch}))
+
+    def with_embeddings(self, batch: np.ndarray) -> np.ndarray:
+        outputs = self.session.run([self.session.get_outputs()[0].name, "embedding"], {"images": batch})
+        return np.concatenate([self._first(outputs), outputs[1]], axis=1)

@@ -1,0 +1,1 @@
+"""`imagefit tune`: an Optuna study over recipes (SQLite by default, PostgreSQL for many workers)."""
