@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 
-import imagefit.training
+import imagefit.training.pipeline
 from imagefit import cli
 
 
@@ -27,7 +27,7 @@ def main() -> None:
         if name == stage:
             os.kill(os.getpid(), number)
 
-    imagefit.training.train = functools.partial(imagefit.training.train, on_stage=on_stage)
+    imagefit.training.pipeline.train = functools.partial(imagefit.training.pipeline.train, on_stage=on_stage)
     sys.argv = ["imagefit", "train", *args]
     cli.main()
 

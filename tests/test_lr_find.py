@@ -39,7 +39,7 @@ def test_lr_auto_fine_tunes_at_the_range_tests_suggestion_and_records_it(tmp_pat
     import json
 
     import imagefit
-    from imagefit.training.fit import LR_FIND_STEPS
+    from imagefit.training.lr_find import LR_FIND_STEPS
 
     data = make_class_folders(tmp_path / "d", per_class=12)
     run = imagefit.train(
@@ -55,7 +55,7 @@ def test_lr_auto_fine_tunes_at_the_range_tests_suggestion_and_records_it(tmp_pat
     peak = max(float(row["lr"]) for row in csv.DictReader(open(run.path / "history.csv")) if row["phase"] == "2")
     assert peak <= facts["suggestion"] * 1.0001 and peak > facts["suggestion"] * 0.3
 
-    from imagefit.training.refit import refit
+    from imagefit.training.pipeline import refit
 
     again = json.loads((refit(run.path, out=tmp_path / "refit").path / "config.json").read_text())
     assert not again["recipe"]["optim"]["lr_find"] and "lr_find" not in again  # no second range test

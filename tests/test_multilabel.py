@@ -115,7 +115,7 @@ def test_predict_writes_id_labels_and_onnx_gives_the_same_probabilities(multi_ru
 
 
 def test_a_refit_of_a_multi_label_run_keeps_its_thresholds(multi_run, tmp_path):
-    from imagefit.training.refit import refit
+    from imagefit.training.pipeline import refit
 
     done = refit(multi_run.path, out=tmp_path / "refit")
     config = json.loads((done.path / "config.json").read_text())

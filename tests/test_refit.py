@@ -8,8 +8,7 @@ from rich.console import Console
 
 import imagefit
 import imagefit.runs
-from imagefit.training.fit import _share_time_with_refit
-from imagefit.training.refit import refit
+from imagefit.training.pipeline import refit, share_time_with_refit
 
 
 def test_refit_trains_on_train_and_val_and_keeps_the_runs_prediction_settings(tmp_path):
@@ -48,8 +47,8 @@ def test_train_with_refit_returns_the_refit_that_says_it_has_no_val_figure_of_it
 
 def test_a_time_limit_with_refit_gives_the_run_half_and_the_refit_the_rest():
     console = Console(file=io.StringIO(), width=400)
-    overrides, total = _share_time_with_refit({"time-limit": "10m", "refit": "true", "epochs": 8}, console)
+    overrides, total = share_time_with_refit({"time-limit": "10m", "refit": "true", "epochs": 8}, console)
     assert total == 600.0 and overrides == {"time-limit": "300s", "refit": "true", "epochs": 8}
     assert "300s for the run" in console.file.getvalue()
     unchanged = {"time_limit": "10m"}
-    assert _share_time_with_refit(unchanged, console) == (unchanged, 0.0), "no refit: the whole limit"
+    assert share_time_with_refit(unchanged, console) == (unchanged, 0.0), "no refit: the whole limit"

@@ -246,10 +246,10 @@ def test_micro_batches_take_the_same_optimizer_steps_as_whole_batches(tmp_path):
 
 def test_auto_micro_batches_are_for_a_cpu_while_batchnorm_statistics_are_frozen():
     from imagefit.config import AUTO_MICRO_BATCH, Recipe
-    from imagefit.training.fit import _resolve_micro_batch
+    from imagefit.training.plan import resolve_micro_batch
 
     cpu = Recipe().override(accelerator="cpu")
-    assert _resolve_micro_batch(cpu).data.micro_batch == AUTO_MICRO_BATCH < cpu.data.batch_size
-    assert _resolve_micro_batch(cpu.override(finetune_bn=True)).data.micro_batch == 0, "batch statistics need it whole"
-    assert _resolve_micro_batch(cpu.override(batch_size=8)).data.micro_batch == 0
-    assert _resolve_micro_batch(cpu.override(micro_batch=16)).data.micro_batch == 16, "a value set stays"
+    assert resolve_micro_batch(cpu).data.micro_batch == AUTO_MICRO_BATCH < cpu.data.batch_size
+    assert resolve_micro_batch(cpu.override(finetune_bn=True)).data.micro_batch == 0, "batch statistics need it whole"
+    assert resolve_micro_batch(cpu.override(batch_size=8)).data.micro_batch == 0
+    assert resolve_micro_batch(cpu.override(micro_batch=16)).data.micro_batch == 16, "a value set stays"

@@ -22,14 +22,14 @@ def _data(tmp_path):
 
 KILLER = """
 import functools, os, signal, sys
-import imagefit.training
+import imagefit.training.pipeline
 from imagefit.tuning.study import tune
-train = imagefit.training.train
+train = imagefit.training.pipeline.train
 def killing(*args, out=None, **kwargs):
     if out is not None and out.name == "trial-1":  # the second trial dies in its head phase
         kwargs["on_stage"] = lambda stage: stage == "head" and os.kill(os.getpid(), signal.SIGKILL)
     return train(*args, out=out, **kwargs)
-imagefit.training.train = killing
+imagefit.training.pipeline.train = killing
 tune(sys.argv[1], trials=3, studies_dir=sys.argv[2], **{OPTIONS})
 """
 
@@ -53,16 +53,16 @@ def test_a_study_resumes_after_a_killed_worker_and_reaches_the_same_best_trial(t
 
 
 def test_a_failing_trial_is_recorded_with_its_reason_and_the_study_goes_on(tmp_path, monkeypatch):
-    import imagefit.training
+    import imagefit.training.pipeline
 
-    train = imagefit.training.train
+    train = imagefit.training.pipeline.train
 
     def out_of_memory_once(*args, out=None, **kwargs):
         if out is not None and out.name == "trial-0":
             raise RuntimeError("CPU out of memory: tried to allocate 9 GB")
         return train(*args, out=out, **kwargs)
 
-    monkeypatch.setattr(imagefit.training, "train", out_of_memory_once)
+    monkeypatch.setattr(imagefit.training.pipeline, "train", out_of_memory_once)
     study = tune(_data(tmp_path), trials=2, studies_dir=tmp_path / "s", **{**OPTIONS, "epochs": 2})
     rows = {row["trial"]: row for row in study.trials}
     assert rows[0]["state"] == "fail" and "out of memory" in rows[0]["note"]

@@ -17,11 +17,11 @@ from imagefit.config import Recipe  # noqa: E402
 from imagefit.errors import UserError  # noqa: E402
 
 _LAZY = {
-    "train": ("imagefit.training", "train"),
+    "train": ("imagefit.training.entry", "train"),
     "train_quality": ("imagefit.training.quality", "train_quality"),
     "Run": ("imagefit.runs", "Run"),
     "load_run": ("imagefit.runs", "load_run"),
-    "predict": ("imagefit.prediction.batches", "predict"),
+    "predict": ("imagefit.prediction.loading", "predict"),
     "evaluate": ("imagefit.evaluation.evaluator", "evaluate"),
     "export_onnx": ("imagefit.export.onnx", "export_onnx"),
     "explain": ("imagefit.prediction.gradcam", "explain"),

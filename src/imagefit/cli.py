@@ -88,47 +88,38 @@ def train(
     label_delim: str | None = typer.Option(None, help="what parts several labels in a CSV cell (default: found)"),
 ) -> None:
     """Train a classifier on DATA with the full transfer-learning recipe and write a run folder."""
-    from imagefit.data.sources import CsvColumns
-    from imagefit.training import train as train_run
-
-    _quiet_lightning()
     with _user_errors():
         overrides = parse_overrides(ctx.args)
+        _check_train_inputs(data, resume, overrides)  # before torch and Lightning are imported
+        from imagefit.data.sources import CsvColumns
+        from imagefit.training.entry import train as train_run
+
+        _quiet_lightning()
         columns = CsvColumns(path_column, label_column, image_dir, label_delim)
-        if quality != "balanced":
-            from imagefit.training.quality import train_quality
-
-            if resume is not None:
-                raise UserError(f"--resume continues {resume} as it was planned: leave --quality out")
-            made = train_quality(
-                data, quality, out=out, name=name, runs_dir=runs_dir, console=console, report=report,
-                csv_columns=columns, **overrides,
-            )  # fmt: skip
+        made = train_run(
+            data, quality=quality, out=out, name=name, runs_dir=runs_dir, resume=resume, console=console,
+            report=report, csv_columns=columns, **overrides,
+        )  # fmt: skip
+        if isinstance(made, list):  # --model a,b,c: one run each, then the table
+            _print_comparison([run.path for run in made], sort="", out=None)
+        elif quality != "balanced":
             _print_quality(made, console)
-            return
-        if "," in str(overrides.get("model", "")):  # --model a,b,c: one run each, then the table
-            from imagefit.training.backbones import train_backbones
 
-            models = [m.strip() for m in overrides.pop("model").split(",") if m.strip()]
-            if out is not None:
-                raise UserError(
-                    f"--out names one run folder, and --model {','.join(models)} makes {len(models)}: "
-                    f"use --runs-dir {out} (each run is <runs-dir>/<name>-<model>)"
-                )
-            trained = train_backbones(data, models, runs_dir=runs_dir, name=name, console=console, **overrides)
-            _print_comparison([run.path for run in trained], sort="", out=None)
-            return
-        train_run(
-            data,
-            out=out,
-            name=name,
-            runs_dir=runs_dir,
-            resume=resume,
-            console=console,
-            report=report,
-            csv_columns=columns,
-            **overrides,
-        )
+
+def _check_train_inputs(data: Path | None, resume: Path | None, overrides: dict) -> None:
+    """UserError for a missing DATA or run folder, or a recipe option no recipe takes; imports no torch."""
+    from imagefit.config import Recipe, fit_epochs
+    from imagefit.data.sources import check_data_path
+    from imagefit.runs import check_run_folder
+
+    if resume is not None:
+        check_run_folder(resume, resumable=True)
+        return
+    if data is None:
+        raise UserError("no DATA given. Pass a folder of class folders, a CSV or a .zip")
+    check_data_path(data)
+    plain = {k: v for k, v in overrides.items() if not (k == "model" and "," in str(v))}
+    Recipe().override(**fit_epochs(plain)[0])
 
 
 def _print_quality(made, console) -> None:
@@ -247,10 +238,13 @@ def evaluate(
     unknown: bool = typer.Option(False, help="DATA may hold classes the run never saw: measure how they are flagged"),
 ) -> None:
     """Accuracy, balanced accuracy, macro-F1, top-5, log loss, calibration and per-class figures; writes CSVs."""
-    from imagefit.evaluation.evaluator import evaluate as evaluate_run
-    from imagefit.evaluation.summaries import print_evaluation
-
     with _user_errors():
+        _check_run(run)
+        if data is not None:
+            _check_data(data)
+        from imagefit.evaluation.evaluator import evaluate as evaluate_run
+        from imagefit.evaluation.summaries import print_evaluation
+
         print_evaluation(evaluate_run(run, data, split=split, tta_n=tta_n, unknown=unknown), console)
 
 
@@ -269,14 +263,16 @@ def predict(
     batch_size: int = typer.Option(32, help="images per batch"),
 ) -> None:
     """Predict images with a run or an .onnx model and write an Id,Category CSV."""
-    from imagefit.data.inventory import listing
-    from imagefit.data.sources import locator_name
-    from imagefit.prediction.loading import predict as predict_images
-    from imagefit.prediction.output import write_csv
-
     with _user_errors():
         if out.exists() and not overwrite:  # before the prediction pass, not after it
             raise UserError(f"{out} exists. Pass --overwrite or another --out")
+        _check_model_path(model)
+        _check_inputs(inputs)
+        from imagefit.data.inventory import listing
+        from imagefit.data.sources import locator_name
+        from imagefit.prediction.loading import predict as predict_images
+        from imagefit.prediction.output import write_csv
+
         predictions = predict_images(model, inputs, tta=tta, tta_n=tta_n, batch_size=batch_size)
         if predictions.skipped:
             shown = [f"{locator_name(p)} ({why})" for p, why in predictions.skipped]
@@ -297,9 +293,11 @@ def explain(
     target: str | None = typer.Option(None, help="class to explain (default: the predicted one)"),
 ) -> None:
     """Grad-CAM heat maps of where the model looks, saved as PNG overlays."""
-    from imagefit.prediction.gradcam import explain as explain_images
-
     with _user_errors():
+        _check_run(run)
+        _check_inputs(images)
+        from imagefit.prediction.gradcam import explain as explain_images
+
         explanations = explain_images(run, images, out_dir=out, target=target)
         console.print(
             f"{len(explanations)} Grad-CAM overlays written to {out or Path(run) / 'explain'}", highlight=False
@@ -309,9 +307,10 @@ def explain(
 @app.command()
 def report(run: Path = typer.Argument(..., help="run folder")) -> None:
     """Write RUN/report.html: summary, curves, confusion matrix, per-class table, mistakes, Grad-CAM, calibration."""
-    from imagefit.report.writer import write_report
-
     with _user_errors():
+        _check_run(run)
+        from imagefit.report.writer import write_report
+
         console.print(f"report: {write_report(run)}", highlight=False)
 
 
@@ -323,11 +322,12 @@ def export(
     overwrite: bool = typer.Option(False, help="replace OUT if it exists"),
 ) -> None:
     """Export the model to ONNX with its labels and preprocessing beside it as JSON."""
-    from imagefit.export.onnx import export_onnx
-
     with _user_errors():
         if format != "onnx":
             raise UserError(f"--format {format} is not supported; use --format onnx")
+        _check_run(run)
+        from imagefit.export.onnx import export_onnx
+
         console.print(f"exported: {export_onnx(run, out=out, overwrite=overwrite)}", highlight=False)
 
 
@@ -341,9 +341,12 @@ def audit(
     overwrite: bool = typer.Option(False, help="replace an existing --write-clean file"),
 ) -> None:
     """Find what is wrong with a dataset: corrupt files, duplicates, leakage, label errors, outliers, imbalance."""
-    from imagefit.audit import audit as audit_data
-
     with _user_errors():
+        _check_data(data)
+        if run is not None:
+            _check_run(run)
+        from imagefit.audit import audit as audit_data
+
         audit_data(
             data, run=run, out=out, write_clean=write_clean, embeddings=embeddings, console=console, overwrite=overwrite
         )
@@ -383,10 +386,11 @@ def lr_find(
     steps: int = typer.Option(100, help="steps of the range test"),
 ) -> None:
     """Learning-rate range test on the whole network (Lightning's lr_find); says which rate to fine-tune at."""
-    from imagefit.training.lr_find import lr_find as range_test
-
-    _quiet_lightning()
     with _user_errors():
+        _check_data(data)
+        from imagefit.training.lr_find import lr_find as range_test
+
+        _quiet_lightning()
         found = range_test(data, out=out, steps=steps, console=console, **parse_overrides(ctx.args))
         if found.suggestion is None:
             console.print(f"no clear suggestion (the loss never fell steadily); see {found.plot}", highlight=False)
@@ -404,10 +408,11 @@ def refit(
     out: Path | None = typer.Option(None, help="the new run folder (default RUN-refit)"),
 ) -> None:
     """Train the run's recipe again on its train + val images, for the epochs it kept (AutoGluon's refit_full)."""
-    from imagefit.training.refit import refit as refit_run
-
-    _quiet_lightning()
     with _user_errors():
+        _check_run(run)
+        from imagefit.training.pipeline import refit as refit_run
+
+        _quiet_lightning()
         done = refit_run(run, out=out, console=console)
         test = done.metrics.get("test")
         said = f"test accuracy {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f}" if test else "no test split"
@@ -474,9 +479,11 @@ def add_class(
     out: Path = typer.Option(..., help="the new run folder (a copy of RUN that also knows NAME)"),
 ) -> None:
     """Teach a run a new class from a few examples, without retraining (weights imprinted in the head)."""
-    from imagefit.training.add_class import add_class as add_new_class
-
     with _user_errors():
+        _check_run(run)
+        _check_inputs(images)
+        from imagefit.training.add_class import add_class as add_new_class
+
         grown = add_new_class(run, name, images, out=out)
         figures = grown.metrics.get("val", {})
         said = f"; val accuracy on the old classes {figures['accuracy']:.4f}" if figures else ""
@@ -494,9 +501,10 @@ def serve(
     backend: str = typer.Option("auto", help="auto (ONNX Runtime, exported on first use) | onnx | torch"),
 ) -> None:
     """Serve a run over HTTP: POST /predict, POST /explain, GET /health, /metadata, /docs, and a page at /."""
-    from imagefit.serving import serve as serve_model
-
     with _user_errors():
+        _check_model_path(model)
+        from imagefit.serving import serve as serve_model
+
         console.print(f"serving {model} on http://{host}:{port}/ (Ctrl-C stops)", highlight=False)
         serve_model(
             model, host=host, port=port, workers=workers, max_batch=max_batch, max_wait_ms=max_wait_ms, backend=backend
@@ -509,6 +517,30 @@ def version() -> None:
     from imagefit import __version__
 
     print(__version__)
+
+
+def _check_run(run: Path) -> None:
+    from imagefit.runs import check_run_folder
+
+    check_run_folder(run)
+
+
+def _check_data(data: Path) -> None:
+    from imagefit.data.sources import check_data_path
+
+    check_data_path(data)
+
+
+def _check_model_path(model: Path) -> None:
+    """A run or ensemble folder, an .onnx model or an exported ensemble's JSON that exists."""
+    if not Path(model).exists():
+        raise UserError(f"{model}: no such run folder or model file. Pass a run folder or the .onnx `export` wrote")
+
+
+def _check_inputs(inputs: list[Path]) -> None:
+    from imagefit.prediction.inputs import collect_inputs
+
+    collect_inputs(list(inputs))
 
 
 def _quiet_lightning() -> None:

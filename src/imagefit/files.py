@@ -20,6 +20,13 @@ def write_text(path: Path, text: str) -> None:
     temporary.replace(path)
 
 
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write a binary file (a PNG plot) atomically."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_bytes(data)
+    temporary.replace(path)
+
+
 def write_json(path: Path, value: Any) -> None:
     """Write JSON atomically (a crash never leaves half a file)."""
     write_text(path, json.dumps(value, indent=2, ensure_ascii=False) + "\n")

@@ -11,10 +11,10 @@ from imagefit.config import ModelRecipe
 from imagefit.data.cache import VectorStore, digest
 from imagefit.data.preprocess import Preprocess
 from imagefit.models import create_backbone, preprocess_for
+from imagefit.models.digest import weights_digest
 from imagefit.models.trained import load_trained
 from imagefit.prediction.batches import map_batches
 from imagefit.progress import transient_progress
-from imagefit.training.features import weights_digest
 
 
 def embedding_model(run_path: Path | None, *, median_side: int) -> tuple[torch.nn.Module, Preprocess, str]:

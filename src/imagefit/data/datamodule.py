@@ -126,7 +126,7 @@ class ImageDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         sampler = None
         if self.weighted_sampler:
-            weights = class_weights(self.train_set.targets, len(self.classes))
+            weights = torch.from_numpy(class_weights(self.train_set.targets, len(self.classes)))
             sample_weights = weights[torch.tensor(self.train_set.targets)]
             generator = torch.Generator().manual_seed(self.recipe.seed)
             sampler = WeightedRandomSampler(sample_weights, num_samples=len(sample_weights), generator=generator)

@@ -1,8 +1,10 @@
-"""How unequal the classes are, and what training does about it (torch-free but for the weights tensor)."""
+"""How unequal the classes are, and what training does about it (no torch: the loss gets a tensor of these)."""
 
 from __future__ import annotations
 
 from collections import Counter
+
+import numpy as np
 
 
 def imbalance_ratio(labels: list) -> float:
@@ -18,14 +20,12 @@ def imbalance_handling(setting: str, ratio: float, threshold: float) -> str:
     return setting
 
 
-def class_weights(labels: list[int], num_classes: int):
-    """'Balanced' class weights n / (k * count), as scikit-learn's compute_class_weight gives (a torch tensor)."""
-    import numpy as np
-    import torch
+def class_weights(labels: list[int], num_classes: int) -> np.ndarray:
+    """'Balanced' class weights n / (k * count), as scikit-learn's compute_class_weight gives (float32)."""
     from sklearn.utils.class_weight import compute_class_weight
 
     present = sorted(set(labels))
-    weights = torch.ones(num_classes)
+    weights = np.ones(num_classes, dtype=np.float32)
     values = compute_class_weight("balanced", classes=np.array(present), y=labels)
     for cls, value in zip(present, values, strict=True):
         weights[cls] = float(value)

@@ -15,7 +15,16 @@ from imagefit.data.samples import SPLIT_NAMES, ZIP_SEPARATOR, CsvColumns, Sample
 from imagefit.data.tables import from_csv
 from imagefit.errors import UserError
 
-__all__ = ["SPLIT_NAMES", "ZIP_SEPARATOR", "CsvColumns", "Found", "Sample", "find_samples", "locator_name"]
+__all__ = [
+    "SPLIT_NAMES",
+    "ZIP_SEPARATOR",
+    "CsvColumns",
+    "Found",
+    "Sample",
+    "check_data_path",
+    "find_samples",
+    "locator_name",
+]
 
 # Files that are never images and never worth a warning.
 IGNORED_NAMES = {"thumbs.db", "desktop.ini", "license", "license.txt", "readme", "readme.md", "readme.txt"}
@@ -39,9 +48,7 @@ def find_samples(data: Path, csv_columns: CsvColumns | None = None) -> Found:
 
     `csv_columns` says how to read a CSV (which columns, where its images are) where guessing cannot.
     """
-    data = Path(data).expanduser()
-    if not data.exists():
-        raise UserError(f"{data}: no such file or folder. Pass a folder of class folders, a CSV or a .zip")
+    data = check_data_path(data)
     if data.is_dir():
         walk = walk_tree(data)
         samples, loose, unlabelled = _from_relative_paths(walk.files, root=f"{data.resolve()}{os.sep}")
@@ -56,6 +63,18 @@ def find_samples(data: Path, csv_columns: CsvColumns | None = None) -> Found:
     raise UserError(
         f"{data}: not a folder, .csv or .zip. Pass a folder of class folders, a CSV of path,label or a .zip"
     )
+
+
+def check_data_path(data: str | Path) -> Path:
+    """DATA as a path, or a UserError when it is missing or neither a folder, a CSV nor a .zip (no torch needed)."""
+    data = Path(data).expanduser()
+    if not data.exists():
+        raise UserError(f"{data}: no such file or folder. Pass a folder of class folders, a CSV or a .zip")
+    if not data.is_dir() and data.suffix.lower() not in (".zip", ".csv", ".tsv"):
+        raise UserError(
+            f"{data}: not a folder, .csv or .zip. Pass a folder of class folders, a CSV of path,label or a .zip"
+        )
+    return data
 
 
 def locator_name(locator: str) -> str:

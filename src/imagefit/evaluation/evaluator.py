@@ -18,8 +18,9 @@ from imagefit.errors import UserError
 from imagefit.evaluation.calibration import view_probabilities
 from imagefit.evaluation.metrics import calibration_error, classification_metrics
 from imagefit.prediction.batches import Predictions, check_batch, map_batches
+from imagefit.prediction.ensembles import EnsemblePredictor, is_ensemble, load_ensemble
 from imagefit.prediction.predictors import TorchPredictor
-from imagefit.tasks import multilabel_metrics, targets
+from imagefit.tasks import multilabel_metrics, sigmoid, targets
 
 
 @dataclass
@@ -40,6 +41,7 @@ def evaluate(
     tta_n: int | None = None,
     device: str = "cpu",
     unknown: bool = False,
+    predictor: TorchPredictor | None = None,
 ) -> list[Evaluation]:
     """Evaluate RUN on its val and test splits (or just `split`), or on DATA; write metrics and predictions.
 
@@ -47,67 +49,66 @@ def evaluate(
     views (`tta_n` overrides them) and temperature. `ece_before_scaling` is the calibration error of
     the same views without the temperature. With `unknown`, DATA may hold classes the run never
     saw: the class figures are on the known ones, and `unknown` holds how well each score tells the
-    others apart (AUROC) and the false alarms and misses at the run's threshold.
+    others apart (AUROC) and the false alarms and misses at the run's threshold. `predictor` is the
+    run's model already in memory (training's finish), else it is loaded from the run folder.
     """
-    from imagefit.prediction.ensembles import is_ensemble
-
     if is_ensemble(run_path):
         return _evaluate_ensemble(Path(run_path), split=split, tta_n=tta_n, device=device)
     run = runs.load_run(Path(run_path))
-    predictor = TorchPredictor.from_run(run.path, device=device)
+    predictor = predictor or TorchPredictor.from_run(run.path, device=device)
     views = predictor.tta_n if tta_n is None else tta_n
     check_batch(views, 32)
-    results = []
     if unknown and predictor.unknown is None:
         raise UserError(f"{run.path} keeps no training embeddings to score unknown images (it was trained without)")
+    results = []
     for key, samples in _targets(run, data, split, unknown=unknown).items():
-        paths, raw, skipped = map_batches(
-            predictor.raw, predictor.preprocess, [s.path for s in samples], views=views, average=False
-        )
-        count = len(run.classes)
-        raw = raw if paths else np.zeros((0, views, count + 1))
-        logits = raw[:, :, :count]
-        if run.task == "multi-label":
-            probabilities = (1.0 / (1.0 + np.exp(-logits))).mean(axis=1)
-        else:
-            probabilities = view_probabilities(logits, predictor.temperature)
-        predictions = Predictions(paths, probabilities, run.classes, skipped)
-        if predictor.unknown is not None:
-            predictions.unknown_scores = predictor.unknown.scores(raw[:, :, count:].mean(axis=1))
-            predictions.unknown = predictor.unknown.flags(predictions.unknown_scores)
-        by_path = {s.path: s.label for s in samples}
-        true_labels = [by_path[p] for p in predictions.paths]
-        if run.task == "multi-label":
-            predictions.thresholds = run.thresholds
-            metrics = multilabel_metrics(
-                targets(true_labels, run.classes, run.task), probabilities, run.classes, run.thresholds
-            )
-            metrics.update(skipped=len(skipped), image_size=predictor.preprocess.size, tta_n=views)
-            results.append(Evaluation(key, metrics, predictions, true_labels))
-            _write_predictions(runs.RunFiles(run.path).predictions(key), predictions, true_labels)
-            continue
-        known = np.array([label in run.classes for label in true_labels], dtype=bool)
-        y_true = [run.classes.index(label) for label in true_labels if label in run.classes]
-        metrics = classification_metrics(y_true, predictions.probabilities[known], run.classes)
-        metrics["ece_before_scaling"] = calibration_error(y_true, view_probabilities(logits[known], 1.0))
-        if unknown:
-            metrics["unknown"] = openset_figures(predictions, logits, predictor, known)
-        metrics.update(
-            skipped=len(skipped), image_size=predictor.preprocess.size, tta_n=views, temperature=predictor.temperature
-        )
-        if predictions.unknown is not None:
-            metrics["flagged_unknown"] = float(predictions.unknown.mean()) if len(paths) else 0.0
-        results.append(Evaluation(key, metrics, predictions, true_labels))
-        _write_predictions(runs.RunFiles(run.path).predictions(key), predictions, true_labels)
+        result = _evaluate_split(run, predictor, key, samples, views=views, unknown=unknown)
+        results.append(result)
+        _write_predictions(run.files.predictions(key), result.predictions, result.true_labels)
     stored = run.metrics
     stored.update({result.key: result.metrics for result in results})
-    runs.write_json(run.path / "metrics.json", stored)
+    runs.write_json(run.files.metrics, stored)
     return results
+
+
+def _evaluate_split(run, predictor, key: str, samples: list[Sample], *, views: int, unknown: bool) -> Evaluation:
+    """The figures and predictions of one split (or of DATA)."""
+    paths, raw, skipped = map_batches(
+        predictor.raw, predictor.preprocess, [s.path for s in samples], views=views, average=False
+    )
+    count = len(run.classes)
+    raw = raw if paths else np.zeros((0, views, count + 1))
+    logits = raw[:, :, :count]
+    if run.task == "multi-label":
+        probabilities = sigmoid(logits).mean(axis=1)
+    else:
+        probabilities = view_probabilities(logits, predictor.temperature)
+    predictions = Predictions(paths, probabilities, run.classes, skipped)
+    if predictor.unknown is not None:
+        predictions.unknown_scores = predictor.unknown.scores(raw[:, :, count:].mean(axis=1))
+        predictions.unknown = predictor.unknown.flags(predictions.unknown_scores)
+    by_path = {s.path: s.label for s in samples}
+    true_labels = [by_path[p] for p in predictions.paths]
+    common = {"skipped": len(skipped), "image_size": predictor.preprocess.size, "tta_n": views}
+    if run.task == "multi-label":
+        predictions.thresholds = run.thresholds
+        rows = targets(true_labels, run.classes, run.task)
+        metrics = {**multilabel_metrics(rows, probabilities, run.classes, run.thresholds), **common}
+        return Evaluation(key, metrics, predictions, true_labels)
+    known = np.array([label in run.classes for label in true_labels], dtype=bool)
+    y_true = [run.classes.index(label) for label in true_labels if label in run.classes]
+    metrics = classification_metrics(y_true, predictions.probabilities[known], run.classes)
+    metrics["ece_before_scaling"] = calibration_error(y_true, view_probabilities(logits[known], 1.0))
+    if unknown:
+        metrics["unknown"] = openset_figures(predictions, logits, predictor, known)
+    metrics.update(common, temperature=predictor.temperature)
+    if predictions.unknown is not None:
+        metrics["flagged_unknown"] = float(predictions.unknown.mean()) if len(paths) else 0.0
+    return Evaluation(key, metrics, predictions, true_labels)
 
 
 def _evaluate_ensemble(path: Path, *, split: str | None, tta_n: int | None, device: str) -> list[Evaluation]:
     """An ensemble folder's figures on its val and test splits, through its members' predictions."""
-    from imagefit.prediction.ensembles import EnsemblePredictor, load_ensemble
 
     ensemble = load_ensemble(path)
     predictor = EnsemblePredictor.from_folder(path, device=device)
@@ -177,25 +178,17 @@ def _targets(
 def _write_predictions(path: Path, predictions: Predictions, true_labels: list[str]) -> None:
     """path, true, predicted, confidence, one probability per class (then unknown_score, when the run has one)."""
     scores = predictions.unknown_scores
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(
-            [
-                "path",
-                "true",
-                "predicted",
-                "confidence",
-                *predictions.classes,
-                *(["unknown_score"] if scores is not None else []),
-            ]
-        )
-        predicted = predictions.labels  # multi-label: the labels above their thresholds, joined by "|"
-        for index, (locator, truth, row) in enumerate(
-            zip(predictions.paths, true_labels, predictions.probabilities, strict=True)
-        ):
-            best = int(np.argmax(row))
-            extra = [f"{scores[index]:.6f}"] if scores is not None else []
-            writer.writerow([locator, truth, predicted[index], f"{row[best]:.6f}", *(f"{p:.6f}" for p in row), *extra])
+    header = ["path", "true", "predicted", "confidence", *predictions.classes]
+    header += ["unknown_score"] if scores is not None else []
+    predicted = predictions.labels  # multi-label: the labels above their thresholds, joined by "|"
+    rows = []
+    for index, (locator, truth, row) in enumerate(
+        zip(predictions.paths, true_labels, predictions.probabilities, strict=True)
+    ):
+        best = int(np.argmax(row))
+        extra = [f"{scores[index]:.6f}"] if scores is not None else []
+        rows.append([locator, truth, predicted[index], f"{row[best]:.6f}", *(f"{p:.6f}" for p in row), *extra])
+    runs.write_rows(path, header, rows)
 
 
 def read_predictions(path: Path) -> tuple[list[dict], list[str]]:

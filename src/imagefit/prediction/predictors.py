@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from imagefit.data.preprocess import Preprocess
-from imagefit.tasks import softmax
+from imagefit.tasks import sigmoid, softmax
 
 
 @dataclass
@@ -27,14 +27,21 @@ class TorchPredictor:
 
     @classmethod
     def from_run(cls, path: Path, *, device: str = "cpu") -> TorchPredictor:
-        import torch
-
+        """The run folder's model, loaded from model.safetensors, with the run's prediction settings."""
         from imagefit.models.trained import load_trained
-        from imagefit.prediction.openset import load_unknown_index
         from imagefit.runs import load_run
 
         run = load_run(path)
-        model = load_trained(run).to(device=device, memory_format=torch.channels_last)
+        return cls.for_run(run, load_trained(run), device=device)
+
+    @classmethod
+    def for_run(cls, run, model, *, device: str = "cpu") -> TorchPredictor:
+        """A predictor of MODEL (already in memory) with RUN's prediction settings, unknown index and thresholds."""
+        import torch
+
+        from imagefit.prediction.openset import load_unknown_index
+
+        model = model.eval().to(device=device, memory_format=torch.channels_last)
         inference = run.inference
         index = load_unknown_index(run)
         predictor = cls(model, run.classes, inference.preprocess, device, inference.temperature, inference.tta_n, index)
@@ -59,7 +66,7 @@ class TorchPredictor:
     def activate(self, logits: np.ndarray) -> np.ndarray:
         """Calibrated softmax probabilities, or for multi-label the sigmoid of each label."""
         if self.task == "multi-label":
-            return 1.0 / (1.0 + np.exp(-logits))
+            return sigmoid(logits)
         return softmax(logits / self.temperature)
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ from imagefit import runs
 from imagefit.data.decode import UNREADABLE, open_image
 from imagefit.data.sources import locator_name
 from imagefit.evaluation.evaluator import evaluate, read_predictions
+from imagefit.files import write_text
 from imagefit.report import figures
 from imagefit.report.page import PAGE, data_uri, img, section, table, thumbnail
 
@@ -56,7 +57,7 @@ def write_report(run_path: str | Path, *, gradcam_samples: int = GRADCAM_SAMPLES
     )
     page = PAGE.format(title=html.escape(f"imagefit report: {run.path.name}"), body=body)
     target = run.path / "report.html"
-    target.write_text(page, encoding="utf-8")
+    write_text(target, page)
     return target
 
 
@@ -112,9 +113,7 @@ def _write_ensemble_report(path: Path) -> Path:
         ]
     )
     target = path / "report.html"
-    target.write_text(
-        PAGE.format(title=html.escape(f"imagefit report: ensemble {path.name}"), body=body), encoding="utf-8"
-    )
+    write_text(target, PAGE.format(title=html.escape(f"imagefit report: ensemble {path.name}"), body=body))
     return target
 
 
@@ -190,7 +189,7 @@ def _write_multilabel_report(run: runs.Run) -> Path:
         ]
     )
     target = run.path / "report.html"
-    target.write_text(PAGE.format(title=html.escape(f"imagefit report: {run.path.name}"), body=body), encoding="utf-8")
+    write_text(target, PAGE.format(title=html.escape(f"imagefit report: {run.path.name}"), body=body))
     return target
 
 

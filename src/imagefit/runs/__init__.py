@@ -8,14 +8,17 @@ no training and no inference code.
 from imagefit.files import output_folder, write_json, write_rows, write_text
 from imagefit.runs.files import FORMAT_VERSION, HISTORY_COLUMNS, RunFiles, read_history, read_json
 from imagefit.runs.folders import dataset_name, new_run_dir
-from imagefit.runs.load import Inference, Run, load_run
+from imagefit.runs.load import Inference, Run, check_run_folder, load_run
+from imagefit.runs.record import ConfigRecord
 
 __all__ = [
     "FORMAT_VERSION",
     "HISTORY_COLUMNS",
+    "ConfigRecord",
     "Inference",
     "Run",
     "RunFiles",
+    "check_run_folder",
     "dataset_name",
     "load_run",
     "new_run_dir",

@@ -75,8 +75,24 @@ class RunFiles:
     def submission(self) -> Path:  # Id,Category predictions of the unlabelled test images
         return self.root / "submission.csv"
 
+    @property
+    def lr_find(self) -> Path:  # --lr auto: the range test's loss plot
+        return self.root / "lr-find.png"
+
+    @property
+    def ensemble(self) -> Path:  # an ensemble folder's members and weights (imagefit.prediction.ensembles)
+        return self.root / "ensemble.json"
+
+    @property
+    def explain(self) -> Path:  # Grad-CAM overlays written by `imagefit explain`
+        return self.root / "explain"
+
     def predictions(self, key: str) -> Path:  # one row per image of an evaluated split
         return self.root / f"predictions-{key.replace(':', '-')}.csv"
+
+    def all_predictions(self) -> list[Path]:
+        """The predictions files written so far, of every split."""
+        return sorted(self.root.glob("predictions-*.csv"))
 
     def stage(self) -> str:
         """How far the run got: 'new', 'head' (phase 1 done), 'fine-tune' (a checkpoint), 'trained', 'finished'."""

@@ -102,11 +102,22 @@ class Run:
         return read_split(self.files.split)
 
 
-def load_run(path: Path) -> Run:
-    """Load a run folder; raises UserError naming what is missing or too new."""
+def check_run_folder(path: str | Path, *, resumable: bool = False) -> Path:
+    """PATH as a path, or a UserError when it is no run (or ensemble) folder; with `resumable`, when it holds no
+    config.json to resume from. Reads no model, so it answers before torch is imported."""
     path = Path(path)
+    if resumable:
+        if not RunFiles(path).config.exists():
+            raise UserError(f"{path}: no config.json, so nothing to resume. Start a new run with `imagefit train DATA`")
+        return path
     if not path.is_dir():
         raise UserError(f"{path}: no such run folder. Pass the folder `imagefit train` printed at its end")
+    return path
+
+
+def load_run(path: Path) -> Run:
+    """Load a run folder; raises UserError naming what is missing or too new."""
+    path = check_run_folder(path)
     files = RunFiles(path)
     missing = [file.name for file in (files.model, files.config, files.labels) if not file.exists()]
     if missing:

@@ -1,5 +1,2 @@
-"""Training: the LightningModule, the recipe callbacks and `train`, which writes a run folder."""
-
-from imagefit.training.fit import train
-
-__all__ = ["train"]
+"""Training: `train`, a pipeline of stages (plan, setup, head, fine-tune, finish; refit and the range test),
+the LightningModule and the recipe's callbacks. `imagefit.training.pipeline` holds the entry points."""

@@ -136,9 +136,9 @@ def _write_copy(run: runs.Run, target: Path, name: str, paths: list[str], model,
         ["path", "label", "split"],
         [[s.path, s.label, s.split] for s in samples] + [[p, name, "train"] for p in paths],
     )
-    config = runs.read_json(files.config)
-    config["added_classes"] = [*config.get("added_classes", []), {"name": name, "examples": len(paths)}]
-    write_json(files.config, config)
+    record = runs.ConfigRecord(files)
+    record.add_class({"name": name, "examples": len(paths)})
+    config = record.values()
     index = predictor.unknown
     if index is not None and "unknown" in config:  # the new class's examples join the training embeddings
         from imagefit.prediction.openset import normalise
@@ -148,9 +148,9 @@ def _write_copy(run: runs.Run, target: Path, name: str, paths: list[str], model,
         index.save(target / config["unknown"]["index"])
     metrics = {"best_epoch": run.metrics.get("best_epoch"), "added_class": name}
     write_json(files.metrics, metrics)
-    for stale in target.glob("predictions-*.csv"):
+    for stale in files.all_predictions():
         stale.unlink()
-    (target / "report.html").unlink(missing_ok=True)
+    files.report.unlink(missing_ok=True)
     from imagefit.evaluation.evaluator import evaluate
 
     evaluate(target)

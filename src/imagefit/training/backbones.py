@@ -20,7 +20,7 @@ def train_backbones(
     **options,
 ) -> list[runs.Run]:
     """Train every model in MODELS on DATA (runs_dir/<name>-<model>), all on the first run's split."""
-    from imagefit.training.fit import train
+    from imagefit.training.pipeline import train
 
     console = console or Console(stderr=True, soft_wrap=True)
     for model in models:  # every name before any training starts

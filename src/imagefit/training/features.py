@@ -22,6 +22,7 @@ from imagefit.data.preprocess import Preprocess
 from imagefit.data.sources import Sample
 from imagefit.data.transforms import eval_transform, train_decode_size, train_transform
 from imagefit.models.chunked import in_chunks
+from imagefit.models.digest import weights_digest
 from imagefit.progress import transient_progress
 
 
@@ -64,15 +65,6 @@ def view_seed(seed: int, file_hash: str, view: int) -> int:
     """The augmentation seed of one view of one file: the same in every run with the same seed."""
     key = f"{seed}:{file_hash}:{view}".encode()
     return int.from_bytes(hashlib.sha256(key).digest()[:7], "little")
-
-
-def weights_digest(module: torch.nn.Module) -> str:
-    """Content hash of a module's parameters and buffers: features depend on the exact weights."""
-    hasher = hashlib.sha256()
-    for name, tensor in module.state_dict().items():
-        hasher.update(name.encode())
-        hasher.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return hasher.hexdigest()[:20]
 
 
 def cache_name(backbone: torch.nn.Module, preprocess: Preprocess, augment: AugmentRecipe, *, views: int, seed: int):

@@ -7,13 +7,24 @@ recipe's head rate `lr`, `--finetune-lr-ratio` is the suggestion divided by `lr`
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import io
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
 
+from imagefit import runs
 from imagefit.config import Recipe
+from imagefit.files import write_bytes
+from imagefit.training.module import ClassifierModule
+from imagefit.training.plan import Plan, check_model, inherited_run_dir, resolve_image_size
+from imagefit.training.setup import Setup
+
+# --lr auto: optimizer steps of the range test (fastai and Lightning take 100; 50 halve its cost on a CPU).
+LR_FIND_STEPS = 50
 
 
 @dataclass
@@ -32,14 +43,12 @@ def lr_find(
     from imagefit.data import assign_splits, scan
     from imagefit.data.datamodule import ImageDataModule
     from imagefit.models import build_classifier
-    from imagefit.training.fit import _check_model, _resolve_image_size
-    from imagefit.training.module import ClassifierModule
 
     console = console or Console(stderr=True, soft_wrap=True)
     recipe = Recipe().override(**overrides).override(frozen_epochs=0, epochs=1)
-    _check_model(recipe)
+    check_model(recipe)
     inventory = scan(Path(data))
-    recipe = _resolve_image_size(recipe, console)
+    recipe = resolve_image_size(recipe, console)
     samples = assign_splits(
         inventory.samples, val_split=recipe.data.val_split, test_split=0.0, seed=recipe.data.seed, task=inventory.task
     )
@@ -85,7 +94,9 @@ def range_test(module, datamodule, recipe: Recipe, *, out: Path, steps: int) -> 
     finally:
         datamodule.recipe = loader_recipe
     figure = found.plot(suggest=True)
-    figure.savefig(out, dpi=100, bbox_inches="tight")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    write_bytes(out, buffer.getvalue())
     plt.close(figure)
     suggestion = found.suggestion()
     ratio = suggestion / recipe.optim.lr if suggestion else None
@@ -110,3 +121,39 @@ def _fine_tuning_on_its_own(module, *, train_bn: bool, keep_frozen: float = 0.0)
         return start(batch, batch_idx)
 
     module.on_train_batch_start = on_train_batch_start
+
+
+def wants_lr_find(plan: Plan, stage: str) -> bool:
+    """--lr auto, fine-tuning still to come, no range test recorded yet, and not a DDP launcher's extra process."""
+    recipe = plan.recipe
+    if not recipe.optim.lr_find or recipe.schedule.epochs == recipe.schedule.frozen_epochs:
+        return False
+    recorded = runs.ConfigRecord(plan.files).has("lr_find")
+    return stage in ("new", "head") and not recorded and inherited_run_dir() is None
+
+
+def lr_find_stage(plan: Plan, setup: Setup, console: Console) -> Recipe:
+    """The range test on a copy of the network with its trained head: the recipe at its suggestion, recorded."""
+    recipe = plan.recipe
+    probe = ClassifierModule(
+        copy.deepcopy(setup.model), recipe, len(plan.classes), class_weights=setup.class_weights, frozen_epochs=0,
+        task=plan.task,
+    )  # fmt: skip
+    started = time.perf_counter()
+    found = range_test(probe, setup.datamodule, recipe, out=plan.files.lr_find, steps=LR_FIND_STEPS)
+    facts = {"steps": LR_FIND_STEPS, "suggestion": found.suggestion, "seconds": round(time.perf_counter() - started)}
+    if found.suggestion is None:
+        console.print(
+            f"lr auto: the range test gave no suggestion (the loss never fell steadily; {found.plot.name}): "
+            f"fine-tuning at {recipe.optim.lr * recipe.optim.finetune_lr_ratio:.2e} as the recipe says",
+            highlight=False,
+        )
+    else:
+        recipe = recipe.override(finetune_lr_ratio=found.ratio)
+        console.print(
+            f"lr auto: the range test ({LR_FIND_STEPS} steps, {facts['seconds']} s) suggests fine-tuning at "
+            f"{found.suggestion:.2e} (finetune-lr-ratio {found.ratio:.3g}; plot: {found.plot.name})",
+            highlight=False,
+        )
+    runs.ConfigRecord(plan.files).set_lr_find(recipe.to_dict(), facts)
+    return recipe

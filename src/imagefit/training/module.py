@@ -71,6 +71,10 @@ class ClassifierModule(L.LightningModule):
         if self.recipe.engine.channels_last:
             self.model.to(memory_format=torch.channels_last)
 
+    def plain_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The training loss without label smoothing (what validation and the soup score)."""
+        return self._loss(logits, targets, 0.0)
+
     def _loss(self, logits: torch.Tensor, targets: torch.Tensor, smoothing: float) -> torch.Tensor:
         weight = self.class_weights if self.use_class_weights else None
         return task_loss(logits, targets, self.task, weight, smoothing)

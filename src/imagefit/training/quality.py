@@ -96,7 +96,7 @@ def train_quality(
     **overrides,
 ):
     """Train DATA at QUALITY; return the run (fast, balanced) or the ensemble (best, at OUT or runs_dir/<name>-best)."""
-    from imagefit.training.fit import train
+    from imagefit.training.pipeline import train
 
     console = console or Console(stderr=True, soft_wrap=True)
     plan = plan_quality(quality, overrides)

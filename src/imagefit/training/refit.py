@@ -11,13 +11,11 @@ and the run's own val figures stand as the estimate (`val_estimate`).
 
 from __future__ import annotations
 
-import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
-from rich.console import Console
-
 from imagefit import runs
-from imagefit.data import Sample, write_split
+from imagefit.data import Sample
 from imagefit.errors import UserError
 
 # What a refit takes from its source run's config.json rather than choosing it on val again.
@@ -37,21 +35,31 @@ NOT_CARRIED = (
 )
 
 
-def refit(
-    run_path: str | Path,
-    *,
-    out: str | Path | None = None,
-    console: Console | None = None,
-    time_limit: float = 0.0,
-    report: bool = False,
-) -> runs.Run:
-    """A new run folder (default RUN-refit) trained on RUN's train and val images; returns it.
+@dataclass(frozen=True)
+class RefitPlan:
+    """What a refit trains on and how: the merged samples, the recipe overrides, the config.json fields carried."""
+
+    source: runs.Run
+    samples: list[Sample]
+    overrides: dict
+    carried: dict
+    target: Path
+    kept: int
+    frozen: int
+
+    def describe(self) -> str:
+        return (
+            f"refit: {sum(s.split == 'train' for s in self.samples)} images (train + val of {self.source.path.name}), "
+            f"{self.kept} epochs ({self.frozen} head), the last kept; the val figures printed while it trains are "
+            "on images it trains on, not an estimate"
+        )
+
+
+def plan_refit(run_path: str | Path, *, out: str | Path | None = None, time_limit: float = 0.0) -> RefitPlan:
+    """RUN's train and val images merged, and its recipe for the kept number of epochs, the last one kept.
 
     `time_limit` (seconds, 0: none) bounds the refit as --time-limit does, the kept epochs its cap.
     """
-    from imagefit.training.fit import train
-
-    console = console or Console(stderr=True, soft_wrap=True)
     source = runs.load_run(Path(run_path))
     kept = source.metrics.get("best_epoch")
     if not kept:
@@ -75,16 +83,7 @@ def refit(
     carried = {"refit_of": str(source.path.resolve()), "val_estimate": source.metrics.get("val", {})}
     carried.update({key: source.config[key] for key in CARRIED if key in source.config})
     target = Path(out) if out else source.path.with_name(f"{source.path.name}-refit")
-    console.print(
-        f"refit: {sum(s.split == 'train' for s in merged)} images (train + val of {source.path.name}), "
-        f"{kept} epochs ({frozen} head), the last kept; the val figures printed while it trains are on images "
-        "it trains on, not an estimate",
-        highlight=False,
-    )
-    with tempfile.TemporaryDirectory() as scratch:
-        manifest = Path(scratch) / "refit.csv"
-        write_split(manifest, merged)
-        return train(manifest, out=target, console=console, report=report, checks=False, carried=carried, **overrides)
+    return RefitPlan(source, merged, overrides, carried, target, kept, frozen)
 
 
 def mark_val_as_training(files: runs.RunFiles) -> None:
@@ -92,7 +91,7 @@ def mark_val_as_training(files: runs.RunFiles) -> None:
     metrics = runs.read_json(files.metrics)
     if "val" in metrics:
         metrics["val_in_training"] = metrics.pop("val")
-    estimate = runs.read_json(files.config).get("val_estimate")
+    estimate = runs.ConfigRecord(files).values().get("val_estimate")
     if estimate:
         metrics["val_estimate"] = estimate
     runs.write_json(files.metrics, metrics)

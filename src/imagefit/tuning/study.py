@@ -217,7 +217,7 @@ def _run_trial(study, trial, plan: dict) -> None:
     import optuna
     from optuna_integration import PyTorchLightningPruningCallback
 
-    from imagefit.training import train
+    from imagefit.training.pipeline import train
 
     folder = Path(plan["folder"]) / f"trial-{trial.number}"
     if folder.exists():

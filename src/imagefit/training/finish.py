@@ -1,0 +1,131 @@
+"""Stage `finish`: what a trained model still needs before it is a run: prediction settings or thresholds chosen
+on val, the unknown index, the evaluation, the competition's submission, the report and the summary.
+
+It works on the trained model in memory (loaded once from the run folder when a resumed run starts here),
+and each fact it chooses goes into config.json through the run's `ConfigRecord`.
+"""
+
+from __future__ import annotations
+
+import csv
+
+from rich.console import Console
+
+from imagefit import runs
+from imagefit.errors import UserError
+from imagefit.evaluation.evaluator import evaluate
+from imagefit.models.trained import load_trained
+from imagefit.prediction.batches import predict_with
+from imagefit.prediction.output import write_csv
+from imagefit.prediction.predictors import TorchPredictor
+from imagefit.report.writer import write_report
+from imagefit.tasks import THRESHOLD_FLOOR, best_thresholds, targets
+from imagefit.training.callbacks import release_memory
+from imagefit.training.engine import on_gpu
+from imagefit.training.plan import Plan, StageFn
+from imagefit.training.polish import choose_inference, describe, fit_unknown
+from imagefit.training.refit import mark_val_as_training
+from imagefit.training.summary import print_summary
+
+
+def finish(plan: Plan, console: Console, *, report: bool, notify: StageFn, finished: bool = False, model=None):
+    """Evaluate the trained model and write the report (what of it is missing, on resume); print the summary.
+
+    MODEL is the trained model in memory; None loads it from the run folder (a resumed run).
+    """
+    files = plan.files
+    if finished and (files.report.exists() or not report):
+        raise UserError(f"{plan.run_dir} has finished (model, metrics and report are written); nothing to resume")
+    release_memory()  # training's peak is behind: evaluation starts from what is in use
+    if not finished:
+        notify("evaluate")
+        _evaluate(plan, console, model)
+    if report:
+        notify("report")
+        write_report(plan.run_dir)
+    run = runs.load_run(plan.run_dir)
+    print_summary(run, console)
+    return run
+
+
+def _evaluate(plan: Plan, console: Console, model) -> None:
+    """Choose what is chosen on val, evaluate val and test, and predict the unlabelled images."""
+    device = "cuda" if on_gpu(plan.recipe) else "cpu"
+    record = runs.ConfigRecord(plan.files)
+    run = runs.load_run(plan.run_dir)
+    model = model if model is not None else load_trained(run)
+    config = record.values()
+    if plan.task == "multi-label" and "thresholds" not in config:
+        choose_thresholds(run, model, console, device)
+    elif plan.task != "multi-label" and plan.recipe.predict.tune_inference and "inference" not in config:
+        choose_prediction_settings(run, model, console, device)
+    if plan.recipe.predict.unknown_index and not record.has("unknown"):
+        add_unknown_index(runs.load_run(plan.run_dir), model, device, seed=plan.recipe.data.seed)
+    run = runs.load_run(plan.run_dir)  # with what was chosen on val
+    predictor = TorchPredictor.for_run(run, model, device=device)
+    evaluate(plan.run_dir, device=device, predictor=predictor)
+    if config.get("refit_of"):
+        mark_val_as_training(plan.files)
+    predict_unlabelled(plan.files, predictor, console)
+
+
+def predict_unlabelled(files: runs.RunFiles, predictor: TorchPredictor, console: Console) -> None:
+    """Id,Category predictions of the unlabelled test images into submission.csv (the competition layout)."""
+    if not files.unlabelled.exists():
+        return
+    with files.unlabelled.open(newline="", encoding="utf-8") as handle:
+        paths = [row["path"] for row in csv.DictReader(handle)]
+    predictions = predict_with(predictor, paths)
+    write_csv(predictions, files.submission, overwrite=True)
+    skipped = f" ({len(predictions.skipped)} unreadable skipped)" if predictions.skipped else ""
+    console.print(
+        f"submission: {files.submission} ({len(predictions.paths)} rows, Id,Category){skipped}", highlight=False
+    )
+
+
+def add_unknown_index(run: runs.Run, model, device: str, *, seed: int) -> None:
+    """The training embeddings that flag unknown images, and the threshold chosen on val, into the run folder.
+
+    A refit's val images are training images: its threshold comes from the index's leave-one-out scores.
+    """
+    samples = run.split()
+    with_val = not run.config.get("refit_of")
+    index, facts = fit_unknown(
+        model,
+        run.inference,
+        [s for s in samples if s.split == "train"],
+        [s for s in samples if s.split == "val"] if with_val else None,
+        run.classes,
+        device=device,
+        seed=seed,
+    )
+    index.save(run.path / facts["index"])
+    runs.ConfigRecord(run.files).set_unknown(facts)
+
+
+def choose_thresholds(run: runs.Run, model, console: Console, device: str) -> None:
+    """Multi-label: one threshold a label, the best val F1 (at least THRESHOLD_FLOOR), into config.json."""
+    val = [s for s in run.split() if s.split == "val"]
+    predictions = predict_with(TorchPredictor.for_run(run, model, device=device), [s.path for s in val])
+    truth = {s.path: s.label for s in val}
+    rows = targets([truth[p] for p in predictions.paths], run.classes, run.task)
+    chosen = best_thresholds(predictions.probabilities, rows)
+    thresholds = {name: float(t) for name, t in zip(run.classes, chosen, strict=True)}
+    runs.ConfigRecord(run.files).set_thresholds(thresholds)
+    console.print(
+        f"thresholds chosen on val for the best F1 of each label (at least {THRESHOLD_FLOOR}): "
+        + ", ".join(f"{k} {v:.2f}" for k, v in thresholds.items()),
+        highlight=False,
+    )
+
+
+def choose_prediction_settings(run: runs.Run, model, console: Console, device: str) -> None:
+    """Evaluation size, mirror TTA and temperature chosen on val, into config.json, with one line said."""
+    val = [s for s in run.split() if s.split == "val"]
+    mirror = run.recipe.augment.hflip
+    preprocess = run.train_preprocess
+    inference, candidates = choose_inference(model, preprocess, val, run.classes, mirror=mirror, device=device)
+    if not candidates:
+        return
+    runs.ConfigRecord(run.files).set_inference(inference.to_dict(), candidates)
+    console.print(describe(inference, candidates, run.train_preprocess.size), highlight=False)

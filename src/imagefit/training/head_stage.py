@@ -1,0 +1,75 @@
+"""Stage `head`: phase 1 on cached features of the frozen backbone (or its rows, when a resumed run has it),
+then the time plan's revision and --lr auto's range test. Each returns the recipe it settles on."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from safetensors.torch import load_file
+
+from imagefit import runs
+from imagefit.config import Recipe
+from imagefit.data.inventory import content_hashes
+from imagefit.files import cpu_tensors, save_tensors
+from imagefit.training.budget import TimePlan, replan_epochs
+from imagefit.training.engine import on_gpu
+from imagefit.training.frozen import cached_head_phase
+from imagefit.training.lr_find import lr_find_stage, wants_lr_find
+from imagefit.training.plan import Plan, StageFn, with_recipe
+from imagefit.training.setup import Setup
+
+
+def head_stage(
+    plan: Plan, setup: Setup, *, stage: str, offset: int, console: Console, notify: StageFn
+) -> tuple[Plan, list[dict]]:
+    """Phase 1 when it is still to run (else its rows), the time plan's revision, --lr auto's test.
+
+    Returns the plan with the recipe fine-tuning will use, and the head phase's history rows.
+    """
+    files = plan.files
+    head_rows: list[dict] = []
+    if offset and stage == "new":
+        head_rows = head_phase(plan, setup, console, notify)
+        if setup.budget is not None:
+            plan = with_recipe(plan, replan(plan, setup.budget, console))
+    elif offset and stage == "head":  # phase 1 is done: its model and history rows are in the run folder
+        setup.model.load_state_dict(load_file(str(files.head_only)))
+        head_rows = runs.read_history(files.history)[:offset]
+    if wants_lr_find(plan, stage):
+        plan = with_recipe(plan, lr_find_stage(plan, setup, console))
+    return plan, head_rows
+
+
+def head_phase(plan: Plan, setup: Setup, console: Console, notify: StageFn) -> list[dict]:
+    """Phase 1 on cached features; the head-only model and its history rows are kept in the run folder."""
+    files = plan.files
+    model = setup.model
+    rows = cached_head_phase(
+        model,
+        plan.samples,
+        plan.classes,
+        plan.hashes or content_hashes([s.path for s in plan.samples]),  # a resumed run re-hashes its files
+        setup.preprocess,
+        plan.recipe,
+        sampler=setup.imbalance == "sampler",
+        class_weights=setup.class_weights,
+        device="cuda" if on_gpu(plan.recipe) else "cpu",
+        console=console,
+        on_stage=notify,
+        check_shift=plan.own_val,
+        task=plan.task,
+    )
+    save_tensors(files.head_only, cpu_tensors(model.state_dict()))
+    runs.write_rows(files.history, runs.HISTORY_COLUMNS, rows)
+    return rows
+
+
+def replan(plan: Plan, budget: TimePlan, console: Console) -> Recipe:
+    """Fine-tuning epochs re-fitted to the time left once the feature pass has run; saved in config.json."""
+    frozen = plan.recipe.schedule.frozen_epochs
+    epochs = frozen + replan_epochs(budget, started=plan.started, wanted=plan.epoch_cap() - frozen)
+    if epochs == plan.recipe.schedule.epochs:
+        return plan.recipe
+    console.print(f"plan: {epochs - frozen} fine-tuning epochs fit in the time left", highlight=False)
+    recipe = plan.recipe.override(epochs=epochs)
+    runs.ConfigRecord(plan.files).set_recipe(recipe.to_dict())
+    return recipe

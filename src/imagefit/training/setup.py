@@ -1,0 +1,149 @@
+"""Stage `setup`: the model, the recipe adapted to the data and to --time-limit, the loaders and imbalance handling.
+
+Nothing here changes the plan: the adapted recipe comes back in `Setup.recipe`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import lightning as L
+import torch
+from rich.console import Console
+
+from imagefit.config import Recipe
+from imagefit.data.datamodule import ImageDataModule
+from imagefit.data.decode import UNREADABLE, open_image
+from imagefit.data.imbalance import class_weights, imbalance_handling, imbalance_ratio
+from imagefit.data.transforms import eval_transform
+from imagefit.models import build_classifier, preprocess_for
+from imagefit.tasks import MAX_POSITIVE_WEIGHT, positive_weights, targets
+from imagefit.training.budget import TimePlan, apply_plan, plan_time
+from imagefit.training.distance import FAR_FINETUNE, FAR_SHIFT, SMALL_CROP_SCALE, SMALL_SIDE, batchnorm_shift
+from imagefit.training.engine import on_gpu
+from imagefit.training.frozen import head_on_features
+from imagefit.training.plan import Plan
+
+
+@dataclass
+class Setup:
+    """What a training needs besides the plan: the recipe as adapted, the model, loaders, imbalance handling."""
+
+    recipe: Recipe
+    model: torch.nn.Module
+    preprocess: object
+    weights_source: str
+    datamodule: ImageDataModule
+    imbalance: str  # 'weights', 'sampler' or 'none'
+    class_weights: torch.Tensor | None
+    budget: TimePlan | None  # the --time-limit plan of a new run
+
+
+def build_setup(plan: Plan, stage: str, *, planned: bool, console: Console, report: bool) -> Setup:
+    """The model (pretrained for a new run), the time plan for a new run with --time-limit, loaders, imbalance."""
+    recipe = plan.recipe
+    L.seed_everything(recipe.data.seed, workers=True, verbose=False)
+    model, preprocess, weights_source = build_classifier(
+        recipe.model,
+        len(plan.classes),
+        pretrained=recipe.model.pretrained and stage == "new",
+        classes=plan.classes if stage == "new" else None,  # --init clip: the head from the class names
+    )
+    if recipe.engine.channels_last:  # before anything runs it: DDP needs the same strides in every process
+        model = model.to(memory_format=torch.channels_last)
+    if recipe.schedule.adapt and recipe.model.pretrained and stage == "new" and not planned:
+        recipe = adapt(plan, model, preprocess, console)
+    budget = None
+    if recipe.schedule.time_limit and not planned:
+        recipe, preprocess, budget = apply_time_limit(plan, recipe, model, preprocess, console, report)
+    mode, weights = _imbalance(plan, recipe, console, planned)
+    datamodule = ImageDataModule(
+        plan.samples,
+        plan.classes,
+        preprocess,
+        data=recipe.data,
+        augment=recipe.augment,
+        weighted_sampler=mode == "sampler",
+        task=plan.task,
+    )
+    return Setup(recipe, model, preprocess, weights_source, datamodule, mode, weights, budget)
+
+
+def _imbalance(plan: Plan, recipe: Recipe, console: Console, planned: bool):
+    """How the loss or the sampler meets imbalance ('weights', 'sampler' or 'none'), and the class weights."""
+    train_labels = [s.label for s in plan.samples if s.split == "train"]
+    if plan.task == "multi-label":
+        return label_weights(train_labels, plan, recipe, console, planned)
+    indices = [plan.classes.index(label) for label in train_labels]
+    ratio = imbalance_ratio(indices)
+    mode = imbalance_handling(recipe.data.imbalance, ratio, recipe.data.imbalance_ratio)
+    if mode != "none" and not planned:
+        console.print(
+            f"classes are imbalanced (largest/smallest = {ratio:.1f}x): using "
+            f"{'class-weighted loss' if mode == 'weights' else 'a weighted sampler'}",
+            highlight=False,
+        )
+    weights = torch.from_numpy(class_weights(indices, len(plan.classes))) if mode == "weights" else None
+    return mode, weights
+
+
+def label_weights(labels: list[str], plan: Plan, recipe: Recipe, console: Console, planned: bool):
+    """Multi-label imbalance: per-label positive weights (negatives / positives, capped), unless --imbalance none."""
+    if recipe.data.imbalance == "none":
+        return "none", None
+    weights = positive_weights(targets(labels, plan.classes, plan.task))
+    if not planned:
+        console.print(
+            f"multi-label: {len(plan.classes)} labels, positives weighted {weights.min():.1f}-{weights.max():.1f}x "
+            f"(negatives / positives, at most {MAX_POSITIVE_WEIGHT:.0f}x)",
+            highlight=False,
+        )
+    return "weights", torch.from_numpy(weights)
+
+
+def adapt(plan: Plan, model, preprocess, console: Console) -> Recipe:
+    """The recipe adapted to how far the images are from the pretraining photos (one line says what and why)."""
+    chosen = [s for s in plan.samples if s.split == "val"][:64] or plan.samples[:64]
+    transform, views = eval_transform(preprocess), []
+    for sample in chosen:
+        try:
+            views.append(transform(open_image(sample.path, min_size=preprocess.resize_size)))
+        except UNREADABLE:
+            continue
+    shift = batchnorm_shift(model.backbone, torch.stack(views)) if views else None
+    if shift is None:
+        return plan.recipe
+    far = shift > FAR_SHIFT
+    changes = {k: v for k, v in FAR_FINETUNE.items() if k not in plan.given} if far else {}
+    small = 0 < plan.median_side <= SMALL_SIDE
+    if small and "crop_scale" not in plan.given and plan.recipe.augment.crop_scale < SMALL_CROP_SCALE:
+        changes["crop_scale"] = SMALL_CROP_SCALE
+    closeness = "far from" if far else "close to"
+    measured = f"BatchNorm input shift {shift:.2f} ({closeness} the pretraining images; photos: about 0.15)"
+    if small:
+        measured += f", images of {plan.median_side} px"
+    said = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in changes.items()) or "recipe unchanged"
+    console.print(f"adapt: {measured}: {said}", highlight=False)
+    return plan.recipe.override(**changes) if changes else plan.recipe
+
+
+def apply_time_limit(plan: Plan, recipe: Recipe, model, preprocess, console: Console, report: bool):
+    """Plan epochs (and size, views) to fit --time-limit and print the plan: (recipe, preprocessing, plan)."""
+    budget = plan_time(
+        recipe,
+        model,
+        Counter(s.split for s in plan.samples),
+        samples=[s for s in plan.samples if s.split == "train"],
+        spent=time.perf_counter() - plan.started,
+        head_on_features=head_on_features(recipe),
+        device="cuda" if on_gpu(recipe) else "cpu",
+        report=report,
+        epochs_given=plan.epochs_given,
+    )
+    for line in budget.lines():
+        console.print(line, highlight=False)
+    if budget.image_size != preprocess.size:
+        preprocess = preprocess_for(model.backbone, budget.image_size)
+    return apply_plan(recipe, budget), preprocess, budget
