@@ -17,7 +17,7 @@ from imagefit.data import Sample, scan
 from imagefit.errors import UserError
 from imagefit.evaluation.calibration import view_probabilities
 from imagefit.evaluation.metrics import calibration_error, classification_metrics
-from imagefit.prediction.batches import Predictions, check_batch, map_batches
+from imagefit.prediction.batches import Predictions, check_batch, map_batches, predict_with
 from imagefit.prediction.ensembles import EnsemblePredictor, is_ensemble, load_ensemble
 from imagefit.prediction.predictors import TorchPredictor
 from imagefit.tasks import multilabel_metrics, sigmoid, targets
@@ -117,7 +117,7 @@ def _evaluate_ensemble(path: Path, *, split: str | None, tta_n: int | None, devi
     results = []
     for key in names:
         chosen = [s for s in samples if s.split == key]
-        predictions = predictor.predict_paths([s.path for s in chosen], tta_n=tta_n, batch_size=32)
+        predictions = predict_with(predictor, [s.path for s in chosen], tta_n=tta_n, batch_size=32)
         by_path = {s.path: s.label for s in chosen}
         true_labels = [by_path[p] for p in predictions.paths]
         y_true = [ensemble.classes.index(label) for label in true_labels]

@@ -82,7 +82,8 @@ def cached_head_phase(
         val_features=val_table[:, 0] if len(val_table) else None,
         val_targets=val_targets,
     )
-    sample_weights = balanced_weights(targets.tolist(), len(classes))[targets] if sampler else None
+    balanced = torch.from_numpy(balanced_weights(targets.tolist(), len(classes)))
+    sample_weights = balanced[targets] if sampler else None
     model.head.cpu()
 
     def show(row: dict) -> None:
