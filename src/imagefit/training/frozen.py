@@ -82,8 +82,9 @@ def cached_head_phase(
         val_features=val_table[:, 0] if len(val_table) else None,
         val_targets=val_targets,
     )
-    balanced = torch.from_numpy(balanced_weights(targets.tolist(), len(classes)))
-    sample_weights = balanced[targets] if sampler else None
+    sample_weights = None
+    if sampler:  # one label an image (multi-label data has no sampler)
+        sample_weights = torch.from_numpy(balanced_weights(targets.tolist(), len(classes)))[targets]
     model.head.cpu()
 
     def show(row: dict) -> None:
