@@ -297,10 +297,11 @@ def explain(
         _check_run(run)
         _check_inputs(images)
         from imagefit.prediction.gradcam import explain as explain_images
+        from imagefit.runs import RunFiles
 
         explanations = explain_images(run, images, out_dir=out, target=target)
         console.print(
-            f"{len(explanations)} Grad-CAM overlays written to {out or Path(run) / 'explain'}", highlight=False
+            f"{len(explanations)} Grad-CAM overlays written to {out or RunFiles(run).explain}", highlight=False
         )
 
 
@@ -532,15 +533,15 @@ def _check_data(data: Path) -> None:
 
 
 def _check_model_path(model: Path) -> None:
-    """A run or ensemble folder, an .onnx model or an exported ensemble's JSON that exists."""
-    if not Path(model).exists():
-        raise UserError(f"{model}: no such run folder or model file. Pass a run folder or the .onnx `export` wrote")
+    from imagefit.prediction.loading import check_model_path
+
+    check_model_path(model)
 
 
 def _check_inputs(inputs: list[Path]) -> None:
-    from imagefit.prediction.inputs import collect_inputs
+    from imagefit.prediction.inputs import check_inputs
 
-    collect_inputs(list(inputs))
+    check_inputs(list(inputs))
 
 
 def _quiet_lightning() -> None:

@@ -57,12 +57,8 @@ def find_samples(data: Path, csv_columns: CsvColumns | None = None) -> Found:
     if suffix == ".zip":
         samples, loose, unlabelled = _from_zip(data.resolve())
         return Found(samples, loose, unlabelled=unlabelled)
-    if suffix in (".csv", ".tsv"):
-        samples, facts, task = from_csv(data.resolve(), csv_columns or CsvColumns())
-        return Found(samples, facts=facts, task=task)
-    raise UserError(
-        f"{data}: not a folder, .csv or .zip. Pass a folder of class folders, a CSV of path,label or a .zip"
-    )
+    samples, facts, task = from_csv(data.resolve(), csv_columns or CsvColumns())  # .csv or .tsv
+    return Found(samples, facts=facts, task=task)
 
 
 def check_data_path(data: str | Path) -> Path:

@@ -19,7 +19,7 @@ from imagefit.evaluation.calibration import log_loss
 from imagefit.evaluation.evaluator import evaluate, read_predictions
 from imagefit.evaluation.metrics import classification_metrics
 from imagefit.files import output_folder, write_json
-from imagefit.prediction.ensembles import ENSEMBLE_FILE, Ensemble, is_ensemble, load_ensemble
+from imagefit.prediction.ensembles import Ensemble, is_ensemble, load_ensemble
 
 METHODS = ("mean", "weighted", "greedy")
 GREEDY_STEPS = 25
@@ -44,7 +44,7 @@ def make_ensemble(members: list[str | Path], *, out: str | Path, method: str = "
     if any(files.root.iterdir()) and not is_ensemble(out):
         raise UserError(f"{out} exists and holds something else. Pick another --out")
     write_json(
-        out / ENSEMBLE_FILE,
+        files.ensemble,
         {
             "format_version": 1,
             "method": method,

@@ -109,7 +109,6 @@ def _evaluate_split(run, predictor, key: str, samples: list[Sample], *, views: i
 
 def _evaluate_ensemble(path: Path, *, split: str | None, tta_n: int | None, device: str) -> list[Evaluation]:
     """An ensemble folder's figures on its val and test splits, through its members' predictions."""
-
     ensemble = load_ensemble(path)
     predictor = EnsemblePredictor.from_folder(path, device=device)
     samples = ensemble.split()

@@ -25,11 +25,9 @@ from imagefit.errors import UserError
 from imagefit.prediction.onnx import OnnxPredictor
 from imagefit.prediction.predictors import TorchPredictor
 
-ENSEMBLE_FILE = "ensemble.json"
-
 
 def is_ensemble(path: str | Path) -> bool:
-    return (Path(path) / ENSEMBLE_FILE).exists()
+    return runs.RunFiles(Path(path)).ensemble.exists()
 
 
 @dataclass
@@ -56,8 +54,8 @@ class Ensemble:
 def load_ensemble(path: str | Path) -> Ensemble:
     path = Path(path)
     if not is_ensemble(path):
-        raise UserError(f"{path}: no {ENSEMBLE_FILE}; make one with `imagefit ensemble RUN RUN --out {path}`")
-    facts = runs.read_json(path / ENSEMBLE_FILE)
+        raise UserError(f"{path}: no ensemble.json; make one with `imagefit ensemble RUN RUN --out {path}`")
+    facts = runs.read_json(runs.RunFiles(path).ensemble)
     members = [Path(m["run"]) for m in facts["members"]]
     return Ensemble(path, members, [float(m["weight"]) for m in facts["members"]], facts["classes"], facts["method"])
 

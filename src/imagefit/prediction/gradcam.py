@@ -116,7 +116,7 @@ def explain(
     run = load_run(Path(run_path))
     if target is not None and target not in run.classes:
         raise UserError(f"--target '{target}' is not a class of this model: {', '.join(run.classes)}")
-    out = output_folder(Path(out_dir) if out_dir else run.path / "explain")
+    out = output_folder(Path(out_dir) if out_dir else run.files.explain)
     locators, pictures = [], []
     for locator in collect_inputs(list(images)):
         try:

@@ -8,15 +8,21 @@ from imagefit.data.sources import ZIP_SEPARATOR, locator_name, walk_files, zip_f
 from imagefit.errors import UserError
 
 
-def collect_inputs(inputs: list[str | Path]) -> list[str]:
-    """Locators of every candidate file under INPUTS, in a stable order; hidden files are left out."""
+def check_inputs(inputs: list[str | Path]) -> list[Path]:
+    """INPUTS as paths, or a UserError when none is given or one does not exist (nothing is listed yet)."""
     if not inputs:
         raise UserError("no images given. Pass image files, folders or a .zip")
+    paths = [Path(item).expanduser() for item in inputs]
+    missing = [path for path in paths if not path.exists()]
+    if missing:
+        raise UserError(f"{missing[0]}: no such file or folder")
+    return paths
+
+
+def collect_inputs(inputs: list[str | Path]) -> list[str]:
+    """Locators of every candidate file under INPUTS, in a stable order; hidden files are left out."""
     found: list[str] = []
-    for item in inputs:
-        path = Path(item).expanduser()
-        if not path.exists():
-            raise UserError(f"{path}: no such file or folder")
+    for path in check_inputs(inputs):
         if path.is_dir():
             found += [str((path / relative).resolve()) for relative in walk_files(path)]
         elif path.suffix.lower() == ".zip":

@@ -5,24 +5,33 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from imagefit import runs
 from imagefit.errors import UserError
 from imagefit.prediction.batches import DEFAULT_TTA_N, Predictions, Predictor, check_batch, predict_with
-from imagefit.prediction.ensembles import EnsemblePredictor
+from imagefit.prediction.ensembles import EnsemblePredictor, is_ensemble
 from imagefit.prediction.inputs import collect_inputs
 from imagefit.prediction.onnx import OnnxPredictor
 from imagefit.prediction.predictors import TorchPredictor
 
 
+def check_model_path(model: str | Path) -> Path:
+    """MODEL as a path, or a UserError when no run folder, ensemble folder or exported model is there (no torch)."""
+    path = Path(model)
+    if path.suffix.lower() == ".onnx" and not path.exists():
+        raise UserError(f"{path}: no such ONNX model. Make one with `imagefit export RUN --format onnx`")
+    if path.suffix.lower() not in (".onnx", ".json"):
+        runs.check_run_folder(path)
+    return path
+
+
 def load_predictor(model: str | Path, *, device: str = "cpu") -> Predictor:
     """A predictor for a run folder, an ensemble folder, an exported `.onnx` file or an exported ensemble's JSON."""
-    path = Path(model)
-    if (path / "ensemble.json").exists():
+    path = check_model_path(model)
+    if is_ensemble(path):
         return EnsemblePredictor.from_folder(path, device=device)
     if path.suffix.lower() == ".json" and path.exists():
         return EnsemblePredictor.from_onnx(path)
     if path.suffix.lower() == ".onnx":
-        if not path.exists():
-            raise UserError(f"{path}: no such ONNX model. Make one with `imagefit export RUN --format onnx`")
         return OnnxPredictor.from_file(path)
     return TorchPredictor.from_run(path, device=device)
 

@@ -1,13 +1,13 @@
-"""Predictions to CSV: `Id,Category` (a competition's submission), or every probability with --full."""
+"""Predictions to CSV, written atomically: `Id,Category` (a competition's submission), or more with --full."""
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 
 from imagefit.errors import UserError
+from imagefit.files import write_rows
 from imagefit.prediction.batches import Predictions
 from imagefit.prediction.inputs import image_id
 
@@ -34,32 +34,30 @@ def write_csv(
     header = ["Id", "Category"] + (["path", "confidence", "top_k"] if full else [])
     if full and scores is not None:
         header += ["unknown", "unknown_score"]
-    with out.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        for index, (path, row) in enumerate(zip(predictions.paths, predictions.probabilities, strict=True)):
-            best = int(row.argmax())
-            label = unknown_label if unknown_label and flagged[index] else predictions.classes[best]
-            record = [image_id(path), label]
-            if full:
-                order = np.argsort(-row)[:top_k]
-                ranked = ";".join(f"{predictions.classes[i]}:{row[i]:.4f}" for i in order)
-                record += [path, f"{row[best]:.6f}", ranked]
-                if scores is not None:
-                    record += [str(bool(flagged[index])).lower(), f"{scores[index]:.6f}"]
-            writer.writerow(record)
+    records = []
+    for index, (path, row) in enumerate(zip(predictions.paths, predictions.probabilities, strict=True)):
+        best = int(row.argmax())
+        label = unknown_label if unknown_label and flagged[index] else predictions.classes[best]
+        record = [image_id(path), label]
+        if full:
+            order = np.argsort(-row)[:top_k]
+            ranked = ";".join(f"{predictions.classes[i]}:{row[i]:.4f}" for i in order)
+            record += [path, f"{row[best]:.6f}", ranked]
+            if scores is not None:
+                record += [str(bool(flagged[index])).lower(), f"{scores[index]:.6f}"]
+        records.append(record)
+    write_rows(out, header, records)
     return out
 
 
 def _write_multilabel_csv(predictions: Predictions, out: Path, *, full: bool) -> Path:
     """`Id,Labels` (labels above their thresholds, space-separated); `full` adds path and a probability a label."""
     header = ["Id", "Labels"] + (["path", *predictions.classes] if full else [])
-    with out.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        for path, labels, row in zip(predictions.paths, predictions.labels, predictions.probabilities, strict=True):
-            record = [image_id(path), " ".join(labels.split("|")) if labels else ""]
-            if full:
-                record += [path, *(f"{p:.6f}" for p in row)]
-            writer.writerow(record)
+    records = []
+    for path, labels, row in zip(predictions.paths, predictions.labels, predictions.probabilities, strict=True):
+        record = [image_id(path), " ".join(labels.split("|")) if labels else ""]
+        if full:
+            record += [path, *(f"{p:.6f}" for p in row)]
+        records.append(record)
+    write_rows(out, header, records)
     return out

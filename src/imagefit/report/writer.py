@@ -56,7 +56,7 @@ def write_report(run_path: str | Path, *, gradcam_samples: int = GRADCAM_SAMPLES
         ]
     )
     page = PAGE.format(title=html.escape(f"imagefit report: {run.path.name}"), body=body)
-    target = run.path / "report.html"
+    target = run.files.report
     write_text(target, page)
     return target
 
@@ -112,7 +112,7 @@ def _write_ensemble_report(path: Path) -> Path:
             _worst_errors(rows, split),
         ]
     )
-    target = path / "report.html"
+    target = runs.RunFiles(path).report
     write_text(target, PAGE.format(title=html.escape(f"imagefit report: ensemble {path.name}"), body=body))
     return target
 
@@ -188,7 +188,7 @@ def _write_multilabel_report(run: runs.Run) -> Path:
             _recipe(run),
         ]
     )
-    target = run.path / "report.html"
+    target = run.files.report
     write_text(target, PAGE.format(title=html.escape(f"imagefit report: {run.path.name}"), body=body))
     return target
 
@@ -217,7 +217,7 @@ def _summary(run: runs.Run, split: str) -> str:
 
 
 def _curves(run: runs.Run) -> str:
-    with (run.path / "history.csv").open(newline="") as handle:
+    with run.files.history.open(newline="") as handle:
         history = list(csv.DictReader(handle))
     return section("curves", "Training curves", img(data_uri(figures.training_curves(history)), "training curves"))
 

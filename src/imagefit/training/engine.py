@@ -11,6 +11,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from imagefit import runs
 from imagefit.config import Recipe
 from imagefit.errors import UserError
 from imagefit.training.callbacks import (
@@ -77,7 +78,7 @@ def build_trainer(
     Progress is Rich's bar, or with `echo` (output that is not a terminal) one plain line an epoch.
     """
     schedule = recipe.schedule
-    history = History(run_dir / "history.csv", offset=offset)
+    history = History(runs.RunFiles(run_dir).history, offset=offset)
     history.rows = list(head_rows or [])
     frozen = schedule.frozen_epochs - offset
     checkpoint = ModelCheckpoint(

@@ -197,9 +197,7 @@ def _warn_fast_findings(inventory, samples: list[Sample], data, console: Console
 
 def resume_plan(run_dir: Path, overrides: dict) -> Plan:
     """The plan of an interrupted run, read back from its folder (its recipe, split and classes)."""
-    files = runs.RunFiles(run_dir)
-    if not files.config.exists():
-        raise UserError(f"{run_dir}: no config.json, so nothing to resume. Start a new run with `imagefit train DATA`")
+    files = runs.RunFiles(runs.check_run_folder(run_dir, resumable=True))
     if overrides:
         raise UserError(f"--resume continues {run_dir} with its saved recipe; drop the options {', '.join(overrides)}")
     config = runs.ConfigRecord(files).values()

@@ -24,6 +24,6 @@ def print_summary(run: Run, console: Console) -> None:
     if run.refit_note:
         console.print(run.refit_note, highlight=False, soft_wrap=True)
     console.print(f"best epoch: {metrics.get('best_epoch')}   model: {run.recipe.model.backbone}")
-    if (run.path / "report.html").exists():
+    if run.files.report.exists():
         console.print(f"report: {run.path / 'report.html'}", highlight=False, soft_wrap=True)
     console.print(f"run folder: {run.path}", highlight=False, soft_wrap=True)
