@@ -25,5 +25,5 @@ def print_summary(run: Run, console: Console) -> None:
         console.print(run.refit_note, highlight=False, soft_wrap=True)
     console.print(f"best epoch: {metrics.get('best_epoch')}   model: {run.recipe.model.backbone}")
     if run.files.report.exists():
-        console.print(f"report: {run.path / 'report.html'}", highlight=False, soft_wrap=True)
+        console.print(f"report: {run.files.report}", highlight=False, soft_wrap=True)
     console.print(f"run folder: {run.path}", highlight=False, soft_wrap=True)
