@@ -157,7 +157,7 @@ def plain_figures(run_dir: Path, *, single: bool = False) -> dict:
     import torch
 
     from imagefit.evaluation.calibration import view_probabilities
-    from imagefit.evaluation.metrics import calibration_error
+    from imagefit.tasks.scores import calibration_error
     from imagefit.files import cpu_tensors
     from imagefit.models.trained import load_trained
     from imagefit.prediction.batches import map_batches

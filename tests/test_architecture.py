@@ -57,3 +57,32 @@ def test_no_private_name_is_imported_from_another_module():
                     if alias.name.startswith("_") and not alias.name.startswith("__")
                 ]
     assert private == []
+
+
+TASK_NAMES = {"single-label", "multi-label"}
+
+
+def _task_tests(source: str) -> list[int]:
+    """Lines that compare something with a task's name ('multi-label', MULTI, ...): asking which task it is."""
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Compare):
+            sides = [node.left, *node.comparators]
+            named = any(isinstance(s, ast.Constant) and s.value in TASK_NAMES for s in sides)
+            named |= any(isinstance(s, ast.Name) and s.id in ("SINGLE", "MULTI") for s in sides)
+            lines += [node.lineno] if named else []
+    return lines
+
+
+def test_only_the_task_objects_decide_between_single_and_multi_label():
+    asking = [
+        f"{path.relative_to(SOURCE)}:{line}"
+        for path in sorted(SOURCE.rglob("*.py"))
+        if "tasks" not in path.relative_to(SOURCE).parts
+        for line in _task_tests(path.read_text(encoding="utf-8"))
+    ]
+    assert asking == []
+
+
+def test_the_task_test_finder_finds_a_branch_on_the_task():
+    assert _task_tests('if run.task == "multi-label":\n    pass\nx = task != MULTI\ny = "a" == "b"\n') == [1, 3]

@@ -13,7 +13,7 @@ from PIL import Image
 import imagefit
 from imagefit.data import find_samples
 from imagefit.data.split import assign_splits
-from imagefit.tasks import classes_of
+from imagefit.tasks import task_for
 
 NAMES = ("red", "blue", "green")
 
@@ -74,7 +74,7 @@ def test_the_split_is_stratified_for_every_label(tmp_path):
     samples = assign_splits(find_samples(table).samples, val_split=0.2, test_split=0.0, seed=0, task="multi-label")
     val = [s for s in samples if s.split == "val"]
     assert 10 <= len(val) <= 14
-    assert set(classes_of([s.label for s in val], "multi-label")) == set(NAMES), "every label in val"
+    assert set(task_for("multi-label").classes_of([s.label for s in val])) == set(NAMES), "every label in val"
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from conftest import make_class_folders
 
 import imagefit
 from imagefit.evaluation.calibration import fit_temperature, view_probabilities
-from imagefit.evaluation.metrics import calibration_error
+from imagefit.tasks.scores import calibration_error
 from imagefit.training.polish import evaluation_sizes, pick
 
 

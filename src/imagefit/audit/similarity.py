@@ -7,6 +7,7 @@ import numpy as np
 
 from imagefit.data.checks import Finding, related_findings
 from imagefit.data.sources import Sample
+from imagefit.tasks import task_for
 
 # Two different files count as the same picture (re-encoded, resized, recoloured, lightly cropped)
 # when their lite0 embeddings have cosine >= NEAR_DUPLICATE_SIMILARITY, or their pHashes differ in at
@@ -58,17 +59,6 @@ def near_duplicate_findings(
     return found
 
 
-def out_of_fold_probabilities(vectors: np.ndarray, labels: np.ndarray, *, folds: int = 5, seed: int = 0) -> np.ndarray:
-    """Class probabilities for each image from a logistic regression that never saw it (k-fold)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-
-    smallest = int(np.bincount(labels).min())
-    splitter = StratifiedKFold(n_splits=max(2, min(folds, smallest)), shuffle=True, random_state=seed)
-    classifier = LogisticRegression(max_iter=300, C=1.0)
-    return cross_val_predict(classifier, vectors, labels, cv=splitter, method="predict_proba")
-
-
 def label_issue_findings(
     vectors: np.ndarray,
     samples: list[Sample],
@@ -77,56 +67,17 @@ def label_issue_findings(
     *,
     task: str = "single-label",
 ) -> list[Finding]:
-    """Likely mislabelled images, most likely first (cleanlab's find_label_issues; multi-label: a label too many
-    or too few, from one-vs-rest out-of-fold probabilities)."""
-    from cleanlab.filter import find_label_issues
-
-    if task == "multi-label":
-        return _multi_label_issues(vectors, samples, classes)
-    labels = np.array([classes.index(s.label) for s in samples])
-    if probabilities is None:
-        probabilities = out_of_fold_probabilities(vectors, labels)
-    ranked = find_label_issues(labels, probabilities, return_indices_ranked_by="self_confidence")
+    """Likely mislabelled images, most likely first: the task finds them (cleanlab's find_label_issues on
+    out-of-fold probabilities; multi-label: a label too many or too few)."""
+    issues = task_for(task).label_issues(vectors, [s.label for s in samples], classes, probabilities)
     return [
         Finding(
             "label_issue",
-            [samples[i].path],
-            score=round(1.0 - float(probabilities[i, labels[i]]), 4),
-            detail={"label": samples[i].label, "suggested": classes[int(probabilities[i].argmax())]},
+            [samples[issue.index].path],
+            score=issue.score,
+            detail={"label": samples[issue.index].label, "suggested": issue.suggested},
         )
-        for i in ranked
-    ]
-
-
-def _multi_label_issues(vectors: np.ndarray, samples: list[Sample], classes: list[str]) -> list[Finding]:
-    from cleanlab.filter import find_label_issues
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import KFold, cross_val_predict
-    from sklearn.multiclass import OneVsRestClassifier
-
-    from imagefit.tasks import joined, targets
-
-    rows = targets([s.label for s in samples], classes, "multi-label")
-    usable = rows.sum(axis=0) >= 2  # a label on fewer than two images cannot be learnt out of fold
-    if usable.sum() < 2 or len(samples) < 10:
-        return []
-    rows, kept = rows[:, usable], [c for c, use in zip(classes, usable, strict=True) if use]
-    classifier = OneVsRestClassifier(LogisticRegression(max_iter=300, C=1.0))
-    folds = KFold(n_splits=5, shuffle=True, random_state=0)
-    probabilities = cross_val_predict(classifier, vectors, rows, cv=folds, method="predict_proba")
-    given = [list(np.flatnonzero(row)) for row in rows]
-    ranked = find_label_issues(given, probabilities, multi_label=True, return_indices_ranked_by="self_confidence")
-    return [
-        Finding(
-            "label_issue",
-            [samples[i].path],
-            score=round(float(np.abs(probabilities[i] - rows[i]).max()), 4),
-            detail={
-                "label": samples[i].label,
-                "suggested": joined(c for c, p in zip(kept, probabilities[i], strict=True) if p >= 0.5),
-            },
-        )
-        for i in ranked
+        for issue in issues
     ]
 
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from imagefit.data.imbalance import imbalance_handling, imbalance_ratio
 from imagefit.data.inventory import Inventory
 from imagefit.data.sources import Sample
+from imagefit.tasks import task_for
 
 # Most dangerous first: the order of audit.json, the summary table and the train warnings.
 KINDS = (
@@ -92,9 +92,6 @@ def related_findings(members: list[Sample], *, similarity: float) -> list[Findin
     return found
 
 
-HANDLING = {"weights": "class-weighted loss", "sampler": "a weighted sampler", "none": "nothing (balanced enough)"}
-
-
 def imbalance_finding(samples: list[Sample], *, minimum: int = 10, task: str = "single-label") -> Finding:
     """Class counts of the training images, their imbalance ratio, classes below `minimum`, and train's answer.
 
@@ -102,58 +99,32 @@ def imbalance_finding(samples: list[Sample], *, minimum: int = 10, task: str = "
     same images carry both: often one label under two names).
     """
     from imagefit.config import DataRecipe
-    from imagefit.tasks import MULTI, labels_of
 
+    kind = task_for(task)
     labels = [s.label for s in samples if _split(s) == "train"]
-    if task == MULTI:
-        counts = Counter(part for label in labels for part in labels_of(label))
-        ratio = max(counts.values()) / max(1, min(counts.values())) if counts else 1.0
-        handling = "per-label positive weights (binary cross-entropy)"
-        extra = {"no_label": sum(not labels_of(label) for label in labels), "always_together": _together(labels)}
-    else:
-        counts = Counter(labels)
-        ratio = imbalance_ratio(labels)
-        defaults = DataRecipe()
-        handling = HANDLING[imbalance_handling(defaults.imbalance, ratio, defaults.imbalance_ratio)]
-        extra = {}
+    defaults = DataRecipe()
+    found = kind.imbalance(labels, kind.classes_of(labels), defaults.imbalance, defaults.imbalance_ratio)
     return Finding(
         "imbalance",
         [],
-        score=round(ratio, 3),
+        score=round(found.ratio, 3),
         detail={
-            "counts": dict(sorted(counts.items())),
-            "ratio": round(ratio, 3),
-            "below_minimum": sorted(c for c, n in counts.items() if n < minimum),
-            "train_will_use": handling,
-            **extra,
+            "counts": dict(sorted(found.counts.items())),
+            "ratio": round(found.ratio, 3),
+            "below_minimum": sorted(c for c, n in found.counts.items() if n < minimum),
+            "train_will_use": found.handling,
+            **found.extra,
         },
     )
-
-
-def _together(labels: list[str]) -> list[list[str]]:
-    """Pairs of labels carried by exactly the same images (each seen at least twice)."""
-    from imagefit.tasks import labels_of
-
-    carriers: dict[str, set[int]] = defaultdict(set)
-    for index, label in enumerate(labels):
-        for part in labels_of(label):
-            carriers[part].add(index)
-    names = sorted(n for n, images in carriers.items() if len(images) >= 2)
-    return [[a, b] for i, a in enumerate(names) for b in names[i + 1 :] if carriers[a] == carriers[b]]
 
 
 def stats_finding(inventory: Inventory) -> Finding:
     """Sizes, aspect ratios, modes and formats per class; very small images listed."""
     per_class: dict[str, dict] = {}
     small = []
-    from imagefit.tasks import labels_of
-
+    task = task_for(inventory.task)
     for label in inventory.classes:
-        facts = [
-            inventory.facts[s.path]
-            for s in inventory.samples
-            if s.label == label or (inventory.task == "multi-label" and label in labels_of(s.label))
-        ]
+        facts = [inventory.facts[s.path] for s in inventory.samples if label in task.parts(s.label)]
         widths = np.array([f.width for f in facts])
         heights = np.array([f.height for f in facts])
         aspect = widths / heights

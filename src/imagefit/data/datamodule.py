@@ -13,10 +13,11 @@ from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from imagefit.config import AugmentRecipe, DataRecipe
 from imagefit.data.decode import UNREADABLE, open_image
-from imagefit.data.imbalance import class_weights
 from imagefit.data.preprocess import Preprocess
 from imagefit.data.sources import Sample, locator_name
 from imagefit.data.transforms import eval_transform, train_decode_size, train_transform
+from imagefit.tasks import Task, task_for
+from imagefit.tasks.imbalance import class_weights
 
 
 class ImageDataset(Dataset):
@@ -29,13 +30,11 @@ class ImageDataset(Dataset):
         transform,
         *,
         decode_size: int = 0,
-        task: str = "single-label",
+        task: str | Task = "single-label",
     ):
-        from imagefit.tasks import targets
-
         self.samples = samples
         # Class indices, or multi-hot float rows for a multi-label task.
-        self.targets = list(targets([s.label for s in samples], list(class_to_idx), task))
+        self.targets = list(task_for(task).targets([s.label for s in samples], list(class_to_idx)))
         self.transform = transform
         self.decode_size = decode_size
 
@@ -77,7 +76,7 @@ class ImageDataModule(L.LightningDataModule):
         data: DataRecipe,
         augment: AugmentRecipe,
         weighted_sampler: bool = False,
-        task: str = "single-label",
+        task: str | Task = "single-label",
     ):
         super().__init__()
         self.classes = classes

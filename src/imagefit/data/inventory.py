@@ -30,9 +30,9 @@ class Inventory:
 
     @property
     def classes(self) -> list[str]:
-        from imagefit.tasks import classes_of
+        from imagefit.tasks import task_for
 
-        return classes_of([s.label for s in self.samples], self.task)
+        return task_for(self.task).classes_of([s.label for s in self.samples])
 
     @property
     def hashes(self) -> dict[str, str]:
@@ -109,10 +109,12 @@ def _check_classes(data: Path, inventory: Inventory) -> None:
     classes = inventory.classes
     if len(classes) < 2:
         raise UserError(f"{data}: only one class ('{classes[0]}') found. A classifier needs at least two class folders")
-    from imagefit.tasks import MULTI, labels_of
+    from imagefit.tasks import task_for
+
+    task = task_for(inventory.task)
 
     def parts(sample: Sample) -> list[str]:
-        return labels_of(sample.label) if inventory.task == MULTI else [sample.label]
+        return task.parts(sample.label)
 
     train_labels = {part for s in samples if s.split in ("train", "") for part in parts(s)}
     unseen = sorted({part for s in samples if s.split in ("val", "test") for part in parts(s)} - train_labels)

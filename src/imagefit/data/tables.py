@@ -17,6 +17,7 @@ from pathlib import Path
 
 from imagefit.data.samples import SPLIT_NAMES, ZIP_SEPARATOR, CsvColumns, Sample
 from imagefit.errors import UserError
+from imagefit.tasks import MULTI, SINGLE, joined
 
 PATH_NAMES = ("path", "filepath", "file", "filename", "file_name", "image", "image_id", "image_name", "img", "id")
 LABEL_NAMES = ("label", "class", "category", "species", "target", "breed", "labels", "y")
@@ -116,12 +117,13 @@ def from_csv(table: Path, columns: CsvColumns) -> tuple[list[Sample], list[str],
         )
     cells = [(row.get(label_column) or "").strip() for row in rows]
     delimiter = None if flags else _delimiter(cells, columns, table)
-    task = "multi-label" if flags or delimiter else "single-label"
+    several = bool(flags or delimiter)  # several labels an image
+    task = MULTI if several else SINGLE
     samples, bases, suffixed = [], set(), False
     for line, row in enumerate(rows, start=2):
         value = (row.get(path_column) or "").strip()
         label = _label(row, label_column, flags, delimiter, where=f"{table}:{line}")
-        if not value or (not label and task == "single-label"):
+        if not value or (not label and not several):  # an image may carry none of several labels
             raise UserError(f"{table}:{line}: empty {path_column} or {label_column}. Fill it in or delete the row")
         split = (row.get(split_column, "") or "").strip().lower() if split_column else ""
         if split and split not in SPLIT_NAMES:
@@ -135,7 +137,7 @@ def from_csv(table: Path, columns: CsvColumns) -> tuple[list[Sample], list[str],
             suffixed |= added
         samples.append(Sample(locator, label, SPLIT_NAMES.get(split, "")))
     said = _said(table, path_column, label_column or f"{len(flags)} 0/1 columns", bases, suffixed)
-    if task == "multi-label":
+    if several:
         said += f"; several labels an image ({'one 0/1 column a label' if flags else repr(delimiter) + ' between'})"
     return samples, [said], task
 
@@ -182,8 +184,6 @@ def _delimiter(cells: list[str], columns: CsvColumns, table: Path) -> str | None
 
 
 def _label(row: dict, label_column: str | None, flags: list[str], delimiter: str | None, *, where: str) -> str:
-    from imagefit.tasks import joined
-
     if flags:
         return joined(c.strip() for c in flags if (row.get(c) or "").strip() == "1")
     cell = (row.get(label_column) or "").strip()

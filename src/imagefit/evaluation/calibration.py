@@ -10,15 +10,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import minimize_scalar
 
+from imagefit.tasks.labels import view_probabilities
+
 LOWEST, HIGHEST = 0.05, 20.0  # temperatures searched (log scale)
-
-
-def view_probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """[N, C] probabilities: the mean over views of softmax(logits / temperature); logits [N, views, C]."""
-    scaled = np.asarray(logits, dtype=np.float64) / temperature
-    scaled -= scaled.max(axis=-1, keepdims=True)
-    exp = np.exp(scaled)
-    return (exp / exp.sum(axis=-1, keepdims=True)).mean(axis=1)
 
 
 def log_loss(probabilities: np.ndarray, targets: np.ndarray) -> float:

@@ -17,9 +17,9 @@ from imagefit.data.split import write_split
 from imagefit.errors import UserError
 from imagefit.evaluation.calibration import log_loss
 from imagefit.evaluation.evaluator import evaluate, read_predictions
-from imagefit.evaluation.metrics import classification_metrics
 from imagefit.files import output_folder, write_json
 from imagefit.prediction.ensembles import Ensemble, is_ensemble, load_ensemble
+from imagefit.tasks.scores import classification_metrics
 
 METHODS = ("mean", "weighted", "greedy")
 GREEDY_STEPS = 25
@@ -32,8 +32,8 @@ def make_ensemble(members: list[str | Path], *, out: str | Path, method: str = "
     if len(members) < 2:
         raise UserError("an ensemble needs at least two runs: imagefit ensemble RUN RUN --out ENS")
     loaded = [runs.load_run(Path(m)) for m in members]
-    if any(run.task == "multi-label" for run in loaded):
-        raise UserError("ensembles are of single-label runs for now; a multi-label run was given")
+    for run in loaded:
+        run.task.require("ensemble", run.path)
     _check_compatible(loaded)
     val = {name: _stored_probabilities(run, "val") for name, run in zip(members, loaded, strict=True)}
     paths, targets = _aligned_targets(loaded[0], "val")

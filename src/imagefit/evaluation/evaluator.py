@@ -16,11 +16,10 @@ from imagefit import runs
 from imagefit.data import Sample, scan
 from imagefit.errors import UserError
 from imagefit.evaluation.calibration import view_probabilities
-from imagefit.evaluation.metrics import calibration_error, classification_metrics
 from imagefit.prediction.batches import Predictions, check_batch, map_batches, predict_with
 from imagefit.prediction.ensembles import EnsemblePredictor, is_ensemble, load_ensemble
 from imagefit.prediction.predictors import TorchPredictor
-from imagefit.tasks import multilabel_metrics, sigmoid, targets
+from imagefit.tasks.scores import calibration_error, classification_metrics
 
 
 @dataclass
@@ -79,30 +78,26 @@ def _evaluate_split(run, predictor, key: str, samples: list[Sample], *, views: i
     count = len(run.classes)
     raw = raw if paths else np.zeros((0, views, count + 1))
     logits = raw[:, :, :count]
-    if run.task == "multi-label":
-        probabilities = sigmoid(logits).mean(axis=1)
-    else:
-        probabilities = view_probabilities(logits, predictor.temperature)
-    predictions = Predictions(paths, probabilities, run.classes, skipped)
+    task = run.task
+    probabilities = task.view_probabilities(logits, predictor.temperature)
+    predictions = Predictions(paths, probabilities, run.classes, skipped, task=task, thresholds=run.thresholds)
     if predictor.unknown is not None:
         predictions.unknown_scores = predictor.unknown.scores(raw[:, :, count:].mean(axis=1))
         predictions.unknown = predictor.unknown.flags(predictions.unknown_scores)
     by_path = {s.path: s.label for s in samples}
     true_labels = [by_path[p] for p in predictions.paths]
     common = {"skipped": len(skipped), "image_size": predictor.preprocess.size, "tta_n": views}
-    if run.task == "multi-label":
-        predictions.thresholds = run.thresholds
-        rows = targets(true_labels, run.classes, run.task)
-        metrics = {**multilabel_metrics(rows, probabilities, run.classes, run.thresholds), **common}
-        return Evaluation(key, metrics, predictions, true_labels)
-    known = np.array([label in run.classes for label in true_labels], dtype=bool)
-    y_true = [run.classes.index(label) for label in true_labels if label in run.classes]
-    metrics = classification_metrics(y_true, predictions.probabilities[known], run.classes)
-    metrics["ece_before_scaling"] = calibration_error(y_true, view_probabilities(logits[known], 1.0))
-    if unknown:
+    known = task.known(true_labels, run.classes)
+    known_labels = [label for label, ok in zip(true_labels, known, strict=True) if ok]
+    metrics = task.metrics(known_labels, probabilities[known], run.classes, run.thresholds)
+    if task.calibrated:  # a temperature was fitted on val: the calibration error without it
+        y_true = task.targets(known_labels, run.classes)
+        metrics["ece_before_scaling"] = calibration_error(y_true, view_probabilities(logits[known], 1.0))
+        metrics["temperature"] = predictor.temperature
+    if unknown and task.flags_unknown:
         metrics["unknown"] = openset_figures(predictions, logits, predictor, known)
-    metrics.update(common, temperature=predictor.temperature)
-    if predictions.unknown is not None:
+    metrics.update(common)
+    if predictions.unknown is not None and task.flags_unknown:
         metrics["flagged_unknown"] = float(predictions.unknown.mean()) if len(paths) else 0.0
     return Evaluation(key, metrics, predictions, true_labels)
 

@@ -10,8 +10,13 @@ import numpy as np
 from imagefit.errors import UserError
 from imagefit.files import output_folder, refuse_overwrite, write_json
 from imagefit.runs import load_run
+from imagefit.tasks import SINGLE, Task, task_for
 
 OPSET = 18
+OUTPUT_MEANING = {  # the graph's first output, by the task's name for it
+    "logits": "softmax gives the calibrated probabilities",
+    "probabilities": "sigmoid probabilities, one a label",
+}
 
 
 def export_onnx(run_path: str | Path, *, out: str | Path | None = None, overwrite: bool = False) -> Path:
@@ -38,9 +43,9 @@ def export_onnx(run_path: str | Path, *, out: str | Path | None = None, overwrit
     for written in (target, target.with_suffix(".json")):  # the graph and the facts beside it
         refuse_overwrite(written, overwrite=overwrite)
     inference = run.inference
-    multi = run.task == "multi-label"
-    model = deployed(load_trained(run), temperature=inference.temperature, tta_n=inference.tta_n, sigmoid=multi)
-    first = "probabilities" if multi else "logits"
+    task = run.task
+    model = deployed(load_trained(run), temperature=inference.temperature, tta_n=inference.tta_n, task=task)
+    first = task.onnx_output
     size = inference.preprocess.size
     example = torch.randn(2, 3, size, size)
     torch.onnx.export(
@@ -61,12 +66,12 @@ def export_onnx(run_path: str | Path, *, out: str | Path | None = None, overwrit
         "run": str(run.path.resolve()),
         "input": {"name": "images", "layout": "NCHW", "dtype": "float32"},
         "outputs": {
-            first: "sigmoid probabilities, one a label" if multi else "softmax gives the calibrated probabilities",
+            first: OUTPUT_MEANING[first],
             "embedding": "for the unknown score",
         },
-        "task": run.task,
+        "task": task.name,
     }
-    if multi:
+    if run.thresholds is not None:
         facts["thresholds"] = dict(zip(run.classes, map(float, run.thresholds), strict=True))
     unknown = run.config.get("unknown")
     if unknown and (run.path / unknown["index"]).exists():  # the training embeddings travel with the graph
@@ -99,10 +104,12 @@ def _export_ensemble(path: Path, *, out: Path | None, overwrite: bool) -> Path:
     return facts_path
 
 
-def deployed(model, *, temperature: float = 1.0, tta_n: int = 1, sigmoid: bool = False):
-    """The model as prediction applies it: (logits / temperature, averaged with its mirror's as probabilities;
-    the backbone's embedding, averaged the same way)."""
+def deployed(model, *, temperature: float = 1.0, tta_n: int = 1, task: str | Task = SINGLE):
+    """The model as prediction applies it: the task's output (logits / temperature, or sigmoid probabilities),
+    averaged with its mirror's view; the backbone's embedding, averaged the same way."""
     import torch
+
+    task = task_for(task)
 
     class Deployed(torch.nn.Module):
         def __init__(self):
@@ -111,20 +118,12 @@ def deployed(model, *, temperature: float = 1.0, tta_n: int = 1, sigmoid: bool =
 
         def forward(self, images):
             features = self.model.backbone(images)
-            if sigmoid:  # multi-label: probabilities a label, averaged with the mirror's
-                probabilities = self.model.head(features).sigmoid()
-                if tta_n == 1:
-                    return probabilities, features
-                mirrored_features = self.model.backbone(torch.flip(images, dims=[3]))
-                mirrored = self.model.head(mirrored_features).sigmoid()
-                return (probabilities + mirrored) / 2, (features + mirrored_features) / 2
-            logits = self.model.head(features) / temperature
+            logits = self.model.head(features)
             if tta_n == 1:
-                return logits, features
+                return task.exported(logits, None, temperature), features
             mirrored_features = self.model.backbone(torch.flip(images, dims=[3]))
-            mirrored = self.model.head(mirrored_features) / temperature
-            averaged = torch.log((logits.softmax(dim=1) + mirrored.softmax(dim=1)) / 2)
-            return averaged, (features + mirrored_features) / 2
+            mirrored = self.model.head(mirrored_features)
+            return task.exported(logits, mirrored, temperature), (features + mirrored_features) / 2
 
     if tta_n not in (1, 2):
         raise UserError(f"export holds one view or the image and its mirror, not tta_n={tta_n}")

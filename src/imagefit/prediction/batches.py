@@ -18,6 +18,7 @@ from imagefit.data.decode import UNREADABLE, open_image, unreadable_reason
 from imagefit.data.preprocess import Preprocess, eval_array
 from imagefit.data.sources import locator_name
 from imagefit.errors import UserError
+from imagefit.tasks import SINGLE, Task, task_for
 
 # Test-time views in order of use: (shorter side before the centre crop, as a share of the model's
 # resize size; horizontal flip). --tta-n N averages the first N.
@@ -46,18 +47,14 @@ class Predictions:
     unknown_scores: np.ndarray | None = None  # how unlike the training images (openset.py), when the run can say
     unknown: np.ndarray | None = None  # whether each score is past the run's threshold
     thresholds: np.ndarray | None = None  # a multi-label run's per-label thresholds (None: one label an image)
+    task: Task = task_for(SINGLE)  # decides the labels and the CSV's columns
 
     @property
     def labels(self) -> list[str]:
         """Each image's class, or for multi-label its labels above their thresholds, joined by '|'."""
         if not len(self.paths):
             return []
-        if self.thresholds is not None:
-            from imagefit.tasks import joined
-
-            chosen = self.probabilities >= self.thresholds[None, :]
-            return [joined(c for c, hit in zip(self.classes, row, strict=True) if hit) for row in chosen]
-        return [self.classes[i] for i in self.probabilities.argmax(axis=1)]
+        return self.task.decide(self.probabilities, self.classes, self.thresholds)
 
     def top_k_lines(self, k: int = 3) -> list[str]:
         """`name: label 0.93, other 0.05, ...` for each image, as timm's and Ultralytics' predict print them."""
@@ -150,9 +147,11 @@ def predict_with(
     count = len(predictor.classes)
     if not paths:
         outputs = np.zeros((0, count), dtype=np.float32)
-    predictions = Predictions(paths, outputs[:, :count], list(predictor.classes), skipped)
-    if getattr(predictor, "task", "single-label") == "multi-label":
-        predictions.thresholds = predictor.thresholds
+    task = getattr(predictor, "task", task_for(SINGLE))
+    thresholds = getattr(predictor, "thresholds", None)
+    predictions = Predictions(
+        paths, outputs[:, :count], list(predictor.classes), skipped, task=task, thresholds=thresholds
+    )
     if index is not None:
         predictions.unknown_scores = index.scores(outputs[:, count:]) if paths else np.zeros(0, dtype=np.float32)
         predictions.unknown = index.flags(predictions.unknown_scores)
@@ -171,9 +170,7 @@ def _predict_ensemble(
     ensemble, locators: list[str], *, tta_n: int | None, batch_size: int, threads: int
 ) -> Predictions:
     """Predictions of every member, averaged with the weights over the images all members could read."""
-    results = [
-        predict_with(m, locators, tta_n=tta_n, batch_size=batch_size, threads=threads) for m in ensemble.members
-    ]
+    results = [predict_with(m, locators, tta_n=tta_n, batch_size=batch_size, threads=threads) for m in ensemble.members]
     readable = set.intersection(*(set(r.paths) for r in results))
     paths = [p for p in results[0].paths if p in readable]
     total = np.zeros((len(paths), len(ensemble.classes)))

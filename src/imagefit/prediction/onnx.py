@@ -11,7 +11,7 @@ import numpy as np
 from imagefit.data.preprocess import Preprocess
 from imagefit.errors import UserError
 from imagefit.prediction.openset import UnknownIndex
-from imagefit.tasks import softmax
+from imagefit.tasks import SINGLE, Task, task_for
 
 
 @dataclass
@@ -23,7 +23,7 @@ class OnnxPredictor:
     preprocess: Preprocess
     tta_n: int = 1  # the run's own test-time views and temperature are inside the graph
     unknown: object = None  # the run's UnknownIndex, exported beside the graph
-    task: str = "single-label"  # multi-label: the graph's first output is sigmoid probabilities
+    task: Task = task_for(SINGLE)  # multi-label: the graph's first output is sigmoid probabilities
     thresholds: object = None
 
     @classmethod
@@ -43,13 +43,12 @@ class OnnxPredictor:
             index_path = path.with_name(found["index"])
             unknown = UnknownIndex.load(index_path, threshold=found["threshold"], neighbour=found["neighbour"])
         predictor = cls(session, facts["classes"], Preprocess.from_dict(facts["preprocess"]), unknown=unknown)
-        predictor.task = facts.get("task", "single-label")
-        if predictor.task == "multi-label":
-            predictor.thresholds = np.array([facts["thresholds"][c] for c in predictor.classes], dtype=np.float32)
+        predictor.task = task_for(facts.get("task", SINGLE))
+        predictor.thresholds = predictor.task.thresholds(facts.get("thresholds", {}), predictor.classes)
         return predictor
 
     def _first(self, outputs) -> np.ndarray:
-        return outputs[0] if self.task == "multi-label" else softmax(outputs[0])
+        return self.task.from_exported(outputs[0])
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         return self._first(self.session.run([self.session.get_outputs()[0].name], {"images": batch}))

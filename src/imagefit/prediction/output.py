@@ -1,4 +1,5 @@
-"""Predictions to CSV, written atomically: `Id,Category` (a competition's submission), or more with --full."""
+"""Predictions to CSV, written atomically: `Id,Category` (a competition's submission; `Id,Labels` for a multi-label
+run, its task names the columns), or more with --full."""
 
 from __future__ import annotations
 
@@ -27,37 +28,23 @@ def write_csv(
     if out.exists() and not overwrite:
         raise UserError(f"{out} exists. Pass --overwrite or another --out")
     out.parent.mkdir(parents=True, exist_ok=True)
-    if predictions.thresholds is not None:
-        return _write_multilabel_csv(predictions, out, full=full)
-    flagged = predictions.unknown if predictions.unknown is not None else np.zeros(len(predictions.paths), bool)
-    scores = predictions.unknown_scores
-    header = ["Id", "Category"] + (["path", "confidence", "top_k"] if full else [])
-    if full and scores is not None:
-        header += ["unknown", "unknown_score"]
+    task, classes = predictions.task, predictions.classes
+    scores = predictions.unknown_scores if task.flags_unknown else None
+    flagged = predictions.unknown if scores is not None else np.zeros(len(predictions.paths), bool)
+    header = ["Id", task.csv_label_column]
+    if full:
+        header += ["path", *task.csv_details(np.zeros(len(classes), np.float32), classes, top_k)[0]]
+        header += ["unknown", "unknown_score"] if scores is not None else []
     records = []
-    for index, (path, row) in enumerate(zip(predictions.paths, predictions.probabilities, strict=True)):
-        best = int(row.argmax())
-        label = unknown_label if unknown_label and flagged[index] else predictions.classes[best]
-        record = [image_id(path), label]
+    for index, (path, label, row) in enumerate(
+        zip(predictions.paths, predictions.labels, predictions.probabilities, strict=True)
+    ):
+        shown = unknown_label if unknown_label and flagged[index] else task.csv_label(label)
+        record = [image_id(path), shown]
         if full:
-            order = np.argsort(-row)[:top_k]
-            ranked = ";".join(f"{predictions.classes[i]}:{row[i]:.4f}" for i in order)
-            record += [path, f"{row[best]:.6f}", ranked]
+            record += [path, *task.csv_details(row, classes, top_k)[1]]
             if scores is not None:
                 record += [str(bool(flagged[index])).lower(), f"{scores[index]:.6f}"]
-        records.append(record)
-    write_rows(out, header, records)
-    return out
-
-
-def _write_multilabel_csv(predictions: Predictions, out: Path, *, full: bool) -> Path:
-    """`Id,Labels` (labels above their thresholds, space-separated); `full` adds path and a probability a label."""
-    header = ["Id", "Labels"] + (["path", *predictions.classes] if full else [])
-    records = []
-    for path, labels, row in zip(predictions.paths, predictions.labels, predictions.probabilities, strict=True):
-        record = [image_id(path), " ".join(labels.split("|")) if labels else ""]
-        if full:
-            record += [path, *(f"{p:.6f}" for p in row)]
         records.append(record)
     write_rows(out, header, records)
     return out

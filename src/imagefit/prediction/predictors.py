@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from imagefit.data.preprocess import Preprocess
-from imagefit.tasks import sigmoid, softmax
+from imagefit.tasks import SINGLE, Task, task_for
 
 
 @dataclass
@@ -22,7 +22,7 @@ class TorchPredictor:
     temperature: float = 1.0
     tta_n: int = 1
     unknown: object = None  # the run's UnknownIndex, when it has one
-    task: str = "single-label"  # multi-label: sigmoid probabilities, one threshold a label
+    task: Task = task_for(SINGLE)  # multi-label: sigmoid probabilities, one threshold a label
     thresholds: object = None
 
     @classmethod
@@ -65,9 +65,7 @@ class TorchPredictor:
 
     def activate(self, logits: np.ndarray) -> np.ndarray:
         """Calibrated softmax probabilities, or for multi-label the sigmoid of each label."""
-        if self.task == "multi-label":
-            return sigmoid(logits)
-        return softmax(logits / self.temperature)
+        return self.task.activate(logits, self.temperature)
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         return self.activate(self.logits(batch))

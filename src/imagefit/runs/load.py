@@ -10,6 +10,7 @@ from imagefit.data.preprocess import Preprocess
 from imagefit.data.split import read_split
 from imagefit.errors import UserError
 from imagefit.runs.files import FORMAT_VERSION, RunFiles, read_json
+from imagefit.tasks import SINGLE, Task, task_for
 
 
 @dataclass(frozen=True)
@@ -60,17 +61,14 @@ class Run:
         return self.inference.preprocess
 
     @property
-    def task(self) -> str:
-        """'single-label' or 'multi-label'."""
-        return self.config.get("task", "single-label")
+    def task(self) -> Task:
+        """The run's task object (config.json's `task`: 'single-label' unless it says 'multi-label')."""
+        return task_for(self.config.get("task", SINGLE))
 
     @property
     def thresholds(self):
-        """Per-label thresholds of a multi-label run (chosen on val), in label order; 0.5 where none was chosen."""
-        import numpy as np
-
-        chosen = self.config.get("thresholds", {})
-        return np.array([float(chosen.get(name, 0.5)) for name in self.classes], dtype=np.float32)
+        """The decision thresholds in class order (a multi-label run's, chosen on val), or None."""
+        return self.task.thresholds(self.config.get("thresholds", {}), self.classes)
 
     @property
     def refit_note(self) -> str:

@@ -50,8 +50,7 @@ def add_class(run_path: str | Path, name: str, images: list[str | Path], *, out:
     if source.suffix.lower() == ".onnx" or is_ensemble(source):
         raise UserError(f"{source}: add-class works on a run folder, not an ONNX model or an ensemble")
     run = runs.load_run(source)
-    if run.task == "multi-label":
-        raise UserError(f"{run.path} is multi-label: add-class works on single-label runs for now")
+    run.task.require("add-class", run.path)
     name = name.strip()
     if not name:
         raise UserError("the new class needs a name")

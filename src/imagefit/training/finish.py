@@ -19,7 +19,7 @@ from imagefit.prediction.batches import predict_with
 from imagefit.prediction.output import write_csv
 from imagefit.prediction.predictors import TorchPredictor
 from imagefit.report.writer import write_report
-from imagefit.tasks import THRESHOLD_FLOOR, best_thresholds, targets
+from imagefit.tasks.multi import THRESHOLD_FLOOR, best_thresholds
 from imagefit.training.callbacks import release_memory
 from imagefit.training.engine import on_gpu
 from imagefit.training.plan import Plan, StageFn
@@ -55,9 +55,10 @@ def _evaluate(plan: Plan, console: Console, model) -> None:
     run = runs.load_run(plan.run_dir)
     model = model if model is not None else load_trained(run)
     config = record.values()
-    if plan.task == "multi-label" and "thresholds" not in config:
+    chosen = run.task.chosen_on_val  # thresholds a label, or the prediction settings (temperature, views, size)
+    if chosen == "thresholds" and chosen not in config:
         choose_thresholds(run, model, console, device)
-    elif plan.task != "multi-label" and plan.recipe.predict.tune_inference and "inference" not in config:
+    elif chosen == "inference" and plan.recipe.predict.tune_inference and chosen not in config:
         choose_prediction_settings(run, model, console, device)
     if plan.recipe.predict.unknown_index and not record.has("unknown"):
         add_unknown_index(runs.load_run(plan.run_dir), model, device, seed=plan.recipe.data.seed)
@@ -108,7 +109,7 @@ def choose_thresholds(run: runs.Run, model, console: Console, device: str) -> No
     val = [s for s in run.split() if s.split == "val"]
     predictions = predict_with(TorchPredictor.for_run(run, model, device=device), [s.path for s in val])
     truth = {s.path: s.label for s in val}
-    rows = targets([truth[p] for p in predictions.paths], run.classes, run.task)
+    rows = run.task.targets([truth[p] for p in predictions.paths], run.classes)
     chosen = best_thresholds(predictions.probabilities, rows)
     thresholds = {name: float(t) for name, t in zip(run.classes, chosen, strict=True)}
     runs.ConfigRecord(run.files).set_thresholds(thresholds)

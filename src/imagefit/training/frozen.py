@@ -10,11 +10,11 @@ from rich.console import Console
 
 from imagefit.config import Recipe
 from imagefit.data.datamodule import default_workers
-from imagefit.data.imbalance import class_weights as balanced_weights
 from imagefit.data.preprocess import Preprocess
 from imagefit.data.sources import Sample
 from imagefit.models import ImageClassifier
-from imagefit.tasks import targets as targets_of
+from imagefit.tasks import task_for
+from imagefit.tasks.imbalance import class_weights as balanced_weights
 from imagefit.training.features import ViewDataset, cache_name, extract_features
 from imagefit.training.head import HeadData, train_head
 
@@ -54,7 +54,7 @@ def cached_head_phase(
             chosen, [hashes[s.path] for s in chosen], preprocess, recipe.augment, views=count, seed=seed
         )
         if not chosen:
-            return torch.empty(0), torch.from_numpy(targets_of([], classes, task))
+            return torch.empty(0), torch.from_numpy(task_for(task).targets([], classes))
         table = extract_features(
             model.backbone,
             dataset,
@@ -65,7 +65,7 @@ def cached_head_phase(
             channels_last=recipe.engine.channels_last,
             label=f"{split} features, {count} view{'s' if count > 1 else ''}",
         )
-        return table, torch.from_numpy(targets_of([s.label for s in chosen], classes, task))
+        return table, torch.from_numpy(task_for(task).targets([s.label for s in chosen], classes))
 
     on_stage("features")
     started = time.perf_counter()

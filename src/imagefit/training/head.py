@@ -14,13 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from timm.optim import create_optimizer_v2
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
-from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score
 
 from imagefit.config import Recipe
+from imagefit.tasks import Task, task_for
 from imagefit.training.schedule import PhaseSchedule, weight_decay_groups
 
 FeatureFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -45,7 +44,7 @@ def train_head(
     class_weights: torch.Tensor | None = None,
     sample_weights: torch.Tensor | None = None,
     on_epoch: Callable[[dict], None] | None = None,
-    task: str = "single-label",
+    task: str | Task = "single-label",
 ) -> list[dict]:
     """Train `head` for recipe.schedule.frozen_epochs epochs; one history row per epoch.
 
@@ -54,6 +53,7 @@ def train_head(
     MixUp/CutMix are image operations and are not applied here.
     """
     schedule, optim = recipe.schedule, recipe.optim
+    task = task_for(task)
     pairs = len(data.targets) * data.views
     batch_size = recipe.data.batch_size
     steps_per_epoch = math.ceil(pairs / batch_size)
@@ -74,7 +74,7 @@ def train_head(
         for chunk in _order(pairs, data.views, sample_weights, generator).split(batch_size):
             images, views = chunk // data.views, chunk % data.views
             logits = head(data.features(images, views))
-            loss = task_loss(logits, data.targets[images], task, class_weights, optim.label_smoothing)
+            loss = task.loss(logits, data.targets[images], class_weights, optim.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -96,33 +96,16 @@ def _order(pairs: int, views: int, sample_weights: torch.Tensor | None, generato
     return torch.multinomial(weights, pairs, replacement=True, generator=generator)
 
 
-def task_loss(logits, targets, task: str, class_weights, smoothing: float = 0.0):
-    """Cross-entropy (class weights, label smoothing), or for multi-label binary cross-entropy with per-label
-    positive weights (`class_weights` then holds them)."""
-    if task == "multi-label":
-        return F.binary_cross_entropy_with_logits(logits, targets.float(), pos_weight=class_weights)
-    return F.cross_entropy(logits, targets, weight=class_weights, label_smoothing=smoothing)
-
-
-def _validate(head: nn.Module, data: HeadData, class_weights: torch.Tensor | None, task: str = "single-label") -> dict:
+def _validate(head: nn.Module, data: HeadData, class_weights: torch.Tensor | None, task: Task) -> dict:
     if data.val_features is None or len(data.val_features) == 0:
         return {"val_loss": float("nan"), "val_accuracy": float("nan"), "val_macro_f1": float("nan")}
     head.eval()
     with torch.no_grad():
         logits = head(data.val_features)
-    classes = logits.shape[1]
-    targets = data.val_targets
-    if task == "multi-label":
-        from torchmetrics.functional.classification import multilabel_exact_match, multilabel_f1_score
-
-        hits = targets.long()
-        return {
-            "val_loss": float(task_loss(logits, targets, task, class_weights)),
-            "val_accuracy": float(multilabel_exact_match(logits.sigmoid(), hits, num_labels=classes)),
-            "val_macro_f1": float(multilabel_f1_score(logits.sigmoid(), hits, num_labels=classes, average="macro")),
-        }
+    accuracy, f1 = task.val_metrics(logits.shape[1])
+    scores, truth = task.scored(logits, data.val_targets)
     return {
-        "val_loss": float(F.cross_entropy(logits, targets, weight=class_weights)),
-        "val_accuracy": float(multiclass_accuracy(logits, targets, num_classes=classes, average="micro")),
-        "val_macro_f1": float(multiclass_f1_score(logits, targets, num_classes=classes, average="macro")),
+        "val_loss": float(task.loss(logits, data.val_targets, class_weights)),
+        "val_accuracy": float(accuracy(scores, truth)),
+        "val_macro_f1": float(f1(scores, truth)),
     }

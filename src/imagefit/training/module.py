@@ -10,16 +10,10 @@ import torch
 from timm.data import Mixup
 from timm.optim import create_optimizer_v2
 from torch.optim.lr_scheduler import LambdaLR
-from torchmetrics.classification import (
-    MulticlassAccuracy,
-    MulticlassF1Score,
-    MultilabelExactMatch,
-    MultilabelF1Score,
-)
 
 from imagefit.config import Recipe
 from imagefit.models import ImageClassifier
-from imagefit.training.head import task_loss
+from imagefit.tasks import Task, task_for
 from imagefit.training.schedule import PhaseSchedule, weight_decay_groups
 
 
@@ -33,10 +27,10 @@ class ClassifierModule(L.LightningModule):
         num_classes: int,
         class_weights: torch.Tensor | None = None,
         frozen_epochs: int | None = None,
-        task: str = "single-label",
+        task: str | Task = "single-label",
     ):
         super().__init__()
-        self.task = task  # multi-label: binary cross-entropy, class_weights are per-label positive weights
+        self.task = task_for(task)  # multi-label: class_weights are per-label positive weights
         # Frozen epochs this Trainer runs: 0 when the head was trained on cached features beforehand.
         self.frozen_epochs = recipe.schedule.frozen_epochs if frozen_epochs is None else frozen_epochs
         self.model = model
@@ -45,12 +39,7 @@ class ClassifierModule(L.LightningModule):
         self.register_buffer("class_weights", class_weights if class_weights is not None else torch.ones(num_classes))
         self.use_class_weights = class_weights is not None
         self.mixup = _make_mixup(recipe, num_classes)
-        if task == "multi-label":
-            self.val_accuracy = MultilabelExactMatch(num_labels=num_classes)
-            self.val_f1 = MultilabelF1Score(num_labels=num_classes, average="macro")
-        else:
-            self.val_accuracy = MulticlassAccuracy(num_classes=num_classes, average="micro")
-            self.val_f1 = MulticlassF1Score(num_classes=num_classes, average="macro")
+        self.val_accuracy, self.val_f1 = self.task.val_metrics(num_classes)
         self.phase = 1
         # Phase 1 runs the backbone without gradients instead of freezing it: set under DDP by FreezeBackbone.
         self.hold_backbone = False
@@ -77,7 +66,7 @@ class ClassifierModule(L.LightningModule):
 
     def _loss(self, logits: torch.Tensor, targets: torch.Tensor, smoothing: float) -> torch.Tensor:
         weight = self.class_weights if self.use_class_weights else None
-        return task_loss(logits, targets, self.task, weight, smoothing)
+        return self.task.loss(logits, targets, weight, smoothing)
 
     def on_train_epoch_start(self) -> None:
         self._epoch_loss = torch.zeros(2)
@@ -88,11 +77,7 @@ class ClassifierModule(L.LightningModule):
         images, targets = batch
         smoothing = self.recipe.optim.label_smoothing
         if self.mixup is not None and len(images) % 2 == 0:
-            if self.task == "multi-label":  # the label vectors are mixed as the images are (timm's batch mode)
-                lam = self.mixup._mix_batch(images)
-                targets = targets * lam + targets.flip(0) * (1.0 - lam)
-            else:
-                images, targets = self.mixup(images, targets)  # soft targets, smoothing included
+            images, targets = self.task.mix(self.mixup, images, targets)
             smoothing = 0.0
         loss = self._loss(self(images), targets, smoothing)
         self._epoch_loss += torch.tensor([loss.item() * len(images), len(images)])
@@ -111,7 +96,7 @@ class ClassifierModule(L.LightningModule):
         images, targets = batch
         logits = self(images)
         loss = self._loss(logits, targets, 0.0)
-        scores, truth = (logits.sigmoid(), targets.long()) if self.task == "multi-label" else (logits, targets)
+        scores, truth = self.task.scored(logits, targets)
         self.val_accuracy.update(scores, truth)
         self.val_f1.update(scores, truth)
         self.log("val_loss", loss, prog_bar=False, on_epoch=True, sync_dist=True, batch_size=len(images))

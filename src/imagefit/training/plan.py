@@ -26,6 +26,7 @@ from imagefit.models.clip import check_clip_model, clip_tower, split_spec
 from imagefit.models.factory import check_model_name, native_image_size
 from imagefit.models.hub import check_weights_reachable
 from imagefit.models.zeroshot import check_clip_reachable
+from imagefit.tasks import task_for
 from imagefit.training.budget import MAX_PLANNED_EPOCHS
 from imagefit.training.engine import check_engine, on_gpu
 from imagefit.training.environment import environment
@@ -174,8 +175,8 @@ def check_model(recipe: Recipe) -> None:
 
 def _say(inventory, note: str, recipe: Recipe, console: Console) -> None:
     """How the data was read, what was changed in the recipe, and the data's warnings; one line each."""
-    if inventory.task == "multi-label" and recipe.data.imbalance == "sampler":
-        raise UserError("--imbalance sampler is for one label an image; multi-label data uses per-label weights")
+    if recipe.data.imbalance == "sampler":
+        task_for(inventory.task).require("sampler")
     for line in [*inventory.notes, note]:
         if line:
             console.print(line, highlight=False)

@@ -16,10 +16,9 @@ from rich.console import Console
 from imagefit.config import Recipe
 from imagefit.data.datamodule import ImageDataModule
 from imagefit.data.decode import UNREADABLE, open_image
-from imagefit.data.imbalance import class_weights, imbalance_handling, imbalance_ratio
 from imagefit.data.transforms import eval_transform
 from imagefit.models import build_classifier, preprocess_for
-from imagefit.tasks import MAX_POSITIVE_WEIGHT, positive_weights, targets
+from imagefit.tasks import task_for
 from imagefit.training.budget import TimePlan, apply_plan, plan_time
 from imagefit.training.distance import FAR_FINETUNE, FAR_SHIFT, SMALL_CROP_SCALE, SMALL_SIDE, batchnorm_shift
 from imagefit.training.engine import on_gpu
@@ -72,35 +71,15 @@ def build_setup(plan: Plan, stage: str, *, planned: bool, console: Console, repo
 
 
 def _imbalance(plan: Plan, recipe: Recipe, console: Console, planned: bool):
-    """How the loss or the sampler meets imbalance ('weights', 'sampler' or 'none'), and the class weights."""
+    """How the loss or the sampler meets imbalance ('weights', 'sampler' or 'none'), and the class weights
+    (per-label positive weights for a multi-label task)."""
     train_labels = [s.label for s in plan.samples if s.split == "train"]
-    if plan.task == "multi-label":
-        return label_weights(train_labels, plan, recipe, console, planned)
-    indices = [plan.classes.index(label) for label in train_labels]
-    ratio = imbalance_ratio(indices)
-    mode = imbalance_handling(recipe.data.imbalance, ratio, recipe.data.imbalance_ratio)
-    if mode != "none" and not planned:
-        console.print(
-            f"classes are imbalanced (largest/smallest = {ratio:.1f}x): using "
-            f"{'class-weighted loss' if mode == 'weights' else 'a weighted sampler'}",
-            highlight=False,
-        )
-    weights = torch.from_numpy(class_weights(indices, len(plan.classes))) if mode == "weights" else None
-    return mode, weights
-
-
-def label_weights(labels: list[str], plan: Plan, recipe: Recipe, console: Console, planned: bool):
-    """Multi-label imbalance: per-label positive weights (negatives / positives, capped), unless --imbalance none."""
-    if recipe.data.imbalance == "none":
-        return "none", None
-    weights = positive_weights(targets(labels, plan.classes, plan.task))
-    if not planned:
-        console.print(
-            f"multi-label: {len(plan.classes)} labels, positives weighted {weights.min():.1f}-{weights.max():.1f}x "
-            f"(negatives / positives, at most {MAX_POSITIVE_WEIGHT:.0f}x)",
-            highlight=False,
-        )
-    return "weights", torch.from_numpy(weights)
+    found = task_for(plan.task).imbalance(
+        train_labels, plan.classes, recipe.data.imbalance, recipe.data.imbalance_ratio
+    )
+    if found.said and not planned:
+        console.print(found.said, highlight=False)
+    return found.mode, torch.from_numpy(found.weights) if found.weights is not None else None
 
 
 def adapt(plan: Plan, model, preprocess, console: Console) -> Recipe:

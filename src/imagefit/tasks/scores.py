@@ -1,9 +1,9 @@
-"""Classification metrics from class probabilities (scikit-learn and torchmetrics), shaped for metrics.json."""
+"""Single-label metrics from class probabilities (scikit-learn; the calibration error from torchmetrics, imported
+when computed), shaped for metrics.json."""
 
 from __future__ import annotations
 
 import numpy as np
-import torch
 from sklearn.metrics import (
     accuracy_score,
     balanced_accuracy_score,
@@ -12,7 +12,6 @@ from sklearn.metrics import (
     log_loss,
     top_k_accuracy_score,
 )
-from torchmetrics.functional.classification import multiclass_calibration_error
 
 CALIBRATION_BINS = 15
 
@@ -55,6 +54,9 @@ def calibration_error(y_true, probabilities: np.ndarray) -> float:
     probabilities = np.asarray(probabilities, dtype=np.float64)
     if not len(probabilities):
         return float("nan")
+    import torch
+    from torchmetrics.functional.classification import multiclass_calibration_error
+
     return float(
         multiclass_calibration_error(
             torch.from_numpy(probabilities).float(),
