@@ -157,12 +157,12 @@ def plain_figures(run_dir: Path, *, single: bool = False) -> dict:
     import torch
 
     from imagefit.evaluation.calibration import view_probabilities
-    from imagefit.tasks.scores import calibration_error
     from imagefit.files import cpu_tensors
     from imagefit.models.trained import load_trained
     from imagefit.prediction.batches import map_batches
     from imagefit.prediction.predictors import TorchPredictor
     from imagefit.runs import load_run
+    from imagefit.tasks.scores import calibration_error
 
     run = load_run(run_dir)
     split = "test" if "test" in run.metrics else "val"

@@ -15,9 +15,9 @@ import imagefit
 from imagefit.data.preprocess import Preprocess, eval_array
 from imagefit.data.transforms import eval_transform
 from imagefit.errors import UserError
-from imagefit.tasks.scores import classification_metrics
 from imagefit.prediction.loading import predict
 from imagefit.prediction.output import write_csv
+from imagefit.tasks.scores import classification_metrics
 
 
 def _val_paths(run_dir, count=6):
