@@ -1,0 +1,182 @@
+"""Commands over run folders: compare, ensemble, evaluate, predict, explain, report, export, serve, version."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from imagefit.cli.app import (
+    app,
+    check_data,
+    check_inputs,
+    check_model_path,
+    check_run,
+    console,
+    print_comparison,
+    print_ensemble_figures,
+    user_errors,
+)
+from imagefit.errors import UserError
+
+SHOW_PREDICTIONS = 20  # predict prints each image's top 3 when it has at most this many
+
+
+@app.command()
+def compare(
+    runs: list[Path] = typer.Argument(..., help="run folders"),
+    out: Path | None = typer.Option(None, help="also write the table as this CSV (and .html beside it)"),
+    sort: str = typer.Option("", help="column to sort by (default: test accuracy, or val accuracy)"),
+) -> None:
+    """Runs side by side: backbone, sizes, parameters, epochs, time, speed, accuracy, macro-F1, ECE."""
+    with user_errors():
+        print_comparison(runs, sort=sort, out=out)
+
+
+@app.command()
+def ensemble(
+    runs: list[Path] = typer.Argument(..., help="run folders trained on the same split"),
+    out: Path = typer.Option(..., help="ensemble folder to write"),
+    method: str = typer.Option("weighted", help="mean | weighted (fitted on val log loss) | greedy (Caruana)"),
+) -> None:
+    """Average runs' probabilities with weights fitted on their shared validation split."""
+    from imagefit.evaluation.ensembles import make_ensemble
+
+    with user_errors():
+        made = make_ensemble(runs, out=out, method=method)
+        weights = ", ".join(f"{m.name} {w:.2f}" for m, w in zip(made.members, made.weights, strict=True))
+        print_ensemble_figures(made)
+        console.print(f"weights: {weights}", highlight=False)
+        console.print(f"ensemble folder: {made.path}", highlight=False)
+
+
+@app.command()
+def evaluate(
+    run: Path = typer.Argument(..., help="run folder"),
+    data: Path | None = typer.Argument(None, help="other data with the same classes (default: the run's val/test)"),
+    split: str | None = typer.Option(None, help="only this split: val or test (or train/val/test of DATA)"),
+    tta_n: int | None = typer.Option(None, help="test-time views to average (default: the run's choice; 1 = none)"),
+    unknown: bool = typer.Option(False, help="DATA may hold classes the run never saw: measure how they are flagged"),
+) -> None:
+    """Accuracy, balanced accuracy, macro-F1, top-5, log loss, calibration and per-class figures; writes CSVs."""
+    with user_errors():
+        check_run(run)
+        if data is not None:
+            check_data(data)
+        from imagefit.evaluation.evaluator import evaluate as evaluate_run
+        from imagefit.evaluation.summaries import print_evaluation
+
+        print_evaluation(evaluate_run(run, data, split=split, tta_n=tta_n, unknown=unknown), console)
+
+
+@app.command()
+def predict(
+    model: Path = typer.Argument(..., help="run folder, or an exported .onnx model"),
+    inputs: list[Path] = typer.Argument(..., help="image files, folders (recursive) or .zip files"),
+    out: Path = typer.Option(Path("preds.csv"), help="CSV to write (Id,Category)"),
+    tta: bool | None = typer.Option(
+        None, "--tta/--no-tta", help="average test-time views (default: what the run chose on val)"
+    ),
+    tta_n: int | None = typer.Option(None, help="views (1-6): mirror first, then zoomed crops (--tta: 2)"),
+    full: bool = typer.Option(False, help="add path, confidence, the top-3 classes, and the unknown flag and score"),
+    unknown_label: str | None = typer.Option(None, help="write this label for images flagged unknown"),
+    overwrite: bool = typer.Option(False, help="replace OUT if it exists"),
+    batch_size: int = typer.Option(32, help="images per batch"),
+) -> None:
+    """Predict images with a run or an .onnx model and write an Id,Category CSV."""
+    with user_errors():
+        if out.exists() and not overwrite:  # before the prediction pass, not after it
+            raise UserError(f"{out} exists. Pass --overwrite or another --out")
+        check_model_path(model)
+        check_inputs(inputs)
+        from imagefit.data.inventory import listing
+        from imagefit.data.sources import locator_name
+        from imagefit.prediction.loading import predict as predict_images
+        from imagefit.prediction.output import write_csv
+
+        predictions = predict_images(model, inputs, tta=tta, tta_n=tta_n, batch_size=batch_size)
+        if predictions.skipped:
+            shown = [f"{locator_name(p)} ({why})" for p, why in predictions.skipped]
+            warning = listing(f"skipped {len(predictions.skipped)} unreadable files", shown)
+            console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        write_csv(predictions, out, full=full, overwrite=overwrite, unknown_label=unknown_label)
+        if len(predictions.paths) <= SHOW_PREDICTIONS:
+            for line in predictions.top_k_lines(3):
+                print(line)
+        console.print(f"{len(predictions.paths)} predictions written to {out}", highlight=False)
+
+
+@app.command()
+def explain(
+    run: Path = typer.Argument(..., help="run folder"),
+    images: list[Path] = typer.Argument(..., help="image files, folders or .zip files"),
+    out: Path | None = typer.Option(None, help="folder for the PNG overlays (default RUN/explain)"),
+    target: str | None = typer.Option(None, help="class to explain (default: the predicted one)"),
+) -> None:
+    """Grad-CAM heat maps of where the model looks, saved as PNG overlays."""
+    with user_errors():
+        check_run(run)
+        check_inputs(images)
+        from imagefit.prediction.gradcam import explain as explain_images
+        from imagefit.runs import RunFiles
+
+        explanations = explain_images(run, images, out_dir=out, target=target)
+        console.print(
+            f"{len(explanations)} Grad-CAM overlays written to {out or RunFiles(run).explain}", highlight=False
+        )
+
+
+@app.command()
+def report(run: Path = typer.Argument(..., help="run folder")) -> None:
+    """Write RUN/report.html: summary, curves, confusion matrix, per-class table, mistakes, Grad-CAM, calibration."""
+    with user_errors():
+        check_run(run)
+        from imagefit.report.writer import write_report
+
+        console.print(f"report: {write_report(run)}", highlight=False)
+
+
+@app.command()
+def export(
+    run: Path = typer.Argument(..., help="run folder"),
+    format: str = typer.Option("onnx", help="onnx (the only format for now)"),
+    out: Path | None = typer.Option(None, help="output .onnx path (default RUN/model.onnx)"),
+    overwrite: bool = typer.Option(False, help="replace OUT if it exists"),
+) -> None:
+    """Export the model to ONNX with its labels and preprocessing beside it as JSON."""
+    with user_errors():
+        if format != "onnx":
+            raise UserError(f"--format {format} is not supported; use --format onnx")
+        check_run(run)
+        from imagefit.export.onnx import export_onnx
+
+        console.print(f"exported: {export_onnx(run, out=out, overwrite=overwrite)}", highlight=False)
+
+
+@app.command()
+def serve(
+    model: Path = typer.Argument(..., help="run folder, or an exported .onnx model"),
+    host: str = typer.Option("127.0.0.1", help="address to listen on (loopback unless you choose otherwise)"),
+    port: int = typer.Option(8000, help="port"),
+    workers: int = typer.Option(1, help="server processes"),
+    max_batch: int = typer.Option(32, help="pictures a batch may gather from concurrent requests"),
+    max_wait_ms: float = typer.Option(10.0, help="longest wait for a batch to fill, after its first picture"),
+    backend: str = typer.Option("auto", help="auto (ONNX Runtime, exported on first use) | onnx | torch"),
+) -> None:
+    """Serve a run over HTTP: POST /predict, POST /explain, GET /health, /metadata, /docs, and a page at /."""
+    with user_errors():
+        check_model_path(model)
+        from imagefit.serving import serve as serve_model
+
+        console.print(f"serving {model} on http://{host}:{port}/ (Ctrl-C stops)", highlight=False)
+        serve_model(
+            model, host=host, port=port, workers=workers, max_batch=max_batch, max_wait_ms=max_wait_ms, backend=backend
+        )
+
+
+@app.command()
+def version() -> None:
+    """Print the imagefit version."""
+    from imagefit import __version__
+
+    print(__version__)
