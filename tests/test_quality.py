@@ -50,6 +50,8 @@ def test_fast_writes_a_head_only_run_that_records_its_preset(tmp_path):
     config = json.loads((run.path / "config.json").read_text())
     assert config["quality"] == "fast"
     assert config["recipe"]["schedule"]["frozen_epochs"] == config["recipe"]["schedule"]["epochs"] == 2
+    phases = [row.split(",")[1] for row in (run.path / "history.csv").read_text().splitlines()[1:]]
+    assert phases == ["1", "1"], "no fine-tuning rows"
 
 
 def test_best_writes_an_ensemble_of_its_members_that_reads_like_a_run(tmp_path):

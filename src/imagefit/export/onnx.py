@@ -23,7 +23,8 @@ def export_onnx(run_path: str | Path, *, out: str | Path | None = None, overwrit
     """Write RUN/model.onnx (or OUT) and the JSON of labels and preprocessing beside it; returns the .onnx path.
 
     The graph takes float32 [N, 3, size, size] named `images` (any N) at the run's evaluation size
-    and returns `logits`, whose softmax is the run's calibrated probabilities: the temperature and
+    and returns `logits`, whose softmax is the run's calibrated probabilities (a multi-label run: `probabilities`,
+    the sigmoid of each label), then `embedding`: the temperature and
     the mirrored test-time view the run chose on val are inside the graph, so ONNX Runtime gives
     the figures `imagefit evaluate` reports. It is checked with the ONNX checker and against
     PyTorch on a random batch before this returns.
@@ -59,28 +60,33 @@ def export_onnx(run_path: str | Path, *, out: str | Path | None = None, overwrit
         dynamo=False,  # the TorchScript exporter needs no onnxscript and gives a single self-contained file
     )
     onnx.checker.check_model(str(target))
+    facts = _facts(run, target)
+    write_json(target.with_suffix(".json"), facts)
+    _check_against_torch(model, target, example)
+    return target
+
+
+def _facts(run, target: Path) -> dict:
+    """What the JSON beside the graph says: labels, preprocessing, outputs, task and thresholds, and the unknown
+    index (the training embeddings travel with the graph, copied beside it)."""
+    first = run.task.onnx_output
     facts = {
         "classes": run.classes,
         "preprocess": run.preprocess.to_dict(),
         "model": run.recipe.model.backbone,
         "run": str(run.path.resolve()),
         "input": {"name": "images", "layout": "NCHW", "dtype": "float32"},
-        "outputs": {
-            first: OUTPUT_MEANING[first],
-            "embedding": "for the unknown score",
-        },
-        "task": task.name,
+        "outputs": {first: OUTPUT_MEANING[first], "embedding": "for the unknown score"},
+        "task": run.task.name,
     }
     if run.thresholds is not None:
         facts["thresholds"] = dict(zip(run.classes, map(float, run.thresholds), strict=True))
     unknown = run.config.get("unknown")
-    if unknown and (run.path / unknown["index"]).exists():  # the training embeddings travel with the graph
+    if unknown and (run.path / unknown["index"]).exists():
         index_name = f"{target.stem}.{unknown['index']}"
         shutil.copyfile(run.path / unknown["index"], target.with_name(index_name))
         facts["unknown"] = {**unknown, "index": index_name}
-    write_json(target.with_suffix(".json"), facts)
-    _check_against_torch(model, target, example)
-    return target
+    return facts
 
 
 def _export_ensemble(path: Path, *, out: Path | None, overwrite: bool) -> Path:

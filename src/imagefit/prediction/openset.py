@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 
-INDEX_FILE = "unknown.safetensors"
 INDEX_SIZE = 5000  # training embeddings kept (a seeded sample of larger sets)
 NEIGHBOUR = 5  # the K-th nearest training embedding gives the score
 FALSE_ALARM = 0.05  # share of known (validation) images flagged at the threshold

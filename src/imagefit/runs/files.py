@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 FORMAT_VERSION = 1
+UNKNOWN_INDEX = "unknown.safetensors"  # config.json's `unknown.index` names it in the folder
 
 
 HISTORY_COLUMNS = ["epoch", "phase", "lr", "train_loss", "val_loss", "val_accuracy", "val_macro_f1", "seconds"]
@@ -58,6 +59,14 @@ class RunFiles:
     @property
     def report(self) -> Path:
         return self.root / "report.html"
+
+    @property
+    def unknown_index(self) -> Path:  # training embeddings for the unknown score (prediction.openset)
+        return self.root / UNKNOWN_INDEX
+
+    @property
+    def logs(self) -> Path:  # Lightning's logger (CSV by default)
+        return self.root / "logs"
 
     @property
     def checkpoints(self) -> Path:  # Lightning's last.ckpt (resume) and best.ckpt, loaded with weights_only

@@ -12,27 +12,20 @@ should an epoch still run long.
 
 from __future__ import annotations
 
-import copy
 import math
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import Timer
 
 from imagefit.config import Recipe, parse_duration
 from imagefit.data.datamodule import default_workers
-from imagefit.data.decode import open_image
-from imagefit.data.preprocess import Preprocess
 from imagefit.data.sources import Sample
-from imagefit.data.transforms import eval_transform, train_decode_size, train_transform
 from imagefit.models import ImageClassifier, preprocess_for
 from imagefit.models.factory import fixed_input_size
 from imagefit.prediction.openset import INDEX_SIZE
-from imagefit.training.callbacks import keep_batchnorm_statistics
-from imagefit.training.schedule import train_as_fine_tuning
+from imagefit.training.rates import Rates, measure_prep, measure_rates
 
 # Real epochs run a little slower than the measured parts add up to (loader start, checkpoints).
 REAL_LOOP_FACTOR = 1.1
@@ -43,22 +36,6 @@ MAX_PLANNED_EPOCHS = 60  # fine-tuning epochs a time limit may plan when no --ep
 # Choosing the prediction settings runs val through the model at 3 sizes (1, 1.15^2, 1.3^2 the
 # pixels) with the mirror: about 2 * (1 + 1.32 + 1.69) = 8 val passes at the training size.
 TUNE_INFERENCE_PASSES = 8.0
-
-
-@dataclass
-class Rates:
-    train: float  # model images/s, forward and backward
-    infer: float  # model images/s, forward only
-    prep_train: float = 0.0  # seconds to decode and augment one training image, one core
-    prep_eval: float = 0.0  # seconds to decode and resize one evaluation image, one core
-    overlapped: bool = False  # a GPU: loader workers run beside the model instead of taking its cores
-    workers: int = 1
-
-    def seconds(self, count: float, prep: float, model_rate: float) -> float:
-        """Wall seconds for `count` images: on a CPU decode and model share the cores, on a GPU they overlap."""
-        if self.overlapped:
-            return count * max(prep / max(1, self.workers), 1 / model_rate)
-        return count * (prep + 1 / model_rate)
 
 
 @dataclass
@@ -90,91 +67,6 @@ class TimePlan:
             f"{'s' if self.fine_tune_epochs != 1 else ''} x {_human(self.epoch_seconds)}, evaluation and report "
             f"{_human(self.finish_seconds)}: about {_human(planned)} in all",
         ]
-
-
-def measure_rates(
-    model: ImageClassifier,
-    size: int,
-    batch_size: int,
-    *,
-    channels_last: bool,
-    device: str,
-    frozen_bn: bool = False,
-    keep_frozen: float = 0.0,
-) -> Rates:
-    """Images/s of one training step and of inference on random input; the model's weights are left as found.
-
-    `frozen_bn` times the step as fine-tuning runs it when BatchNorm statistics are kept: BatchNorm in
-    eval mode, about 1.4x faster on a CPU than in training mode (benchmarks/micro_batch.py against
-    model_throughput.py), which a probe in training mode took for the fine-tuning speed. `keep_frozen`
-    leaves the backbone's early layers out of the backward pass, as fine-tuning will (`early_layers`).
-    """
-    state = copy.deepcopy(model.state_dict())  # training-mode steps move BatchNorm statistics
-    model = model.to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    images = torch.randn(batch_size, 3, size, size, device=device)
-    if channels_last:
-        images = images.contiguous(memory_format=torch.channels_last)
-
-    def timed(step, repeats: int) -> float:
-        for _ in range(2):  # warm-up: allocation, kernel choice (the first steps run up to 2x slow)
-            step()
-        fastest = float("inf")
-        for _ in range(repeats):  # the fastest step: other work on the machine only ever slows one down
-            started = time.perf_counter()
-            step()
-            if device == "cuda":
-                torch.cuda.synchronize()
-            fastest = min(fastest, time.perf_counter() - started)
-        return batch_size / fastest
-
-    def train_step():
-        model.train()
-        if frozen_bn:
-            keep_batchnorm_statistics(model)
-        model(images).sum().backward()
-
-    def infer_step():
-        model.eval()
-        with torch.no_grad():
-            model(images)
-
-    with _trainable_as_fine_tuning(model, keep_frozen):
-        rates = Rates(train=timed(train_step, 3), infer=timed(infer_step, 3))
-    model.zero_grad(set_to_none=True)
-    model.load_state_dict(state)
-    return rates
-
-
-@contextmanager
-def _trainable_as_fine_tuning(model: ImageClassifier, keep_frozen: float):
-    """MODEL's parameters trainable as fine-tuning has them (all but the early layers of KEEP_FROZEN), then as found."""
-    trainable = {name: parameter.requires_grad for name, parameter in model.named_parameters()}
-    train_as_fine_tuning(model, keep_frozen)
-    try:
-        yield
-    finally:
-        for name, parameter in model.named_parameters():
-            parameter.requires_grad_(trainable[name])
-
-
-def measure_prep(samples: list[Sample], preprocess: Preprocess, augment, *, count: int = 12) -> tuple[float, float]:
-    """Seconds per image to decode and augment (training) and to decode and resize (evaluation), one core."""
-    chosen = samples[:: max(1, len(samples) // count)][:count]
-    if not chosen:
-        return 0.0, 0.0
-    timings = []
-    for transform, min_size in (
-        (train_transform(preprocess, augment), train_decode_size(preprocess, augment)),
-        (eval_transform(preprocess), preprocess.resize_size),
-    ):
-        transform(open_image(chosen[0].path, min_size=min_size))  # warm-up, untimed
-        started = time.perf_counter()
-        for sample in chosen:
-            transform(open_image(sample.path, min_size=min_size))
-        timings.append((time.perf_counter() - started) / len(chosen))
-    return timings[0], timings[1]
 
 
 def plan_time(

@@ -80,29 +80,14 @@ def build_trainer(
     schedule = recipe.schedule
     history = History(runs.RunFiles(run_dir).history, offset=offset)
     history.rows = list(head_rows or [])
-    frozen = schedule.frozen_epochs - offset
-    checkpoint = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints",
-        filename="best",
-        monitor=SELECT_BY,
-        mode="min",
-        save_last=True,
-        save_top_k=1,
-        enable_version_counter=False,
-    )
+    checkpoint = _checkpoint(run_dir)
     callbacks = [
-        FreezeBackbone(unfreeze_at_epoch=frozen, train_bn=schedule.finetune_bn, keep_frozen=schedule.keep_frozen),
-        PhaseTwoEarlyStopping(start_epoch=frozen, monitor=SELECT_BY, mode="min", patience=schedule.patience),
-        history,
-        EpochLog(history, echo) if echo else EpochBar(offset=offset),
+        *_phase_callbacks(recipe, offset, history, echo),
         checkpoint,
         ReleaseMemory(),
         *(extra or []),
+        *_averaging(recipe, run_dir, offset),
     ]
-    if schedule.ema_epochs > 0:
-        callbacks.append(EMAWeights(horizon_epochs=schedule.ema_epochs, start_epoch=frozen))
-    elif soup_applies(recipe):
-        callbacks.append(EpochWeights(run_dir / "checkpoints", offset=offset, start_epoch=frozen))
     trainer = L.Trainer(
         accumulate_grad_batches=recipe.data.batch_size // recipe.data.forward_batch,
         max_epochs=schedule.epochs - offset,
@@ -124,6 +109,42 @@ def build_trainer(
     return trainer, checkpoint
 
 
+def _checkpoint(run_dir: Path) -> ModelCheckpoint:
+    """checkpoints/best.ckpt (lowest val loss) and last.ckpt (to resume from), overwritten in place."""
+    return ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename="best",
+        monitor=SELECT_BY,
+        mode="min",
+        save_last=True,
+        save_top_k=1,
+        enable_version_counter=False,
+    )
+
+
+def _phase_callbacks(recipe: Recipe, offset: int, history: History, echo) -> list:
+    """The phase switch, early stopping in phase 2, the history and the progress display."""
+    schedule = recipe.schedule
+    frozen = schedule.frozen_epochs - offset
+    return [
+        FreezeBackbone(unfreeze_at_epoch=frozen, train_bn=schedule.finetune_bn, keep_frozen=schedule.keep_frozen),
+        PhaseTwoEarlyStopping(start_epoch=frozen, monitor=SELECT_BY, mode="min", patience=schedule.patience),
+        history,
+        EpochLog(history, echo) if echo else EpochBar(offset=offset),
+    ]
+
+
+def _averaging(recipe: Recipe, run_dir: Path, offset: int) -> list:
+    """EMA of the weights, or the fine-tuning epochs saved for a soup, or nothing."""
+    schedule = recipe.schedule
+    frozen = schedule.frozen_epochs - offset
+    if schedule.ema_epochs > 0:
+        return [EMAWeights(horizon_epochs=schedule.ema_epochs, start_epoch=frozen)]
+    if soup_applies(recipe):
+        return [EpochWeights(run_dir / "checkpoints", offset=offset, start_epoch=frozen)]
+    return []
+
+
 def soup_applies(recipe: Recipe) -> bool:
     """Whether fine-tuning epochs are saved for a soup: asked for, kept by val loss, and no EMA already averaging."""
     schedule = recipe.schedule
@@ -137,10 +158,10 @@ def make_logger(kind: str, run_dir: Path):
     if kind == "none":
         return False
     if kind == "csv":
-        return loggers.CSVLogger(save_dir=run_dir, name="logs", version="")
+        return loggers.CSVLogger(save_dir=run_dir, name=runs.RunFiles(run_dir).logs.name, version="")
     if kind == "tensorboard":
         _need("tensorboard", "tensorboard")
-        return loggers.TensorBoardLogger(save_dir=run_dir, name="logs", version="")
+        return loggers.TensorBoardLogger(save_dir=run_dir, name=runs.RunFiles(run_dir).logs.name, version="")
     _need("mlflow", "mlflow-skinny")
     tracking = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
     return loggers.MLFlowLogger(experiment_name="imagefit", run_name=run_dir.name, tracking_uri=tracking)

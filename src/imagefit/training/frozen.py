@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from rich.console import Console
@@ -22,6 +23,42 @@ from imagefit.training.head import HeadData, train_head
 def head_on_features(recipe: Recipe) -> bool:
     """Whether phase 1 runs on cached features (outside Lightning) rather than through the frozen backbone."""
     return recipe.schedule.cached_head and recipe.schedule.frozen_epochs > 0
+
+
+@dataclass(frozen=True)
+class SplitFeatures:
+    """The backbone's features of a split's images (views drawn from the recipe's seed), from the cache or
+    computed on the spot, with the task's targets."""
+
+    model: ImageClassifier
+    samples: list[Sample]
+    classes: list[str]
+    hashes: dict[str, str]
+    preprocess: Preprocess
+    recipe: Recipe
+    device: str
+    task: str
+
+    def of(self, split: str, views: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """([images, views, D] features, targets) of SPLIT."""
+        recipe, seed = self.recipe, self.recipe.data.seed
+        chosen = [s for s in self.samples if s.split == split]
+        targets = torch.from_numpy(task_for(self.task).targets([s.label for s in chosen], self.classes))
+        if not chosen:
+            return torch.empty(0), targets
+        hashes = [self.hashes[s.path] for s in chosen]
+        dataset = ViewDataset(chosen, hashes, self.preprocess, recipe.augment, views=views, seed=seed)
+        table = extract_features(
+            self.model.backbone,
+            dataset,
+            name=cache_name(self.model.backbone, self.preprocess, recipe.augment, views=views, seed=seed),
+            batch_size=max(32, recipe.data.batch_size),
+            workers=default_workers(recipe.data.num_workers),
+            device=self.device,
+            channels_last=recipe.engine.channels_last,
+            label=f"{split} features, {views} view{'s' if views > 1 else ''}",
+        )
+        return table, targets
 
 
 def cached_head_phase(
@@ -46,31 +83,11 @@ def cached_head_phase(
     says in one line when val looks unlike train.
     """
     views = recipe.schedule.head_views
-    seed = recipe.data.seed
-
-    def features_of(split: str, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-        chosen = [s for s in samples if s.split == split]
-        dataset = ViewDataset(
-            chosen, [hashes[s.path] for s in chosen], preprocess, recipe.augment, views=count, seed=seed
-        )
-        if not chosen:
-            return torch.empty(0), torch.from_numpy(task_for(task).targets([], classes))
-        table = extract_features(
-            model.backbone,
-            dataset,
-            name=cache_name(model.backbone, preprocess, recipe.augment, views=count, seed=seed),
-            batch_size=max(32, recipe.data.batch_size),
-            workers=default_workers(recipe.data.num_workers),
-            device=device,
-            channels_last=recipe.engine.channels_last,
-            label=f"{split} features, {count} view{'s' if count > 1 else ''}",
-        )
-        return table, torch.from_numpy(task_for(task).targets([s.label for s in chosen], classes))
-
+    features = SplitFeatures(model, samples, classes, hashes, preprocess, recipe, device, task)
     on_stage("features")
     started = time.perf_counter()
-    train_table, targets = features_of("train", views)
-    val_table, val_targets = features_of("val", 1)
+    train_table, targets = features.of("train", views)
+    val_table, val_targets = features.of("val", 1)
     extraction = time.perf_counter() - started
     if check_shift and len(val_table):
         _say_shift(train_table[:, 0].numpy(), val_table[:, 0].numpy(), console)
@@ -86,14 +103,7 @@ def cached_head_phase(
     if sampler:  # one label an image (multi-label data has no sampler)
         sample_weights = torch.from_numpy(balanced_weights(targets.tolist(), len(classes)))[targets]
     model.head.cpu()
-
-    def show(row: dict) -> None:
-        console.print(
-            f"head epoch {row['epoch']}/{recipe.schedule.frozen_epochs} on cached features: "
-            f"val accuracy {row['val_accuracy']:.4f}, macro-F1 {row['val_macro_f1']:.4f} ({row['seconds']:.1f} s)",
-            highlight=False,
-        )
-
+    show = _epoch_printer(recipe, console)
     rows = train_head(
         model.head, data, recipe, class_weights=class_weights, sample_weights=sample_weights, on_epoch=show, task=task
     )
@@ -101,6 +111,17 @@ def cached_head_phase(
     if rows:  # history's seconds: the first head epoch carries the feature extraction
         rows[0]["seconds"] = round(rows[0]["seconds"] + extraction, 2)
     return rows
+
+
+def _epoch_printer(recipe: Recipe, console: Console) -> Callable[[dict], None]:
+    def show(row: dict) -> None:
+        console.print(
+            f"head epoch {row['epoch']}/{recipe.schedule.frozen_epochs} on cached features: "
+            f"val accuracy {row['val_accuracy']:.4f}, macro-F1 {row['val_macro_f1']:.4f} ({row['seconds']:.1f} s)",
+            highlight=False,
+        )
+
+    return show
 
 
 def _say_shift(train, val, console: Console) -> None:

@@ -58,11 +58,7 @@ def train_head(
     batch_size = recipe.data.batch_size
     steps_per_epoch = math.ceil(pairs / batch_size)
     total = schedule.frozen_epochs * steps_per_epoch
-    optimizer = create_optimizer_v2(
-        weight_decay_groups(head, optim.weight_decay), opt=optim.optimizer, lr=optim.lr, weight_decay=optim.weight_decay
-    )
-    curve = PhaseSchedule(frozen_steps=total, total_steps=total, warmup_steps=0, finetune_ratio=optim.finetune_lr_ratio)
-    scheduler = LambdaLR(optimizer, curve)
+    optimizer, scheduler = _optimizer(head, recipe, total)
     generator = torch.Generator().manual_seed(recipe.data.seed)
     torch.manual_seed(recipe.data.seed)  # dropout in the head
     rows = []
@@ -87,6 +83,16 @@ def train_head(
         if on_epoch is not None:
             on_epoch(row)
     return rows
+
+
+def _optimizer(head: nn.Module, recipe: Recipe, total: int):
+    """The recipe's optimizer over the head, and phase 1's learning-rate curve over TOTAL steps."""
+    optim = recipe.optim
+    optimizer = create_optimizer_v2(
+        weight_decay_groups(head, optim.weight_decay), opt=optim.optimizer, lr=optim.lr, weight_decay=optim.weight_decay
+    )
+    curve = PhaseSchedule(frozen_steps=total, total_steps=total, warmup_steps=0, finetune_ratio=optim.finetune_lr_ratio)
+    return optimizer, LambdaLR(optimizer, curve)
 
 
 def _order(pairs: int, views: int, sample_weights: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:

@@ -113,7 +113,8 @@ def fit_unknown(
 
     With no val (a refit on train + val), the threshold comes from the index's own leave-one-out scores.
     """
-    from imagefit.prediction.openset import FALSE_ALARM, INDEX_FILE, INDEX_SIZE, build_index, threshold_for
+    from imagefit.prediction.openset import FALSE_ALARM, INDEX_SIZE, build_index, threshold_for
+    from imagefit.runs.files import UNKNOWN_INDEX
 
     model = model.eval().to(device=device, memory_format=torch.channels_last)
     predictor = TorchPredictor(model, classes, inference.preprocess, device, inference.temperature, inference.tta_n)
@@ -136,7 +137,7 @@ def fit_unknown(
         "neighbour": index.neighbour,
         "threshold": index.threshold,
         "false_alarm": FALSE_ALARM,
-        "index": INDEX_FILE,
+        "index": UNKNOWN_INDEX,
         "index_size": len(index.embeddings),
     }
     return index, facts

@@ -14,31 +14,22 @@ callback. Trials that share the backbone, image size and augmentation share the 
 
 from __future__ import annotations
 
-import html
 import os
 import shutil
 import socket
-from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
 
 from imagefit import runs
 from imagefit.errors import UserError
-from imagefit.files import output_folder, write_text
+from imagefit.files import output_folder
+from imagefit.tuning.summary import StudyResult, summarise
 
 METRICS = {"macro_f1": "macro_f1", "accuracy": "accuracy"}
 # Augmentation strengths a trial may pick: (smallest crop area, colour jitter). Three levels, so
 # trials share at most three feature caches per backbone and size.
 AUGMENTATION = {"light": (0.6, 0.1), "default": (0.35, 0.2), "strong": (0.2, 0.35)}
-
-
-@dataclass
-class StudyResult:
-    folder: Path
-    best_trial: int | None
-    best_value: float | None
-    trials: list[dict]
 
 
 def suggest(trial, *, models: list[str], sizes: list[int], fixed: dict, epochs: int) -> dict:
@@ -84,15 +75,9 @@ def tune(
     import optuna
 
     from imagefit.config import parse_duration
-    from imagefit.models.factory import check_model_name
 
     console = console or Console(stderr=True, soft_wrap=True)
-    if metric not in METRICS:
-        raise UserError(f"--metric {metric} is not one of: {', '.join(METRICS)}")
-    if trials < 1 or workers < 1:
-        raise UserError("--trials and --workers must be at least 1")
-    for model in models or []:
-        check_model_name(model)
+    _check_options(metric=metric, trials=trials, workers=workers, models=models or [])
     name = study or runs.dataset_name(Path(data))
     folder = output_folder(Path(studies_dir) / name)
     url = storage or f"sqlite:///{(folder / 'study.db').resolve()}"
@@ -118,6 +103,17 @@ def tune(
     else:
         _run_workers(plan, workers)
     return summarise(optuna_study, folder, console)
+
+
+def _check_options(*, metric: str, trials: int, workers: int, models: list[str]) -> None:
+    from imagefit.models.factory import check_model_name
+
+    if metric not in METRICS:
+        raise UserError(f"--metric {metric} is not one of: {', '.join(METRICS)}")
+    if trials < 1 or workers < 1:
+        raise UserError("--trials and --workers must be at least 1")
+    for model in models:
+        check_model_name(model)
 
 
 def _fixed_split(data: Path, folder: Path, overrides: dict) -> Path:
@@ -263,88 +259,3 @@ def _run_workers(plan: dict, workers: int) -> None:
         process.start()
     for process in processes:
         process.join()
-
-
-def summarise(study, folder: Path, console: Console) -> StudyResult:
-    """Copy the best trial to studies/NAME/best, write study.html, and say how it went."""
-    from optuna.trial import TrialState
-
-    rows = []
-    for trial in study.trials:
-        rows.append(
-            {
-                "trial": trial.number,
-                "state": trial.state.name.lower(),
-                "value": trial.value,
-                "val_accuracy": trial.user_attrs.get("val_accuracy"),
-                "seconds": (trial.duration.total_seconds() if trial.duration else None),
-                "params": trial.params,
-                "note": trial.user_attrs.get("failed_because", ""),
-            }
-        )
-    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
-    best = max(complete, key=lambda t: t.value) if complete else None
-    if best is not None:
-        target = folder / "best"
-        if target.exists():
-            shutil.rmtree(target)
-        shutil.copytree(best.user_attrs["run"], target)
-        params = ", ".join(f"{k}={_short(v)}" for k, v in best.params.items())
-        console.print(f"best: trial {best.number}, val {best.value:.4f} ({params})", highlight=False)
-    _write_page(study, folder, rows)
-    console.print(f"study: {folder / 'study.html'}", highlight=False)
-    return StudyResult(folder, best.number if best else None, best.value if best else None, rows)
-
-
-def _short(value) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
-
-
-def _write_page(study, folder: Path, rows: list[dict]) -> None:
-    from imagefit.report.page import PAGE, data_uri, img, section, table
-
-    header = ["trial", "state", "value", "val accuracy", "seconds", "parameters", "note"]
-    cells = [
-        [
-            r["trial"],
-            r["state"],
-            "" if r["value"] is None else f"{r['value']:.4f}",
-            "" if r["val_accuracy"] is None else f"{r['val_accuracy']:.4f}",
-            "" if r["seconds"] is None else f"{r['seconds']:.0f}",
-            ", ".join(f"{k}={_short(v)}" for k, v in r["params"].items()),
-            r["note"],
-        ]
-        for r in rows
-    ]
-    body = section("trials", f"Trials ({len(rows)})", table(header, cells))
-    for title, plot in _plots(study):
-        body += section(title.lower().replace(" ", "-"), title, img(data_uri(plot), title))
-    write_text(folder / "study.html", PAGE.format(title=html.escape(f"imagefit tune: {folder.name}"), body=body))
-
-
-def _plots(study) -> list[tuple[str, bytes]]:
-    """Optuna's optimisation history and parameter importances (matplotlib), where there is enough to plot."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from optuna.trial import TrialState
-    from optuna.visualization import matplotlib as plots
-
-    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
-    chosen = [("Optimisation history", plots.plot_optimization_history)]
-    if len(complete) >= 3:
-        chosen.append(("Parameter importances", plots.plot_param_importances))
-    pictures = []
-    for title, draw in chosen:
-        try:
-            axis = draw(study)
-        except (ValueError, RuntimeError, ZeroDivisionError):  # too little variation to rank parameters
-            continue
-        buffer = io.BytesIO()
-        axis.figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-        plt.close(axis.figure)
-        pictures.append((title, buffer.getvalue()))
-    return pictures
