@@ -18,7 +18,7 @@ def _readme_names() -> set[str]:
     table = text[text.index("## The run folder") :].split("\n\n")[2]
     names = set()
     for line in table.splitlines()[2:]:
-        names |= set(re.findall(r"`([^`]+)`", line.split("|")[1]))
+        names |= {name.rstrip("/") for name in re.findall(r"`([^`]+)`", line.split("|")[1])}
     return names
 
 

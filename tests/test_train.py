@@ -106,7 +106,7 @@ def test_the_weighted_sampler_draws_the_minority_class_as_often_as_the_majority(
     drawn = []
     for sampler in (True, False):
         module = ImageDataModule(
-            samples, ["blue", "red"], Preprocess(size=32), data=recipe.data, augment=recipe.augment,
+            samples, ["blue", "red"], Preprocess(32, (0.5,) * 3, (0.5,) * 3), data=recipe.data, augment=recipe.augment,
             weighted_sampler=sampler,
         )  # fmt: skip
         loader = module.train_dataloader()
