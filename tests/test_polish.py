@@ -8,7 +8,15 @@ import pytest
 from conftest import make_class_folders
 
 import imagefit
-from imagefit.evaluation.calibration import fit_temperature, view_probabilities
+from imagefit.evaluation.calibration import (
+    HIGHEST,
+    LOWEST,
+    MIN_MISTAKES,
+    cross_fitted_probabilities,
+    fit_temperature,
+    log_loss,
+    view_probabilities,
+)
 from imagefit.tasks.scores import calibration_error
 from imagefit.training.polish import evaluation_sizes, pick
 
@@ -25,6 +33,33 @@ def test_temperature_scaling_lowers_the_calibration_error_of_an_over_confident_m
     assert temperature > 3, "an over-confident model is cooled down"
     assert calibration_error(targets, after) < calibration_error(targets, before) / 3
     assert (after.argmax(1) == before.argmax(1)).all(), "a temperature never changes the top-1 answer"
+
+
+def test_a_val_split_without_mistakes_keeps_the_temperature_at_one():
+    rng = np.random.default_rng(1)
+    targets = rng.integers(0, 4, size=60)
+    logits = rng.normal(size=(60, 1, 4))
+    logits[np.arange(60), 0, targets] += 4.0  # every answer right
+    assert (view_probabilities(logits, 1.0).argmax(1) == targets).all()
+    assert log_loss(view_probabilities(logits, 0.2), targets) < log_loss(view_probabilities(logits, 1.0), targets)
+    assert fit_temperature(logits, targets) == 1.0, "the log loss would run T to zero: T cannot be estimated"
+    wrong = np.flatnonzero(targets != 0)[:MIN_MISTAKES]
+    logits[wrong, 0, 0] += 9.0  # now MIN_MISTAKES confident mistakes
+    fitted = fit_temperature(logits, targets)
+    assert fitted != 1.0 and LOWEST <= fitted <= HIGHEST
+
+
+def test_cross_fitted_probabilities_use_the_temperature_of_the_other_half():
+    rng = np.random.default_rng(2)
+    targets = rng.integers(0, 3, size=40)
+    logits = rng.normal(size=(40, 2, 3)) * 4
+    logits[np.arange(40), :, targets] += 1.0
+    crossed = cross_fitted_probabilities(logits, targets, seed=5)
+    order = np.random.default_rng(5).permutation(40)
+    first, second = order[:20], order[20:]
+    expected = view_probabilities(logits[second], fit_temperature(logits[first], targets[first]))
+    assert np.allclose(crossed[second], expected)
+    assert not np.allclose(crossed, view_probabilities(logits, fit_temperature(logits, targets)))
 
 
 def test_evaluation_sizes_and_the_cheapest_good_candidate():

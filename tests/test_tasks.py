@@ -77,12 +77,26 @@ def test_the_data_and_onnx_paths_use_the_tasks_without_importing_torch():
         "import sys, numpy as np\n"
         "import imagefit.data.split, imagefit.data.checks, imagefit.prediction.onnx, imagefit.prediction.output\n"
         "from imagefit.tasks import task_for\n"
+        "from imagefit.config import DataRecipe\n"
         "for name in ('single-label', 'multi-label'):\n"
         "    task = task_for(name)\n"
         "    task.assign_splits(['a', 'b', 'a|b', 'b', 'a', 'a'], {'val': 0.3, 'test': 0.0}, 0)\n"
         "    task.decide(task.activate(np.zeros((2, 2))), ['a', 'b'], task.thresholds({}, ['a', 'b']))\n"
-        "    task.imbalance(['a', 'b', 'a'], ['a', 'b'], 'auto', 3.0)\n"
+        "    task.imbalance(['a', 'b', 'a'], ['a', 'b'], DataRecipe(imbalance_ratio=1.2))\n"
         "print('torch' in sys.modules)\n"
     )
     printed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert printed.strip() == "False"
+
+
+def test_class_weights_follow_the_power_and_the_imbalance_setting():
+    from imagefit.config import DataRecipe
+
+    single, labels = task_for(SINGLE), ["a"] * 29 + ["b"]
+    full = single.imbalance(labels, ["a", "b"], DataRecipe())
+    root = single.imbalance(labels, ["a", "b"], DataRecipe(class_weight_power=0.5))
+    assert full.mode == root.mode == "weights" and full.ratio == 29
+    assert root.weights == pytest.approx(np.sqrt(full.weights))
+    assert full.weights[1] / full.weights[0] == pytest.approx(29)
+    assert single.imbalance(labels, ["a", "b"], DataRecipe(imbalance="sampler")).weights is None
+    assert single.imbalance(["a", "b"], ["a", "b"], DataRecipe()).mode == "none"

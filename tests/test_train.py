@@ -23,6 +23,7 @@ def test_run_folder_has_every_file_and_learns(tiny_run):
     metrics = json.loads((tiny_run / "metrics.json").read_text())
     assert metrics["val"]["accuracy"] >= 0.9, "red vs blue is trivially learnable"
     assert set(metrics["val"]["per_class"]) == {"red", "blue"}
+    assert 0 <= metrics["val"]["ece_cross_fitted"] <= 1, "val ECE out of sample too"
     rows = _history(tiny_run)
     assert [r["phase"] for r in rows] == ["1", "2", "2"]
     assert all(float(r["seconds"]) > 0 for r in rows)

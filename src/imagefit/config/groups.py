@@ -44,6 +44,13 @@ class DataRecipe:
     imbalance_ratio: float = field(
         default=1.5, metadata=doc("auto uses class weights once largest/smallest class exceeds this")
     )
+    class_weight_power: float = field(
+        default=1.0,
+        metadata=doc(
+            "class weights are (n / (k * count)) ** power: 1 balances the classes fully (scikit-learn's "
+            "'balanced'), 0.5 takes the square root (a rare class weighs less), 0 weighs every class alike"
+        ),
+    )
 
 
 @dataclass

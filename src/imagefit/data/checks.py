@@ -102,8 +102,7 @@ def imbalance_finding(samples: list[Sample], *, minimum: int = 10, task: str = "
 
     kind = task_for(task)
     labels = [s.label for s in samples if _split(s) == "train"]
-    defaults = DataRecipe()
-    found = kind.imbalance(labels, kind.classes_of(labels), defaults.imbalance, defaults.imbalance_ratio)
+    found = kind.imbalance(labels, kind.classes_of(labels), DataRecipe())
     return Finding(
         "imbalance",
         [],

@@ -15,7 +15,7 @@ import numpy as np
 from imagefit import runs
 from imagefit.data import Sample, scan
 from imagefit.errors import UserError
-from imagefit.evaluation.calibration import view_probabilities
+from imagefit.evaluation.calibration import cross_fitted_probabilities, view_probabilities
 from imagefit.prediction.batches import Predictions, check_batch, map_batches, predict_with
 from imagefit.prediction.ensembles import EnsemblePredictor, is_ensemble, load_ensemble
 from imagefit.prediction.predictors import TorchPredictor
@@ -94,6 +94,9 @@ def _evaluate_split(run, predictor, key: str, samples: list[Sample], *, views: i
         y_true = task.targets(known_labels, run.classes)
         metrics["ece_before_scaling"] = calibration_error(y_true, view_probabilities(logits[known], 1.0))
         metrics["temperature"] = predictor.temperature
+        if key == "val":  # the split the temperature was fitted on: its ECE out of sample too
+            cross_fitted = cross_fitted_probabilities(logits[known], y_true)
+            metrics["ece_cross_fitted"] = calibration_error(y_true, cross_fitted)
     if unknown and task.flags_unknown:
         metrics["unknown"] = openset_figures(predictions, logits, predictor, known)
     metrics.update(common)

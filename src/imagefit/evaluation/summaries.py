@@ -5,7 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-KEYS = ("accuracy", "balanced_accuracy", "macro_f1", "top5_accuracy", "log_loss", "ece")
+# ece_cross_fitted: val only, the temperature fitted on one half of val and measured on the other
+KEYS = ("accuracy", "balanced_accuracy", "macro_f1", "top5_accuracy", "log_loss", "ece", "ece_cross_fitted")
 
 
 def print_evaluation(evaluations, console: Console) -> None:

@@ -58,14 +58,17 @@ def summary(page: Page) -> str:
         ["imbalance handling", run.config.get("imbalance_handling", "")],
         ["best epoch", run.metrics.get("best_epoch", "")],
     ]
-    keys = ("accuracy", "balanced_accuracy", "macro_f1", "top5_accuracy", "log_loss", "ece")
+    keys = ("accuracy", "balanced_accuracy", "macro_f1", "top5_accuracy", "log_loss", "ece", "ece_cross_fitted")
     shown = {"val": "val", "val_estimate": "val (of the run refitted)", "test": "test"}
     figures_rows = [
         [label] + [f"{run.metrics[name][k]:.4f}" if k in run.metrics[name] else "" for k in keys]
         for name, label in shown.items()
         if run.metrics.get(name)
     ]
-    said = f"<p>Figures below are on the {split} split.</p>"
+    said = (
+        f"<p>Figures below are on the {split} split. The temperature was fitted on val, so val's ece is in sample; "
+        "ece_cross_fitted fits it on one half of val and measures on the other.</p>"
+    )
     if run.refit_note:
         said = f"<p><strong>{html.escape(run.refit_note)}.</strong></p>" + said
     return section("summary", "Run summary", table(None, facts) + table(["split", *keys], figures_rows) + said)

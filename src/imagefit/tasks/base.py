@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from imagefit.config import DataRecipe
 from imagefit.errors import UserError
 
 
@@ -78,8 +79,9 @@ class Task(ABC):
         """'val', 'test' or 'train' for each label (in the given order), stratified by class."""
 
     @abstractmethod
-    def imbalance(self, labels: list[str], classes: list[str], setting: str, limit: float) -> Imbalance:
-        """How training meets the imbalance of these training labels under --imbalance SETTING."""
+    def imbalance(self, labels: list[str], classes: list[str], data: DataRecipe) -> Imbalance:
+        """How training meets the imbalance of these training labels under the data recipe (--imbalance, its
+        ratio and the class weights' power)."""
 
     @abstractmethod
     def label_issues(self, vectors: np.ndarray, labels: list[str], classes: list[str], probabilities=None):

@@ -10,6 +10,7 @@ from collections import Counter
 
 import numpy as np
 
+from imagefit.config import DataRecipe
 from imagefit.tasks.base import Imbalance, LabelIssue, Task
 from imagefit.tasks.labels import joined, labels_of, sigmoid
 
@@ -64,13 +65,13 @@ class MultiLabel(Task):
             rest = [rest[i] for i in sorted(keep)]
         return names
 
-    def imbalance(self, labels: list[str], classes: list[str], setting: str, limit: float) -> Imbalance:
+    def imbalance(self, labels: list[str], classes: list[str], data: DataRecipe) -> Imbalance:
         """Per-label positive weights (negatives / positives, capped), unless --imbalance none."""
         counts = dict(Counter(part for label in labels for part in labels_of(label)))
         ratio = max(counts.values()) / max(1, min(counts.values())) if counts else 1.0
         extra = {"no_label": sum(not labels_of(label) for label in labels), "always_together": together(labels)}
         handling = "per-label positive weights (binary cross-entropy)"
-        if setting == "none":
+        if data.imbalance == "none":
             return Imbalance("none", ratio, counts, None, "", handling, extra)
         weights = positive_weights(self.targets(labels, classes)) if classes else None
         said = (

@@ -6,6 +6,7 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
+from imagefit.config import DataRecipe
 from imagefit.tasks.base import Imbalance, LabelIssue, Task
 from imagefit.tasks.imbalance import class_weights, imbalance_handling, imbalance_ratio
 from imagefit.tasks.labels import share, softmax, view_probabilities
@@ -47,17 +48,17 @@ class SingleLabel(Task):
                 members = members[take:]
         return names
 
-    def imbalance(self, labels: list[str], classes: list[str], setting: str, limit: float) -> Imbalance:
+    def imbalance(self, labels: list[str], classes: list[str], data: DataRecipe) -> Imbalance:
         indices = [classes.index(label) for label in labels]
         ratio = imbalance_ratio(indices) if indices else 1.0
-        mode = imbalance_handling(setting, ratio, limit)
+        mode = imbalance_handling(data.imbalance, ratio, data.imbalance_ratio)
         said = (
             f"classes are imbalanced (largest/smallest = {ratio:.1f}x): using "
             f"{'class-weighted loss' if mode == 'weights' else 'a weighted sampler'}"
             if mode != "none"
             else ""
         )
-        weights = class_weights(indices, len(classes)) if mode == "weights" else None
+        weights = class_weights(indices, len(classes)) ** data.class_weight_power if mode == "weights" else None
         counts = dict(Counter(labels))
         return Imbalance(mode, ratio, counts, weights, said, HANDLING[mode])
 

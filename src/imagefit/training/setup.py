@@ -74,9 +74,7 @@ def _imbalance(plan: Plan, recipe: Recipe, console: Console, planned: bool):
     """How the loss or the sampler meets imbalance ('weights', 'sampler' or 'none'), and the class weights
     (per-label positive weights for a multi-label task)."""
     train_labels = [s.label for s in plan.samples if s.split == "train"]
-    found = task_for(plan.task).imbalance(
-        train_labels, plan.classes, recipe.data.imbalance, recipe.data.imbalance_ratio
-    )
+    found = task_for(plan.task).imbalance(train_labels, plan.classes, recipe.data)
     if found.said and not planned:
         console.print(found.said, highlight=False)
     return found.mode, torch.from_numpy(found.weights) if found.weights is not None else None
