@@ -18,7 +18,8 @@ ones, wall time and peak RSS.
 
 Datasets (from ../shared/data): clothing (clothing-small, test split), hymenoptera (val),
 digits (val carved from the class folders), cifar (5,000 train / 1,000 test from cifar10.zip,
-read in place through a CSV that `benchmarks/cifar_subset.py` writes).
+read in place through a CSV that `benchmarks/cifar_subset.py` writes), steel (steel-defects, a 20 %
+test split carved), tiles (magnetic-tiles, its own test split). `--json FILE` writes the raw figures.
 """
 
 from __future__ import annotations
@@ -41,7 +42,10 @@ SETS = {
     "hymenoptera": SHARED / "hymenoptera",
     "digits": SHARED / "digits",
     "cifar": None,  # written on the fly
+    "steel": SHARED / "steel-defects",
+    "tiles": SHARED / "magnetic-tiles",
 }
+SET_OPTIONS = {"steel": ["--test-split", "0.2"]}  # steel has no split of its own: a test split is carved
 
 
 def keep_files(run: Path, into: Path) -> None:
@@ -89,6 +93,7 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=None, help="feature cache folder (default: a new one)")
     parser.add_argument("--details", action="store_true")
     parser.add_argument("--keep", type=Path, help="copy each run's history.csv, config.json and metrics.json here")
+    parser.add_argument("--json", type=Path, help="write every run's metrics, wall time and peak RSS here")
     parser.add_argument("options", nargs=argparse.REMAINDER, help="recipe options after --")
     args = parser.parse_args()
     options = [o for o in args.options if o != "--"]
@@ -101,7 +106,7 @@ def main() -> None:
         for name in names:
             data = SETS[name] or write_subset(scratch / "cifar10-subset.csv")
             limit = ["--time-limit", limits[name]] if limits.get(name) else []
-            results[name] = run_one(data, scratch / name, options + limit, env)
+            results[name] = run_one(data, scratch / name, SET_OPTIONS.get(name, []) + options + limit, env)
             if args.keep:
                 keep_files(scratch / name, args.keep / name)
             if "error" not in results[name]:
@@ -109,6 +114,10 @@ def main() -> None:
                 results[name]["single"] = plain_figures(scratch / name, single=True)
                 results[name]["soup"] = json.loads((scratch / name / "config.json").read_text()).get("soup", {})
             print(f"# {name}: {headline(results[name])} ({results[name].get('wall', 0) / 60:.1f} min)", flush=True)
+    if args.json:
+        raw = {"label": args.label, "options": options, "time_limit": args.time_limit, "results": results}
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(raw, indent=1, default=str))
     wall = sum(r.get("wall", 0.0) for r in results.values())
     peak = max((r.get("peak_gb", 0.0) for r in results.values()), default=0.0)
     print(f"| variant | {' | '.join(names)} | wall | peak RSS |")
