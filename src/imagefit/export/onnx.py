@@ -38,7 +38,7 @@ def export_onnx(run_path: str | Path, *, out: str | Path | None = None, overwrit
     if is_ensemble(run_path):
         return _export_ensemble(Path(run_path), out=Path(out) if out else None, overwrite=overwrite)
     run = load_run(Path(run_path))
-    target = Path(out) if out else run.path / "model.onnx"
+    target = Path(out) if out else run.files.onnx
     if target.suffix.lower() != ".onnx":
         raise UserError(f"{target}: the output name must end in .onnx")
     for written in (target, target.with_suffix(".json")):  # the graph and the facts beside it

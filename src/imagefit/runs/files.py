@@ -65,6 +65,18 @@ class RunFiles:
         return self.root / UNKNOWN_INDEX
 
     @property
+    def onnx(self) -> Path:  # `imagefit export`'s graph; its facts beside it (`.json`), and its unknown index
+        return self.root / "model.onnx"
+
+    @property
+    def onnx_facts(self) -> Path:  # labels, preprocessing, outputs and task of the exported graph
+        return self.onnx.with_suffix(".json")
+
+    @property
+    def onnx_unknown_index(self) -> Path:  # the training embeddings, copied beside the exported graph
+        return self.onnx.with_name(f"{self.onnx.stem}.{UNKNOWN_INDEX}")
+
+    @property
     def logs(self) -> Path:  # Lightning's logger (CSV by default)
         return self.root / "logs"
 
