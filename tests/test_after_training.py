@@ -118,6 +118,7 @@ def test_explain_writes_overlays_for_the_predicted_class(tiny_run, tmp_path):
     assert len(explanations) == 2 and all(e.overlay.shape == (32, 32, 3) for e in explanations)
     predicted = imagefit.predict(tiny_run, paths, tta_n=1)
     assert [e.label for e in explanations] == predicted.labels
+    assert [e.confidence for e in explanations] == pytest.approx(predicted.probabilities.max(axis=1), abs=1e-3)
     assert len(list((tmp_path / "cams").glob("*.png"))) == 2
 
 

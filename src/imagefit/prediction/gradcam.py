@@ -88,8 +88,11 @@ def gradcam(
     images: list[Image.Image],
     classes: list[str],
     targets: list[int | None] | None = None,
+    *,
+    temperature: float = 1.0,
 ) -> list[tuple[np.ndarray, int, float]]:
-    """(overlay, explained class, its probability) per image; a target of None explains the predicted class."""
+    """(overlay, explained class, its probability) per image; a target of None explains the predicted class.
+    The probability is softmax(logits / temperature): with the run's temperature, the one `predict` gives."""
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.image import show_cam_on_image
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -101,7 +104,7 @@ def gradcam(
         for index, image in enumerate(images):
             tensor, picture = model_input(image, preprocess)
             with torch.no_grad():
-                probabilities = model(tensor).softmax(dim=1)[0]
+                probabilities = (model(tensor) / temperature).softmax(dim=1)[0]
             wanted = targets[index] if targets and targets[index] is not None else int(probabilities.argmax())
             mask = cam(input_tensor=tensor, targets=[ClassifierOutputTarget(wanted)])[0]
             overlay = show_cam_on_image(picture, mask, use_rgb=True, image_weight=0.55)
@@ -129,7 +132,11 @@ def explain(
     wanted = [run.classes.index(target) if target else None] * len(pictures)
     explanations = []
     for locator, (overlay, label_index, confidence) in zip(
-        locators, gradcam(load_trained(run), run.preprocess, pictures, run.classes, wanted), strict=True
+        locators,
+        gradcam(
+            load_trained(run), run.preprocess, pictures, run.classes, wanted, temperature=run.inference.temperature
+        ),
+        strict=True,
     ):
         label = run.classes[label_index]
         Image.fromarray(overlay).save(free_path(out, f"{image_id(locator)}_{label}", ".png"))

@@ -135,7 +135,7 @@ def gradcam_section(page: Page) -> str:
             pictures.append(open_image(row["path"]))
         except UNREADABLE:  # changed or gone since the evaluation
             chosen.remove(row)
-    overlays = gradcam(load_trained(run), run.preprocess, pictures, run.classes)
+    overlays = gradcam(load_trained(run), run.preprocess, pictures, run.classes, temperature=run.inference.temperature)
     cards = []
     for row, (overlay, label_index, confidence) in zip(chosen, overlays, strict=True):
         verdict = "right" if row["true"] == row["predicted"] else "wrong"
