@@ -62,8 +62,10 @@ def test_decisions_thresholds_and_csv_columns_follow_the_task():
     assert thresholds.tolist() == pytest.approx([0.5, 0.65, 0.5])
     assert task_for(MULTI).decide(probabilities, CLASSES, thresholds) == ["a"]
     assert task_for(MULTI).csv_label("a|c") == "a c"
-    assert task_for(SINGLE).csv_details(probabilities[0], CLASSES, 2)[0] == ["confidence", "top_k"]
-    assert task_for(MULTI).csv_details(probabilities[0], CLASSES, 2)[0] == CLASSES
+    assert task_for(SINGLE).csv_columns(CLASSES) == ["confidence", "top_k"]
+    assert task_for(MULTI).csv_columns(CLASSES) == CLASSES
+    assert task_for(SINGLE).csv_details(probabilities[0], CLASSES, 2) == ["0.700000", "a:0.7000;b:0.6000"]
+    assert task_for(MULTI).csv_details(probabilities[0], CLASSES, 2) == ["0.700000", "0.600000", "0.100000"]
 
 
 def test_a_feature_a_task_does_not_offer_is_refused_in_one_line():

@@ -33,7 +33,7 @@ def write_csv(
     flagged = predictions.unknown if scores is not None else np.zeros(len(predictions.paths), bool)
     header = ["Id", task.csv_label_column]
     if full:
-        header += ["path", *task.csv_details(np.zeros(len(classes), np.float32), classes, top_k)[0]]
+        header += ["path", *task.csv_columns(classes)]
         header += ["unknown", "unknown_score"] if scores is not None else []
     records = []
     for index, (path, label, row) in enumerate(
@@ -42,7 +42,7 @@ def write_csv(
         shown = unknown_label if unknown_label and flagged[index] else task.csv_label(label)
         record = [image_id(path), shown]
         if full:
-            record += [path, *task.csv_details(row, classes, top_k)[1]]
+            record += [path, *task.csv_details(row, classes, top_k)]
             if scores is not None:
                 record += [str(bool(flagged[index])).lower(), f"{scores[index]:.6f}"]
         records.append(record)

@@ -118,8 +118,12 @@ class Task(ABC):
         """The label as the CSV's second column writes it."""
 
     @abstractmethod
-    def csv_details(self, row: np.ndarray, classes: list[str], top_k: int) -> tuple[list[str], list[str]]:
-        """--full's columns after `path`: (header, values) for one image's probabilities."""
+    def csv_columns(self, classes: list[str]) -> list[str]:
+        """--full's columns after `path`."""
+
+    @abstractmethod
+    def csv_details(self, row: np.ndarray, classes: list[str], top_k: int) -> list[str]:
+        """--full's values of those columns for one image's probabilities."""
 
     # --- tensors (training and export)
     @abstractmethod

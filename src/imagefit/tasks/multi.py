@@ -131,8 +131,11 @@ class MultiLabel(Task):
     def csv_label(self, label: str) -> str:
         return " ".join(labels_of(label))
 
-    def csv_details(self, row: np.ndarray, classes: list[str], top_k: int) -> tuple[list[str], list[str]]:
-        return list(classes), [f"{p:.6f}" for p in row]
+    def csv_columns(self, classes: list[str]) -> list[str]:
+        return list(classes)  # one probability a label
+
+    def csv_details(self, row: np.ndarray, classes: list[str], top_k: int) -> list[str]:
+        return [f"{p:.6f}" for p in row]
 
     def loss(self, logits, targets, weights=None, smoothing: float = 0.0):
         import torch.nn.functional as F

@@ -22,7 +22,6 @@ class SingleLabel(Task):
     flags_unknown = True
     chosen_on_val = "inference"  # temperature, test-time views and size (training.polish)
     report_sections = ("summary", "curves", "confusion", "per-class", "errors", "gradcam", "calibration", "recipe")
-    unsupported: dict[str, str] = {}
 
     def parts(self, label: str) -> list[str]:
         return [label]
@@ -99,10 +98,13 @@ class SingleLabel(Task):
     def csv_label(self, label: str) -> str:
         return label
 
-    def csv_details(self, row: np.ndarray, classes: list[str], top_k: int) -> tuple[list[str], list[str]]:
+    def csv_columns(self, classes: list[str]) -> list[str]:
+        return ["confidence", "top_k"]
+
+    def csv_details(self, row: np.ndarray, classes: list[str], top_k: int) -> list[str]:
         order = np.argsort(-row)[:top_k]
         ranked = ";".join(f"{classes[i]}:{row[i]:.4f}" for i in order)
-        return ["confidence", "top_k"], [f"{row.max():.6f}", ranked]
+        return [f"{row.max():.6f}", ranked]
 
     def loss(self, logits, targets, weights=None, smoothing: float = 0.0):
         import torch.nn.functional as F
