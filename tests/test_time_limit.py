@@ -171,3 +171,25 @@ def test_the_budget_rescales_the_finish_by_the_measured_evaluation_speed_and_mov
     # Never under half the planned finish, however fast one validation pass looks.
     floor, _, _, _ = _budget_after_one_epoch(1.0)
     assert floor.scale == pytest.approx(floor.SMALLEST_SCALE)
+
+
+def test_the_budget_plans_the_remaining_epochs_at_the_slowest_epochs_pace():
+    from types import SimpleNamespace
+
+    from imagefit.training.budget import TimeBudget
+
+    clock = _Clock()
+    budget = TimeBudget(clock.now + 400.0, finish=0.0, val=0.0, cap=100, clock=clock)
+    retargeted = []
+    trainer = SimpleNamespace(current_epoch=0, sanity_checking=False, fit_loop=SimpleNamespace(max_epochs=9))
+    trainer.max_epochs, trainer.callbacks = 9, []
+    module = SimpleNamespace(retarget=retargeted.append)
+    for seconds in (60.0, 90.0, 50.0):  # the second epoch runs 1.5x the first, the third faster again
+        budget.on_train_epoch_start(trainer, module)
+        clock.now += seconds
+        budget.on_train_epoch_end(trainer, module)
+        trainer.current_epoch += 1
+    # 200 s left after 3 epochs: at the slowest pace (90 s x 1.1 = 99 s) 2 more fit, 5 in all (the last
+    # epoch's 50 s pace would have promised 3 more, and the curve would have been laid for them).
+    assert budget.slowest == 90.0
+    assert trainer.fit_loop.max_epochs == 5 and retargeted[-1] == 5

@@ -3,11 +3,12 @@
 As Ultralytics' `time`, a time limit overrides the recipe's epochs (an `--epochs` given with it
 is a cap). The model's training and inference speed are measured on a few synthetic batches at
 the planned size; the plan charges feature extraction, every fine-tuning epoch (training and
-validation) and the final evaluation, the choice of the prediction settings and the report
-against the limit. The plan is corrected twice with measured times: after the feature pass
-(`replan_epochs`) and after every fine-tuning epoch (`TimeBudget`), whose learning-rate curve is
-stretched or shrunk to the new end. Lightning's `max_time` stops fine-tuning at the deadline
-should an epoch still run long.
+validation) and the finish (prediction settings, evaluation, unknown index, report: priced by
+`finish_plan` at what each really runs, and shrunk to FINISH_SHARE of the limit) against the
+limit. The plan is corrected with measured times: after the feature pass (`replan_epochs`), after
+every fine-tuning epoch (`TimeBudget`, at the slowest epoch's pace), whose learning-rate curve is
+stretched or shrunk to the new end, and in the finish, which drops optional work that no longer
+fits. Lightning's `max_time` stops fine-tuning at the deadline should an epoch still run long.
 """
 
 from __future__ import annotations
@@ -25,17 +26,22 @@ from imagefit.data.sources import Sample
 from imagefit.models import ImageClassifier, preprocess_for
 from imagefit.models.factory import fixed_input_size
 from imagefit.prediction.openset import INDEX_SIZE
+from imagefit.training.finish_plan import (
+    FINISH_SHARE,
+    REPORT_SECONDS,
+    FinishCounts,
+    FinishWork,
+    finish_seconds,
+    plan_finish,
+)
+from imagefit.training.polish import evaluation_sizes
 from imagefit.training.rates import Rates, measure_prep, measure_rates
 
 # Real epochs run a little slower than the measured parts add up to (loader start, checkpoints).
 REAL_LOOP_FACTOR = 1.1
 EPOCH_OVERHEAD_S = 1.0
-REPORT_SECONDS = 15.0
 SMALLEST_SIZE = 96
 MAX_PLANNED_EPOCHS = 60  # fine-tuning epochs a time limit may plan when no --epochs caps it
-# Choosing the prediction settings runs val through the model at 3 sizes (1, 1.15^2, 1.3^2 the
-# pixels) with the mirror: about 2 * (1 + 1.32 + 1.69) = 8 val passes at the training size.
-TUNE_INFERENCE_PASSES = 8.0
 
 
 @dataclass
@@ -113,6 +119,7 @@ def plan_time(
             frozen_epochs=recipe.schedule.frozen_epochs,
             tune_inference=recipe.predict.tune_inference,
             unknown_index=recipe.predict.unknown_index,
+            mirror=recipe.augment.hflip,
         )
         smaller = max(SMALLEST_SIZE, int(size * 0.75) // 32 * 32)
         fixed_size = fixed_input_size(model.backbone)  # ViTs are built for one input size
@@ -135,6 +142,7 @@ def fit_plan(
     frozen_epochs: int,
     tune_inference: bool = False,
     unknown_index: bool = False,
+    mirror: bool = True,
 ) -> TimePlan:
     """The plan at one image size: feature views dropped first, then fine-tuning epochs, until it fits."""
     n_train, n_val, n_test = counts.get("train", 0), counts.get("val", 0), counts.get("test", 0)
@@ -146,11 +154,16 @@ def fit_plan(
         per_image = rates.prep_eval + (view_count - 1) * rates.prep_train
         return REAL_LOOP_FACTOR * (rates.seconds(n_train, per_image, rates.infer / view_count) + evaluation(n_val))
 
-    finish = REAL_LOOP_FACTOR * evaluation(n_val + n_test) + (REPORT_SECONDS if report else 0.0)
-    if tune_inference:
-        finish += REAL_LOOP_FACTOR * evaluation(n_val) * TUNE_INFERENCE_PASSES
-    if unknown_index:  # the training embeddings of the unknown index, and val's scores
-        finish += REAL_LOOP_FACTOR * evaluation(min(n_train, INDEX_SIZE) + n_val)
+    finish = planned_finish(
+        limit,
+        size=size,
+        per_image=REAL_LOOP_FACTOR * rates.seconds(1, rates.prep_eval, rates.infer),
+        counts=FinishCounts(n_train, n_val, n_test),
+        report=report,
+        tune_inference=tune_inference,
+        unknown_index=unknown_index,
+        mirror=mirror,
+    )
     epoch = REAL_LOOP_FACTOR * (rates.seconds(n_train, rates.prep_train, rates.train) + evaluation(n_val))
     epoch += EPOCH_OVERHEAD_S
     if not head_on_features:  # frozen epochs run through the backbone: forward only (no backward through it)
@@ -169,6 +182,30 @@ def fit_plan(
     left = limit - spent - features - finish
     epochs = max(0, min(wanted, math.floor(left / epoch))) if left > 0 else 0
     return TimePlan(limit, spent, size, views_used, epochs, rates, features, epoch, finish, evaluation(n_val))
+
+
+def planned_finish(
+    limit: float,
+    *,
+    size: int,
+    per_image: float,
+    counts: FinishCounts,
+    report: bool,
+    tune_inference: bool,
+    unknown_index: bool,
+    mirror: bool,
+) -> float:
+    """Seconds the finish is planned to take: all of it, or what fits FINISH_SHARE of the limit (finish_plan)."""
+    full = FinishWork(
+        tuple(evaluation_sizes(size)) if tune_inference else (size,),
+        2 if tune_inference and mirror else 1,
+        INDEX_SIZE if unknown_index else 0,
+    )
+    price = dict(
+        per_image=per_image, counts=counts, report_seconds=REPORT_SECONDS if report else 0.0, choose=tune_inference
+    )
+    work, _ = plan_finish(full, left=FINISH_SHARE * limit, **price)
+    return finish_seconds(work, **price)
 
 
 def apply_plan(recipe: Recipe, plan: TimePlan) -> Recipe:
@@ -192,9 +229,12 @@ class TimeBudget(L.Callback):
     The deadline leaves time for the finish (final evaluation, prediction settings, report) and a last
     validation, both planned from the probe's inference rate. Each validation pass measures the real
     rate (decoding included), and the finish is rescaled by it: on clothing-small the probe's estimate
-    was 1.4x the real finish, which cost the run its last epoch. The epoch count follows that epoch's
-    measured time, the module's learning-rate curve is retargeted to the new last epoch (`retarget`),
-    so the cosine still ends at the end of the run, and Lightning's `max_time` is moved to the new deadline.
+    was 1.4x the real finish, which cost the run its last epoch. The epoch count follows the slowest
+    epoch's measured time (on held-back sets a later epoch ran 1.25x the first: planned at the first's
+    pace, the run found too late that its last planned epoch did not fit, and the epoch it ended on
+    had run at the middle of a curve laid for one more), the module's learning-rate curve is retargeted
+    to the new last epoch (`retarget`), so the cosine still ends at the end of the run, and Lightning's
+    `max_time` is moved to the new deadline.
     """
 
     SMALLEST_SCALE = 0.5  # the finish is never planned at under half the probe's estimate
@@ -206,6 +246,7 @@ class TimeBudget(L.Callback):
         self.cap = cap  # most epochs in all (Lightning's counting)
         self.clock = clock
         self.scale = 1.0  # measured / planned evaluation time
+        self.slowest = 0.0  # the slowest fine-tuning epoch so far, validation included (seconds)
         self._started = 0.0
         self._val_started = None
 
@@ -228,7 +269,8 @@ class TimeBudget(L.Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         now = self.clock()
-        seconds = (now - self._started) * REAL_LOOP_FACTOR
+        self.slowest = max(self.slowest, now - self._started)
+        seconds = self.slowest * REAL_LOOP_FACTOR  # epochs vary (1.25x on held-back sets): plan at the slowest
         done = trainer.current_epoch + 1
         epochs = min(self.cap, done + max(0, math.floor((self.deadline - now) / max(seconds, 1e-3))))
         if epochs != trainer.max_epochs and epochs >= done:

@@ -8,20 +8,24 @@ and each fact it chooses goes into config.json through the run's `ConfigRecord`.
 from __future__ import annotations
 
 import csv
+from collections import Counter
 
 from rich.console import Console
 
 from imagefit import runs
+from imagefit.config import parse_duration
 from imagefit.errors import UserError
 from imagefit.evaluation.evaluator import evaluate
 from imagefit.models.trained import load_trained
 from imagefit.prediction.batches import predict_with
+from imagefit.prediction.openset import INDEX_SIZE
 from imagefit.prediction.output import write_csv
 from imagefit.prediction.predictors import TorchPredictor
 from imagefit.report.writer import write_report
 from imagefit.tasks.multi import THRESHOLD_FLOOR, best_thresholds
 from imagefit.training.callbacks import release_memory
 from imagefit.training.engine import on_gpu
+from imagefit.training.finish_plan import FinishBudget, FinishCounts
 from imagefit.training.plan import Plan, StageFn
 from imagefit.training.polish import choose_inference, describe, fit_unknown
 from imagefit.training.refit import mark_val_as_training
@@ -55,13 +59,17 @@ def _evaluate(plan: Plan, console: Console, model) -> None:
     run = runs.load_run(plan.run_dir)
     model = model if model is not None else load_trained(run)
     config = record.values()
+    budget = finish_budget(plan, run)
     chosen = run.task.chosen_on_val  # thresholds a label, or the prediction settings (temperature, views, size)
     if chosen == "thresholds" and chosen not in config:
         choose_thresholds(run, model, console, device)
     elif chosen == "inference" and plan.recipe.predict.tune_inference and chosen not in config:
-        choose_prediction_settings(run, model, console, device)
-    if plan.recipe.predict.unknown_index and not record.has("unknown"):
-        add_unknown_index(runs.load_run(plan.run_dir), model, device, seed=plan.recipe.data.seed)
+        choose_prediction_settings(run, model, console, device, budget)
+    if budget is not None and budget.said():
+        console.print(budget.said(), highlight=False)
+    index_size = budget.work.index_size if budget is not None and budget.work is not None else INDEX_SIZE
+    if plan.recipe.predict.unknown_index and not record.has("unknown") and index_size:
+        add_unknown_index(runs.load_run(plan.run_dir), model, device, seed=plan.recipe.data.seed, size=index_size)
     run = runs.load_run(plan.run_dir)  # with what was chosen on val
     predictor = TorchPredictor.for_run(run, model, device=device)
     evaluate(plan.run_dir, device=device, predictor=predictor)
@@ -84,8 +92,22 @@ def predict_unlabelled(files: runs.RunFiles, predictor: TorchPredictor, console:
     )
 
 
-def add_unknown_index(run: runs.Run, model, device: str, *, seed: int) -> None:
-    """The training embeddings that flag unknown images, and the threshold chosen on val, into the run folder.
+def finish_budget(plan: Plan, run: runs.Run) -> FinishBudget | None:
+    """What the finish of a --time-limit run may spend (None without a limit): the time left, the images it passes."""
+    if not plan.recipe.schedule.time_limit:
+        return None
+    counts = Counter(s.split for s in run.split())
+    unlabelled = plan.files.unlabelled.read_text().count("\n") - 1 if plan.files.unlabelled.exists() else 0
+    return FinishBudget(
+        deadline=plan.started + parse_duration(plan.recipe.schedule.time_limit),
+        counts=FinishCounts(counts["train"], counts["val"], counts["test"], unlabelled),
+        index_size=INDEX_SIZE if plan.recipe.predict.unknown_index else 0,
+    )
+
+
+def add_unknown_index(run: runs.Run, model, device: str, *, seed: int, size: int = INDEX_SIZE) -> None:
+    """The training embeddings (up to SIZE) that flag unknown images, and the threshold chosen on val, into the run
+    folder.
 
     A refit's val images are training images: its threshold comes from the index's leave-one-out scores.
     """
@@ -99,6 +121,7 @@ def add_unknown_index(run: runs.Run, model, device: str, *, seed: int) -> None:
         run.classes,
         device=device,
         seed=seed,
+        size=size,
     )
     index.save(run.path / facts["index"])
     runs.ConfigRecord(run.files).set_unknown(facts)
@@ -120,12 +143,16 @@ def choose_thresholds(run: runs.Run, model, console: Console, device: str) -> No
     )
 
 
-def choose_prediction_settings(run: runs.Run, model, console: Console, device: str) -> None:
-    """Evaluation size, mirror TTA and temperature chosen on val, into config.json, with one line said."""
+def choose_prediction_settings(
+    run: runs.Run, model, console: Console, device: str, budget: FinishBudget | None = None
+) -> None:
+    """Evaluation size, mirror TTA and temperature chosen on val (within BUDGET), into config.json, one line said."""
     val = [s for s in run.split() if s.split == "val"]
     mirror = run.recipe.augment.hflip
     preprocess = run.train_preprocess
-    inference, candidates = choose_inference(model, preprocess, val, run.classes, mirror=mirror, device=device)
+    inference, candidates = choose_inference(
+        model, preprocess, val, run.classes, mirror=mirror, device=device, budget=budget
+    )
     if not candidates:
         return
     runs.ConfigRecord(run.files).set_inference(inference.to_dict(), candidates)

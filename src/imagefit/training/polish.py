@@ -10,6 +10,7 @@ candidate (larger size, more views) must beat the cheaper ones by MARGIN to be c
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import numpy as np
 import torch
@@ -22,6 +23,7 @@ from imagefit.prediction.batches import map_batches
 from imagefit.prediction.openset import UnknownIndex
 from imagefit.prediction.predictors import TorchPredictor
 from imagefit.runs import Inference
+from imagefit.training.finish_plan import FinishBudget
 
 MARGIN = 0.01  # relative val log loss a costlier candidate must save
 SIZE_STEPS = (1.0, 1.15, 1.3)  # evaluation sizes tried, as multiples of the training size
@@ -42,21 +44,34 @@ def choose_inference(
     *,
     mirror: bool,
     device: str = "cpu",
+    budget: FinishBudget | None = None,
 ) -> tuple[Inference, list[dict]]:
-    """The Inference with the lowest val log loss (cost-aware), and every candidate's figures."""
+    """The Inference with the lowest val log loss (cost-aware), and every candidate's figures.
+
+    With a BUDGET (a time limit), the first pass (the training size) prices an image, and the budget
+    settles which larger sizes and views are still tried.
+    """
     model = model.eval().to(device=device, memory_format=torch.channels_last)
     predictor = TorchPredictor(model, classes, preprocess, device=device)
     index = {name: i for i, name in enumerate(classes)}
     labels = {s.path: index[s.label] for s in val}
-    views = 2 if mirror else 1
+    views = allowed = 2 if mirror else 1
+    sizes = evaluation_sizes(preprocess.size, fixed=fixed_input_size(model.backbone))
     candidates = []
-    for size in evaluation_sizes(preprocess.size, fixed=fixed_input_size(model.backbone)):
+    for size in sizes:
+        if candidates and budget is not None and size not in budget.work.sizes:
+            break
+        started = time.perf_counter()
         sized = dataclasses.replace(preprocess, size=size)
         paths, logits, _ = map_batches(predictor.logits, sized, [s.path for s in val], views=views, average=False)
         if not paths:
             break
+        if budget is not None and budget.work is None:
+            spent = time.perf_counter() - started
+            per_image = spent / (len(paths) * views)
+            allowed = budget.settle(per_image=per_image, spent=spent, sizes=tuple(sizes), views=views).views
         targets = np.array([labels[p] for p in paths])
-        for count in range(1, views + 1):
+        for count in range(1, allowed + 1):
             chosen = logits[:, :count]
             temperature = fit_temperature(chosen, targets)
             probabilities = view_probabilities(chosen, temperature)
@@ -108,8 +123,10 @@ def fit_unknown(
     *,
     device: str = "cpu",
     seed: int = 0,
+    size: int = 0,
 ) -> tuple[UnknownIndex, dict]:
-    """The unknown-image index from training embeddings, its threshold set on val; and its config.json facts.
+    """The unknown-image index from (up to SIZE, else INDEX_SIZE) training embeddings, its threshold set on val; and
+    its config.json facts.
 
     With no val (a refit on train + val), the threshold comes from the index's own leave-one-out scores.
     """
@@ -118,9 +135,9 @@ def fit_unknown(
 
     model = model.eval().to(device=device, memory_format=torch.channels_last)
     predictor = TorchPredictor(model, classes, inference.preprocess, device, inference.temperature, inference.tta_n)
-    chosen = train
-    if len(train) > INDEX_SIZE:  # sampled before the pass: the index never holds more
-        keep = np.sort(np.random.default_rng(seed).choice(len(train), size=INDEX_SIZE, replace=False))
+    chosen, size = train, size or INDEX_SIZE
+    if len(train) > size:  # sampled before the pass: the index never holds more
+        keep = np.sort(np.random.default_rng(seed).choice(len(train), size=size, replace=False))
         chosen = [train[i] for i in keep]
     count = len(classes)
 
