@@ -24,7 +24,8 @@ def _plan(name: str, given=()) -> Plan:
 def test_far_images_update_batchnorm_and_fine_tune_faster_photos_keep_the_recipe(name, far):
     model, preprocess, _ = build_classifier(ModelRecipe(image_size=192), 2)
     printed = io.StringIO()
-    recipe = adapt(_plan(name), model, preprocess, Console(file=printed, width=200))
+    recipe, shift = adapt(_plan(name), model, preprocess, Console(file=printed, width=200))
+    assert (shift > 0.22) is far and f"shift {shift:.2f}" in printed.getvalue()
     assert recipe.schedule.finetune_bn is False, "BatchNorm statistics stay: updating them lost everywhere"
     assert recipe.optim.finetune_lr_ratio == (0.3 if far else 0.1)
     assert ("far from the pretraining images" in printed.getvalue()) is far
@@ -33,13 +34,13 @@ def test_far_images_update_batchnorm_and_fine_tune_faster_photos_keep_the_recipe
 def test_an_option_the_user_set_is_not_adapted():
     model, preprocess, _ = build_classifier(ModelRecipe(image_size=192), 2)
     plan = _plan("digits", given={"finetune_lr_ratio"})
-    recipe = adapt(plan, model, preprocess, Console(file=io.StringIO()))
+    recipe, _ = adapt(plan, model, preprocess, Console(file=io.StringIO()))
     assert recipe.optim.finetune_lr_ratio == 0.1
 
 
 def test_small_images_get_gentler_crops_unless_the_user_chose():
     model, preprocess, _ = build_classifier(ModelRecipe(image_size=192), 2)
     plan = replace(_plan("hymenoptera"), median_side=8)
-    assert adapt(plan, model, preprocess, Console(file=io.StringIO())).augment.crop_scale == 0.7
+    assert adapt(plan, model, preprocess, Console(file=io.StringIO()))[0].augment.crop_scale == 0.7
     plan = replace(_plan("hymenoptera", given={"crop_scale"}), median_side=8)
-    assert adapt(plan, model, preprocess, Console(file=io.StringIO())).augment.crop_scale == 0.35
+    assert adapt(plan, model, preprocess, Console(file=io.StringIO()))[0].augment.crop_scale == 0.35

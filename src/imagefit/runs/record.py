@@ -44,6 +44,14 @@ class ConfigRecord:
         """--lr auto: the range test's facts and the recipe at its suggested rate."""
         self._update(recipe=recipe, lr_find=facts)
 
+    def set_measured(self, facts: dict) -> None:
+        """What the data showed before fine-tuning: the majority rate, the raw-pixel baseline, the head (on val)."""
+        self._update(measured=facts)
+
+    def set_probe(self, recipe: dict, facts: dict) -> None:
+        """Far data: the fine-tuning rate probe's figures, and the recipe at the rate it chose."""
+        self._update(recipe=recipe, probe=facts)
+
     def set_soup(self, facts: dict) -> None:
         """The epochs the greedy soup averaged, and its val loss against the kept epoch's."""
         self._update(soup=facts)

@@ -50,6 +50,10 @@ class Task(ABC):
     def __repr__(self) -> str:
         return f"Task({self.name!r})"
 
+    def offers(self, feature: str) -> bool:
+        """Whether this task offers FEATURE (see `unsupported`)."""
+        return feature not in self.unsupported
+
     def require(self, feature: str, where: object = "") -> None:
         """Refuse, in one line, a feature this task does not offer."""
         if feature in self.unsupported:

@@ -31,6 +31,7 @@ class MultiLabel(Task):
         "sampler": SAMPLER,
         "ensemble": "ensembles are of single-label runs for now; a multi-label run was given",
         "add-class": "the run is multi-label: add-class works on single-label runs for now",
+        "baseline": "the majority rate and the raw-pixel baseline are measured for single-label runs",
     }
 
     def parts(self, label: str) -> list[str]:

@@ -26,6 +26,7 @@ from imagefit.data.sources import Sample
 from imagefit.models import ImageClassifier, preprocess_for
 from imagefit.models.factory import fixed_input_size
 from imagefit.prediction.openset import INDEX_SIZE
+from imagefit.training.baseline import MOST_TRAIN
 from imagefit.training.finish_plan import (
     FINISH_SHARE,
     REPORT_SECONDS,
@@ -152,7 +153,11 @@ def fit_plan(
 
     def feature_pass(view_count: int) -> float:  # one decode, then the plain view and the augmented ones
         per_image = rates.prep_eval + (view_count - 1) * rates.prep_train
-        return REAL_LOOP_FACTOR * (rates.seconds(n_train, per_image, rates.infer / view_count) + evaluation(n_val))
+        pass_seconds = rates.seconds(n_train, per_image, rates.infer / view_count) + evaluation(n_val)
+        return REAL_LOOP_FACTOR * (pass_seconds + baseline)
+
+    # the raw-pixel baseline after the head (training.baseline): one more decode of its images, no model
+    baseline = (min(n_train, MOST_TRAIN) + n_val) * rates.prep_eval
 
     finish = planned_finish(
         limit,

@@ -10,11 +10,15 @@ from imagefit import runs
 from imagefit.config import Recipe
 from imagefit.data.inventory import content_hashes
 from imagefit.files import cpu_tensors, save_tensors
+from imagefit.tasks import task_for
+from imagefit.training.baseline import Measured, majority_rate, pixel_baseline
 from imagefit.training.budget import TimePlan, replan_epochs
+from imagefit.training.distance import FAR_SHIFT
 from imagefit.training.engine import on_gpu
 from imagefit.training.frozen import cached_head_phase
 from imagefit.training.lr_find import lr_find_stage, wants_lr_find
 from imagefit.training.plan import Plan, StageFn, with_recipe
+from imagefit.training.probe import probe_batches, probe_rates
 from imagefit.training.setup import Setup
 
 
@@ -29,6 +33,9 @@ def head_stage(
     head_rows: list[dict] = []
     if offset and stage == "new":
         head_rows = head_phase(plan, setup, console, notify)
+        measure(plan, setup, head_rows, console)
+        if wants_probe(plan, setup):
+            plan = with_recipe(plan, probe_stage(plan, setup, console, notify))
         if setup.budget is not None:
             plan = with_recipe(plan, replan(plan, setup.budget, console))
     elif offset and stage == "head":  # phase 1 is done: its model and history rows are in the run folder
@@ -61,6 +68,49 @@ def head_phase(plan: Plan, setup: Setup, console: Console, notify: StageFn) -> l
     save_tensors(files.head_only, cpu_tensors(model.state_dict()))
     runs.write_rows(files.history, runs.HISTORY_COLUMNS, rows)
     return rows
+
+
+def measure(plan: Plan, setup: Setup, head_rows: list[dict], console: Console) -> Measured | None:
+    """The majority rate, the raw-pixel baseline and the head on val: said in one line, kept in config.json."""
+    if not task_for(plan.task).offers("baseline"):
+        return None
+    train = [s for s in plan.samples if s.split == "train"]
+    val = [s for s in plan.samples if s.split == "val"]
+    measured = Measured(
+        majority=majority_rate([s.label for s in val]),
+        pixels=pixel_baseline(train, val, setup.preprocess, seed=plan.recipe.data.seed),
+        head=head_rows[-1]["val_accuracy"] if head_rows else None,
+        shift=setup.shift,
+    )
+    console.print(measured.line(), highlight=False)
+    runs.ConfigRecord(plan.files).set_measured(measured.to_dict())
+    return measured
+
+
+def wants_probe(plan: Plan, setup: Setup) -> bool:
+    """Far data (adapt's measured shift), the fine-tuning rate not set by the user, fine-tuning to come."""
+    recipe = plan.recipe
+    far = setup.shift is not None and setup.shift > FAR_SHIFT
+    fine_tunes = recipe.schedule.epochs > recipe.schedule.frozen_epochs
+    return far and recipe.schedule.adapt and fine_tunes and "finetune_lr_ratio" not in plan.given
+
+
+def probe_stage(plan: Plan, setup: Setup, console: Console, notify: StageFn) -> Recipe:
+    """The fine-tuning rate the probe chooses (said, and kept in config.json with the probe's figures)."""
+    notify("probe")
+    task = task_for(plan.task)
+    train = [s for s in plan.samples if s.split == "train"]
+    batches, held = probe_batches(train, setup.preprocess, plan.recipe, task, plan.classes, seed=plan.recipe.data.seed)
+    weights = setup.class_weights
+
+    def loss(logits, targets, smoothing):
+        return task.loss(logits, targets, weights, smoothing)
+
+    result = probe_rates(setup.model, plan.recipe, batches, held, loss)
+    console.print(result.line(), highlight=False)
+    recipe = plan.recipe.override(finetune_lr_ratio=result.chosen)
+    runs.ConfigRecord(plan.files).set_probe(recipe.to_dict(), result.to_dict())
+    return recipe
 
 
 def replan(plan: Plan, budget: TimePlan, console: Console) -> Recipe:

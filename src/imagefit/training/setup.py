@@ -38,6 +38,7 @@ class Setup:
     imbalance: str  # 'weights', 'sampler' or 'none'
     class_weights: torch.Tensor | None
     budget: TimePlan | None  # the --time-limit plan of a new run
+    shift: float | None = None  # the BatchNorm input shift adapt measured (a new run)
 
 
 def build_setup(plan: Plan, stage: str, *, planned: bool, console: Console, report: bool) -> Setup:
@@ -52,8 +53,9 @@ def build_setup(plan: Plan, stage: str, *, planned: bool, console: Console, repo
     )
     if recipe.engine.channels_last:  # before anything runs it: DDP needs the same strides in every process
         model = model.to(memory_format=torch.channels_last)
+    shift = None
     if recipe.schedule.adapt and recipe.model.pretrained and stage == "new" and not planned:
-        recipe = adapt(plan, model, preprocess, console)
+        recipe, shift = adapt(plan, model, preprocess, console)
     budget = None
     if recipe.schedule.time_limit and not planned:
         recipe, preprocess, budget = apply_time_limit(plan, recipe, model, preprocess, console, report)
@@ -67,7 +69,7 @@ def build_setup(plan: Plan, stage: str, *, planned: bool, console: Console, repo
         weighted_sampler=mode == "sampler",
         task=plan.task,
     )
-    return Setup(recipe, model, preprocess, weights_source, datamodule, mode, weights, budget)
+    return Setup(recipe, model, preprocess, weights_source, datamodule, mode, weights, budget, shift)
 
 
 def _imbalance(plan: Plan, recipe: Recipe, console: Console, planned: bool):
@@ -80,8 +82,9 @@ def _imbalance(plan: Plan, recipe: Recipe, console: Console, planned: bool):
     return found.mode, torch.from_numpy(found.weights) if found.weights is not None else None
 
 
-def adapt(plan: Plan, model, preprocess, console: Console) -> Recipe:
-    """The recipe adapted to how far the images are from the pretraining photos (one line says what and why)."""
+def adapt(plan: Plan, model, preprocess, console: Console) -> tuple[Recipe, float | None]:
+    """The recipe adapted to how far the images are from the pretraining photos (one line says what and why), and
+    the BatchNorm input shift measured (None for a model without BatchNorm)."""
     chosen = [s for s in plan.samples if s.split == "val"][:64] or plan.samples[:64]
     transform, views = eval_transform(preprocess), []
     for sample in chosen:
@@ -91,7 +94,7 @@ def adapt(plan: Plan, model, preprocess, console: Console) -> Recipe:
             continue
     shift = batchnorm_shift(model.backbone, torch.stack(views)) if views else None
     if shift is None:
-        return plan.recipe
+        return plan.recipe, None
     far = shift > FAR_SHIFT
     changes = {k: v for k, v in FAR_FINETUNE.items() if k not in plan.given} if far else {}
     small = 0 < plan.median_side <= SMALL_SIDE
@@ -103,7 +106,7 @@ def adapt(plan: Plan, model, preprocess, console: Console) -> Recipe:
         measured += f", images of {plan.median_side} px"
     said = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in changes.items()) or "recipe unchanged"
     console.print(f"adapt: {measured}: {said}", highlight=False)
-    return plan.recipe.override(**changes) if changes else plan.recipe
+    return (plan.recipe.override(**changes) if changes else plan.recipe), shift
 
 
 def apply_time_limit(plan: Plan, recipe: Recipe, model, preprocess, console: Console, report: bool):

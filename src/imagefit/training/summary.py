@@ -23,7 +23,30 @@ def print_summary(run: Run, console: Console) -> None:
     console.print(table)
     if run.refit_note:
         console.print(run.refit_note, highlight=False, soft_wrap=True)
+    floor = below_a_floor(run)
+    if floor:
+        console.print(f"[yellow]warning:[/] {floor}", highlight=False, soft_wrap=True)
     console.print(f"best epoch: {metrics.get('best_epoch')}   model: {run.recipe.model.backbone}")
     if run.files.report.exists():
         console.print(f"report: {run.files.report}", highlight=False, soft_wrap=True)
     console.print(f"run folder: {run.path}", highlight=False, soft_wrap=True)
+
+
+def below_a_floor(run: Run) -> str:
+    """One line when the kept model scores under the majority rate or the raw-pixel baseline on val, else ''."""
+    measured, val = run.config.get("measured") or {}, run.metrics.get("val") or {}
+    if not measured or "accuracy" not in val:
+        return ""
+    accuracy = val["accuracy"]
+    pixels = (measured.get("pixels") or {}).get("accuracy", 0.0)
+    if pixels > accuracy:
+        return (
+            f"a logistic regression on raw pixels scored {pixels:.4f} on val, the network {accuracy:.4f}: the "
+            "pretrained features do not fit these images; try --finetune-lr-ratio, --image-size or another --model"
+        )
+    if measured["majority"] > accuracy:
+        return (
+            f"always answering the largest class would score {measured['majority']:.4f} on val, the network "
+            f"{accuracy:.4f}: judge it by macro-F1 and balanced accuracy, or try --class-weight-power 0.5"
+        )
+    return ""
