@@ -1,5 +1,6 @@
 """Stage `head`: phase 1 on cached features of the frozen backbone (or its rows, when a resumed run has it),
-then the time plan's revision and --lr auto's range test. Each returns the recipe it settles on."""
+then what the data measures on val, the far-data rate probe, the time plan's revision and --lr auto's range
+test. Each returns the recipe it settles on."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ from imagefit.training.setup import Setup
 def head_stage(
     plan: Plan, setup: Setup, *, stage: str, offset: int, console: Console, notify: StageFn
 ) -> tuple[Plan, list[dict]]:
-    """Phase 1 when it is still to run (else its rows), the time plan's revision, --lr auto's test.
+    """Phase 1 when it is still to run (else its rows), what the data measures on val, the far-data rate probe,
+    the time plan's revision, --lr auto's test.
 
     Returns the plan with the recipe fine-tuning will use, and the head phase's history rows.
     """
@@ -88,11 +90,12 @@ def measure(plan: Plan, setup: Setup, head_rows: list[dict], console: Console) -
 
 
 def wants_probe(plan: Plan, setup: Setup) -> bool:
-    """Far data (adapt's measured shift), the fine-tuning rate not set by the user, fine-tuning to come."""
+    """Far data (adapt's shift), the fine-tuning rate not set by the user (nor --lr auto), fine-tuning to come."""
     recipe = plan.recipe
     far = setup.shift is not None and setup.shift > FAR_SHIFT
     fine_tunes = recipe.schedule.epochs > recipe.schedule.frozen_epochs
-    return far and recipe.schedule.adapt and fine_tunes and "finetune_lr_ratio" not in plan.given
+    chosen = "finetune_lr_ratio" in plan.given or recipe.optim.lr_find
+    return far and recipe.schedule.adapt and fine_tunes and not chosen
 
 
 def probe_stage(plan: Plan, setup: Setup, console: Console, notify: StageFn) -> Recipe:
