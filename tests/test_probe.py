@@ -87,5 +87,8 @@ def test_a_far_run_fine_tunes_at_the_rate_its_probe_chose(tmp_path, monkeypatch)
 def test_the_probe_runs_on_far_data_with_fine_tuning_to_come_and_the_rate_not_set(shift, given, epochs, expected):
     from imagefit.training.head_stage import wants_probe
 
-    plan = SimpleNamespace(recipe=Recipe().override(epochs=epochs, frozen_epochs=3), given=frozenset(given))
+    recipe = Recipe().override(epochs=epochs, frozen_epochs=3, probe=True)
+    plan = SimpleNamespace(recipe=recipe, given=frozenset(given))
     assert wants_probe(plan, SimpleNamespace(shift=shift)) is expected
+    off = SimpleNamespace(recipe=recipe.override(probe=False), given=frozenset(given))
+    assert wants_probe(off, SimpleNamespace(shift=shift)) is False, "off by default: it lost on digits"

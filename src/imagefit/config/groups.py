@@ -187,6 +187,14 @@ class ScheduleRecipe:
             "fine-tune at a higher rate; crop less of images of 64 px or less (options you set stay as set)"
         ),
     )
+    probe: bool = field(
+        default=False,
+        metadata=doc(
+            "on far data (adapt), choose the fine-tuning rate by a probe: 8 steps at each of 0.1, 0.3 and 1 of lr "
+            "from the trained head, the rate whose loss on held training images fell clearly most (off by default: "
+            "on digits it chose 0.1 where 0.3 wins; benchmarks/RESULTS.md)"
+        ),
+    )
     cached_head: bool = field(
         default=True,
         metadata=doc(

@@ -90,12 +90,12 @@ def measure(plan: Plan, setup: Setup, head_rows: list[dict], console: Console) -
 
 
 def wants_probe(plan: Plan, setup: Setup) -> bool:
-    """Far data (adapt's shift), the fine-tuning rate not set by the user (nor --lr auto), fine-tuning to come."""
+    """--probe on far data (adapt's shift), the rate not set by the user (nor --lr auto), fine-tuning to come."""
     recipe = plan.recipe
     far = setup.shift is not None and setup.shift > FAR_SHIFT
     fine_tunes = recipe.schedule.epochs > recipe.schedule.frozen_epochs
     chosen = "finetune_lr_ratio" in plan.given or recipe.optim.lr_find
-    return far and recipe.schedule.adapt and fine_tunes and not chosen
+    return far and recipe.schedule.adapt and recipe.schedule.probe and fine_tunes and not chosen
 
 
 def probe_stage(plan: Plan, setup: Setup, console: Console, notify: StageFn) -> Recipe:
