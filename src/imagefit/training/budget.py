@@ -95,17 +95,7 @@ def plan_time(
     views = recipe.schedule.head_views if head_on_features else 1
     started = time.perf_counter()
     while True:
-        rates = measure_rates(
-            model,
-            size,
-            recipe.data.forward_batch,
-            channels_last=recipe.engine.channels_last,
-            device=device,
-            frozen_bn=not recipe.schedule.finetune_bn,
-            keep_frozen=recipe.schedule.keep_frozen,
-        )
-        rates.prep_train, rates.prep_eval = measure_prep(samples, preprocess_for(model.backbone, size), recipe.augment)
-        rates.overlapped, rates.workers = device == "cuda", default_workers(recipe.data.num_workers)
+        rates = _measured_rates(recipe, model, size, samples, device)
         spent_now = spent + (time.perf_counter() - started)
         plan = fit_plan(
             limit,
@@ -127,6 +117,22 @@ def plan_time(
         if plan.fine_tune_epochs >= min(1, wanted) or smaller >= size or fixed_size:
             return plan
         size = smaller
+
+
+def _measured_rates(recipe: Recipe, model: ImageClassifier, size: int, samples: list[Sample], device: str) -> Rates:
+    """The model's training and inference speed at SIZE, and the decode times of SAMPLES."""
+    rates = measure_rates(
+        model,
+        size,
+        recipe.data.forward_batch,
+        channels_last=recipe.engine.channels_last,
+        device=device,
+        frozen_bn=not recipe.schedule.finetune_bn,
+        keep_frozen=recipe.schedule.keep_frozen,
+    )
+    rates.prep_train, rates.prep_eval = measure_prep(samples, preprocess_for(model.backbone, size), recipe.augment)
+    rates.overlapped, rates.workers = device == "cuda", default_workers(recipe.data.num_workers)
+    return rates
 
 
 def fit_plan(
@@ -151,14 +157,6 @@ def fit_plan(
     def evaluation(count: int) -> float:
         return rates.seconds(count, rates.prep_eval, rates.infer)
 
-    def feature_pass(view_count: int) -> float:  # one decode, then the plain view and the augmented ones
-        per_image = rates.prep_eval + (view_count - 1) * rates.prep_train
-        pass_seconds = rates.seconds(n_train, per_image, rates.infer / view_count) + evaluation(n_val)
-        return REAL_LOOP_FACTOR * (pass_seconds + baseline)
-
-    # the raw-pixel baseline after the head (training.baseline): one more decode of its images, no model
-    baseline = (min(n_train, MOST_TRAIN) + n_val) * rates.prep_eval
-
     finish = planned_finish(
         limit,
         size=size,
@@ -171,22 +169,44 @@ def fit_plan(
     )
     epoch = REAL_LOOP_FACTOR * (rates.seconds(n_train, rates.prep_train, rates.train) + evaluation(n_val))
     epoch += EPOCH_OVERHEAD_S
-    if not head_on_features:  # frozen epochs run through the backbone: forward only (no backward through it)
-        frozen = (
-            frozen_epochs
-            * REAL_LOOP_FACTOR
-            * (rates.seconds(n_train, rates.prep_train, rates.infer) + evaluation(n_val))
-        )
-        views_used, features = 1, frozen
-    else:
-        views_used = views
-        features = feature_pass(views)
-        while views_used > 1 and spent + features + finish > limit:
-            views_used -= 1
-            features = feature_pass(views_used)
+    features, views_used = _phase_one(
+        rates,
+        n_train,
+        n_val,
+        views=views,
+        head_on_features=head_on_features,
+        frozen_epochs=frozen_epochs,
+        room=limit - spent - finish,
+    )
     left = limit - spent - features - finish
     epochs = max(0, min(wanted, math.floor(left / epoch))) if left > 0 else 0
     return TimePlan(limit, spent, size, views_used, epochs, rates, features, epoch, finish, evaluation(n_val))
+
+
+def _phase_one(
+    rates: Rates, n_train: int, n_val: int, *, views: int, head_on_features: bool, frozen_epochs: int, room: float
+) -> tuple[float, int]:
+    """Seconds of phase 1 and the feature views it keeps: views are dropped while it overflows ROOM."""
+
+    def evaluation(count: int) -> float:
+        return rates.seconds(count, rates.prep_eval, rates.infer)
+
+    if not head_on_features:  # frozen epochs run through the backbone: forward only (no backward through it)
+        frozen = rates.seconds(n_train, rates.prep_train, rates.infer) + evaluation(n_val)
+        return frozen_epochs * REAL_LOOP_FACTOR * frozen, 1
+    # the raw-pixel baseline after the head (training.baseline): one more decode of its images, no model
+    baseline = (min(n_train, MOST_TRAIN) + n_val) * rates.prep_eval
+
+    def feature_pass(view_count: int) -> float:  # one decode, then the plain view and the augmented ones
+        per_image = rates.prep_eval + (view_count - 1) * rates.prep_train
+        pass_seconds = rates.seconds(n_train, per_image, rates.infer / view_count) + evaluation(n_val)
+        return REAL_LOOP_FACTOR * (pass_seconds + baseline)
+
+    views_used, features = views, feature_pass(views)
+    while views_used > 1 and features > room:
+        views_used -= 1
+        features = feature_pass(views_used)
+    return features, views_used
 
 
 def planned_finish(

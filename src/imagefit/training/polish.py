@@ -70,25 +70,31 @@ def choose_inference(
             spent = time.perf_counter() - started
             per_image = spent / (len(paths) * views)
             allowed = budget.settle(per_image=per_image, spent=spent, sizes=tuple(sizes), views=views).views
-        targets = np.array([labels[p] for p in paths])
-        for count in range(1, allowed + 1):
-            chosen = logits[:, :count]
-            temperature = fit_temperature(chosen, targets)
-            probabilities = view_probabilities(chosen, temperature)
-            candidates.append(
-                {
-                    "size": size,
-                    "tta_n": count,
-                    "temperature": round(temperature, 4),
-                    "val_log_loss": log_loss(probabilities, targets),
-                    "val_log_loss_before_scaling": log_loss(view_probabilities(chosen, 1.0), targets),
-                    "val_accuracy": float((probabilities.argmax(1) == targets).mean()),
-                }
-            )
+        candidates += _scored(logits, np.array([labels[p] for p in paths]), size, allowed)
     if not candidates:
         return Inference(preprocess), []
     best = pick(candidates)
     return Inference(dataclasses.replace(preprocess, size=best["size"]), best["tta_n"], best["temperature"]), candidates
+
+
+def _scored(logits: np.ndarray, targets: np.ndarray, size: int, views: int) -> list[dict]:
+    """One candidate a view count up to VIEWS at SIZE: its temperature, val log loss (before and after), accuracy."""
+    candidates = []
+    for count in range(1, views + 1):
+        chosen = logits[:, :count]
+        temperature = fit_temperature(chosen, targets)
+        probabilities = view_probabilities(chosen, temperature)
+        candidates.append(
+            {
+                "size": size,
+                "tta_n": count,
+                "temperature": round(temperature, 4),
+                "val_log_loss": log_loss(probabilities, targets),
+                "val_log_loss_before_scaling": log_loss(view_probabilities(chosen, 1.0), targets),
+                "val_accuracy": float((probabilities.argmax(1) == targets).mean()),
+            }
+        )
+    return candidates
 
 
 def pick(candidates: list[dict]) -> dict:
