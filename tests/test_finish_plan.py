@@ -87,30 +87,3 @@ def test_choose_inference_tries_only_what_the_budget_settled(tiny_run):
     assert [(c["size"], c["tta_n"]) for c in candidates] == [(32, 1)]
     _, everything = choose_inference(model, run.train_preprocess, val, run.classes, mirror=True)
     assert {(c["size"], c["tta_n"]) for c in everything} == {(32, 1), (32, 2), (48, 1), (48, 2)}
-
-
-def test_the_plan_before_training_gives_the_finish_at_most_its_share_when_optional_work_can_go():
-    from imagefit.training.budget import Rates, fit_plan
-    from imagefit.training.finish_plan import FINISH_SHARE
-
-    def plan(limit: float):
-        return fit_plan(
-            limit,
-            spent=5.0,
-            size=192,
-            views=3,
-            wanted=60,
-            rates=Rates(train=20.0, infer=50.0, prep_eval=0.01),
-            counts={"train": 5000, "val": 1000, "test": 1000},
-            head_on_features=True,
-            report=True,
-            frozen_epochs=3,
-            tune_inference=True,
-            unknown_index=True,
-        )
-
-    roomy, short = plan(4 * 3600.0), plan(1200.0)
-    # the whole finish: 8.3 val passes at the sizes, then val + test + the index priced at 256 px with 2 views
-    assert roomy.finish_seconds < FINISH_SHARE * 4 * 3600.0
-    assert roomy.finish_seconds > 3 * (1000 + 1000 + 6000) * 0.03 * 1.1, "priced at the dearest candidate"
-    assert short.finish_seconds <= FINISH_SHARE * 1200.0 < roomy.finish_seconds

@@ -15,19 +15,9 @@ COUNTS = {"train": 1000, "val": 100, "test": 100}
 RATES = Rates(train=20.0, infer=100.0)
 
 
-def _plan(limit: float, *, rates: Rates = RATES, views: int = 3, wanted: int = 7):
-    return fit_plan(
-        limit,
-        spent=10.0,
-        size=192,
-        views=views,
-        wanted=wanted,
-        rates=rates,
-        counts=COUNTS,
-        head_on_features=True,
-        report=True,
-        frozen_epochs=3,
-    )
+def _plan(limit: float, *, rates: Rates = RATES, views: int = 3, wanted: int = 7, **options):
+    settings = dict(spent=10.0, size=192, counts=COUNTS, head_on_features=True, report=True, frozen_epochs=3)
+    return fit_plan(limit, views=views, wanted=wanted, rates=rates, **{**settings, **options})
 
 
 def test_plan_charges_features_epochs_and_finish_against_the_limit():
@@ -193,3 +183,24 @@ def test_the_budget_plans_the_remaining_epochs_at_the_slowest_epochs_pace():
     # epoch's 50 s pace would have promised 3 more, and the curve would have been laid for them).
     assert budget.slowest == 90.0
     assert trainer.fit_loop.max_epochs == 5 and retargeted[-1] == 5
+
+
+def test_the_plan_before_training_gives_the_finish_at_most_its_share_when_optional_work_can_go():
+    from imagefit.training.finish_plan import FINISH_SHARE
+
+    def plan(limit: float):
+        return _plan(
+            limit,
+            spent=5.0,
+            wanted=60,
+            rates=Rates(train=20.0, infer=50.0, prep_eval=0.01),
+            counts={"train": 5000, "val": 1000, "test": 1000},
+            tune_inference=True,
+            unknown_index=True,
+        )
+
+    roomy, short = plan(4 * 3600.0), plan(1200.0)
+    # the whole finish: 8.3 val passes at the sizes, then val + test + the index priced at 256 px with 2 views
+    assert roomy.finish_seconds < FINISH_SHARE * 4 * 3600.0
+    assert roomy.finish_seconds > 3 * (1000 + 1000 + 6000) * 0.03 * 1.1, "priced at the dearest candidate"
+    assert short.finish_seconds <= FINISH_SHARE * 1200.0 < roomy.finish_seconds

@@ -8,7 +8,9 @@ import torch
 from torchvision.transforms import InterpolationMode, v2
 
 from imagefit.config import AugmentRecipe
+from imagefit.data.decode import UNREADABLE, open_image
 from imagefit.data.preprocess import Preprocess
+from imagefit.data.sources import Sample
 
 INTERPOLATIONS = {
     "bicubic": InterpolationMode.BICUBIC,
@@ -60,3 +62,15 @@ def train_transform(preprocess: Preprocess, augment: AugmentRecipe) -> v2.Compos
         strength = augment.color_jitter
         steps.append(v2.ColorJitter(brightness=strength, contrast=strength, saturation=strength))
     return v2.Compose(steps + _tensor_tail(preprocess))
+
+
+def transformed(samples: list[Sample], transform, *, min_size: int) -> tuple[list[torch.Tensor], list[Sample]]:
+    """TRANSFORM of each sample's image (decoded to at least MIN_SIZE), and the samples kept (unreadable: skipped)."""
+    views, kept = [], []
+    for sample in samples:
+        try:
+            views.append(transform(open_image(sample.path, min_size=min_size)))
+        except UNREADABLE:
+            continue
+        kept.append(sample)
+    return views, kept

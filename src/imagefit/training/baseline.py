@@ -18,10 +18,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.preprocessing import StandardScaler
 
-from imagefit.data.decode import UNREADABLE, open_image
 from imagefit.data.preprocess import Preprocess
 from imagefit.data.sources import Sample
-from imagefit.data.transforms import eval_transform
+from imagefit.data.transforms import eval_transform, transformed
 
 PIXELS = 32  # side of the grey thumbnail the baseline reads (1,024 features)
 MOST_TRAIN = 2000  # training images the baseline fits on (a seeded sample of larger sets)
@@ -80,15 +79,9 @@ def pixel_features(images: torch.Tensor, preprocess: Preprocess) -> torch.Tensor
 
 
 def _features(samples: list[Sample], preprocess: Preprocess) -> tuple[np.ndarray, list[str]]:
-    transform, rows, labels = eval_transform(preprocess), [], []
-    for sample in samples:
-        try:
-            view = transform(open_image(sample.path, min_size=preprocess.resize_size))
-        except UNREADABLE:
-            continue
-        rows.append(pixel_features(view[None], preprocess)[0].numpy())
-        labels.append(sample.label)
-    return (np.stack(rows) if rows else np.zeros((0, PIXELS * PIXELS))), labels
+    views, kept = transformed(samples, eval_transform(preprocess), min_size=preprocess.resize_size)
+    rows = [pixel_features(view[None], preprocess)[0].numpy() for view in views]
+    return (np.stack(rows) if rows else np.zeros((0, PIXELS * PIXELS))), [s.label for s in kept]
 
 
 def pixel_baseline(train: list[Sample], val: list[Sample], preprocess: Preprocess, *, seed: int = 0) -> Score | None:

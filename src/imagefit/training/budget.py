@@ -27,14 +27,7 @@ from imagefit.models import ImageClassifier, preprocess_for
 from imagefit.models.factory import fixed_input_size
 from imagefit.prediction.openset import INDEX_SIZE
 from imagefit.training.baseline import MOST_TRAIN
-from imagefit.training.finish_plan import (
-    FINISH_SHARE,
-    REPORT_SECONDS,
-    FinishCounts,
-    FinishWork,
-    finish_seconds,
-    plan_finish,
-)
+from imagefit.training.finish_plan import REPORT_SECONDS, FinishCounts, FinishWork, planned_seconds
 from imagefit.training.polish import evaluation_sizes
 from imagefit.training.rates import Rates, measure_prep, measure_rates
 
@@ -153,21 +146,20 @@ def fit_plan(
 ) -> TimePlan:
     """The plan at one image size: feature views dropped first, then fine-tuning epochs, until it fits."""
     n_train, n_val, n_test = counts.get("train", 0), counts.get("val", 0), counts.get("test", 0)
-
-    def evaluation(count: int) -> float:
-        return rates.seconds(count, rates.prep_eval, rates.infer)
-
-    finish = planned_finish(
-        limit,
-        size=size,
-        per_image=REAL_LOOP_FACTOR * rates.seconds(1, rates.prep_eval, rates.infer),
-        counts=FinishCounts(n_train, n_val, n_test),
-        report=report,
-        tune_inference=tune_inference,
-        unknown_index=unknown_index,
-        mirror=mirror,
+    full = FinishWork(
+        tuple(evaluation_sizes(size)) if tune_inference else (size,),
+        2 if tune_inference and mirror else 1,
+        INDEX_SIZE if unknown_index else 0,
     )
-    epoch = REAL_LOOP_FACTOR * (rates.seconds(n_train, rates.prep_train, rates.train) + evaluation(n_val))
+    finish = planned_seconds(
+        full,
+        limit=limit,
+        per_image=REAL_LOOP_FACTOR * rates.evaluation(1),
+        counts=FinishCounts(n_train, n_val, n_test),
+        report_seconds=REPORT_SECONDS if report else 0.0,
+        choose=tune_inference,
+    )
+    epoch = REAL_LOOP_FACTOR * (rates.seconds(n_train, rates.prep_train, rates.train) + rates.evaluation(n_val))
     epoch += EPOCH_OVERHEAD_S
     features, views_used = _phase_one(
         rates,
@@ -180,26 +172,22 @@ def fit_plan(
     )
     left = limit - spent - features - finish
     epochs = max(0, min(wanted, math.floor(left / epoch))) if left > 0 else 0
-    return TimePlan(limit, spent, size, views_used, epochs, rates, features, epoch, finish, evaluation(n_val))
+    return TimePlan(limit, spent, size, views_used, epochs, rates, features, epoch, finish, rates.evaluation(n_val))
 
 
 def _phase_one(
     rates: Rates, n_train: int, n_val: int, *, views: int, head_on_features: bool, frozen_epochs: int, room: float
 ) -> tuple[float, int]:
     """Seconds of phase 1 and the feature views it keeps: views are dropped while it overflows ROOM."""
-
-    def evaluation(count: int) -> float:
-        return rates.seconds(count, rates.prep_eval, rates.infer)
-
     if not head_on_features:  # frozen epochs run through the backbone: forward only (no backward through it)
-        frozen = rates.seconds(n_train, rates.prep_train, rates.infer) + evaluation(n_val)
+        frozen = rates.seconds(n_train, rates.prep_train, rates.infer) + rates.evaluation(n_val)
         return frozen_epochs * REAL_LOOP_FACTOR * frozen, 1
     # the raw-pixel baseline after the head (training.baseline): one more decode of its images, no model
     baseline = (min(n_train, MOST_TRAIN) + n_val) * rates.prep_eval
 
     def feature_pass(view_count: int) -> float:  # one decode, then the plain view and the augmented ones
         per_image = rates.prep_eval + (view_count - 1) * rates.prep_train
-        pass_seconds = rates.seconds(n_train, per_image, rates.infer / view_count) + evaluation(n_val)
+        pass_seconds = rates.seconds(n_train, per_image, rates.infer / view_count) + rates.evaluation(n_val)
         return REAL_LOOP_FACTOR * (pass_seconds + baseline)
 
     views_used, features = views, feature_pass(views)
@@ -207,30 +195,6 @@ def _phase_one(
         views_used -= 1
         features = feature_pass(views_used)
     return features, views_used
-
-
-def planned_finish(
-    limit: float,
-    *,
-    size: int,
-    per_image: float,
-    counts: FinishCounts,
-    report: bool,
-    tune_inference: bool,
-    unknown_index: bool,
-    mirror: bool,
-) -> float:
-    """Seconds the finish is planned to take: all of it, or what fits FINISH_SHARE of the limit (finish_plan)."""
-    full = FinishWork(
-        tuple(evaluation_sizes(size)) if tune_inference else (size,),
-        2 if tune_inference and mirror else 1,
-        INDEX_SIZE if unknown_index else 0,
-    )
-    price = dict(
-        per_image=per_image, counts=counts, report_seconds=REPORT_SECONDS if report else 0.0, choose=tune_inference
-    )
-    work, _ = plan_finish(full, left=FINISH_SHARE * limit, **price)
-    return finish_seconds(work, **price)
 
 
 def apply_plan(recipe: Recipe, plan: TimePlan) -> Recipe:

@@ -82,9 +82,7 @@ def predict_unlabelled(files: runs.RunFiles, predictor: TorchPredictor, console:
     """Id,Category predictions of the unlabelled test images into submission.csv (the competition layout)."""
     if not files.unlabelled.exists():
         return
-    with files.unlabelled.open(newline="", encoding="utf-8") as handle:
-        paths = [row["path"] for row in csv.DictReader(handle)]
-    predictions = predict_with(predictor, paths)
+    predictions = predict_with(predictor, unlabelled_paths(files))
     write_csv(predictions, files.submission, overwrite=True)
     skipped = f" ({len(predictions.skipped)} unreadable skipped)" if predictions.skipped else ""
     console.print(
@@ -92,15 +90,22 @@ def predict_unlabelled(files: runs.RunFiles, predictor: TorchPredictor, console:
     )
 
 
+def unlabelled_paths(files: runs.RunFiles) -> list[str]:
+    """The run's unlabelled images (the competition layout's test/), in the order they were found; [] if none."""
+    if not files.unlabelled.exists():
+        return []
+    with files.unlabelled.open(newline="", encoding="utf-8") as handle:
+        return [row["path"] for row in csv.DictReader(handle)]
+
+
 def finish_budget(plan: Plan, run: runs.Run) -> FinishBudget | None:
     """What the finish of a --time-limit run may spend (None without a limit): the time left, the images it passes."""
     if not plan.recipe.schedule.time_limit:
         return None
     counts = Counter(s.split for s in run.split())
-    unlabelled = plan.files.unlabelled.read_text().count("\n") - 1 if plan.files.unlabelled.exists() else 0
     return FinishBudget(
         deadline=plan.started + parse_duration(plan.recipe.schedule.time_limit),
-        counts=FinishCounts(counts["train"], counts["val"], counts["test"], unlabelled),
+        counts=FinishCounts(counts["train"], counts["val"], counts["test"], len(unlabelled_paths(plan.files))),
         index_size=INDEX_SIZE if plan.recipe.predict.unknown_index else 0,
     )
 

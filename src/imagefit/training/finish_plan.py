@@ -102,6 +102,21 @@ def plan_finish(
     return work, dropped
 
 
+def planned_seconds(
+    full: FinishWork,
+    *,
+    limit: float,
+    per_image: float,
+    counts: FinishCounts,
+    report_seconds: float,
+    choose: bool = True,
+) -> float:
+    """Seconds the finish is planned to take before training: all of FULL, or what fits FINISH_SHARE of LIMIT."""
+    price = dict(per_image=per_image, counts=counts, report_seconds=report_seconds, choose=choose)
+    work, _ = plan_finish(full, left=FINISH_SHARE * limit, **price)
+    return finish_seconds(work, **price)
+
+
 @dataclass
 class FinishBudget:
     """The finish of a `--time-limit` run: it settles its work once its first pass has priced an image."""

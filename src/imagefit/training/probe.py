@@ -20,10 +20,9 @@ import torch
 from timm.optim import create_optimizer_v2
 
 from imagefit.config import Recipe
-from imagefit.data.decode import UNREADABLE, open_image
 from imagefit.data.preprocess import Preprocess
 from imagefit.data.sources import Sample
-from imagefit.data.transforms import eval_transform, train_decode_size, train_transform
+from imagefit.data.transforms import eval_transform, train_decode_size, train_transform, transformed
 from imagefit.tasks import Task
 from imagefit.training.callbacks import keep_batchnorm_statistics
 from imagefit.training.schedule import train_as_fine_tuning, weight_decay_groups
@@ -82,14 +81,8 @@ def probe_batches(
     plain = eval_transform(preprocess)
 
     def load(chosen: list[Sample], transform, size: int):
-        images, labels = [], []
-        for sample in chosen:
-            try:
-                images.append(transform(open_image(sample.path, min_size=size)))
-            except UNREADABLE:
-                continue
-            labels.append(sample.label)
-        return torch.stack(images), torch.as_tensor(task.targets(labels, classes))
+        images, kept = transformed(chosen, transform, min_size=size)
+        return torch.stack(images), torch.as_tensor(task.targets([s.label for s in kept], classes))
 
     picked = [samples[i] for i in order[:wanted]]
     held = [samples[i] for i in order[wanted : wanted + HELD]] or picked[:HELD]

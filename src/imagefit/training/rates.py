@@ -35,6 +35,10 @@ class Rates:
             return count * max(prep / max(1, self.workers), 1 / model_rate)
         return count * (prep + 1 / model_rate)
 
+    def evaluation(self, count: float) -> float:
+        """Wall seconds to decode, resize and predict `count` images (one plain view)."""
+        return self.seconds(count, self.prep_eval, self.infer)
+
 
 def measure_rates(
     model: ImageClassifier,

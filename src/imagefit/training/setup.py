@@ -15,8 +15,7 @@ from rich.console import Console
 
 from imagefit.config import Recipe
 from imagefit.data.datamodule import ImageDataModule
-from imagefit.data.decode import UNREADABLE, open_image
-from imagefit.data.transforms import eval_transform
+from imagefit.data.transforms import eval_transform, transformed
 from imagefit.models import build_classifier, preprocess_for
 from imagefit.tasks import task_for
 from imagefit.training.budget import TimePlan, apply_plan, plan_time
@@ -86,12 +85,7 @@ def adapt(plan: Plan, model, preprocess, console: Console) -> tuple[Recipe, floa
     """The recipe adapted to how far the images are from the pretraining photos (one line says what and why), and
     the BatchNorm input shift measured (None for a model without BatchNorm)."""
     chosen = [s for s in plan.samples if s.split == "val"][:64] or plan.samples[:64]
-    transform, views = eval_transform(preprocess), []
-    for sample in chosen:
-        try:
-            views.append(transform(open_image(sample.path, min_size=preprocess.resize_size)))
-        except UNREADABLE:
-            continue
+    views, _ = transformed(chosen, eval_transform(preprocess), min_size=preprocess.resize_size)
     shift = batchnorm_shift(model.backbone, torch.stack(views)) if views else None
     if shift is None:
         return plan.recipe, None
