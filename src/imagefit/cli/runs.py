@@ -82,6 +82,11 @@ def predict(
     unknown_label: str | None = typer.Option(None, help="write this label for images flagged unknown"),
     overwrite: bool = typer.Option(False, help="replace OUT if it exists"),
     batch_size: int = typer.Option(32, help="images per batch"),
+    adapt: bool = typer.Option(
+        False,
+        help="first re-estimate BatchNorm statistics on these images, relative to the training images (test-time "
+        "adaptation for a shifted test set; a run or ensemble folder); says the shift and how many predictions changed",
+    ),
 ) -> None:
     """Predict images with a run or an .onnx model and write an Id,Category CSV."""
     with user_errors():
@@ -94,7 +99,9 @@ def predict(
         from imagefit.prediction.loading import predict as predict_images
         from imagefit.prediction.output import write_csv
 
-        predictions = predict_images(model, inputs, tta=tta, tta_n=tta_n, batch_size=batch_size)
+        predictions = predict_images(model, inputs, tta=tta, tta_n=tta_n, batch_size=batch_size, adapt=adapt)
+        if predictions.adaptation is not None:
+            console.print(predictions.adaptation.line(), highlight=False)
         if predictions.skipped:
             shown = [f"{locator_name(p)} ({why})" for p, why in predictions.skipped]
             warning = listing(f"skipped {len(predictions.skipped)} unreadable files", shown)

@@ -48,6 +48,7 @@ class Predictions:
     unknown: np.ndarray | None = None  # whether each score is past the run's threshold
     thresholds: np.ndarray | None = None  # a multi-label run's per-label thresholds (None: one label an image)
     task: Task = task_for(SINGLE)  # decides the labels and the CSV's columns
+    adaptation: object = None  # what `predict --adapt` measured and changed (prediction.adapt.Adaptation)
 
     @property
     def labels(self) -> list[str]:

@@ -44,13 +44,20 @@ def predict(
     tta_n: int | None = None,
     batch_size: int = 32,
     device: str = "cpu",
+    adapt: bool = False,
 ) -> Predictions:
     """Predict every image under INPUTS with a run folder or an exported .onnx model.
 
     Test-time views: the run's own choice (made on val when it trained) unless `tta` is False (none),
-    True (`tta_n`, default 2) or `tta_n` is given.
+    True (`tta_n`, default 2) or `tta_n` is given. With `adapt` (a run or ensemble folder), the BatchNorm
+    statistics are first adapted to the images (prediction.adapt); `predictions.adaptation` says what it did.
     """
     predictor = load_predictor(model, device=device)
     views = None if tta is None and tta_n is None else 1 if tta is False else tta_n or DEFAULT_TTA_N
     check_batch(views or 1, batch_size)
-    return predict_with(predictor, collect_inputs(list(inputs)), tta_n=views, batch_size=batch_size)
+    locators = collect_inputs(list(inputs))
+    if adapt:
+        from imagefit.prediction.adapt import predict_adapted
+
+        return predict_adapted(predictor, locators, tta_n=views, batch_size=batch_size)
+    return predict_with(predictor, locators, tta_n=views, batch_size=batch_size)

@@ -24,6 +24,7 @@ class TorchPredictor:
     unknown: object = None  # the run's UnknownIndex, when it has one
     task: Task = task_for(SINGLE)  # multi-label: sigmoid probabilities, one threshold a label
     thresholds: object = None
+    run_path: Path | None = None  # the run folder it came from (predict --adapt measures its training images)
 
     @classmethod
     def from_run(cls, path: Path, *, device: str = "cpu") -> TorchPredictor:
@@ -45,7 +46,7 @@ class TorchPredictor:
         inference = run.inference
         index = load_unknown_index(run)
         predictor = cls(model, run.classes, inference.preprocess, device, inference.temperature, inference.tta_n, index)
-        predictor.task, predictor.thresholds = run.task, run.thresholds
+        predictor.task, predictor.thresholds, predictor.run_path = run.task, run.thresholds, run.path
         return predictor
 
     def raw(self, batch: np.ndarray) -> np.ndarray:

@@ -1,0 +1,279 @@
+"""Test-time adaptation (`imagefit predict --adapt`): BatchNorm statistics re-estimated on the images being
+predicted, relative to what the model saw in training.
+
+imagefit fine-tunes with the backbone's BatchNorm statistics kept at their pretrained values, so plain
+AdaBN (Li et al. 2016; Schneider et al. 2020), which puts the predicted images' own statistics in their
+place, would change the predictions even of images like the training ones. Here each BatchNorm layer's
+statistics are set so that the predicted images' inputs to it are normalised to the same mean and spread
+as the training images' were: with (m_s, v_s) the per-channel moments of the training images' inputs
+(measured once on up to REFERENCE_IMAGES of them, cached in the run folder), (m_t, v_t) those of the
+predicted images and (mu, sigma) the layer's own statistics,
+
+    sigma' = sigma * sqrt(v_t / v_s),   mu' = m_t - sigma' * (m_s - mu) / sigma.
+
+Layers adapt from the input on, each seeing the previous ones already adapted. The predicted images'
+moments are shrunk toward the training ones as if PRIOR_IMAGES training images were among them
+(Schneider et al.'s prior), so a handful of images moves little. On images like the training ones
+m_t = m_s and v_t = v_s, and nothing changes.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from imagefit import runs
+from imagefit.errors import UserError
+from imagefit.prediction.batches import map_batches
+
+REFERENCE_IMAGES = 256  # training images measured once for the reference moments
+PRIOR_IMAGES = 32  # the training moments count as this many of the predicted images
+LARGE_SHIFT = 0.1  # mean standardised shift of BatchNorm inputs from the training images called large
+REFERENCE_FILE = "batchnorm-reference.safetensors"
+
+
+def batchnorm_layers(model: nn.Module) -> list[_BatchNorm]:
+    """The BatchNorm layers that carry running statistics, from the input on."""
+    return [m for m in model.modules() if isinstance(m, _BatchNorm) and m.running_mean is not None]
+
+
+@dataclass
+class Moments:
+    """Per-channel means and variances of each BatchNorm layer's input, over `images` images."""
+
+    means: list[torch.Tensor]
+    variances: list[torch.Tensor]
+    images: int
+
+    def to_tensors(self, size: int) -> dict[str, torch.Tensor]:
+        tensors = {f"mean.{i}": m for i, m in enumerate(self.means)}
+        tensors.update({f"var.{i}": v for i, v in enumerate(self.variances)})
+        tensors["facts"] = torch.tensor([self.images, size], dtype=torch.int64)
+        return tensors
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, torch.Tensor]) -> tuple[Moments, int]:
+        """The moments and the input size they were measured at."""
+        count = sum(1 for key in tensors if key.startswith("mean."))
+        images, size = (int(x) for x in tensors["facts"])
+        moments = cls([tensors[f"mean.{i}"] for i in range(count)], [tensors[f"var.{i}"] for i in range(count)], images)
+        return moments, size
+
+
+class _Sums:
+    """Running per-channel sums of one layer's inputs."""
+
+    def __init__(self) -> None:
+        self.total: torch.Tensor | float = 0.0
+        self.squares: torch.Tensor | float = 0.0
+        self.values = 0
+        self.images = 0
+
+    def add(self, x: torch.Tensor) -> None:
+        x = x.detach().double().transpose(0, 1).flatten(1)
+        self.total = self.total + x.sum(dim=1)
+        self.squares = self.squares + (x * x).sum(dim=1)
+        self.values += x.shape[1]
+
+    def moments(self) -> tuple[torch.Tensor, torch.Tensor]:
+        mean = self.total / max(1, self.values)
+        return mean, (self.squares / max(1, self.values) - mean * mean).clamp_min(0.0)
+
+
+class MomentRecorder:
+    """Forward pre-hooks on MODELS' BatchNorm layers that record their inputs' moments (a context manager).
+
+    With `reference` (one Moments per model), each layer's statistics are also adapted before it runs.
+    """
+
+    def __init__(self, models: list[nn.Module], reference: list[Moments] | None = None) -> None:
+        self.layers = [batchnorm_layers(model) for model in models]
+        self.sums = [[_Sums() for _ in layers] for layers in self.layers]
+        self.reference = reference
+        self.original = [[(l.running_mean.clone(), l.running_var.clone()) for l in layers] for layers in self.layers]
+        self.hooks: list = []
+
+    def __enter__(self) -> MomentRecorder:
+        for m, layers in enumerate(self.layers):
+            for k, layer in enumerate(layers):
+                self.hooks.append(layer.register_forward_pre_hook(self._hook(m, k)))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for hook in self.hooks:
+            hook.remove()
+        self.hooks = []
+
+    def _hook(self, m: int, k: int):
+        def record(layer: _BatchNorm, inputs) -> None:
+            sums = self.sums[m][k]
+            sums.add(inputs[0])
+            if k == 0:
+                sums.images += inputs[0].shape[0]
+            if self.reference is not None:
+                images = self.sums[m][0].images
+                _adapt_layer(layer, self.original[m][k], self.reference[m], k, sums.moments(), images)
+
+        return record
+
+    def moments(self) -> list[Moments]:
+        """What was recorded, per model."""
+        found = []
+        for sums in self.sums:
+            pairs = [s.moments() for s in sums]
+            found.append(
+                Moments([m.float() for m, _ in pairs], [v.float() for _, v in pairs], sums[0].images if sums else 0)
+            )
+        return found
+
+
+def _adapt_layer(layer: _BatchNorm, original, reference: Moments, k: int, seen, images: int) -> None:
+    """Set LAYER's statistics so the predicted images' inputs normalise like the training images' did."""
+    mu, var = original
+    sigma = (var.double() + layer.eps).sqrt()
+    ref_mean, ref_var = reference.means[k].double(), reference.variances[k].double()
+    mean_t, var_t = seen
+    weight = PRIOR_IMAGES / (PRIOR_IMAGES + images)  # Schneider et al.'s prior: the training moments' share
+    mean = weight * ref_mean + (1 - weight) * mean_t
+    second = weight * (ref_var + ref_mean**2) + (1 - weight) * (var_t + mean_t**2)
+    var_t = (second - mean * mean).clamp_min(0.0)
+    sigma_new = sigma * ((var_t + layer.eps) / (ref_var + layer.eps)).sqrt()
+    mu_new = mean - sigma_new * (ref_mean - mu.double()) / sigma
+    layer.running_mean.copy_(mu_new.to(layer.running_mean.dtype))
+    layer.running_var.copy_((sigma_new**2 - layer.eps).clamp_min(0.0).to(layer.running_var.dtype))
+
+
+def shift_from(reference: Moments, seen: Moments) -> float:
+    """Mean over layers and channels of |m_t - m_s| / sqrt(v_s): how far the images are from the training ones."""
+    shifts = [
+        ((m_t - m_s).abs() / (v_s + 1e-5).sqrt()).mean().item()
+        for m_s, v_s, m_t in zip(reference.means, reference.variances, seen.means, strict=True)
+    ]
+    return float(np.mean(shifts)) if shifts else 0.0
+
+
+def record_pass(predictor, locators: list[str], recorder: MomentRecorder, *, batch_size: int, threads: int) -> None:
+    """One plain view of each of LOCATORS through the predictor's backbone(s), the recorder's hooks on."""
+    with recorder, torch.inference_mode():
+        map_batches(
+            lambda batch: _backbone_only(predictor, batch),
+            predictor.preprocess,
+            locators,
+            views=1,
+            batch_size=batch_size,
+            threads=threads,
+        )
+
+
+def _backbone_only(predictor, batch: np.ndarray) -> np.ndarray:
+    """The whole batch in one pass (not in_chunks' small chunks): each adapted layer's first estimate then rests on
+    a batch of images, not a few."""
+    images = torch.from_numpy(batch).to(predictor.device).contiguous(memory_format=torch.channels_last)
+    predictor.model.backbone(images)
+    return np.zeros((len(batch), 1), dtype=np.float32)
+
+
+def reference_moments(predictor, *, batch_size: int = 32, threads: int = 0) -> Moments:
+    """The training images' moments at the predictor's input size: from the run folder's cache, else measured on
+    up to REFERENCE_IMAGES training images (split.csv) and cached there."""
+    from safetensors.torch import load_file
+
+    from imagefit.files import save_tensors
+
+    run_path = getattr(predictor, "run_path", None)
+    if run_path is None:
+        raise UserError("--adapt needs a run folder: an exported model has its BatchNorm statistics folded in")
+    cache = Path(run_path) / REFERENCE_FILE
+    size = predictor.preprocess.size
+    if cache.exists():
+        moments, measured_at = Moments.from_tensors(load_file(str(cache)))
+        if measured_at == size and len(moments.means) == len(batchnorm_layers(predictor.model.backbone)):
+            return moments
+    train = [s.path for s in runs.load_run(Path(run_path)).split() if s.split == "train"]
+    chosen = sorted(random.Random(0).sample(train, min(REFERENCE_IMAGES, len(train))))
+    recorder = MomentRecorder([predictor.model.backbone])
+    record_pass(predictor, chosen, recorder, batch_size=batch_size, threads=threads)
+    moments = recorder.moments()[0]
+    if moments.images == 0:
+        raise UserError(
+            f"{run_path}: --adapt measures the run's training images once (split.csv), and none could be read. "
+            "Put the training data back where the run found it"
+        )
+    try:
+        save_tensors(cache, moments.to_tensors(size))
+    except OSError:  # a read-only run folder: measured again next time
+        pass
+    return moments
+
+
+def adaptable(predictor) -> list:
+    """The PyTorch predictors inside PREDICTOR (itself, or an ensemble's members); UserError for exported models."""
+    members = getattr(predictor, "members", [predictor])
+    if any(not hasattr(m, "model") for m in members):
+        raise UserError(
+            "--adapt needs a run or ensemble folder (PyTorch): an exported model has its BatchNorm statistics "
+            "folded in. Pass the run folder"
+        )
+    return members
+
+
+def adapt_members(members: Iterable, references: list[Moments], locators: list[str], *, batch_size: int, threads: int):
+    """Adapt every member's BatchNorm statistics to LOCATORS (one plain view each), in place."""
+    for member, reference in zip(members, references, strict=True):
+        recorder = MomentRecorder([member.model.backbone], [reference])
+        record_pass(member, locators, recorder, batch_size=batch_size, threads=threads)
+
+
+@dataclass
+class Adaptation:
+    """What --adapt measured and did: BatchNorm layers, images, their shift from the training images, and how many
+    predictions changed."""
+
+    layers: int
+    images: int
+    shift: float | None = None
+    changed: int = 0
+
+    def to_dict(self) -> dict:
+        return {"layers": self.layers, "images": self.images, "shift": self.shift, "changed": self.changed}
+
+    def line(self) -> str:
+        if not self.layers:
+            return "adapt: the model has no BatchNorm layers, so --adapt changes nothing"
+        size = "large" if self.shift > LARGE_SHIFT else "small"
+        share = self.changed / max(1, self.images)
+        return (
+            f"adapt: {self.images} images' BatchNorm input shift from the training images {self.shift:.3f} ({size}; "
+            f"large above {LARGE_SHIFT}); {self.layers} BatchNorm layers re-estimated on them changed "
+            f"{self.changed} of {self.images} predictions ({share:.1%})"
+        )
+
+
+def predict_adapted(predictor, locators: list[str], *, tta_n: int | None, batch_size: int, threads: int = 0):
+    """Predictions after the predictor's BatchNorm statistics are adapted to LOCATORS, with an Adaptation saying
+    how far the images were and how many predictions adapting changed. The predictor stays adapted."""
+    from imagefit.prediction.batches import predict_with
+
+    members = adaptable(predictor)
+    layers = sum(len(batchnorm_layers(m.model.backbone)) for m in members)
+    if not layers:
+        predictions = predict_with(predictor, locators, tta_n=tta_n, batch_size=batch_size, threads=threads)
+        predictions.adaptation = Adaptation(0, len(predictions.paths))
+        return predictions
+    references = [reference_moments(m, batch_size=batch_size, threads=threads) for m in members]
+    with MomentRecorder([m.model.backbone for m in members]) as recorder:
+        before = predict_with(predictor, locators, tta_n=tta_n, batch_size=batch_size, threads=threads)
+    shift = float(np.mean([shift_from(r, s) for r, s in zip(references, recorder.moments(), strict=True)]))
+    adapt_members(members, references, before.paths, batch_size=batch_size, threads=threads)
+    after = predict_with(predictor, before.paths, tta_n=tta_n, batch_size=batch_size, threads=threads)
+    after.skipped = before.skipped
+    changed = sum(a != b for a, b in zip(before.labels, after.labels, strict=True))
+    after.adaptation = Adaptation(layers, len(after.paths), shift, changed)
+    return after
