@@ -97,7 +97,7 @@ class MomentRecorder:
         self.layers = [batchnorm_layers(model) for model in models]
         self.sums = [[_Sums() for _ in layers] for layers in self.layers]
         self.reference = reference
-        self.original = [[(l.running_mean.clone(), l.running_var.clone()) for l in layers] for layers in self.layers]
+        self.original = [[(b.running_mean.clone(), b.running_var.clone()) for b in layers] for layers in self.layers]
         self.hooks: list = []
 
     def __enter__(self) -> MomentRecorder:
