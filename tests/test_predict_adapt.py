@@ -14,7 +14,7 @@ from torch import nn
 
 from imagefit import runs
 from imagefit.errors import UserError
-from imagefit.prediction.adapt import LARGE_SHIFT, REFERENCE_FILE, adaptable, batchnorm_layers, predict_adapted
+from imagefit.prediction.adapt import LARGE_SHIFT, adaptable, batchnorm_layers, predict_adapted
 from imagefit.prediction.batches import predict_with
 from imagefit.prediction.loading import load_predictor, predict
 from imagefit.prediction.predictors import TorchPredictor
@@ -56,7 +56,7 @@ def test_the_training_images_themselves_change_nothing(run):
     for old, new in zip(before, _statistics(predictor), strict=True):
         torch.testing.assert_close(new, old, atol=1e-5, rtol=1e-4)
     assert predictions.adaptation.changed == 0 and predictions.adaptation.shift < 0.01
-    assert (run / REFERENCE_FILE).exists(), "the training images' moments are measured once and kept"
+    assert runs.RunFiles(run).batchnorm_reference.exists(), "the training images' moments are measured once and kept"
 
 
 def test_a_shifted_set_moves_the_statistics_not_the_weights_and_is_recovered(run, tmp_path):

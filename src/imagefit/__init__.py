@@ -26,6 +26,7 @@ _LAZY = {
     "export_onnx": ("imagefit.export.onnx", "export_onnx"),
     "explain": ("imagefit.prediction.gradcam", "explain"),
     "write_report": ("imagefit.report.writer", "write_report"),
+    "suggest": ("imagefit.audit.suggest", "suggest"),
 }
 
 

@@ -1,4 +1,4 @@
-"""Commands over data: audit, cache, zero-shot."""
+"""Commands over data: audit, suggest, cache, zero-shot."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from imagefit.cli.app import app, check_data, check_run, console, user_errors
+from imagefit.cli.app import app, check_data, check_inputs, check_run, console, user_errors
 from imagefit.errors import UserError
 
 
@@ -29,6 +29,30 @@ def audit(
         audit_data(
             data, run=run, out=out, write_clean=write_clean, embeddings=embeddings, console=console, overwrite=overwrite
         )
+
+
+@app.command()
+def suggest(
+    run: Path = typer.Argument(..., help="a run folder"),
+    pool: list[Path] = typer.Argument(..., help="unlabelled image files, folders (recursive) or .zip files"),
+    n: int = typer.Option(100, "--n", help="how many images to suggest"),
+    out: Path = typer.Option(Path("to_label.csv"), help="CSV to write: path,suggested_label,confidence,reason"),
+    overwrite: bool = typer.Option(False, help="replace OUT if it exists"),
+    batch_size: int = typer.Option(32, help="images per batch"),
+) -> None:
+    """Which unlabelled images to label next: uncertain ones, spread over the run's embedding space; labelled images
+    and their near duplicates skipped, images unlike every class listed apart (OUT-unknown.csv)."""
+    with user_errors():
+        if out.exists() and not overwrite:
+            raise UserError(f"{out} exists. Pass --overwrite or another --out")
+        check_run(run)
+        check_inputs(pool)
+        from imagefit.audit.suggest import suggest as suggest_images
+
+        suggestions = suggest_images(run, pool, n=n, batch_size=batch_size)
+        suggestions.write(out)
+        for line in suggestions.lines(out):
+            console.print(line, highlight=False)
 
 
 cache_app = typer.Typer(help="The on-disk cache of features and embeddings ($IMAGEFIT_CACHE, ~/.cache/imagefit).")

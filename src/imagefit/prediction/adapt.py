@@ -6,7 +6,8 @@ AdaBN (Li et al. 2016; Schneider et al. 2020), which puts the predicted images' 
 place, would change the predictions even of images like the training ones. Here each BatchNorm layer's
 statistics are set so that the predicted images' inputs to it are normalised to the same mean and spread
 as the training images' were: with (m_s, v_s) the per-channel moments of the training images' inputs
-(measured once on up to REFERENCE_IMAGES of them, cached in the run folder), (m_t, v_t) those of the
+(measured once on up to REFERENCE_IMAGES of them, cached in the run folder as
+batchnorm-reference.safetensors), (m_t, v_t) those of the
 predicted images and (mu, sigma) the layer's own statistics,
 
     sigma' = sigma * sqrt(v_t / v_s),   mu' = m_t - sigma' * (m_s - mu) / sigma.
@@ -36,7 +37,6 @@ from imagefit.prediction.batches import map_batches
 REFERENCE_IMAGES = 256  # training images measured once for the reference moments
 PRIOR_IMAGES = 32  # the training moments count as this many of the predicted images
 LARGE_SHIFT = 0.1  # mean standardised shift of BatchNorm inputs from the training images called large
-REFERENCE_FILE = "batchnorm-reference.safetensors"
 
 
 def batchnorm_layers(model: nn.Module) -> list[_BatchNorm]:
@@ -190,7 +190,7 @@ def reference_moments(predictor, *, batch_size: int = 32, threads: int = 0) -> M
     run_path = getattr(predictor, "run_path", None)
     if run_path is None:
         raise UserError("--adapt needs a run folder: an exported model has its BatchNorm statistics folded in")
-    cache = Path(run_path) / REFERENCE_FILE
+    cache = runs.RunFiles(Path(run_path)).batchnorm_reference
     size = predictor.preprocess.size
     if cache.exists():
         moments, measured_at = Moments.from_tensors(load_file(str(cache)))

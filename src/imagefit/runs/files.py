@@ -65,6 +65,10 @@ class RunFiles:
         return self.root / UNKNOWN_INDEX
 
     @property
+    def batchnorm_reference(self) -> Path:  # the training images' BatchNorm input moments (predict --adapt)
+        return self.root / "batchnorm-reference.safetensors"
+
+    @property
     def onnx(self) -> Path:  # `imagefit export`'s graph; its facts beside it (`.json`), and its unknown index
         return self.root / "model.onnx"
 
