@@ -58,12 +58,14 @@ def test_suggest_returns_n_new_images_never_labelled_ones_or_their_copies(tiny_r
     labelled = [s.path for s in runs.load_run(tiny_run).split()]
     copies = _copies(labelled[:5], tmp_path / "copies")
     new = make_class_folders(tmp_path / "new", per_class=12, first_seed=500)
+    (new / "red" / "broken.jpg").write_bytes(b"not a picture")
     result = suggest(tiny_run, [*labelled, tmp_path / "copies", new], n=7)
     chosen = [row[0] for row in result.rows]
     assert len(chosen) == 7 and len(set(chosen)) == 7
     assert not set(chosen) & set(labelled) and not set(chosen) & {str(c.resolve()) for c in copies}
     assert result.skipped["already labelled"] == len(labelled)
     assert result.skipped["near duplicates of labelled images"] == len(copies)
+    assert result.skipped["unreadable"] == 1
     assert all(Path(p).is_relative_to(new.resolve()) for p in chosen)
     assert not set(chosen) & {row[0] for row in result.unknown}, "unknown images are listed apart, not suggested"
 
