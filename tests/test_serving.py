@@ -3,6 +3,7 @@
 import base64
 import io
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -152,7 +153,8 @@ def _free_port() -> int:
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium; .ci/run does)")
-def test_the_page_shows_the_label_and_the_overlay_in_a_real_browser(tiny_run, tmp_path):
+@pytest.mark.parametrize("key", ["", "s3cret-key"])
+def test_the_page_shows_the_label_and_the_overlay_in_a_real_browser(tiny_run, tmp_path, key):
     from playwright.sync_api import sync_playwright
 
     port = _free_port()
@@ -160,6 +162,7 @@ def test_the_page_shows_the_label_and_the_overlay_in_a_real_browser(tiny_run, tm
         [sys.executable, "-m", "imagefit.cli", "serve", str(tiny_run), "--port", str(port), "--backend", "torch"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        env={**os.environ, "IMAGEFIT_API_KEY": key},
     )
     picture = tmp_path / "blue.png"
     picture.write_bytes(_png(COLOURS["blue"], seed=7))
@@ -172,6 +175,10 @@ def test_the_page_shows_the_label_and_the_overlay_in_a_real_browser(tiny_run, tm
             )
             page = browser.new_page()
             page.goto(f"http://127.0.0.1:{port}/")
+            if key:  # the page asks for the key, then sends it with every call
+                page.wait_for_selector("#keybox:not([hidden])")
+                page.fill("#key", key)
+                page.click("#keybox button")
             page.wait_for_function("document.getElementById('summary').textContent.includes('classes')")
             page.set_input_files("#pick", str(picture))
             page.wait_for_selector(".card .label", timeout=60_000)
@@ -184,6 +191,47 @@ def test_the_page_shows_the_label_and_the_overlay_in_a_real_browser(tiny_run, tm
     finally:
         server.terminate()
         server.wait(timeout=30)
+    said = server.stderr.read().decode()
+    assert ("API key required" in said) == bool(key)
+    assert not key or key not in said, "the key is never printed or logged"
+
+
+def test_a_key_guards_every_call_but_the_page_and_health(tiny_run, tmp_path):
+    from imagefit.serving import create_app
+
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    with TestClient(create_app(run, backend="onnx", api_key="s3cret")) as client:
+        assert client.get("/").status_code == 200 and client.get("/health").status_code == 200
+        refused = client.get("/metadata")
+        assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
+        assert "API key" in refused.json()["error"]
+        assert client.get("/metadata", headers={"X-API-Key": "s3cret"}).status_code == 200
+        assert client.get("/metadata", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        assert client.get("/metadata", headers={"X-API-Key": "s3cret!"}).status_code == 401
+        files = [("files", ("r.png", _png(COLOURS["red"]), "image/png"))]
+        assert client.post("/predict", files=files).status_code == 401
+        answered = client.post("/predict", files=files, headers={"X-API-Key": "s3cret"})
+        assert answered.status_code == 200 and answered.json()["predictions"][0]["label"] == "red"
+
+
+def test_serving_beyond_loopback_needs_a_key(tiny_run):
+    from imagefit.errors import UserError
+    from imagefit.serving import check_exposure
+
+    for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
+        assert "loopback only" in check_exposure(host, None)
+    assert "API key required" in check_exposure("0.0.0.0", "k")
+    for host in ("0.0.0.0", "192.168.1.20", "my-host.example"):
+        with pytest.raises(UserError, match="--api-key"):
+            check_exposure(host, None)
+    refused = subprocess.run(
+        [sys.executable, "-m", "imagefit.cli", "serve", str(tiny_run), "--host", "0.0.0.0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if k != "IMAGEFIT_API_KEY"},
+    )
+    assert refused.returncode == 2 and "--api-key" in refused.stderr and "Traceback" not in refused.stderr
 
 
 def _wait_for(port: int, server, seconds: float = 120) -> None:

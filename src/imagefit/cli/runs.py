@@ -169,15 +169,31 @@ def serve(
     max_batch: int = typer.Option(32, help="pictures a batch may gather from concurrent requests"),
     max_wait_ms: float = typer.Option(10.0, help="longest wait for a batch to fill, after its first picture"),
     backend: str = typer.Option("auto", help="auto (ONNX Runtime, exported on first use) | onnx | torch"),
+    api_key: str | None = typer.Option(
+        None,
+        envvar="IMAGEFIT_API_KEY",
+        show_envvar=True,
+        help="key every call must carry (X-API-Key); required with a --host other than loopback. The environment "
+        "variable keeps it out of the process list",
+    ),
 ) -> None:
     """Serve a run over HTTP: POST /predict, POST /explain, GET /health, /metadata, /docs, and a page at /."""
     with user_errors():
         check_model_path(model)
+        from imagefit.serving import check_exposure
         from imagefit.serving import serve as serve_model
 
-        console.print(f"serving {model} on http://{host}:{port}/ (Ctrl-C stops)", highlight=False)
+        access = check_exposure(host, api_key)
+        console.print(f"serving {model} on http://{host}:{port}/ ({access}; Ctrl-C stops)", highlight=False)
         serve_model(
-            model, host=host, port=port, workers=workers, max_batch=max_batch, max_wait_ms=max_wait_ms, backend=backend
+            model,
+            host=host,
+            port=port,
+            workers=workers,
+            max_batch=max_batch,
+            max_wait_ms=max_wait_ms,
+            backend=backend,
+            api_key=api_key,
         )
 
 

@@ -7,13 +7,38 @@ or `max_wait_ms` after the first. Loopback only unless the host is given.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 
+from imagefit.errors import UserError
 from imagefit.serving.app import create_app
 
-__all__ = ["create_app", "serve"]
+__all__ = ["check_exposure", "create_app", "serve"]
 ENV = "IMAGEFIT_SERVE"  # how uvicorn's worker processes learn what to serve
+KEY_ENV = "IMAGEFIT_API_KEY"  # the API key, from the user's environment (or --api-key), inherited by workers
+
+
+def is_loopback(host: str) -> bool:
+    """Whether HOST is a loopback address (127.0.0.0/8, ::1) or 'localhost'."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to any interface
+        return False
+
+
+def check_exposure(host: str, api_key: str | None) -> str:
+    """One line saying who may call the server; UserError when HOST is reachable from other machines without a key."""
+    if api_key:
+        return "API key required on every call but / and /health (X-API-Key: KEY or Authorization: Bearer KEY)"
+    if not is_loopback(host):
+        raise UserError(
+            f"--host {host} lets other machines call the server: give it an API key with --api-key or "
+            f"${KEY_ENV} (every call then needs X-API-Key), or keep the default --host 127.0.0.1"
+        )
+    return "loopback only: no API key needed"
 
 
 def serve(
@@ -25,11 +50,14 @@ def serve(
     max_batch: int = 32,
     max_wait_ms: float = 10,
     backend: str = "auto",
+    api_key: str | None = None,
 ) -> None:
     """Serve MODEL until stopped (Ctrl-C); with workers > 1, uvicorn runs that many processes."""
     import json
 
     import uvicorn
+
+    check_exposure(host, api_key)
 
     options = {
         "model": str(Path(model).resolve()),
@@ -41,10 +69,12 @@ def serve(
         from imagefit.serving.backend import load_backend
 
         load_backend(model, backend=backend)  # export once here, not once per worker
-        os.environ[ENV] = json.dumps(options)
+        os.environ[ENV] = json.dumps(options)  # the key is not in it: workers read it from KEY_ENV
+        if api_key:
+            os.environ[KEY_ENV] = api_key
         uvicorn.run("imagefit.serving:from_environment", factory=True, host=host, port=port, workers=workers)
         return
-    uvicorn.run(create_app(options.pop("model"), **options), host=host, port=port)
+    uvicorn.run(create_app(options.pop("model"), **options, api_key=api_key), host=host, port=port)
 
 
 def from_environment():
@@ -52,4 +82,4 @@ def from_environment():
     import json
 
     options = json.loads(os.environ[ENV])
-    return create_app(options.pop("model"), **options)
+    return create_app(options.pop("model"), **options, api_key=os.environ.get(KEY_ENV) or None)

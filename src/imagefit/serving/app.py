@@ -6,6 +6,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import hmac
 import io
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ from imagefit.serving.batcher import Batcher
 
 MAX_REQUEST_BYTES = 20 * 2**20  # a request larger than this is refused with 413
 MAX_IMAGES = 64  # pictures in one request
+OPEN_PATHS = ("/", "/health")  # answered without the API key: the page (it asks for the key) and liveness
 PAGE = Path(__file__).with_name("page.html")
 
 
@@ -39,8 +41,13 @@ def create_app(
     max_batch: int = 32,
     max_wait_ms: float = 10,
     max_request_bytes: int = MAX_REQUEST_BYTES,
+    api_key: str | None = None,
 ) -> FastAPI:
-    """The app serving MODEL (a run folder or an .onnx file); batching of concurrent requests on."""
+    """The app serving MODEL (a run folder or an .onnx file); batching of concurrent requests on.
+
+    With API_KEY, every path but OPEN_PATHS answers 401 unless the request carries it (`X-API-Key: KEY` or
+    `Authorization: Bearer KEY`), compared in constant time.
+    """
     from starlette.formparsers import MultiPartParser
 
     # Uploads stay in memory up to the request limit: the server never writes them to disk.
@@ -62,6 +69,13 @@ def create_app(
         return JSONResponse({"error": exc.message, "file": exc.file}, status_code=exc.status)
 
     @app.middleware("http")
+    async def check_key(request: Request, call_next):
+        if api_key and request.url.path not in OPEN_PATHS and not _has_key(request, api_key):
+            message = "missing or wrong API key: send it as X-API-Key: KEY or Authorization: Bearer KEY"
+            return JSONResponse({"error": message, "file": ""}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        return await call_next(request)
+
+    @app.middleware("http")
     async def limit_size(request: Request, call_next):
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > max_request_bytes:
@@ -71,6 +85,15 @@ def create_app(
 
     _add_routes(app, loaded, batcher, max_request_bytes)
     return app
+
+
+def _has_key(request: Request, api_key: str) -> bool:
+    """Whether the request carries API_KEY, compared in constant time (hmac.compare_digest)."""
+    given = request.headers.get("x-api-key", "")
+    bearer = request.headers.get("authorization", "")
+    if not given and bearer.lower().startswith("bearer "):
+        given = bearer[7:].strip()
+    return hmac.compare_digest(given.encode("utf-8"), api_key.encode("utf-8"))
 
 
 def _add_routes(app: FastAPI, loaded: Backend, batcher: Batcher, limit: int) -> None:
