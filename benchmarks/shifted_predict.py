@@ -3,8 +3,9 @@
     python3 benchmarks/shifted_predict.py RUN ../shared/data/clothing-small/test --json results/tta-clothing.json
 
 Writes shifted copies of every image under FOLDER (class folders) into a scratch folder: unchanged,
-grayscale, Gaussian blur (radius 2), a warm colour cast (red x1.25, blue x0.7), JPEG quality 20, and dim
-(a third of the contrast over a bright floor). Each is predicted by `imagefit predict RUN DIR --out CSV`
+grayscale, Gaussian blur (radius 2), a warm colour cast (red x1.25, blue x0.7), JPEG quality 20, dim
+(a third of the contrast over a bright floor), Gaussian noise (standard deviation 40 of 255) and heavy blur
+(radius 5). Each is predicted by `imagefit predict RUN DIR --out CSV`
 in a child process, without and with `--adapt`, one after the other; the row gives accuracy and
 macro-F1 against the folder names, the shift and changed predictions that --adapt printed, wall time and
 the child's peak RSS.
@@ -22,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 from sklearn.metrics import accuracy_score, f1_score
 
@@ -33,6 +35,13 @@ def _cast(image: Image.Image) -> Image.Image:
     return Image.merge("RGB", (red.point(lambda v: min(255, int(v * 1.25))), green, blue.point(lambda v: int(v * 0.7))))
 
 
+def _noise(image: Image.Image) -> Image.Image:
+    """Gaussian pixel noise of standard deviation 40 (of 255), seeded by the picture's size."""
+    pixels = np.asarray(image, dtype=np.float32)
+    rng = np.random.default_rng(pixels.shape[0] * 7919 + pixels.shape[1])
+    return Image.fromarray(np.clip(pixels + rng.normal(0, 40, pixels.shape), 0, 255).astype(np.uint8))
+
+
 SHIFTS = {
     "none": lambda image: image,
     "grayscale": lambda image: ImageOps.grayscale(image).convert("RGB"),
@@ -40,6 +49,8 @@ SHIFTS = {
     "colour cast": _cast,
     "jpeg 20": None,  # saved at quality 20
     "dim": lambda image: image.point(lambda v: v // 3 + 150),
+    "noise": lambda image: _noise(image),
+    "heavy blur": lambda image: image.filter(ImageFilter.GaussianBlur(5)),
 }
 
 
