@@ -14,7 +14,14 @@ from torch import nn
 
 from imagefit import runs
 from imagefit.errors import UserError
-from imagefit.prediction.adapt import LARGE_SHIFT, adaptable, batchnorm_layers, predict_adapted
+from imagefit.prediction.adapt import (
+    LARGE_SHIFT,
+    adapt_members,
+    adaptable,
+    batchnorm_layers,
+    predict_adapted,
+    reference_moments,
+)
 from imagefit.prediction.batches import predict_with
 from imagefit.prediction.loading import load_predictor, predict
 from imagefit.prediction.predictors import TorchPredictor
@@ -51,12 +58,15 @@ def _statistics(predictor) -> list[torch.Tensor]:
 def test_the_training_images_themselves_change_nothing(run):
     predictor = load_predictor(run)
     before = _statistics(predictor)
+    reference = reference_moments(predictor, batch_size=64)
     # one batch holds every image, so each layer sees exactly the inputs the reference was measured on
-    predictions = predict_adapted(predictor, _train_paths(run), tta_n=1, batch_size=64)
+    adapt_members([predictor], [reference], _train_paths(run), batch_size=64, threads=0, depth=len(reference.means))
     for old, new in zip(before, _statistics(predictor), strict=True):
         torch.testing.assert_close(new, old, atol=1e-5, rtol=1e-4)
-    assert predictions.adaptation.changed == 0 and predictions.adaptation.shift < 0.01
     assert runs.RunFiles(run).batchnorm_reference.exists(), "the training images' moments are measured once and kept"
+    predictions = predict_adapted(load_predictor(run), _train_paths(run), tta_n=1, batch_size=64)
+    assert predictions.adaptation.shift < 0.01 and predictions.adaptation.layers == 0, "too small a shift to adapt"
+    assert "predictions as without --adapt" in predictions.adaptation.line()
 
 
 def test_a_shifted_set_moves_the_statistics_not_the_weights_and_is_recovered(run, tmp_path):
@@ -70,7 +80,7 @@ def test_a_shifted_set_moves_the_statistics_not_the_weights_and_is_recovered(run
     for name, value in predictor.model.named_parameters():
         assert torch.equal(value, weights[name]), f"{name} changed: adapting moves statistics only"
     assert any(not torch.allclose(a, b) for a, b in zip(statistics, _statistics(predictor), strict=True))
-    assert adapted.adaptation.shift > LARGE_SHIFT
+    assert adapted.adaptation.shift > LARGE_SHIFT and adapted.adaptation.layers >= 1
     original = predict_with(load_predictor(run), paths, tta_n=1)
     assert _accuracy(adapted) > _accuracy(plain), "adapting recovers what the dimmed copies lost"
     assert _accuracy(adapted) == _accuracy(original)
