@@ -147,14 +147,25 @@ def report(run: Path = typer.Argument(..., help="run folder")) -> None:
 def export(
     run: Path = typer.Argument(..., help="run folder"),
     format: str = typer.Option("onnx", help="onnx (the only format for now)"),
-    out: Path | None = typer.Option(None, help="output .onnx path (default RUN/model.onnx)"),
+    out: Path | None = typer.Option(None, help="output .onnx path (default RUN/model.onnx, RUN/model.int8.onnx)"),
     overwrite: bool = typer.Option(False, help="replace OUT if it exists"),
+    int8: bool = typer.Option(
+        False, help="quantize to int8 (ONNX Runtime, static, per-channel), checked against the float model on val"
+    ),
+    int8_calibration: int = typer.Option(256, help="training images that calibrate the int8 activation ranges"),
 ) -> None:
     """Export the model to ONNX with its labels and preprocessing beside it as JSON."""
     with user_errors():
         if format != "onnx":
             raise UserError(f"--format {format} is not supported; use --format onnx")
         check_run(run)
+        if int8:
+            from imagefit.export.int8 import export_int8
+
+            target, check = export_int8(run, out=out, calibration=int8_calibration, overwrite=overwrite)
+            console.print(check.line(), highlight=False)
+            console.print(f"exported: {target}", highlight=False)
+            return
         from imagefit.export.onnx import export_onnx
 
         console.print(f"exported: {export_onnx(run, out=out, overwrite=overwrite)}", highlight=False)
