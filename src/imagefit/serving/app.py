@@ -68,6 +68,14 @@ def create_app(
     async def refused(request: Request, exc: Refused) -> JSONResponse:
         return JSONResponse({"error": exc.message, "file": exc.file}, status_code=exc.status)
 
+    _add_guards(app, api_key, max_request_bytes)
+    _add_routes(app, loaded, batcher, max_request_bytes)
+    return app
+
+
+def _add_guards(app: FastAPI, api_key: str | None, max_request_bytes: int) -> None:
+    """The API key (when given) and the request size limit, checked before any route runs."""
+
     @app.middleware("http")
     async def check_key(request: Request, call_next):
         if api_key and request.url.path not in OPEN_PATHS and not _has_key(request, api_key):
@@ -82,9 +90,6 @@ def create_app(
             message = f"request of {int(declared)} bytes is over the {max_request_bytes} byte limit"
             return JSONResponse({"error": message, "file": ""}, status_code=413)
         return await call_next(request)
-
-    _add_routes(app, loaded, batcher, max_request_bytes)
-    return app
 
 
 def _has_key(request: Request, api_key: str) -> bool:
