@@ -1,0 +1,78 @@
+"""Prediction images/s and test accuracy: PyTorch eager, ONNX Runtime fp32 and int8, side by side in one process.
+
+    python3 benchmarks/int8_speed.py RUN ../shared/data/clothing-small/test --json results/issue30-int8-clothing.json
+
+Exports RUN's float graph and `export --int8` graph into a scratch folder (the int8 export says its val
+check), then predicts every image under FOLDER (class folders) with each, at the run's prediction
+settings (its evaluation size and views; the mirror is inside the graphs), batch 32, decode included
+in a thread pool beside the model; each timed twice after a warm-up batch, the faster pass kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from imagefit.export.int8 import export_int8
+from imagefit.export.onnx import export_onnx
+from imagefit.prediction.batches import predict_with
+from imagefit.prediction.inputs import collect_inputs
+from imagefit.prediction.onnx import OnnxPredictor
+from imagefit.prediction.predictors import TorchPredictor
+
+
+def measure(predictor, locators: list[str]) -> dict:
+    predict_with(predictor, locators[:32])  # warm-up
+    best, predictions = 0.0, None
+    for _ in range(2):
+        started = time.perf_counter()
+        predictions = predict_with(predictor, locators)
+        best = max(best, len(locators) / (time.perf_counter() - started))
+    truth = [Path(p).parent.name for p in predictions.paths]
+    accuracy = float(np.mean([a == b for a, b in zip(predictions.labels, truth, strict=True)]))
+    return {"images_per_s": best, "accuracy": accuracy, "labels": predictions.labels}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("run", type=Path)
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--calibration", type=int, default=256)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    locators = collect_inputs([args.folder])
+    with tempfile.TemporaryDirectory() as scratch:
+        float_path = export_onnx(args.run, out=Path(scratch) / "model.onnx")
+        int8_path, check = export_int8(args.run, out=Path(scratch) / "model.int8.onnx", calibration=args.calibration)
+        print(check.line(), flush=True)
+        sizes = {"onnx fp32": float_path.stat().st_size, "onnx int8": int8_path.stat().st_size}
+        results = {
+            "pytorch eager": measure(TorchPredictor.from_run(args.run), locators),
+            "onnx fp32": measure(OnnxPredictor.from_file(float_path), locators),
+            "onnx int8": measure(OnnxPredictor.from_file(int8_path), locators),
+        }
+    base = results["pytorch eager"]
+    print(f"{len(locators)} images")
+    print("| backend | images/s | x eager | test accuracy | top-1 agreement with eager | file |")
+    print("|---|---|---|---|---|---|")
+    for name, row in results.items():
+        agree = float(np.mean([a == b for a, b in zip(row["labels"], base["labels"], strict=True)]))
+        size = f"{sizes[name] / 1e6:.1f} MB" if name in sizes else "-"
+        print(
+            f"| {name} | {row['images_per_s']:.1f} | {row['images_per_s'] / base['images_per_s']:.2f} | "
+            f"{row['accuracy']:.4f} | {agree:.4f} | {size} |"
+        )
+    if args.json:
+        raw = {name: {k: v for k, v in row.items() if k != "labels"} for name, row in results.items()}
+        raw["int8_check"], raw["sizes"] = check.to_dict(), sizes
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(raw, indent=1))
+
+
+if __name__ == "__main__":
+    main()
