@@ -4,8 +4,9 @@
 
 Exports RUN's float graph and quantizes it as `export --int8` does into a scratch folder (its val check is
 printed, and the graph kept even where the export would refuse it), then predicts every image under
-FOLDER (class folders) with each, at the run's prediction settings (its evaluation size and views; the mirror is inside the graphs), batch 32, decode included
-in a thread pool beside the model; each timed twice after a warm-up batch, the faster pass kept.
+FOLDER (class folders) with each, at the run's prediction settings (its evaluation size and views; the
+mirror is inside the graphs), batch 32, decode included in a thread pool beside the model; each timed
+twice after a warm-up batch, the faster pass kept.
 """
 
 from __future__ import annotations
