@@ -33,7 +33,7 @@ def test_the_int8_graph_holds_int8_weights_and_agrees_with_the_float_one(run):
     assert target.with_name(facts["unknown"]["index"]).exists(), "the unknown index travels with the int8 graph"
     paths = [s.path for s in runs.load_run(run).split()]
     quantized = predict_with(OnnxPredictor.from_file(target), paths)
-    exported = predict_with(OnnxPredictor.from_file(export_onnx(run)), paths)
+    exported = predict_with(OnnxPredictor.from_file(export_onnx(run, out=run / "float.onnx")), paths)
     assert quantized.unknown is not None, "predict reads the int8 file like any exported one"
     assert np.mean([a == b for a, b in zip(quantized.labels, exported.labels, strict=True)]) >= 0.9
     assert np.abs(quantized.probabilities - exported.probabilities).max() < 0.2
