@@ -103,6 +103,24 @@ def test_a_trained_run_records_what_it_chose_and_why(tiny_run):
     assert set(config["inference"]) == {"preprocess", "tta_n", "temperature"}
     sizes = {c["size"] for c in config["inference_candidates"]}
     assert sizes == {32, 48} and config["inference"]["preprocess"]["size"] in sizes
+    rates = {(c["size"], c["tta_n"]): c["images_per_s"] for c in config["inference_candidates"]}
+    assert all(rate > 0 for rate in rates.values()), "each setting's measured cost is kept beside its gain"
+    for (size, views), rate in rates.items():
+        if views == 2:  # a second view costs a second pass of the model
+            assert rate < rates[(size, 1)]
+
+
+def test_the_prediction_line_says_the_cost_beside_the_gain():
+    from imagefit.data.preprocess import Preprocess
+    from imagefit.runs import Inference
+    from imagefit.training.polish import describe
+
+    plain = {"size": 32, "tta_n": 1, "val_log_loss": 0.5, "val_log_loss_before_scaling": 0.6, "val_accuracy": 0.8}
+    mirror = {**plain, "tta_n": 2, "val_log_loss": 0.4, "val_accuracy": 0.85}
+    inference = Inference(Preprocess(size=32, mean=(0.5,) * 3, std=(0.5,) * 3), 2, 1.0)
+    line = describe(inference, [plain | {"images_per_s": 80.0}, mirror | {"images_per_s": 40.0}], 32)
+    assert line.endswith("; 40 images/s against 80 for the plain view")
+    assert "images/s" not in describe(inference, [plain, mirror], 32), "older runs' candidates carry no rate"
 
 
 def test_ema_weights_are_the_kept_model_and_load_back_with_the_same_predictions(tmp_path):
