@@ -110,6 +110,16 @@ def test_a_trained_run_records_what_it_chose_and_why(tiny_run):
             assert rate < rates[(size, 1)]
 
 
+def test_latency_chooses_one_view_at_the_training_size_and_still_records_the_mirror(tmp_path):
+    from conftest import TINY
+
+    data = make_class_folders(tmp_path / "colours", per_class=10)
+    run = imagefit.train(data, out=tmp_path / "run", epochs=2, frozen_epochs=1, latency=True, report=False, **TINY)
+    config = json.loads((run.path / "config.json").read_text())
+    assert config["inference"]["tta_n"] == 1 and config["inference"]["preprocess"]["size"] == TINY["image_size"]
+    assert {(c["size"], c["tta_n"]) for c in config["inference_candidates"]} == {(32, 1), (32, 2)}
+
+
 def test_the_prediction_line_says_the_cost_beside_the_gain():
     from imagefit.data.preprocess import Preprocess
     from imagefit.runs import Inference

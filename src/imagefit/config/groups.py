@@ -247,6 +247,13 @@ class PredictRecipe:
             "a temperature for calibrated confidences; predict, evaluate and export use them"
         ),
     )
+    latency: bool = field(
+        default=False,
+        metadata=doc(
+            "favour speed in what tune_inference chooses: one view at the training size (the mirror is still "
+            "measured on val, so config.json says what it would have bought and what it costs)"
+        ),
+    )
     unknown_index: bool = field(
         default=True,
         metadata=doc(

@@ -156,7 +156,14 @@ def choose_prediction_settings(
     mirror = run.recipe.augment.hflip
     preprocess = run.train_preprocess
     inference, candidates = choose_inference(
-        model, preprocess, val, run.classes, mirror=mirror, device=device, budget=budget
+        model,
+        preprocess,
+        val,
+        run.classes,
+        mirror=mirror,
+        device=device,
+        budget=budget,
+        latency=run.recipe.predict.latency,
     )
     if not candidates:
         return

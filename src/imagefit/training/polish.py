@@ -45,18 +45,20 @@ def choose_inference(
     mirror: bool,
     device: str = "cpu",
     budget: FinishBudget | None = None,
+    latency: bool = False,
 ) -> tuple[Inference, list[dict]]:
     """The Inference with the lowest val log loss (cost-aware), and every candidate's figures.
 
     With a BUDGET (a time limit), the first pass (the training size) prices an image, and the budget
-    settles which larger sizes and views are still tried.
+    settles which larger sizes and views are still tried. With LATENCY, only the training size is
+    measured and one view is chosen (its temperature fitted all the same).
     """
     model = model.eval().to(device=device, memory_format=torch.channels_last)
     predictor = TorchPredictor(model, classes, preprocess, device=device)
     index = {name: i for i, name in enumerate(classes)}
     labels = {s.path: index[s.label] for s in val}
     views = allowed = 2 if mirror else 1
-    sizes = evaluation_sizes(preprocess.size, fixed=fixed_input_size(model.backbone))
+    sizes = evaluation_sizes(preprocess.size, fixed=fixed_input_size(model.backbone))[: 1 if latency else None]
     candidates = []
     for size in sizes:
         if candidates and budget is not None and size not in budget.work.sizes:
@@ -73,7 +75,7 @@ def choose_inference(
         candidates += _scored(logits, np.array([labels[p] for p in paths]), size, allowed, per_view)
     if not candidates:
         return Inference(preprocess), []
-    best = pick(candidates)
+    best = candidates[0] if latency else pick(candidates)  # the first: one view at the training size
     return Inference(dataclasses.replace(preprocess, size=best["size"]), best["tta_n"], best["temperature"]), candidates
 
 
