@@ -124,7 +124,7 @@ def adapt_members(
     each), in place."""
     for member, reference in zip(members, references, strict=True):
         layers = depth if depth is not None else adapted_depth(len(reference.means))
-        recorder = MomentRecorder([member.model.backbone], [reference], layers)
+        recorder = MomentRecorder([member.model.backbone], [reference], [layers])
         record_pass(member, locators, recorder, batch_size=batch_size, threads=threads)
 
 
@@ -174,11 +174,11 @@ def predict_adapted(predictor, locators: list[str], *, tta_n: int | None, batch_
         predictions.adaptation = Adaptation(0, len(predictions.paths), of=0)
         return predictions
     references = [reference_moments(m, batch_size=batch_size, threads=threads) for m in members]
-    with MomentRecorder([m.model.backbone for m in members]) as recorder:
-        before = predict_with(predictor, locators, tta_n=tta_n, batch_size=batch_size, threads=threads)
     depths = [adapted_depth(len(r.means)) for r in references]
+    with MomentRecorder([m.model.backbone for m in members], depths=depths) as recorder:
+        before = predict_with(predictor, locators, tta_n=tta_n, batch_size=batch_size, threads=threads)
     seen = recorder.moments()
-    shift = float(np.mean([shift_from(r, s, d) for r, s, d in zip(references, seen, depths, strict=True)]))
+    shift = float(np.mean([shift_from(r, s) for r, s in zip(references, seen, strict=True)]))
     if shift <= LARGE_SHIFT:
         before.adaptation = Adaptation(0, len(before.paths), shift, 0, of=layers)
         return before

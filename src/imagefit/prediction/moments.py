@@ -62,18 +62,22 @@ class _Sums:
 
 
 class MomentRecorder:
-    """Forward pre-hooks on MODELS' BatchNorm layers that record their inputs' moments (a context manager).
+    """Forward pre-hooks on the first DEPTHS[m] BatchNorm layers of each of MODELS (None: all of them) that record
+    their inputs' moments (a context manager); the other layers carry no hook and cost nothing.
 
-    With `reference` (one Moments per model), each layer's statistics are also adapted before it runs.
+    With `reference` (one Moments per model), each hooked layer's statistics are also adapted before it runs.
     """
 
     def __init__(
-        self, models: list[nn.Module], reference: list[Moments] | None = None, depth: int | None = None
+        self,
+        models: list[nn.Module],
+        reference: list[Moments] | None = None,
+        depths: list[int] | None = None,
     ) -> None:
-        self.layers = [batchnorm_layers(model) for model in models]
+        depths = depths or [None] * len(models)
+        self.layers = [batchnorm_layers(model)[:depth] for model, depth in zip(models, depths, strict=True)]
         self.sums = [[_Sums() for _ in layers] for layers in self.layers]
         self.reference = reference
-        self.depth = depth  # only the first DEPTH layers adapt (None: all)
         self.original = [[(b.running_mean.clone(), b.running_var.clone()) for b in layers] for layers in self.layers]
         self.hooks: list = []
 
@@ -94,7 +98,7 @@ class MomentRecorder:
             sums.add(inputs[0])
             if k == 0:
                 sums.images += inputs[0].shape[0]
-            if self.reference is not None and (self.depth is None or k < self.depth):
+            if self.reference is not None:
                 images = self.sums[m][0].images
                 _adapt_layer(layer, self.original[m][k], self.reference[m], k, sums.moments(), images)
 
@@ -127,9 +131,10 @@ def _adapt_layer(layer: _BatchNorm, original, reference: Moments, k: int, seen, 
     layer.running_var.copy_((sigma_new**2 - layer.eps).clamp_min(0.0).to(layer.running_var.dtype))
 
 
-def shift_from(reference: Moments, seen: Moments, depth: int | None = None) -> float:
-    """Mean over the first DEPTH layers (all: None) and their channels of |m_t - m_s| / sqrt(v_s): how far the
-    images are from the training ones where they enter the network."""
-    pairs = list(zip(reference.means, reference.variances, seen.means, strict=True))[:depth]
+def shift_from(reference: Moments, seen: Moments) -> float:
+    """Mean over the layers SEEN covers (the first ones of REFERENCE) and their channels of |m_t - m_s| / sqrt(v_s):
+    how far the images are from the training ones where they enter the network."""
+    count = len(seen.means)
+    pairs = zip(reference.means[:count], reference.variances[:count], seen.means, strict=True)
     shifts = [((m_t - m_s).abs() / (v_s + 1e-5).sqrt()).mean().item() for m_s, v_s, m_t in pairs]
     return float(np.mean(shifts)) if shifts else 0.0

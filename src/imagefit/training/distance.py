@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
+
+from imagefit.prediction.moments import MomentRecorder
 
 # Measured with tf_efficientnet_lite0 at 192 px (benchmarks/data_distance.py): photos 0.15-0.16
 # (clothing, hymenoptera), upsampled 32 px CIFAR 0.28, upsampled 8 px digits 0.41.
@@ -29,29 +30,20 @@ SMALL_CROP_SCALE = 0.7
 @torch.no_grad()
 def batchnorm_shift(backbone: nn.Module, images: torch.Tensor, *, batch_size: int = 32) -> float | None:
     """Mean standardised shift of the BatchNorm inputs on IMAGES [N, 3, H, W]; None for a model without BatchNorm."""
-    layers = [m for m in backbone.modules() if isinstance(m, _BatchNorm) and m.running_mean is not None]
+    recorder = MomentRecorder([backbone])  # the same hooks `predict --adapt` records with
+    layers = recorder.layers[0]
     if not layers or not len(images):
         return None
-    sums: dict[nn.Module, list] = {layer: [0.0, 0] for layer in layers}
-
-    def record(layer, inputs):
-        x = inputs[0].detach().float()
-        sums[layer][0] = sums[layer][0] + x.transpose(0, 1).flatten(1).sum(dim=1)
-        sums[layer][1] += x.numel() // x.shape[1]
-
-    hooks = [layer.register_forward_pre_hook(record) for layer in layers]
     was_training = backbone.training
     try:
         backbone.eval()
-        for start in range(0, len(images), batch_size):
-            backbone(images[start : start + batch_size])
+        with recorder:
+            for start in range(0, len(images), batch_size):
+                backbone(images[start : start + batch_size])
     finally:
-        for hook in hooks:
-            hook.remove()
         backbone.train(was_training)
-    shifts = []
-    for layer, (total, count) in sums.items():
-        mean = total / max(1, count)
-        std = (layer.running_var + layer.eps).sqrt()
-        shifts.append(((mean - layer.running_mean).abs() / std).mean().item())
+    shifts = [
+        ((mean - layer.running_mean).abs() / (layer.running_var + layer.eps).sqrt()).mean().item()
+        for layer, mean in zip(layers, recorder.moments()[0].means, strict=True)
+    ]
     return float(sum(shifts) / len(shifts))
