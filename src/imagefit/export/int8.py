@@ -134,16 +134,25 @@ def _quantize(float_path: Path, target: Path, locators: list[str]) -> None:
 
 
 def _compare(float_path: Path, int8_path: Path, val: list[tuple[str, str]], calibration: int) -> Int8Check:
-    """Top-1 agreement and accuracy of both graphs on VAL (path, label), one pass each, decode shared."""
-    from imagefit.prediction.batches import predict_with
+    """Top-1 agreement and accuracy of both graphs on VAL (path, label): each batch decoded once, run through both."""
+    from imagefit.prediction.batches import map_batches
     from imagefit.prediction.onnx import OnnxPredictor
 
-    if not val:
+    graphs = [OnnxPredictor.from_file(path) for path in (float_path, int8_path)]
+    paths, both, _ = map_batches(
+        lambda batch: np.concatenate([graph.probabilities(batch) for graph in graphs], axis=1),
+        graphs[0].preprocess,
+        [p for p, _ in val],
+    )
+    if not paths:
         return Int8Check(0, 1.0, float("nan"), float("nan"), calibration)
-    truth = dict(val)
-    results = [predict_with(OnnxPredictor.from_file(path), [p for p, _ in val]) for path in (float_path, int8_path)]
-    (float_labels, int8_labels), paths = [r.labels for r in results], results[0].paths
+    first, count = graphs[0], len(graphs[0].classes)
+    float_labels, int8_labels = (
+        first.task.decide(probabilities, first.classes, first.thresholds)
+        for probabilities in (both[:, :count], both[:, count:])
+    )
     agreement = float(np.mean([a == b for a, b in zip(float_labels, int8_labels, strict=True)]))
+    truth = dict(val)
 
     def accuracy(labels: list[str]) -> float:
         return float(np.mean([label == truth[p] for p, label in zip(paths, labels, strict=True)]))
