@@ -43,3 +43,15 @@ def close_pairs(hashes: np.ndarray, valid: np.ndarray, max_distance: int) -> lis
             if i < col and valid[i] and valid[col]:
                 pairs.append((i, col, int(distances[row, col])))
     return pairs
+
+
+def nearest_distances(hashes: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """Each of HASHES' smallest Hamming distance to any of OTHERS (65, more than any, when OTHERS is empty), in
+    blocks of _ROWS rows as `close_pairs` compares them."""
+    nearest = np.full(len(hashes), 65, dtype=np.int64)
+    if not len(others):
+        return nearest
+    for start in range(0, len(hashes), _ROWS):
+        block = hashes[start : start + _ROWS]
+        nearest[start : start + _ROWS] = np.bitwise_count(block[:, None] ^ others[None, :]).min(axis=1)
+    return nearest

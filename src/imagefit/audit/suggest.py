@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from imagefit import runs
-from imagefit.audit.phash import perceptual_hashes
+from imagefit.audit.phash import nearest_distances, perceptual_hashes
 from imagefit.audit.selection import choose
 from imagefit.audit.similarity import STRICT_PHASH
 from imagefit.errors import UserError
@@ -71,8 +71,9 @@ def suggest(run: str | Path, pool: list[str | Path], *, n: int = 100, batch_size
         raise UserError(f"{run_path}: suggest needs a run folder (an ensemble has no single embedding space)")
     labelled = [s.path for s in runs.load_run(run_path).split()]
     known = set(labelled)
-    locators = [loc for loc in collect_inputs(list(pool)) if loc not in known]
-    skipped = {"already labelled": len(collect_inputs(list(pool))) - len(locators)}
+    found = collect_inputs(list(pool))
+    locators = [loc for loc in found if loc not in known]
+    skipped = {"already labelled": len(found) - len(locators)}
     locators, skipped["near duplicates of labelled images"] = _without_near_duplicates(locators, labelled)
     paths, outputs, unreadable = map_batches(
         predictor.with_embeddings, predictor.preprocess, locators, batch_size=batch_size
@@ -120,15 +121,7 @@ def _without_near_duplicates(locators: list[str], labelled: list[str]) -> tuple[
         return locators, 0
     pool_hashes, pool_valid = perceptual_hashes(locators)
     known_hashes, known_valid = perceptual_hashes(labelled)
-    known_hashes = known_hashes[known_valid]
-    near = np.zeros(len(locators), bool)
-    for start in range(0, len(locators), 256):
-        block = pool_hashes[start : start + 256]
-        if len(known_hashes):
-            near[start : start + 256] = (
-                np.bitwise_count(block[:, None] ^ known_hashes[None, :]).min(axis=1) <= STRICT_PHASH
-            )
-    near &= pool_valid
+    near = pool_valid & (nearest_distances(pool_hashes, known_hashes[known_valid]) <= STRICT_PHASH)
     return [loc for loc, dup in zip(locators, near, strict=True) if not dup], int(near.sum())
 
 
