@@ -9,7 +9,8 @@ benchmark-train-amp-nchw tables) and channels_last; `--batch` images a step (tim
 both models), `--steps` timed steps after `--warmup`. Loader rows (with `--data`): imagefit's own
 training loader (PIL decode + torchvision v2 augmentation in `default_workers` processes) at the first
 model's size, against torchvision.io.decode_jpeg on the GPU (the same JPEG bytes in batches, then a
-resize to that size on the GPU), so one can tell whether the CPU loader holds the GPU back.
+resize to that size on the GPU), so one can tell whether the CPU loader holds the GPU back; they run first
+(the first lease's time ran out before them).
 """
 
 from __future__ import annotations
@@ -127,6 +128,15 @@ def main() -> None:
         "steps": args.steps,
     }
     print(json.dumps(facts))
+    loaders = []
+    if args.data:
+        size = int(args.models.split(",")[0].split(":")[1])
+        rate, workers = loader_rate(args.data, size, batches=args.loader_batches)
+        loaders.append({"what": "imagefit training loader (CPU)", "workers": workers, "images_per_s": round(rate, 1)})
+        print(f"loader: imagefit's training loader, {workers} workers, {size} px: {rate:.0f} images/s", flush=True)
+        rate = gpu_decode_rate(args.data, size, batch=args.batch, batches=args.loader_batches)
+        loaders.append({"what": "decode_jpeg on the GPU + resize", "workers": 0, "images_per_s": round(rate, 1)})
+        print(f"loader: decode_jpeg(device='cuda') + resize to {size} px: {rate:.0f} images/s", flush=True)
     rows = []
     print("| model | px | precision | memory format | train img/s | peak GPU GiB |")
     print("|---|---|---|---|---|---|")
@@ -156,15 +166,6 @@ def main() -> None:
                 }
             )
             print(f"| {name} | {size} | {precision} | {layout} | {rate:.0f} | {peak:.1f} |", flush=True)
-    loaders = []
-    if args.data:
-        size = int(args.models.split(",")[0].split(":")[1])
-        rate, workers = loader_rate(args.data, size, batches=args.loader_batches)
-        loaders.append({"what": "imagefit training loader (CPU)", "workers": workers, "images_per_s": round(rate, 1)})
-        print(f"loader: imagefit's training loader, {workers} workers, {size} px: {rate:.0f} images/s", flush=True)
-        rate = gpu_decode_rate(args.data, size, batch=args.batch, batches=args.loader_batches)
-        loaders.append({"what": "decode_jpeg on the GPU + resize", "workers": 0, "images_per_s": round(rate, 1)})
-        print(f"loader: decode_jpeg(device='cuda') + resize to {size} px: {rate:.0f} images/s", flush=True)
     if args.json:
         args.json.write_text(json.dumps({"facts": facts, "models": rows, "loaders": loaders}, indent=1))
 
