@@ -48,11 +48,16 @@ def train(
     label_column: str | None = typer.Option(None, help="CSV column of the labels (default: label, class, ...)"),
     image_dir: Path | None = typer.Option(None, help="folder of a CSV's images, relative to the CSV"),
     label_delim: str | None = typer.Option(None, help="what parts several labels in a CSV cell (default: found)"),
+    unlabelled: str | None = typer.Option(
+        None,
+        help="images without labels (folder, zip) pseudo-labelled by rounds of students after the run; default: the "
+        "competition layout's unlabelled test/; none: off",
+    ),
 ) -> None:
     """Train a classifier on DATA with the full transfer-learning recipe and write a run folder."""
     with user_errors():
         overrides = parse_overrides(ctx.args)
-        _check_train_inputs(data, resume, overrides)  # before torch and Lightning are imported
+        _check_train_inputs(data, resume, overrides, unlabelled)  # before torch and Lightning are imported
         from imagefit.data.sources import CsvColumns
         from imagefit.training.entry import train as train_run
 
@@ -60,7 +65,7 @@ def train(
         columns = CsvColumns(path_column, label_column, image_dir, label_delim)
         made = train_run(
             data, quality=quality, out=out, name=name, runs_dir=runs_dir, resume=resume, console=console,
-            report=report, csv_columns=columns, **overrides,
+            report=report, csv_columns=columns, unlabelled=unlabelled, **overrides,
         )  # fmt: skip
         if isinstance(made, list):  # --model a,b,c: one run each, then the table
             print_comparison([run.path for run in made], sort="", out=None)
@@ -68,7 +73,7 @@ def train(
             _print_quality(made, console)
 
 
-def _check_train_inputs(data: Path | None, resume: Path | None, overrides: dict) -> None:
+def _check_train_inputs(data: Path | None, resume: Path | None, overrides: dict, unlabelled: str | None) -> None:
     """UserError for a missing DATA or run folder, or a recipe option no recipe takes; imports no torch."""
     from imagefit.config import Recipe, fit_epochs
     from imagefit.data.sources import check_data_path
@@ -80,6 +85,8 @@ def _check_train_inputs(data: Path | None, resume: Path | None, overrides: dict)
     if data is None:
         raise UserError("no DATA given. Pass a folder of class folders, a CSV or a .zip")
     check_data_path(data)
+    if unlabelled is not None and unlabelled.lower() != "none" and not Path(unlabelled).exists():
+        raise UserError(f"--unlabelled {unlabelled}: no such folder or file. Name a folder or zip of images, or none")
     plain = {k: v for k, v in overrides.items() if not (k == "model" and "," in str(v))}
     Recipe().override(**fit_epochs(plain)[0])
 

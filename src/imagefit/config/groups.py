@@ -72,6 +72,13 @@ class ModelRecipe:
         default="ViT-B-32/laion2b_s34b_b79k",
         metadata=doc("open_clip model/weights for --init clip (weights: a tag from its hub, or a checkpoint file)"),
     )
+    init_weights: str = field(
+        default="",
+        metadata=doc(
+            "a run folder whose weights start training (the same model and classes); `--unlabelled` sets it for "
+            "its students"
+        ),
+    )
 
     @property
     def backbone(self) -> str:

@@ -15,6 +15,7 @@ from imagefit.evaluation.evaluator import evaluate
 from imagefit.files import write_text
 from imagefit.report import labels, sections
 from imagefit.report.page import PAGE
+from imagefit.report.pseudo import pseudo_section
 from imagefit.report.sections import GRADCAM_SAMPLES, Page
 
 RENDERERS = {**sections.RENDERERS, **labels.RENDERERS}
@@ -33,7 +34,7 @@ def write_report(run_path: str | Path, *, gradcam_samples: int = GRADCAM_SAMPLES
         evaluate(run.path, split=split)
         run = runs.load_run(run.path)
     page = Page.of(run, split, gradcam_samples)
-    body = "\n".join(RENDERERS[name](page) for name in run.task.report_sections)
+    body = "\n".join(RENDERERS[name](page) for name in run.task.report_sections) + pseudo_section(run)
     target = run.files.report
     write_text(target, PAGE.format(title=html.escape(f"imagefit report: {run.path.name}"), body=body))
     return target

@@ -97,6 +97,10 @@ class RunFiles:
         return self.root / "unlabelled.csv"
 
     @property
+    def pseudo_labels(self) -> Path:  # a student's unlabelled images, with the label and round they trained with
+        return self.root / "pseudo-labels.csv"
+
+    @property
     def submission(self) -> Path:  # Id,Category predictions of the unlabelled test images
         return self.root / "submission.csv"
 

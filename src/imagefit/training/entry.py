@@ -30,7 +30,11 @@ def train(
     fields). `quality` fast, balanced or best is AutoGluon's preset; a comma-separated `model` trains one
     run per backbone on the first run's split (runs_dir/<name>-<model>).
     """
+    students = str(options.get("unlabelled") or "none").lower() != "none"
+    if students and (quality != "balanced" or "," in str(options.get("model", ""))):
+        raise UserError("--unlabelled trains students of one run: use it with --quality balanced and one --model")
     if quality != "balanced":
+        options.pop("unlabelled", None)
         if resume is not None:
             raise UserError(f"--resume continues {resume} as it was planned: leave --quality out")
         return train_quality(data, quality, out=out, name=name, runs_dir=runs_dir, console=console, **options)
@@ -41,5 +45,6 @@ def train(
                 f"--out names one run folder, and --model {','.join(models)} makes {len(models)}: "
                 f"use --runs-dir {out} (each run is <runs-dir>/<name>-<model>)"
             )
+        options.pop("unlabelled", None)
         return train_backbones(data, models, runs_dir=runs_dir, name=name, console=console, **options)
     return pipeline.train(data, out=out, name=name, runs_dir=runs_dir, resume=resume, console=console, **options)

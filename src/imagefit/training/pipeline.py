@@ -27,6 +27,7 @@ from imagefit.training.plan import NewRun, Plan, StageFn, new_plan, no_stage, re
 from imagefit.training.refit import plan_refit
 from imagefit.training.run_config import run_config
 from imagefit.training.setup import build_setup
+from imagefit.training.students import student_rounds, unlabelled_inputs
 
 # With --refit and --time-limit, the run gets this share of the limit and its refit the rest: the refit
 # trains about as long as the run's fine-tuning (1.18x the images, the kept epochs) on cached features.
@@ -47,6 +48,7 @@ def train(
     csv_columns: CsvColumns | None = None,
     checks: bool = True,
     carried: dict | None = None,
+    unlabelled: str | Path | None = None,
     **overrides,
 ) -> runs.Run | None:
     """Train a classifier on DATA with the default recipe (overridden by keyword) and return the finished run.
@@ -60,6 +62,9 @@ def train(
     `checks` False skips the duplicate and leakage warnings (a refit validates on training images);
     `carried` holds config.json fields a refit takes from its source run (`refit_of`, prediction settings).
     With the recipe's `refit`, the run is followed by its refit (RUN-refit), which is returned.
+    `unlabelled` (a folder, zip or file of images; 'none' for none; default the competition layout's
+    unlabelled test images) is pseudo-labelled after the run by rounds of students (training.students),
+    and the last student kept is returned.
     A Ctrl-C at any moment raises TrainingInterrupted, naming the command that resumes the run.
     """
     started = time.perf_counter()
@@ -72,14 +77,22 @@ def train(
             made.append(Path(resume))
             plan = resume_plan(Path(resume), overrides)
         else:
-            overrides, total = share_time_with_refit(overrides, console)
+            students = unlabelled is not None and str(unlabelled).lower() != "none"
+            overrides, total = share_time_with_refit(overrides, console, students=students)
             request = NewRun(data, out, name, runs_dir, csv_columns, checks, dict(carried or {}))
             plan = new_plan(request, overrides, console=console, notify=notify, started=started, made=made)
         run = run_stages(plan, console, report=report, callbacks=callbacks, notify=notify)
-        if run is None or not plan.recipe.schedule.refit:  # a refit's own recipe never asks for one
+        if run is not None and plan.recipe.schedule.refit:  # a refit's own recipe never asks for one
+            left = total - (time.perf_counter() - started) if total else 0.0
+            run = refit(run.path, console=console, time_limit=max(left, 1.0) if total else 0.0, report=report)
+        if run is None or resume is not None or plan.recipe.model.init_weights:  # a student makes no students
             return run
-        left = total - (time.perf_counter() - started) if total else 0.0
-        return refit(run.path, console=console, time_limit=max(left, 1.0) if total else 0.0, report=report)
+        inputs = unlabelled_inputs(run, unlabelled, console)
+        if not inputs:
+            return run
+        limit = total or parse_duration(plan.recipe.schedule.time_limit)
+        left = max(limit - (time.perf_counter() - started), -1.0) if limit else 0.0
+        return student_rounds(run, inputs, train=train, console=console, report=report, time_limit=left)
     except KeyboardInterrupt:
         raise TrainingInterrupted(interrupted(made[0] if made else None, new=resume is None)) from None
 
@@ -113,16 +126,20 @@ def run_stages(plan: Plan, console: Console, *, report: bool, callbacks: list | 
     return finish(plan, console, report=report, notify=notify, model=setup.model.cpu())
 
 
-def share_time_with_refit(overrides: dict, console: Console) -> tuple[dict, float]:
-    """Overrides whose time limit is the run's share when a refit follows it; and the whole limit in seconds."""
+def share_time_with_refit(overrides: dict, console: Console, *, students: bool = False) -> tuple[dict, float]:
+    """Overrides whose time limit is the run's share when a refit or students follow it; and the whole limit in
+    seconds (0 when nothing follows)."""
     keys = {k: k.replace("-", "_").split(".")[-1] for k in overrides}
     asked = Recipe().override(**{k: v for k, v in overrides.items() if keys[k] in ("refit", "time_limit")})
-    if not asked.schedule.refit or not asked.schedule.time_limit:
+    if not (asked.schedule.refit or students) or not asked.schedule.time_limit:
         return overrides, 0.0
     total = parse_duration(asked.schedule.time_limit)
     share = total * REFIT_FIRST_SHARE
     key = next(k for k, bare in keys.items() if bare == "time_limit")
-    console.print(f"time limit with --refit: {share:.0f}s for the run, the rest for its refit", highlight=False)
+    after = "its refit" if asked.schedule.refit else "its students (--unlabelled)"
+    if asked.schedule.refit and students:
+        after = "its refit and students (--unlabelled)"
+    console.print(f"time limit: {share:.0f}s for the run, the rest for {after}", highlight=False)
     return {**overrides, key: f"{share:.0f}s"}, total
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -16,6 +17,7 @@ from rich.console import Console
 from imagefit.config import Recipe
 from imagefit.data.datamodule import ImageDataModule
 from imagefit.data.transforms import eval_transform, transformed
+from imagefit.errors import UserError
 from imagefit.models import build_classifier, preprocess_for
 from imagefit.tasks import task_for
 from imagefit.training.budget import TimePlan, apply_plan, plan_time
@@ -50,6 +52,8 @@ def build_setup(plan: Plan, stage: str, *, planned: bool, console: Console, repo
         pretrained=recipe.model.pretrained and stage == "new",
         classes=plan.classes if stage == "new" else None,  # --init clip: the head from the class names
     )
+    if recipe.model.init_weights and stage == "new":
+        start_from_run(model, recipe.model.init_weights)
     if recipe.engine.channels_last:  # before anything runs it: DDP needs the same strides in every process
         model = model.to(memory_format=torch.channels_last)
     shift = None
@@ -69,6 +73,22 @@ def build_setup(plan: Plan, stage: str, *, planned: bool, console: Console, repo
         task=plan.task,
     )
     return Setup(recipe, model, preprocess, weights_source, datamodule, mode, weights, budget, shift)
+
+
+def start_from_run(model: torch.nn.Module, run_dir: str) -> None:
+    """Load a run's weights into MODEL (a student starting from its teacher); UserError when they do not fit."""
+    from safetensors.torch import load_file
+
+    from imagefit import runs
+
+    weights = runs.RunFiles(Path(run_dir)).model
+    if not weights.exists():
+        raise UserError(f"init_weights: {weights} does not exist; name a finished run folder")
+    try:
+        model.load_state_dict(load_file(weights))
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
+        raise UserError(f"init_weights: {weights} does not fit this model and its classes ({first})") from None
 
 
 def _imbalance(plan: Plan, recipe: Recipe, console: Console, planned: bool):

@@ -1,0 +1,105 @@
+"""Which unlabelled images join training, and with which label (issue 29 item 1): pure functions.
+
+The confidence threshold is chosen on val, from the run's own calibrated predictions there: the lowest
+threshold at which the val predictions at or above it are right at least halfway from the run's val
+accuracy to 1 (`precision_goal`): the accepted pseudo-labels then carry at most half the run's error rate,
+measured on images it never trained on. At least MIN_VAL_ABOVE val images must pass it, else nothing is
+accepted (too few to measure a precision on).
+
+Classes stay balanced: no class takes more pseudo-labels than its share of the labelled training images
+allows of all those that passed (`class_caps`, rounded up); a class over its cap keeps its most confident.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+MIN_VAL_ABOVE = 10
+COLUMNS = ["path", "label", "confidence", "round"]
+
+
+def precision_goal(accuracy: float) -> float:
+    """Val precision the accepted predictions must reach: halfway from the run's val accuracy to 1."""
+    return (1.0 + accuracy) / 2.0
+
+
+def val_threshold(confidence: np.ndarray, correct: np.ndarray) -> tuple[float, float]:
+    """(threshold, goal): the lowest confidence whose val predictions at or above it reach the precision goal.
+
+    The threshold is above 1 (nothing passes) when no set of at least MIN_VAL_ABOVE val images reaches it.
+    """
+    confidence, correct = np.asarray(confidence, dtype=float), np.asarray(correct, dtype=bool)
+    goal = precision_goal(float(correct.mean())) if len(correct) else 1.0
+    order = np.argsort(-confidence, kind="stable")
+    ranked = confidence[order]
+    precision = np.cumsum(correct[order]) / np.arange(1, len(order) + 1)
+    # A cut must fall between different confidences: ties pass or fail together.
+    last_of_tie = np.append(ranked[1:] < ranked[:-1], True)
+    ok = np.nonzero((precision >= goal) & last_of_tie & (np.arange(1, len(order) + 1) >= MIN_VAL_ABOVE))[0]
+    if not ok.size:
+        return math.inf, goal
+    return float(ranked[ok.max()]), goal
+
+
+def class_caps(train_labels: list[str], classes: list[str], passed: int) -> dict[str, int]:
+    """Most pseudo-labels each class may take: its share of the labelled training images times those that passed."""
+    counts = Counter(train_labels)
+    total = max(1, sum(counts[c] for c in classes))
+    return {c: math.ceil(passed * counts[c] / total) for c in classes}
+
+
+@dataclass(frozen=True)
+class Chosen:
+    """The unlabelled images that join training, and what was decided on the way."""
+
+    rows: list[tuple[str, str, float]]  # path, label, confidence
+    threshold: float
+    goal: float
+    passed: int  # images at or above the threshold, before the caps
+    caps: dict[str, int]
+
+    def per_class(self) -> Counter:
+        return Counter(label for _, label, _ in self.rows)
+
+
+def choose(
+    paths: list[str],
+    probabilities: np.ndarray,
+    classes: list[str],
+    *,
+    threshold: float,
+    goal: float,
+    train_labels: list[str],
+) -> Chosen:
+    """The images whose top probability reaches THRESHOLD, each class cut to its cap (most confident kept)."""
+    probabilities = np.asarray(probabilities, dtype=float).reshape(len(paths), len(classes))
+    top = probabilities.argmax(axis=1) if len(paths) else np.zeros(0, dtype=int)
+    confidence = probabilities.max(axis=1) if len(paths) else np.zeros(0)
+    passing = np.nonzero(confidence >= threshold)[0]
+    caps = class_caps(train_labels, classes, len(passing))
+    rows: list[tuple[str, str, float]] = []
+    for index, name in enumerate(classes):
+        mine = passing[top[passing] == index]
+        mine = mine[np.argsort(-confidence[mine], kind="stable")][: caps[name]]
+        rows += [(paths[i], name, float(confidence[i])) for i in mine]
+    rows.sort(key=lambda row: row[0])
+    return Chosen(rows, threshold, goal, len(passing), caps)
+
+
+def write_pseudo_labels(path: Path, rows: list[tuple[str, str, float]], round_number: int) -> None:
+    """pseudo-labels.csv: which unlabelled image trained with which label, its confidence and its round."""
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(COLUMNS)
+        writer.writerows([p, label, f"{confidence:.6f}", round_number] for p, label, confidence in rows)
+
+
+def read_pseudo_labels(path: Path) -> list[dict]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))

@@ -1,0 +1,105 @@
+"""`imagefit train DATA --unlabelled DIR` (issue 29 item 1): the threshold on val, the caps, and the student rounds."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from conftest import TINY, colour_image, make_class_folders
+
+import imagefit
+from imagefit.errors import UserError
+from imagefit.training.pseudo import choose, class_caps, precision_goal, val_threshold
+
+
+def test_the_threshold_is_the_lowest_confidence_whose_val_predictions_reach_half_the_error_rate():
+    # 20 val images: the 12 most confident right, then alternating wrong and right.
+    confidence = np.linspace(0.99, 0.40, 20)
+    correct = np.array([True] * 12 + [False, True] * 4)
+    threshold, goal = val_threshold(confidence, correct)
+    assert goal == pytest.approx(precision_goal(correct.mean())) == pytest.approx((1 + 16 / 20) / 2)
+    above = confidence >= threshold
+    assert correct[above].mean() >= goal
+    lower = confidence[~above].max()  # one step lower misses the goal
+    assert correct[confidence >= lower].mean() < goal
+
+
+def test_no_threshold_when_fewer_than_ten_val_images_reach_the_goal():
+    confidence = np.linspace(0.99, 0.5, 30)
+    correct = np.array([True] * 5 + [False] * 25)  # only 5 confident and right
+    threshold, _ = val_threshold(confidence, correct)
+    assert threshold > 1
+
+
+def test_tied_confidences_pass_or_fail_together():
+    confidence = np.array([0.9] * 12 + [0.8] * 12)
+    correct = np.array([True] * 11 + [False] + [True] * 6 + [False] * 6)
+    threshold, goal = val_threshold(confidence, correct)
+    assert threshold == 0.9 and goal == pytest.approx((1 + 17 / 24) / 2)
+
+
+def test_each_class_takes_at_most_its_labelled_share_of_what_passed_keeping_its_most_confident():
+    classes = ["a", "b"]
+    caps = class_caps(["a"] * 3 + ["b"] * 1, classes, passed=8)
+    assert caps == {"a": 6, "b": 2}
+    # 8 images pass: 2 predicted a, 6 predicted b (b's cap is 2: its 2 most confident are kept).
+    paths = [f"img{i}" for i in range(9)]
+    probabilities = np.array(
+        [[0.95, 0.05], [0.9, 0.1]] + [[1 - c, c] for c in (0.99, 0.98, 0.97, 0.96, 0.95, 0.94)] + [[0.6, 0.4]]
+    )
+    chosen = choose(
+        paths, probabilities, classes, threshold=0.9, goal=0.95, train_labels=["a"] * 3 + ["b"]
+    )
+    assert chosen.passed == 8 and chosen.caps == {"a": 6, "b": 2}
+    assert {(p, label) for p, label, _ in chosen.rows} == {("img0", "a"), ("img1", "a"), ("img2", "b"), ("img3", "b")}
+
+
+def _unlabelled_folder(root, per_class=10):
+    """New noisy images of the run's colours, no labels; and the colour each one is."""
+    root.mkdir(parents=True)
+    truth = {}
+    for index, (name, colour) in enumerate({"red": (200, 40, 40), "blue": (40, 40, 200)}.items()):
+        for i in range(per_class):
+            path = root / f"{name[0]}{i:02d}.jpg"
+            colour_image(colour, seed=50_000 + index * 1000 + i).save(path, quality=90)
+            truth[path.name] = name
+    return root, truth
+
+
+def test_students_train_on_the_confident_pseudo_labels_and_record_them(tmp_path):
+    data = make_class_folders(tmp_path / "colours", per_class=40)
+    pool, truth = _unlabelled_folder(tmp_path / "pool")
+    out = tmp_path / "run"
+    final = imagefit.train(data, out=out, epochs=3, frozen_epochs=1, report=False, unlabelled=pool, **TINY)
+    student = tmp_path / "run-student1"
+    assert student.is_dir(), "a red/blue run is confident on new red/blue images: a student trains"
+    assert final.path in (out, student) or final.path.name.startswith("run-student")
+    with (student / "pseudo-labels.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows and all(truth[row["path"].rsplit("/", 1)[-1]] == row["label"] for row in rows)
+    assert {row["round"] for row in rows} == {"1"}
+    config = json.loads((student / "config.json").read_text())
+    assert config["student_of"] == str(out.resolve()) and config["recipe"]["model"]["init_weights"]
+    assert config["recipe"]["augment"]["auto_augment"] == "randaugment"
+    with (student / "split.csv").open() as handle:
+        split = {row["path"]: row["split"] for row in csv.DictReader(handle)}
+    assert all(split[row["path"]] == "train" for row in rows)
+    assert not (tmp_path / "run-student1-student1").exists(), "a student makes no students of its own"
+    page = imagefit.write_report(student).read_text()
+    assert 'id="pseudo-labels"' in page and f"{len(rows)} unlabelled images" in page and "teacher run" in page
+    assert 'id="pseudo-labels"' not in imagefit.write_report(out).read_text()
+
+
+def test_unlabelled_none_trains_no_students(tmp_path):
+    data = make_class_folders(tmp_path / "colours", per_class=6)
+    run = imagefit.train(data, out=tmp_path / "run", epochs=2, frozen_epochs=1, report=False, unlabelled="none", **TINY)
+    assert run.path == tmp_path / "run" and not (tmp_path / "run-student1").exists()
+
+
+def test_init_weights_that_do_not_fit_are_one_line(tmp_path, tiny_run):
+    data = make_class_folders(tmp_path / "three", per_class=6, classes=("red", "blue", "green"))
+    with pytest.raises(UserError, match="does not fit this model and its classes"):
+        imagefit.train(data, out=tmp_path / "run", epochs=2, frozen_epochs=1, report=False,
+                       init_weights=str(tiny_run), **TINY)  # fmt: skip
