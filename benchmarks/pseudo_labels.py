@@ -1,0 +1,147 @@
+"""Label-scarce learning: a run on a share of the training labels, then its `--unlabelled` students on the rest.
+
+    python3 benchmarks/pseudo_labels.py --sets clothing --keep 0.1 --json results/issue29-pseudo-labels.json
+
+Per dataset and kept share: a seeded KEEP share of the training images keeps its labels (val is carved
+from them, 15 %, as a user's run would), the rest is given as unlabelled images (a folder of links), and
+`imagefit train MANIFEST --unlabelled POOL --no-report` runs in a child process with the test split in
+the manifest. The run it starts with is the labelled-only row (the same split, seed and recipe); the
+student it keeps (or the run itself) is the `--unlabelled` row. Also: how many pseudo-labels each round
+took and how many of them were right (the held-back labels), wall time and the child's peak RSS.
+`--ceiling` adds a run on every training label. Datasets: clothing (clothing-small train / test),
+cifar (the 5,000 / 1,000 subset of `cifar_subset.py`), digits (a seeded 20 % test split of digits/).
+Other train options after `--`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from active_learning import SHARED, _folder_items, cifar, clothing
+
+
+def digits(scratch: Path) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    items = _folder_items(SHARED / "digits")
+    rng = random.Random(0)
+    test = set(rng.sample(range(len(items)), round(0.2 * len(items))))
+    return [x for i, x in enumerate(items) if i not in test], [x for i, x in enumerate(items) if i in test]
+
+
+SETS = {"clothing": clothing, "cifar": cifar, "digits": digits}
+
+
+def run_child(labelled, test, out: Path, options: list[str], env: dict, pool: Path | None) -> dict:
+    """`imagefit train` on LABELLED (+ the POOL unlabelled) in a child process: wall seconds and peak RSS."""
+    manifest = out.with_suffix(".csv")
+    with manifest.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label", "split"])
+        writer.writerows([[p, label, "train"] for p, label in labelled] + [[p, label, "test"] for p, label in test])
+    command = [sys.executable, "-m", "imagefit.cli", "train", str(manifest), "--out", str(out), "--no-report"]
+    command += ["--unlabelled", str(pool) if pool else "none"]
+    started = time.perf_counter()
+    done = subprocess.run(command + options, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)}: {done.stderr.strip().splitlines()[-3:]}")
+    lines = [line for line in done.stderr.splitlines() if line.startswith(("pseudo-labels", "round "))]
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2  # the largest child so far, GB
+    return {"wall": time.perf_counter() - started, "peak_rss_gb_so_far": round(peak, 2), "lines": lines}
+
+
+def figures(run: Path) -> dict:
+    metrics = json.loads((run / "metrics.json").read_text())
+    return {key: metrics[split][key] for split in ("test",) for key in ("accuracy", "macro_f1")} | {
+        "val_log_loss": metrics["val"]["log_loss"],
+        "val_accuracy": metrics["val"]["accuracy"],
+    }
+
+
+def students(run: Path, truth: dict[str, str]) -> tuple[Path, list[dict]]:
+    """The kept run of the chain (the run, or its last student with a lower val log loss) and each round's row."""
+    kept, best_loss, rounds = run, figures(run)["val_log_loss"], []
+    for number in range(1, 4):
+        student = run.with_name(f"{run.name}-student{number}")
+        if not (student / "metrics.json").exists():
+            break
+        with (student / "pseudo-labels.csv").open(newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        right = sum(truth[os.path.realpath(r["path"])] == r["label"] for r in rows)
+        row = figures(student) | {"round": number, "pseudo_labels": len(rows), "pseudo_right": right}
+        rounds.append(row)
+        if row["val_log_loss"] >= best_loss:
+            break
+        kept, best_loss = student, row["val_log_loss"]
+    return kept, rounds
+
+
+def one(name: str, keep: float, scratch: Path, args, options: list[str], env: dict) -> dict:
+    train_items, test = SETS[name](scratch)
+    rng = random.Random(args.seed)
+    labelled = rng.sample(train_items, round(keep * len(train_items)))
+    known = {p for p, _ in labelled}
+    pool = scratch / f"{name}-{keep}-pool"
+    pool.mkdir()
+    truth = {}
+    for i, (path, label) in enumerate(item for item in train_items if item[0] not in known):
+        (pool / f"{i:06d}{Path(path).suffix}").symlink_to(path)
+        truth[os.path.realpath(path)] = label
+    run = scratch / f"{name}-{keep}"
+    child = run_child(labelled, test, run, options, env, pool)
+    kept, rounds = students(run, truth)
+    result = {
+        "labelled": len(labelled),
+        "unlabelled": len(truth),
+        "labelled_only": figures(run),
+        "with_unlabelled": figures(kept) | {"kept": kept.name},
+        "rounds": rounds,
+        **child,
+    }
+    print(f"# {name} {keep}: {json.dumps(result)}", flush=True)
+    if args.ceiling:
+        ceiling = run_child(train_items, test, scratch / f"{name}-all", options, env, None)
+        result["ceiling"] = figures(scratch / f"{name}-all") | {"wall": ceiling["wall"]}
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sets", default="clothing")
+    parser.add_argument("--keep", default="0.1", help="shares of the training labels kept, e.g. 0.1,0.25")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ceiling", action="store_true", help="also train on every training label")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("options", nargs=argparse.REMAINDER, help="train options after --")
+    args = parser.parse_args()
+    options = [o for o in args.options if o != "--"]
+    results = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        env = {**os.environ, "IMAGEFIT_CACHE": str(Path(scratch) / "cache")}
+        for name in [s.strip() for s in args.sets.split(",") if s.strip()]:
+            for keep in [float(k) for k in args.keep.split(",")]:
+                results[f"{name}-{keep}"] = one(name, keep, Path(scratch), args, options, env)
+    print("| data | labels | labelled-only test acc / F1 | --unlabelled test acc / F1 | rounds | wall s |")
+    print("|---|---|---|---|---|---|")
+    for key, r in results.items():
+        a, b = r["labelled_only"], r["with_unlabelled"]
+        print(
+            f"| {key} | {r['labelled']} (+{r['unlabelled']}) | {a['accuracy']:.4f} / {a['macro_f1']:.4f} | "
+            f"{b['accuracy']:.4f} / {b['macro_f1']:.4f} ({b['kept']}) | {len(r['rounds'])} | {r['wall']:.0f} |"
+        )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"options": options, "args": vars(args) | {"json": str(args.json)},
+                                         "results": results}, indent=1, default=str))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
