@@ -55,16 +55,13 @@ def train(
 
     DATA is a folder of class folders, a folder with train/val/test folders, a CSV of path,label
     or a .zip of either. `resume` continues an interrupted run folder instead, from whatever it
-    holds; `report` writes report.html (evaluation, figures, Grad-CAM) at the end. Returns None in
-    the extra processes of a multi-process (DDP) run. `callbacks` are extra Lightning callbacks
-    for the fine-tuning Trainer; `on_stage` is called with the name of each stage as it starts;
+    holds; `report` writes report.html (evaluation, figures, Grad-CAM) at the end. Returns None in the extra
+    processes of a DDP run. `callbacks`: extra Lightning callbacks for fine-tuning; `on_stage(name)` at each stage;
     `csv_columns` names a CSV's path and label columns and image folder where they cannot be guessed;
     `checks` False skips the duplicate and leakage warnings (a refit validates on training images);
     `carried` holds config.json fields a refit takes from its source run (`refit_of`, prediction settings).
-    With the recipe's `refit`, the run is followed by its refit (RUN-refit), which is returned.
-    `unlabelled` (a folder, zip or file of images; 'none' for none; default the competition layout's
-    unlabelled test images) is pseudo-labelled after the run by rounds of students (training.students),
-    and the last student kept is returned.
+    With the recipe's `refit`, the run is followed by its refit (RUN-refit); `unlabelled` images (default: the
+    competition layout's test/; 'none': none) then train students (training.students); the last made is returned.
     A Ctrl-C at any moment raises TrainingInterrupted, naming the command that resumes the run.
     """
     started = time.perf_counter()
@@ -72,29 +69,37 @@ def train(
     notify = on_stage or no_stage
     made: list[Path] = []  # the run folder this call made, once it exists
     try:
-        total = 0.0
         if resume is not None:
             made.append(Path(resume))
             plan = resume_plan(Path(resume), overrides)
         else:
-            students = unlabelled is not None and str(unlabelled).lower() != "none"
+            students = str(unlabelled or "none").lower() != "none"
             overrides, total = share_time_with_refit(overrides, console, students=students)
             request = NewRun(data, out, name, runs_dir, csv_columns, checks, dict(carried or {}))
             plan = new_plan(request, overrides, console=console, notify=notify, started=started, made=made)
         run = run_stages(plan, console, report=report, callbacks=callbacks, notify=notify)
-        if run is not None and plan.recipe.schedule.refit:  # a refit's own recipe never asks for one
-            left = total - (time.perf_counter() - started) if total else 0.0
-            run = refit(run.path, console=console, time_limit=max(left, 1.0) if total else 0.0, report=report)
-        if run is None or resume is not None or plan.recipe.model.init_weights:  # a student makes no students
+        if run is None or resume is not None:
             return run
-        inputs = unlabelled_inputs(run, unlabelled, console)
-        if not inputs:
-            return run
-        limit = total or parse_duration(plan.recipe.schedule.time_limit)
-        left = max(limit - (time.perf_counter() - started), -1.0) if limit else 0.0
-        return student_rounds(run, inputs, train=train, console=console, report=report, time_limit=left)
+        limit = total or parse_duration(plan.recipe.schedule.time_limit)  # total: set for a new run
+        return follow_up(run, plan, unlabelled, console, report=report, limit=limit, started=started)
     except KeyboardInterrupt:
         raise TrainingInterrupted(interrupted(made[0] if made else None, new=resume is None)) from None
+
+
+def follow_up(run, plan: Plan, unlabelled, console: Console, *, report: bool, limit: float, started: float):
+    """After a new run: its refit (the recipe's `refit`), then students on the UNLABELLED images; the last made."""
+
+    def left() -> float:
+        return max(limit - (time.perf_counter() - started), -1.0) if limit else 0.0
+
+    if plan.recipe.schedule.refit:  # a refit's own recipe never asks for one
+        run = refit(run.path, console=console, time_limit=max(left(), 1.0) if limit else 0.0, report=report)
+    if plan.recipe.model.init_weights:  # a student makes no students of its own
+        return run
+    inputs = unlabelled_inputs(run, unlabelled, console)
+    if not inputs:
+        return run
+    return student_rounds(run, inputs, train=train, console=console, report=report, time_limit=left())
 
 
 def run_stages(plan: Plan, console: Console, *, report: bool, callbacks: list | None, notify: StageFn):
