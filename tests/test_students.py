@@ -49,9 +49,7 @@ def test_each_class_takes_at_most_its_labelled_share_of_what_passed_keeping_its_
     probabilities = np.array(
         [[0.95, 0.05], [0.9, 0.1]] + [[1 - c, c] for c in (0.99, 0.98, 0.97, 0.96, 0.95, 0.94)] + [[0.6, 0.4]]
     )
-    chosen = choose(
-        paths, probabilities, classes, threshold=0.9, goal=0.95, train_labels=["a"] * 3 + ["b"]
-    )
+    chosen = choose(paths, probabilities, classes, threshold=0.9, goal=0.95, train_labels=["a"] * 3 + ["b"])
     assert chosen.passed == 8 and chosen.caps == {"a": 6, "b": 2}
     assert {(p, label) for p, label, _ in chosen.rows} == {("img0", "a"), ("img1", "a"), ("img2", "b"), ("img3", "b")}
 

@@ -140,3 +140,44 @@ def test_two_workers_share_one_study_on_a_real_postgresql_server(tmp_path, postg
 
     study = optuna.load_study(study_name="d", storage=postgres)
     assert len({t.user_attrs["pid"] for t in study.trials}) == 2, "both workers ran trials"
+
+
+WORKER = """
+import sys
+from imagefit.tuning.study import tune
+tune(sys.argv[1], trials=4, study="shared", studies_dir=sys.argv[2], storage=sys.argv[3], **{OPTIONS})
+"""
+
+
+def test_two_workers_started_apart_share_one_journal_study_without_duplicate_trials(tmp_path):
+    """`--storage journal:PATH`: two processes (as two machines with one shared file system) run one study."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    data, journal = _data(tmp_path), tmp_path / "shared" / "study.log"
+    journal.parent.mkdir()
+    script = WORKER.replace("{OPTIONS}", repr(OPTIONS))
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(data), str(tmp_path / f"machine-{i}"), f"journal:{journal}"],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    for worker in workers:
+        _, err = worker.communicate(timeout=600)
+        assert worker.returncode == 0, err[-1500:]
+    storage = optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
+    trials = optuna.load_study(study_name="shared", storage=storage).trials
+    numbers = [t.number for t in trials]
+    assert sorted(numbers) == list(range(len(trials))), "no trial number twice, none skipped"
+    finished = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
+    assert len(finished) >= 4
+    assert {t.user_attrs["pid"] for t in finished} <= {w.pid for w in workers}
+
+
+def test_a_journal_in_a_missing_folder_is_one_line(tmp_path):
+    with pytest.raises(UserError, match="does not exist; make it"):
+        tune(_data(tmp_path), trials=1, studies_dir=tmp_path / "s", storage=f"journal:{tmp_path}/nowhere/x.log",
+             **OPTIONS)  # fmt: skip

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from imagefit.errors import TrainingInterrupted, UserError
 
@@ -28,10 +29,10 @@ def user_errors():
     try:
         yield
     except UserError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(code=2) from None
     except TrainingInterrupted as exc:
-        console.print(str(exc), highlight=False, soft_wrap=True)
+        console.print(escape(str(exc)), highlight=False, soft_wrap=True)
         raise typer.Exit(code=130) from None
     except KeyboardInterrupt:
         console.print("interrupted", highlight=False)

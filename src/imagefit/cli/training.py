@@ -111,7 +111,9 @@ def tune(
     trials: int = typer.Option(20, help="trials in the study in all (a second command adds up to this many)"),
     study: str | None = typer.Option(None, help="study name (default: the data's name)"),
     studies_dir: Path = typer.Option(Path("studies"), help="where study folders go"),
-    storage: str | None = typer.Option(None, help="Optuna storage URL, e.g. postgresql://user:pw@host/db"),
+    storage: str | None = typer.Option(
+        None, help="Optuna storage: a URL (postgresql://user:pw@host/db) or journal:PATH (a file on a shared disk)"
+    ),
     time_limit: str = typer.Option("", help="stop starting trials after this long (30m, 2h)"),
     workers: int = typer.Option(1, help="worker processes on this machine"),
     metric: str = typer.Option("macro_f1", help="val figure to maximise: macro_f1 or accuracy"),

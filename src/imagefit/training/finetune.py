@@ -21,6 +21,7 @@ from imagefit.training.callbacks import StageHook
 from imagefit.training.engine import best_epoch, build_trainer, history_of, soup_applies
 from imagefit.training.environment import training_facts
 from imagefit.training.module import ClassifierModule
+from imagefit.training.nodes import lost_peer
 from imagefit.training.plan import RUN_DIR_ENV, Plan, StageFn
 from imagefit.training.schedule import progressive_sizes
 from imagefit.training.setup import Setup
@@ -104,6 +105,11 @@ def run_fit(trainer: L.Trainer, module, datamodule, files: runs.RunFiles, *, res
         if trainer.interrupted:  # Lightning turns Ctrl-C into a graceful stop and exit(1)
             raise KeyboardInterrupt from None
         raise
+    except RuntimeError as exc:  # torch.distributed's errors included
+        said = lost_peer(exc, files.root)
+        if said is None:
+            raise
+        raise said from None
     finally:
         os.environ.pop(RUN_DIR_ENV, None)
 

@@ -30,6 +30,7 @@ from imagefit.tasks import task_for
 from imagefit.training.budget import MAX_PLANNED_EPOCHS
 from imagefit.training.engine import check_engine, on_gpu
 from imagefit.training.environment import environment
+from imagefit.training.nodes import join_first_process, launched_rank
 
 # A DDP launcher re-runs the command in each new process (LOCAL_RANK 1, 2 ...); they find the run
 # folder of the first here. Honoured only in such a launched process, never in a user's shell.
@@ -145,6 +146,8 @@ def _run_folder(request: NewRun) -> tuple[Path, bool]:
     inherited = inherited_run_dir()
     if inherited:
         return Path(inherited), True
+    if launched_rank() > 0:  # a later process of a multi-node (torchrun, srun) launch: the first one's folder
+        return join_first_process(request.out), True
     out = Path(request.out) if request.out else None
     folder = runs.new_run_dir(data=Path(request.data), runs_dir=Path(request.runs_dir), name=request.name, out=out)
     return folder, False
@@ -198,6 +201,8 @@ def _warn_fast_findings(inventory, samples: list[Sample], data, console: Console
 
 def resume_plan(run_dir: Path, overrides: dict) -> Plan:
     """The plan of an interrupted run, read back from its folder (its recipe, split and classes)."""
+    if launched_rank() > 0:  # the first process resumes the head before the others join
+        join_first_process(run_dir)
     files = runs.RunFiles(runs.check_run_folder(run_dir, resumable=True))
     if overrides:
         raise UserError(f"--resume continues {run_dir} with its saved recipe; drop the options {', '.join(overrides)}")

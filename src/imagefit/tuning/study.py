@@ -1,6 +1,7 @@
 """`imagefit tune`: an Optuna study over the recipe, each trial a normal run folder, on one fixed split.
 
-    studies/NAME/study.db      the Optuna storage (SQLite) unless --storage names another (PostgreSQL)
+    studies/NAME/study.db      the Optuna storage (SQLite) unless --storage names another (PostgreSQL, or
+                               journal:PATH, Optuna's journal file on a shared file system)
     studies/NAME/split.csv     the split every trial trains and validates on
     studies/NAME/trial-K/      trial K's run folder
     studies/NAME/best/         a copy of the best trial's run folder
@@ -133,10 +134,29 @@ def _fixed_split(data: Path, folder: Path, overrides: dict) -> Path:
     return target
 
 
+JOURNAL = "journal:"
+
+
+def open_storage(url: str):
+    """What Optuna opens for URL: a database URL as it is, or for `journal:PATH` a JournalStorage on the file PATH
+    (Optuna's storage for a shared file system without a database server; workers append to one log, locked)."""
+    if not url.startswith(JOURNAL):
+        return url
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    path = Path(url[len(JOURNAL) :]).expanduser()
+    if not path.parent.is_dir():
+        raise UserError(f"--storage {url}: the folder {path.parent} does not exist; make it (a shared path) first")
+    return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+
+
 def _open_study(optuna, url: str, name: str):
     """The study in URL (created if new); a one-line error naming the URL, password hidden, if unreachable."""
     try:
-        return optuna.create_study(study_name=name, storage=url, direction="maximize", load_if_exists=True)
+        return optuna.create_study(
+            study_name=name, storage=open_storage(url), direction="maximize", load_if_exists=True
+        )
     except ImportError as exc:
         raise UserError(
             f"no database driver for {_hide_password(url)} ({exc.__cause__ or exc}). For PostgreSQL: "
@@ -192,7 +212,7 @@ def run_worker(plan: dict) -> None:
     from optuna.trial import TrialState
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name=plan["name"], storage=plan["url"])
+    study = optuna.load_study(study_name=plan["name"], storage=open_storage(plan["url"]))
     study.pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
     started = time.monotonic()
     done = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
