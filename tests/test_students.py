@@ -77,6 +77,9 @@ def test_students_train_on_the_confident_pseudo_labels_and_record_them(tmp_path)
     with (student / "pseudo-labels.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert rows and all(truth[row["path"].rsplit("/", 1)[-1]] == row["label"] for row in rows)
+    soft = np.array([[float(row[c]) for c in ("blue", "red")] for row in rows])  # the soft labels it trained with
+    assert np.allclose(soft.sum(axis=1), 1, atol=1e-4) and (soft.max(axis=1) < 1).all()
+    assert [("blue", "red")[i] for i in soft.argmax(axis=1)] == [row["label"] for row in rows]
     assert {row["round"] for row in rows} == {"1"}
     config = json.loads((student / "config.json").read_text())
     assert config["student_of"] == str(out.resolve()) and config["recipe"]["model"]["init_weights"]
@@ -101,3 +104,19 @@ def test_init_weights_that_do_not_fit_are_one_line(tmp_path, tiny_run):
     with pytest.raises(UserError, match="does not fit this model and its classes"):
         imagefit.train(data, out=tmp_path / "run", epochs=2, frozen_epochs=1, report=False,
                        init_weights=str(tiny_run), **TINY)  # fmt: skip
+
+
+def test_soft_labels_are_the_training_targets_of_pseudo_labelled_images_and_one_hot_elsewhere(tmp_path):
+    from imagefit.data import Sample
+    from imagefit.data.datamodule import ImageDataset
+    from imagefit.training.pseudo import read_soft_labels, write_pseudo_labels
+
+    samples = [Sample("a.jpg", "red", "train"), Sample("b.jpg", "blue", "train"), Sample("c.jpg", "red", "train")]
+    soft = {"b.jpg": np.array([0.2, 0.8], dtype=np.float32)}
+    write_pseudo_labels(tmp_path / "p.csv", [("b.jpg", "blue", 0.8)], 1, soft, ["red", "blue"])
+    read = read_soft_labels(tmp_path / "p.csv", ["red", "blue"])
+    assert read.keys() == {"b.jpg"} and np.allclose(read["b.jpg"], [0.2, 0.8])
+    dataset = ImageDataset(samples, {"red": 0, "blue": 1}, transform=None, soft=read)
+    assert np.allclose(np.stack(dataset.targets), [[1, 0], [0.2, 0.8], [1, 0]])
+    assert list(dataset.hard) == [0, 1, 0], "the sampler and class counts use the top class"
+    assert list(ImageDataset(samples, {"red": 0, "blue": 1}, transform=None).targets) == [0, 1, 0]

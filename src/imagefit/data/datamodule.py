@@ -8,6 +8,7 @@ import warnings
 from collections.abc import Callable
 
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
@@ -31,10 +32,12 @@ class ImageDataset(Dataset):
         *,
         decode_size: int = 0,
         task: str | Task = "single-label",
+        soft: dict[str, np.ndarray] | None = None,
     ):
         self.samples = samples
         # Class indices, or multi-hot float rows for a multi-label task.
-        self.targets = list(task_for(task).targets([s.label for s in samples], list(class_to_idx)))
+        self.hard = list(task_for(task).targets([s.label for s in samples], list(class_to_idx)))
+        self.targets = soft_rows(samples, self.hard, len(class_to_idx), soft) if soft else self.hard
         self.transform = transform
         self.decode_size = decode_size
 
@@ -57,6 +60,15 @@ class ImageDataset(Dataset):
         raise RuntimeError("no image in the dataset can be read")
 
 
+def soft_rows(samples: list[Sample], hard: list, classes: int, soft: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """Probability rows: each sample's soft label where SOFT has one (a pseudo-label), else its one-hot class."""
+    rows = np.eye(classes, dtype=np.float32)[np.asarray(hard, dtype=np.int64)]
+    for i, sample in enumerate(samples):
+        if sample.path in soft:
+            rows[i] = soft[sample.path]
+    return list(rows)
+
+
 def default_workers(requested: int) -> int:
     """Loader workers: the requested number, or (for -1) one per CPU core up to 8."""
     if requested >= 0:
@@ -77,8 +89,10 @@ class ImageDataModule(L.LightningDataModule):
         augment: AugmentRecipe,
         weighted_sampler: bool = False,
         task: str | Task = "single-label",
+        soft: dict[str, np.ndarray] | None = None,
     ):
         super().__init__()
+        self.soft = soft  # soft labels of training images (pseudo-labels), by path
         self.classes = classes
         self.class_to_idx = {name: i for i, name in enumerate(classes)}
         self.preprocess = preprocess
@@ -107,6 +121,7 @@ class ImageDataModule(L.LightningDataModule):
             train_transform(preprocess, self.augment),
             decode_size=train_decode_size(preprocess, self.augment),
             task=self.task,
+            soft=self.soft,
         )
 
     def _loader(self, dataset: ImageDataset, *, shuffle: bool, sampler=None) -> DataLoader:
@@ -125,8 +140,8 @@ class ImageDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         sampler = None
         if self.weighted_sampler:
-            weights = torch.from_numpy(class_weights(self.train_set.targets, len(self.classes)))
-            sample_weights = weights[torch.tensor(self.train_set.targets)]
+            weights = torch.from_numpy(class_weights(self.train_set.hard, len(self.classes)))
+            sample_weights = weights[torch.tensor(self.train_set.hard)]
             generator = torch.Generator().manual_seed(self.recipe.seed)
             sampler = WeightedRandomSampler(sample_weights, num_samples=len(sample_weights), generator=generator)
         dataset = self.train_set

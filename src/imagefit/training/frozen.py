@@ -6,11 +6,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from rich.console import Console
 
 from imagefit.config import Recipe
-from imagefit.data.datamodule import default_workers
+from imagefit.data.datamodule import default_workers, soft_rows
 from imagefit.data.preprocess import Preprocess
 from imagefit.data.sources import Sample
 from imagefit.models import ImageClassifier
@@ -38,12 +39,16 @@ class SplitFeatures:
     recipe: Recipe
     device: str
     task: str
+    soft: dict | None = None  # soft labels of training images (pseudo-labels), by path
 
     def of(self, split: str, views: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """([images, views, D] features, targets) of SPLIT."""
+        """([images, views, D] features, targets) of SPLIT; with soft labels, train's targets are probability rows."""
         recipe, seed = self.recipe, self.recipe.data.seed
         chosen = [s for s in self.samples if s.split == split]
-        targets = torch.from_numpy(task_for(self.task).targets([s.label for s in chosen], self.classes))
+        targets = task_for(self.task).targets([s.label for s in chosen], self.classes)
+        if self.soft and split == "train":
+            targets = np.stack(soft_rows(chosen, list(targets), len(self.classes), self.soft))
+        targets = torch.from_numpy(targets)
         if not chosen:
             return torch.empty(0), targets
         hashes = [self.hashes[s.path] for s in chosen]
@@ -61,6 +66,12 @@ class SplitFeatures:
         return table, targets
 
 
+def balanced_sample_weights(targets: torch.Tensor, classes: int) -> torch.Tensor:
+    """Each training image's weight for a class-balanced sampler (one label an image; soft labels: their top class)."""
+    hard = targets.argmax(dim=1) if targets.dim() == 2 else targets
+    return torch.from_numpy(balanced_weights(hard.tolist(), classes))[hard]
+
+
 def cached_head_phase(
     model: ImageClassifier,
     samples: list[Sample],
@@ -76,6 +87,7 @@ def cached_head_phase(
     on_stage: Callable[[str], None] = lambda stage: None,
     check_shift: bool = False,
     task: str = "single-label",
+    soft: dict | None = None,
 ) -> list[dict]:
     """Train model.head on cached backbone features of train (all views) and val (plain view); history rows.
 
@@ -83,7 +95,7 @@ def cached_head_phase(
     says in one line when val looks unlike train.
     """
     views = recipe.schedule.head_views
-    features = SplitFeatures(model, samples, classes, hashes, preprocess, recipe, device, task)
+    features = SplitFeatures(model, samples, classes, hashes, preprocess, recipe, device, task, soft)
     on_stage("features")
     started = time.perf_counter()
     train_table, targets = features.of("train", views)
@@ -99,9 +111,7 @@ def cached_head_phase(
         val_features=val_table[:, 0] if len(val_table) else None,
         val_targets=val_targets,
     )
-    sample_weights = None
-    if sampler:  # one label an image (multi-label data has no sampler)
-        sample_weights = torch.from_numpy(balanced_weights(targets.tolist(), len(classes)))[targets]
+    sample_weights = balanced_sample_weights(targets, len(classes)) if sampler else None
     model.head.cpu()
     show = _epoch_printer(recipe, console)
     rows = train_head(

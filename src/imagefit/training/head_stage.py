@@ -66,6 +66,7 @@ def head_phase(plan: Plan, setup: Setup, console: Console, notify: StageFn) -> l
         on_stage=notify,
         check_shift=plan.own_val,
         task=plan.task,
+        soft=plan.soft,
     )
     save_tensors(files.head_only, cpu_tensors(model.state_dict()))
     runs.write_rows(files.history, runs.HISTORY_COLUMNS, rows)

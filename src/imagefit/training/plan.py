@@ -7,6 +7,7 @@ said within seconds, before the data is read; a wrong path is said before the mo
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -31,10 +32,13 @@ from imagefit.training.budget import MAX_PLANNED_EPOCHS
 from imagefit.training.engine import check_engine, on_gpu
 from imagefit.training.environment import environment
 from imagefit.training.nodes import join_first_process, launched_rank
+from imagefit.training.pseudo import read_soft_labels
 
 # A DDP launcher re-runs the command in each new process (LOCAL_RANK 1, 2 ...); they find the run
 # folder of the first here. Honoured only in such a launched process, never in a user's shell.
 RUN_DIR_ENV = "IMAGEFIT_RUN_DIR"
+# The key of `carried` naming a pseudo-labels.csv (with soft labels) that a student's run folder keeps.
+PSEUDO_LABELS = "pseudo_labels"
 # Called with the name of each stage as it starts: "scan", "features", "head", "fine-tune", "epoch N"
 # (N counts all epochs, head ones included), "evaluate", "report".
 StageFn = Callable[[str], None]
@@ -66,6 +70,7 @@ class Plan:
     given: frozenset = frozenset()  # recipe fields the user set: adaptation leaves them as set
     median_side: int = 0  # median shorter side of the images, in pixels (0: not known)
     carried: dict = field(default_factory=dict)  # config.json fields from another run (a refit's source)
+    soft: dict = field(default_factory=dict)  # soft labels of pseudo-labelled training images, by path
 
     @property
     def files(self) -> runs.RunFiles:
@@ -133,12 +138,20 @@ def new_plan(
         task=inventory.task,
         given=frozenset(key.replace("-", "_").split(".")[-1] for key in overrides),
         median_side=sides[len(sides) // 2] if sides else 0,
-        carried=dict(request.carried),
+        carried={k: v for k, v in request.carried.items() if k != PSEUDO_LABELS},
     )
     if not inherited:
         made.append(run_dir)
-        _write_data_files(plan, inventory)
-    return plan
+        _write_data_files(plan, inventory, request.carried.get(PSEUDO_LABELS))
+    return with_soft_labels(plan)
+
+
+def with_soft_labels(plan: Plan) -> Plan:
+    """The plan with the soft labels its folder's pseudo-labels.csv records (a student of --unlabelled)."""
+    files = plan.files
+    if not files.pseudo_labels.exists():
+        return plan
+    return replace(plan, soft=read_soft_labels(files.pseudo_labels, plan.classes))
 
 
 def _run_folder(request: NewRun) -> tuple[Path, bool]:
@@ -153,10 +166,12 @@ def _run_folder(request: NewRun) -> tuple[Path, bool]:
     return folder, False
 
 
-def _write_data_files(plan: Plan, inventory) -> None:
-    """split.csv, the unlabelled images, labels.json and env.json of a new run."""
+def _write_data_files(plan: Plan, inventory, pseudo_labels: str | None) -> None:
+    """split.csv, the unlabelled images, labels.json, env.json and a student's pseudo-labels.csv of a new run."""
     files = plan.files
     write_split(files.split, plan.samples)
+    if pseudo_labels:
+        shutil.copyfile(pseudo_labels, files.pseudo_labels)
     if inventory.unlabelled:
         runs.write_rows(files.unlabelled, ["path"], [[path] for path in inventory.unlabelled])
     runs.write_json(files.labels, plan.classes)
@@ -223,7 +238,8 @@ def resume_plan(run_dir: Path, overrides: dict) -> Plan:
         )
     recipe = Recipe.from_dict(config["recipe"])
     classes = runs.read_json(files.labels)
-    return Plan(run_dir, recipe, config["data"], samples, classes, task=config.get("task", "single-label"))
+    plan = Plan(run_dir, recipe, config["data"], samples, classes, task=config.get("task", "single-label"))
+    return with_soft_labels(plan)
 
 
 def with_recipe(plan: Plan, recipe: Recipe) -> Plan:

@@ -59,6 +59,7 @@ class Chosen:
     """The unlabelled images that join training, and what was decided on the way."""
 
     rows: list[tuple[str, str, float]]  # path, label, confidence
+    soft: dict[str, np.ndarray]  # each chosen image's calibrated probabilities: the soft label it trains with
     threshold: float
     goal: float
     passed: int  # images at or above the threshold, before the caps
@@ -89,17 +90,27 @@ def choose(
         mine = mine[np.argsort(-confidence[mine], kind="stable")][: caps[name]]
         rows += [(paths[i], name, float(confidence[i])) for i in mine]
     rows.sort(key=lambda row: row[0])
-    return Chosen(rows, threshold, goal, len(passing), caps)
+    index = {p: i for i, p in enumerate(paths)}
+    soft = {p: probabilities[index[p]].astype(np.float32) for p, _, _ in rows}
+    return Chosen(rows, soft, threshold, goal, len(passing), caps)
 
 
-def write_pseudo_labels(path: Path, rows: list[tuple[str, str, float]], round_number: int) -> None:
-    """pseudo-labels.csv: which unlabelled image trained with which label, its confidence and its round."""
+def write_pseudo_labels(
+    path: Path, rows: list[tuple[str, str, float]], round_number: int, soft: dict[str, np.ndarray], classes: list[str]
+) -> None:
+    """pseudo-labels.csv: each unlabelled image, its label, confidence and round, and the soft label it trains
+    with (one probability column a class)."""
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(COLUMNS)
-        writer.writerows([p, label, f"{confidence:.6f}", round_number] for p, label, confidence in rows)
+        writer.writerow(COLUMNS + classes)
+        for p, label, confidence in rows:
+            writer.writerow([p, label, f"{confidence:.6f}", round_number, *(f"{v:.6f}" for v in soft[p])])
 
 
-def read_pseudo_labels(path: Path) -> list[dict]:
+def read_soft_labels(path: Path, classes: list[str]) -> dict[str, np.ndarray]:
+    """The soft label of each image in a pseudo-labels.csv ({} when it has no probability columns)."""
     with path.open(newline="") as handle:
-        return list(csv.DictReader(handle))
+        rows = list(csv.DictReader(handle))
+    if not rows or any(c not in rows[0] for c in classes):
+        return {}
+    return {r["path"]: np.array([float(r[c]) for c in classes], dtype=np.float32) for r in rows}

@@ -71,6 +71,7 @@ def build_setup(plan: Plan, stage: str, *, planned: bool, console: Console, repo
         augment=recipe.augment,
         weighted_sampler=mode == "sampler",
         task=plan.task,
+        soft=plan.soft,
     )
     return Setup(recipe, model, preprocess, weights_source, datamodule, mode, weights, budget, shift)
 

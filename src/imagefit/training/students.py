@@ -1,13 +1,14 @@
 """`imagefit train DATA --unlabelled DIR`: rounds of students trained on the run's confident pseudo-labels.
 
 After the run, its kept model labels the unlabelled images; those that pass the threshold chosen on val,
-each class within its cap (training.pseudo), join the training images with their predicted label, and a
+each class within its cap (training.pseudo), join the training images with their soft label (the run's
+calibrated probabilities: cross-entropy against them, MixUp/CutMix left out for those batches), and a
 student is fine-tuned from the run's weights with stronger augmentation (RandAugment, Noisy Student's
 noise; the run's own choice stays if it made one) on the same split, so that its val and test figures
 compare with the run's. A student is kept when its val log loss (after its temperature) is lower than
 its teacher's; it then labels the images again for the next round, at most MAX_ROUNDS. Each student is a
 normal run folder (RUN-student1, ...) that records its pseudo-labels (pseudo-labels.csv) and its teacher
-(config.json `student_of`). Hard labels: the soft-label loss the issue asks for is not built.
+(config.json `student_of`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from rich.console import Console
 
 from imagefit import runs
 from imagefit.data import Sample, write_split
+from imagefit.training.plan import PSEUDO_LABELS
 from imagefit.training.pseudo import Chosen, choose, val_threshold, write_pseudo_labels
 
 MAX_ROUNDS = 3
@@ -165,15 +167,11 @@ def _train_student(teacher, samples, chosen, round_number, train, console, repor
     root = run_root(teacher)
     target = root.with_name(f"{root.name}-student{round_number}")
     merged = list(samples) + [Sample(path, label, "train") for path, label, _ in chosen.rows]
-    carried = {"student_of": str(teacher.path.resolve()), "pseudo_round": round_number}
-
-    def record(stage: str) -> None:  # before the report, which shows them
-        if stage == "evaluate":
-            write_pseudo_labels(runs.RunFiles(target).pseudo_labels, chosen.rows, round_number)
-
     with tempfile.TemporaryDirectory() as scratch:
-        manifest = Path(scratch) / "student.csv"
+        manifest, pseudo = Path(scratch) / "student.csv", Path(scratch) / "pseudo-labels.csv"
         write_split(manifest, merged)
+        write_pseudo_labels(pseudo, chosen.rows, round_number, chosen.soft, teacher.classes)
+        carried = {"student_of": str(teacher.path.resolve()), "pseudo_round": round_number, PSEUDO_LABELS: str(pseudo)}
         return train(
             manifest,
             out=target,
@@ -181,7 +179,6 @@ def _train_student(teacher, samples, chosen, round_number, train, console, repor
             report=report,
             checks=False,
             carried=carried,
-            on_stage=record,
             **student_overrides(teacher, time_limit, images=sum(s.split == "train" for s in merged)),
         )
 
