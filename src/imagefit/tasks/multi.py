@@ -32,6 +32,7 @@ class MultiLabel(Task):
         "ensemble": "ensembles are of single-label runs for now; a multi-label run was given",
         "add-class": "the run is multi-label: add-class works on single-label runs for now",
         "baseline": "the majority rate and the raw-pixel baseline are measured for single-label runs",
+        "pseudo-labels": "unlabelled: pseudo-labels are for single-label runs so far; the run stays",
     }
 
     def parts(self, label: str) -> list[str]:

@@ -132,8 +132,8 @@ def student_rounds(
 
     TRAIN is `imagefit.training.pipeline.train`, which trains each student (and calls this module after a run).
     """
-    if run.task.name != "single-label":
-        console.print("unlabelled: pseudo-labels are for single-label runs so far; the run stays", highlight=False)
+    if not run.task.offers("pseudo-labels"):
+        console.print(run.task.unsupported["pseudo-labels"], highlight=False)
         return run
     started, best = time.perf_counter(), run
     labelled = run.split()  # each round adds its own pseudo-labels to the run's labelled split
