@@ -11,7 +11,7 @@ from conftest import TINY, colour_image, make_class_folders
 
 import imagefit
 from imagefit.errors import UserError
-from imagefit.training.pseudo import choose, class_caps, precision_goal, val_threshold
+from imagefit.training.pseudo import NOISE_SE, choose, class_caps, paired_verdict, precision_goal, val_threshold
 
 
 def test_the_threshold_is_the_lowest_confidence_whose_val_predictions_reach_half_the_error_rate():
@@ -120,3 +120,14 @@ def test_soft_labels_are_the_training_targets_of_pseudo_labelled_images_and_one_
     assert np.allclose(np.stack(dataset.targets), [[1, 0], [0.2, 0.8], [1, 0]])
     assert list(dataset.hard) == [0, 1, 0], "the sampler and class counts use the top class"
     assert list(ImageDataset(samples, {"red": 0, "blue": 1}, transform=None).targets) == [0, 1, 0]
+
+
+def test_a_student_is_kept_unless_worse_on_val_beyond_noise():
+    rng = np.random.default_rng(0)
+    teacher = rng.exponential(0.5, size=50)
+    noisy = paired_verdict(teacher, teacher + rng.normal(0.05, 0.5, size=50))  # a little worse, within noise
+    assert noisy.kept and 0 < noisy.difference < noisy.noise
+    worse = paired_verdict(teacher, teacher + 0.3 + rng.normal(0, 0.05, size=50))  # worse on every image
+    assert not worse.kept and worse.difference > worse.noise
+    spread = paired_verdict(np.zeros(3), np.array([0.0, 1.0, 2.0]))  # differences 0, 1, 2: standard deviation 1
+    assert spread.difference == 1.0 and spread.noise == pytest.approx(NOISE_SE / np.sqrt(3))

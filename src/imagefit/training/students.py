@@ -5,8 +5,9 @@ each class within its cap (training.pseudo), join the training images with their
 calibrated probabilities: cross-entropy against them, MixUp/CutMix left out for those batches), and a
 student is fine-tuned from the run's weights with stronger augmentation (RandAugment, Noisy Student's
 noise; the run's own choice stays if it made one) on the same split, so that its val and test figures
-compare with the run's. A student is kept when its val log loss (after its temperature) is lower than
-its teacher's; it then labels the images again for the next round, at most MAX_ROUNDS. Each student is a
+compare with the run's. A student is kept unless its val log loss (after its temperature) is above its
+teacher's beyond noise (pseudo.paired_verdict); it then labels the images again for the next round, at
+most MAX_ROUNDS. Each student is a
 normal run folder (RUN-student1, ...) that records its pseudo-labels (pseudo-labels.csv) and its teacher
 (config.json `student_of`).
 """
@@ -20,12 +21,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
 
 from imagefit import runs
 from imagefit.data import Sample, write_split
 from imagefit.training.plan import PSEUDO_LABELS
-from imagefit.training.pseudo import Chosen, choose, val_threshold, write_pseudo_labels
+from imagefit.training.pseudo import NOISE_SE, Chosen, choose, paired_verdict, val_threshold, write_pseudo_labels
 
 MAX_ROUNDS = 3
 STUDENT_AUGMENT = "randaugment"
@@ -128,7 +130,8 @@ def student_rounds(
     report: bool,
     time_limit: float = 0.0,
 ) -> runs.Run:
-    """Rounds of students while val log loss falls; returns the last kept (the run itself when none was).
+    """Rounds of students while each is no worse on val than its teacher beyond noise (pseudo.NOISE_SE); returns
+    the last kept (the run itself when none was).
 
     TRAIN is `imagefit.training.pipeline.train`, which trains each student (and calls this module after a run).
     """
@@ -148,18 +151,30 @@ def student_rounds(
             break
         share = left / (MAX_ROUNDS + 1 - round_number)
         student = _train_student(best, labelled, chosen, round_number, train, console, report, share)
-        before, after = best.metrics["val"], student.metrics["val"]
-        improved = after["log_loss"] < before["log_loss"]
-        console.print(
-            f"round {round_number}: val log loss {before['log_loss']:.3f} -> {after['log_loss']:.3f}, accuracy "
-            f"{before['accuracy']:.4f} -> {after['accuracy']:.4f}: "
-            + (f"{student.path.name} kept" if improved else f"{best.path.name} stays; no further round"),
-            highlight=False,
-        )
-        if not improved:
+        verdict = paired_verdict(val_losses(best), val_losses(student))
+        console.print(judged(best, student, verdict, round_number), highlight=False)
+        if not verdict.kept:
             break
         best = student
     return best
+
+
+def val_losses(run: runs.Run) -> np.ndarray:
+    """Each val image's log loss under the run's calibrated probabilities (predictions-val.csv), in path order."""
+    with runs.RunFiles(run.path).predictions("val").open(newline="", encoding="utf-8") as handle:
+        rows = sorted(csv.DictReader(handle), key=lambda r: r["path"])
+    return np.array([-np.log(max(float(r[r["true"]]), 1e-12)) for r in rows])
+
+
+def judged(teacher: runs.Run, student: runs.Run, verdict, round_number: int) -> str:
+    """One line: the student's val figures against its teacher's, and whether it is kept."""
+    before, after = teacher.metrics["val"], student.metrics["val"]
+    said = f"{student.path.name} kept" if verdict.kept else f"{teacher.path.name} stays; no further round"
+    return (
+        f"round {round_number}: val log loss {before['log_loss']:.3f} -> {after['log_loss']:.3f} "
+        f"({verdict.difference:+.3f} an image, noise {verdict.noise:.3f} at {NOISE_SE:.0f} standard errors over "
+        f"{verdict.count} images), accuracy {before['accuracy']:.4f} -> {after['accuracy']:.4f}: {said}"
+    )
 
 
 def _train_student(teacher, samples, chosen, round_number, train, console, report, time_limit) -> runs.Run:
