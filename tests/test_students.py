@@ -131,3 +131,36 @@ def test_a_student_is_kept_unless_worse_on_val_beyond_noise():
     assert not worse.kept and worse.difference > worse.noise
     spread = paired_verdict(np.zeros(3), np.array([0.0, 1.0, 2.0]))  # differences 0, 1, 2: standard deviation 1
     assert spread.difference == 1.0 and spread.noise == pytest.approx(NOISE_SE / np.sqrt(3))
+
+
+def test_distill_trains_a_student_on_the_teachers_soft_labels_over_the_same_split(tmp_path, tiny_run):
+    pool, _ = _unlabelled_folder(tmp_path / "pool", per_class=4)
+    options = {k: v for k, v in TINY.items() if k != "model"}
+    student = imagefit.distill(tiny_run, model="test_efficientnet", unlabelled=pool, out=tmp_path / "student",
+                               epochs=3, frozen_epochs=1, report=True, **options)  # fmt: skip
+    config = json.loads((student.path / "config.json").read_text())
+    assert config["distilled_from"] == str(tiny_run.resolve())
+    teacher = imagefit.load_run(tiny_run)
+    held = {(s.path, s.split) for s in teacher.split() if s.split != "train"}
+    assert {(s.path, s.split) for s in student.split() if s.split != "train"} == held, "the same val and test"
+    with (student.path / "pseudo-labels.csv").open() as handle:
+        rows = {row["path"]: row for row in csv.DictReader(handle)}
+    labels = {s.path: s.label for s in teacher.split() if s.split == "train"}
+    assert set(labels) < set(rows) and len(rows) == len(labels) + 8, "every training image and the 8 unlabelled"
+    taught = imagefit.predict(tiny_run, list(labels))  # half the true class, half the teacher's probabilities
+    for path, probabilities in zip(taught.paths, taught.probabilities, strict=True):
+        expected = 0.5 * (np.array(taught.classes) == labels[path]) + 0.5 * probabilities
+        assert [float(rows[path][c]) for c in taught.classes] == pytest.approx(list(expected), abs=1e-5)
+    unlabelled = [row for path, row in rows.items() if path not in labels]
+    assert all(abs(float(r["red"]) + float(r["blue"]) - 1) < 1e-4 for r in unlabelled)
+    page = (student.path / "report.html").read_text()
+    assert "Distilled from" in page and "teacher tiny" in page
+
+
+def test_distill_of_a_folder_that_is_no_run_is_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from imagefit.cli import app
+
+    result = CliRunner().invoke(app, ["distill", str(tmp_path / "missing")])
+    assert result.exit_code == 2 and "no such run folder" in result.output

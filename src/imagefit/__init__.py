@@ -27,6 +27,7 @@ _LAZY = {
     "explain": ("imagefit.prediction.gradcam", "explain"),
     "write_report": ("imagefit.report.writer", "write_report"),
     "suggest": ("imagefit.audit.suggest", "suggest"),
+    "distill": ("imagefit.training.pipeline", "distill"),
 }
 
 

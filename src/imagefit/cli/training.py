@@ -184,6 +184,32 @@ def refit(
         console.print(f"refit: {done.path} ({said})", highlight=False)
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def distill(
+    ctx: typer.Context,
+    teacher: Path = typer.Argument(..., help="a finished run folder or an ensemble folder"),
+    model: str = typer.Option("tf_efficientnet_lite0", help="the student's timm model"),
+    unlabelled: Path | None = typer.Option(None, help="images without labels the teacher labels for the student too"),
+    out: Path | None = typer.Option(None, help="the student's run folder (default TEACHER-MODEL)"),
+    report: bool = typer.Option(True, help="write report.html at the end"),
+) -> None:
+    """Train a smaller model on a run's or an ensemble's soft labels (knowledge distillation); recipe options too."""
+    with user_errors():
+        overrides = parse_overrides(ctx.args)
+        check_run(teacher)
+        if unlabelled is not None:
+            check_inputs([unlabelled])
+        from imagefit.training.pipeline import distill as distill_run
+
+        quiet_lightning()
+        student = distill_run(
+            teacher, model=model, unlabelled=unlabelled, out=out, console=console, report=report, **overrides
+        )
+        test = student.metrics.get("test")
+        said = f"test accuracy {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f}" if test else "no test split"
+        console.print(f"distilled: {student.path} ({said})", highlight=False)
+
+
 @app.command("add-class")
 def add_class(
     run: Path = typer.Argument(..., help="run folder"),

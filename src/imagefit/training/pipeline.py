@@ -19,6 +19,7 @@ from imagefit.config import Recipe, parse_duration
 from imagefit.data import write_split
 from imagefit.data.sources import CsvColumns
 from imagefit.errors import TrainingInterrupted
+from imagefit.training.distill import distill as distill_run
 from imagefit.training.finetune import fine_tune_stage
 from imagefit.training.finish import finish
 from imagefit.training.frozen import head_on_features
@@ -195,3 +196,20 @@ def interrupted(run_dir: Path | None, *, new: bool) -> str:
         "finished": "its trained model",
     }[files.stage()]
     return f"interrupted: {run_dir} keeps {kept}; continue with `imagefit train --resume {run_dir}`"
+
+
+def distill(
+    teacher: str | Path,
+    *,
+    model: str,
+    unlabelled: str | Path | None = None,
+    out: str | Path | None = None,
+    console: Console | None = None,
+    report: bool = True,
+    **overrides,
+) -> runs.Run:
+    """A run of MODEL trained on TEACHER's (a run's or an ensemble's) soft labels (training.distill); returns it."""
+    console = console or Console(stderr=True, soft_wrap=True)
+    return distill_run(
+        teacher, model=model, unlabelled=unlabelled, out=out, train=train, console=console, report=report, **overrides
+    )
