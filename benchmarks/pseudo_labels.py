@@ -96,7 +96,7 @@ def one(name: str, keep: float, scratch: Path, args, options: list[str], env: di
         (pool / f"{i:06d}{Path(path).suffix}").symlink_to(path)
         truth[os.path.realpath(path)] = label
     run = scratch / f"{name}-{keep}"
-    child = run_child(labelled, test, run, options, env, pool)
+    child = run_child(labelled, test, run, options, env, pool if truth else None)  # keep 1.0: the ceiling
     kept, rounds = students(run, truth)
     result = {
         "labelled": len(labelled),
