@@ -56,13 +56,18 @@ def _folder_items(folder: Path) -> list[tuple[str, str]]:
 SETS = {"clothing": clothing, "cifar": cifar}
 
 
-def train(labelled, test, out: Path, options: list[str], env: dict) -> dict:
-    """One run on LABELLED (train) and TEST, in a child process: test accuracy, macro-F1, wall time."""
-    manifest = out.with_suffix(".csv")
-    with manifest.open("w", newline="") as handle:
+def write_manifest(path: Path, labelled, test) -> Path:
+    """path,label,split of the labelled (train) and test items: what `imagefit train` reads."""
+    with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "label", "split"])
         writer.writerows([[p, label, "train"] for p, label in labelled] + [[p, label, "test"] for p, label in test])
+    return path
+
+
+def train(labelled, test, out: Path, options: list[str], env: dict) -> dict:
+    """One run on LABELLED (train) and TEST, in a child process: test accuracy, macro-F1, wall time."""
+    manifest = write_manifest(out.with_suffix(".csv"), labelled, test)
     command = [sys.executable, "-m", "imagefit.cli", "train", str(manifest), "--out", str(out), "--no-report"]
     started = time.perf_counter()
     done = subprocess.run(command + options, env=env, capture_output=True, text=True)

@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from active_learning import SHARED, _folder_items, cifar, clothing
+from active_learning import SHARED, _folder_items, cifar, clothing, write_manifest
 
 
 def digits(scratch: Path) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
@@ -42,11 +42,7 @@ SETS = {"clothing": clothing, "cifar": cifar, "digits": digits}
 
 def run_child(labelled, test, out: Path, options: list[str], env: dict, pool: Path | None) -> dict:
     """`imagefit train` on LABELLED (+ the POOL unlabelled) in a child process: wall seconds and peak RSS."""
-    manifest = out.with_suffix(".csv")
-    with manifest.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["path", "label", "split"])
-        writer.writerows([[p, label, "train"] for p, label in labelled] + [[p, label, "test"] for p, label in test])
+    manifest = write_manifest(out.with_suffix(".csv"), labelled, test)
     command = [sys.executable, "-m", "imagefit.cli", "train", str(manifest), "--out", str(out), "--no-report"]
     command += ["--unlabelled", str(pool) if pool else "none"]
     started = time.perf_counter()

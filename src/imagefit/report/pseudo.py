@@ -8,9 +8,8 @@ from collections import Counter
 from pathlib import Path
 
 from imagefit import runs
-from imagefit.data.decode import UNREADABLE, open_image
-from imagefit.data.sources import locator_name
-from imagefit.report.page import img, section, table, thumbnail
+from imagefit.report.page import section, table
+from imagefit.report.sections import image_card
 
 LEAST_CERTAIN = 8
 
@@ -63,15 +62,6 @@ def _figures(run: runs.Run, teacher: str) -> str:
 
 
 def _least_certain(rows: list[dict]) -> str:
-    cards = []
-    for row in sorted(rows, key=lambda r: float(r["confidence"]))[:LEAST_CERTAIN]:
-        try:
-            picture = thumbnail(open_image(row["path"]))
-        except UNREADABLE:
-            continue
-        caption = f"{row['label']} ({float(row['confidence']):.2f})"
-        cards.append(
-            f"<figure>{img(picture, locator_name(row['path']))}<figcaption>{html.escape(caption)}<br>"
-            f"<small>{html.escape(locator_name(row['path']))}</small></figcaption></figure>"
-        )
+    least = sorted(rows, key=lambda r: float(r["confidence"]))[:LEAST_CERTAIN]
+    cards = [card for r in least if (card := image_card(r["path"], f"{r['label']} ({float(r['confidence']):.2f})"))]
     return "<h3>The least certain accepted</h3>" + f'<div class="gallery">{"".join(cards)}</div>' if cards else ""

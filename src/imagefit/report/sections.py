@@ -97,19 +97,27 @@ def per_class_table(metrics: dict) -> str:
     )
 
 
+def image_card(path: str, caption: str) -> str:
+    """A figure: the image's thumbnail, CAPTION and its name; '' when the image cannot be read."""
+    try:
+        picture = thumbnail(open_image(path))
+    except UNREADABLE:
+        return ""
+    name = locator_name(path)
+    return (
+        f"<figure>{img(picture, name)}<figcaption>{html.escape(caption)}<br>"
+        f"<small>{html.escape(name)}</small></figcaption></figure>"
+    )
+
+
 def worst_errors(rows: list[dict], split: str) -> str:
     wrong = sorted((r for r in rows if r["true"] != r["predicted"]), key=lambda r: -float(r["confidence"]))
-    cards = []
-    for row in wrong[:WORST_ERRORS]:
-        try:
-            picture = thumbnail(open_image(row["path"]))
-        except UNREADABLE:
-            continue
-        caption = f"true {row['true']} / predicted {row['predicted']} ({float(row['confidence']):.2f})"
-        cards.append(
-            f"<figure>{img(picture, locator_name(row['path']))}<figcaption>{html.escape(caption)}<br>"
-            f"<small>{html.escape(locator_name(row['path']))}</small></figcaption></figure>"
-        )
+    cards = [
+        card
+        for row in wrong[:WORST_ERRORS]
+        if (card := image_card(row["path"], f"true {row['true']} / predicted {row['predicted']} "
+                                            f"({float(row['confidence']):.2f})"))
+    ]  # fmt: skip
     content = f'<div class="gallery">{"".join(cards)}</div>' if cards else f"<p>No mistakes on {split}.</p>"
     return section("errors", "Most confident mistakes", content)
 
