@@ -62,9 +62,9 @@ def figures(run: Path) -> dict:
     }
 
 
-def students(run: Path, truth: dict[str, str]) -> tuple[Path, list[dict]]:
-    """The kept run of the chain (the run, or its last student with a lower val log loss) and each round's row."""
-    kept, best_loss, rounds = run, figures(run)["val_log_loss"], []
+def students(run: Path, truth: dict[str, str], lines: list[str]) -> tuple[Path, list[dict]]:
+    """The run the chain returned (its last student the round lines call kept, else the run) and each student's row."""
+    kept, rounds = run, []
     for number in range(1, 4):
         student = run.with_name(f"{run.name}-student{number}")
         if not (student / "metrics.json").exists():
@@ -72,11 +72,9 @@ def students(run: Path, truth: dict[str, str]) -> tuple[Path, list[dict]]:
         with (student / "pseudo-labels.csv").open(newline="") as handle:
             rows = list(csv.DictReader(handle))
         right = sum(truth[os.path.realpath(r["path"])] == r["label"] for r in rows)
-        row = figures(student) | {"round": number, "pseudo_labels": len(rows), "pseudo_right": right}
-        rounds.append(row)
-        if row["val_log_loss"] >= best_loss:
-            break
-        kept, best_loss = student, row["val_log_loss"]
+        rounds.append(figures(student) | {"round": number, "pseudo_labels": len(rows), "pseudo_right": right})
+        if any(line.startswith(f"round {number}:") and line.endswith(f"{student.name} kept") for line in lines):
+            kept = student
     return kept, rounds
 
 
@@ -93,7 +91,7 @@ def one(name: str, keep: float, scratch: Path, args, options: list[str], env: di
         truth[os.path.realpath(path)] = label
     run = scratch / f"{name}-{keep}"
     child = run_child(labelled, test, run, options, env, pool if truth else None)  # keep 1.0: the ceiling
-    kept, rounds = students(run, truth)
+    kept, rounds = students(run, truth, child["lines"])
     result = {
         "labelled": len(labelled),
         "unlabelled": len(truth),
