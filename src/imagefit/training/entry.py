@@ -11,6 +11,7 @@ from imagefit.errors import UserError
 from imagefit.training import pipeline
 from imagefit.training.backbones import train_backbones
 from imagefit.training.quality import train_quality
+from imagefit.training.students import asked
 
 
 def train(
@@ -30,8 +31,7 @@ def train(
     fields). `quality` fast, balanced or best is AutoGluon's preset; a comma-separated `model` trains one
     run per backbone on the first run's split (runs_dir/<name>-<model>).
     """
-    students = str(options.get("unlabelled") or "none").lower() != "none"
-    if students and (quality != "balanced" or "," in str(options.get("model", ""))):
+    if asked(options.get("unlabelled")) and (quality != "balanced" or "," in str(options.get("model", ""))):
         raise UserError("--unlabelled trains students of one run: use it with --quality balanced and one --model")
     if quality != "balanced":
         options.pop("unlabelled", None)

@@ -45,12 +45,13 @@ def join_first_process(out: str | Path | None, *, head_first: bool | None = None
             "folder on a path all machines see, which the first process writes"
         )
     files = runs.RunFiles(Path(out))
-    deadline = time.monotonic() + float(os.environ.get(WAIT_ENV, 2 * 3600))
+    wait = float(os.environ.get(WAIT_ENV, 2 * 3600))
+    deadline = time.monotonic() + wait
     while not _ready(files, head_first):
         if time.monotonic() > deadline:
             raise UserError(
                 f"rank {rank}: the first process has not made {out} ready to train (config.json and the head) "
-                f"within {os.environ.get(WAIT_ENV, 7200)} s; check that it runs with the same --out"
+                f"within {wait:.0f} s; check that it runs with the same --out"
             )
         time.sleep(POLL_SECONDS)
     return Path(out)

@@ -28,7 +28,7 @@ from imagefit.training.plan import NewRun, Plan, StageFn, new_plan, no_stage, re
 from imagefit.training.refit import plan_refit
 from imagefit.training.run_config import run_config
 from imagefit.training.setup import build_setup
-from imagefit.training.students import student_rounds, unlabelled_inputs
+from imagefit.training.students import asked, student_rounds, unlabelled_inputs
 
 # With --refit and --time-limit, the run gets this share of the limit and its refit the rest: the refit
 # trains about as long as the run's fine-tuning (1.18x the images, the kept epochs) on cached features.
@@ -74,8 +74,7 @@ def train(
             made.append(Path(resume))
             plan = resume_plan(Path(resume), overrides)
         else:
-            students = str(unlabelled or "none").lower() != "none"
-            overrides, total = share_time_with_refit(overrides, console, students=students)
+            overrides, total = share_time_with_refit(overrides, console, students=asked(unlabelled))
             request = NewRun(data, out, name, runs_dir, csv_columns, checks, dict(carried or {}))
             plan = new_plan(request, overrides, console=console, notify=notify, started=started, made=made)
         run = run_stages(plan, console, report=report, callbacks=callbacks, notify=notify)

@@ -70,12 +70,7 @@ def plan_refit(run_path: str | Path, *, out: str | Path | None = None, time_limi
     merged += [s for s in samples if s.split == "val"]
     recipe = source.recipe
     frozen = min(recipe.schedule.frozen_epochs, kept)
-    overrides = {
-        f"{group}.{name}": value
-        for group, values in recipe.to_dict().items()
-        for name, value in values.items()
-        if name not in NOT_CARRIED
-    }
+    overrides = recipe_overrides(recipe, leave_out=NOT_CARRIED)
     overrides.update(epochs=kept, frozen_epochs=frozen, patience=10**6, keep="last", tune_inference=False, soup=False)
     overrides.update(lr_find=False)
     if time_limit:
@@ -84,6 +79,16 @@ def plan_refit(run_path: str | Path, *, out: str | Path | None = None, time_limi
     carried.update({key: source.config[key] for key in CARRIED if key in source.config})
     target = Path(out) if out else source.path.with_name(f"{source.path.name}-refit")
     return RefitPlan(source, merged, overrides, carried, target, kept, frozen)
+
+
+def recipe_overrides(recipe, *, leave_out: tuple[str, ...]) -> dict:
+    """RECIPE as `group.name` overrides for `train`, the fields in LEAVE_OUT left to the new run's defaults."""
+    return {
+        f"{group}.{name}": value
+        for group, values in recipe.to_dict().items()
+        for name, value in values.items()
+        if name not in leave_out
+    }
 
 
 def mark_val_as_training(files: runs.RunFiles) -> None:

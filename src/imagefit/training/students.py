@@ -7,14 +7,12 @@ student is fine-tuned from the run's weights with stronger augmentation (RandAug
 noise; the run's own choice stays if it made one) on the same split, so that its val and test figures
 compare with the run's. A student is kept unless its val log loss (after its temperature) is above its
 teacher's beyond noise (pseudo.paired_verdict); it then labels the images again for the next round, at
-most MAX_ROUNDS. Each student is a
-normal run folder (RUN-student1, ...) that records its pseudo-labels (pseudo-labels.csv) and its teacher
-(config.json `student_of`).
+most MAX_ROUNDS. Each student is a normal run folder (RUN-student1, ...) that records its pseudo-labels
+(pseudo-labels.csv) and its teacher (config.json `student_of`).
 """
 
 from __future__ import annotations
 
-import csv
 import math
 import tempfile
 import time
@@ -26,8 +24,10 @@ from rich.console import Console
 
 from imagefit import runs
 from imagefit.data import Sample, write_split
+from imagefit.evaluation.evaluator import read_predictions
 from imagefit.training.plan import PSEUDO_LABELS
 from imagefit.training.pseudo import NOISE_SE, Chosen, choose, paired_verdict, val_threshold, write_pseudo_labels
+from imagefit.training.refit import recipe_overrides
 
 MAX_ROUNDS = 3
 STUDENT_AUGMENT = "randaugment"
@@ -35,12 +35,15 @@ STUDENT_AUGMENT = "randaugment"
 NOT_CARRIED = ("time_limit", "refit", "init_weights", "lr_find")
 
 
+def asked(unlabelled: str | Path | None) -> bool:
+    """Whether UNLABELLED names images (not None, not 'none')."""
+    return str(unlabelled or "none").lower() != "none"
+
+
 def unlabelled_inputs(run: runs.Run, unlabelled: str | Path | None, console: Console) -> list[str]:
     """The images to pseudo-label: UNLABELLED, else the competition layout's test/ (said), else none."""
-    if unlabelled is not None and str(unlabelled).lower() == "none":
-        return []
     if unlabelled is not None:
-        return [str(unlabelled)]
+        return [str(unlabelled)] if asked(unlabelled) else []
     from imagefit.training.finish import unlabelled_paths
 
     paths = unlabelled_paths(runs.RunFiles(run.path))
@@ -53,22 +56,27 @@ def unlabelled_inputs(run: runs.Run, unlabelled: str | Path | None, console: Con
     return paths
 
 
-def val_figures(run: runs.Run) -> tuple[list[float], list[bool]]:
-    """Each val image's calibrated confidence and whether the run's prediction was right (predictions-val.csv)."""
-    with runs.RunFiles(run.path).predictions("val").open(newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    return [float(r["confidence"]) for r in rows], [r["true"] == r["predicted"] for r in rows]
+def val_rows(run: runs.Run) -> list[dict]:
+    """The run's val predictions (predictions-val.csv: truth, prediction, calibrated probabilities), by path."""
+    rows, _ = read_predictions(runs.RunFiles(run.path).predictions("val"))
+    return sorted(rows, key=lambda r: r["path"])
 
 
-def pseudo_label(teacher: runs.Run, inputs: list[str], labelled: list[Sample]) -> tuple[Chosen, int]:
-    """The teacher's pseudo-labels for INPUTS (the LABELLED images left out), and how many were predicted."""
+def val_losses(rows: list[dict]) -> np.ndarray:
+    """Each val image's log loss under the calibrated probabilities of val_rows."""
+    return np.array([-np.log(max(float(r[r["true"]]), 1e-12)) for r in rows])
+
+
+def pseudo_label(teacher: runs.Run, inputs: list[str], labelled: list[Sample], val: list[dict]) -> tuple[Chosen, int]:
+    """The teacher's pseudo-labels for INPUTS (the LABELLED images left out), the threshold from its VAL rows;
+    and how many were predicted."""
     from imagefit.prediction.loading import predict
 
     predictions = predict(teacher.path, inputs)
     train_labels = [s.label for s in labelled if s.split == "train"]
     labelled_paths = {s.path for s in labelled}
     keep = [i for i, p in enumerate(predictions.paths) if p not in labelled_paths]
-    confidence, correct = val_figures(teacher)
+    confidence, correct = [float(r["confidence"]) for r in val], [r["true"] == r["predicted"] for r in val]
     threshold, goal = val_threshold(confidence, correct)
     chosen = choose(
         [predictions.paths[i] for i in keep],
@@ -104,12 +112,7 @@ def student_overrides(teacher: runs.Run, time_limit: float, *, images: int) -> d
     labelled and pseudo-labelled training images together), so that a round costs about what the run did.
     """
     recipe = teacher.recipe
-    overrides = {
-        f"{group}.{name}": value
-        for group, values in recipe.to_dict().items()
-        for name, value in values.items()
-        if name not in NOT_CARRIED
-    }
+    overrides = recipe_overrides(recipe, leave_out=NOT_CARRIED)
     taught = sum(s.split == "train" for s in teacher.split())
     frozen, epochs = recipe.schedule.frozen_epochs, recipe.schedule.epochs
     fine_tune = max(1, math.ceil((epochs - frozen) * taught / max(1, images)))
@@ -140,30 +143,25 @@ def student_rounds(
         return run
     started, best = time.perf_counter(), run
     labelled = run.split()  # each round adds its own pseudo-labels to the run's labelled split
+    best_val = val_rows(run)
     for round_number in range(1, MAX_ROUNDS + 1):
         left = time_limit - (time.perf_counter() - started) if time_limit else 0.0
         if time_limit and left <= 0:
             console.print("unlabelled: the time limit is spent; no further round", highlight=False)
             break
-        chosen, predicted = pseudo_label(best, inputs, labelled)
+        chosen, predicted = pseudo_label(best, inputs, labelled, best_val)
         console.print(describe(chosen, predicted, round_number), highlight=False)
         if not chosen.rows:
             break
         share = left / (MAX_ROUNDS + 1 - round_number)
         student = _train_student(best, labelled, chosen, round_number, train, console, report, share)
-        verdict = paired_verdict(val_losses(best), val_losses(student))
+        student_val = val_rows(student)
+        verdict = paired_verdict(val_losses(best_val), val_losses(student_val))
         console.print(judged(best, student, verdict, round_number), highlight=False)
         if not verdict.kept:
             break
-        best = student
+        best, best_val = student, student_val
     return best
-
-
-def val_losses(run: runs.Run) -> np.ndarray:
-    """Each val image's log loss under the run's calibrated probabilities (predictions-val.csv), in path order."""
-    with runs.RunFiles(run.path).predictions("val").open(newline="", encoding="utf-8") as handle:
-        rows = sorted(csv.DictReader(handle), key=lambda r: r["path"])
-    return np.array([-np.log(max(float(r[r["true"]]), 1e-12)) for r in rows])
 
 
 def judged(teacher: runs.Run, student: runs.Run, verdict, round_number: int) -> str:
