@@ -209,6 +209,13 @@ class ScheduleRecipe:
             "seconds an epoch (false: through the frozen backbone every epoch)"
         ),
     )
+    solve_head: bool = field(
+        default=True,
+        metadata=doc(
+            "after the head's epochs on cached features, also solve it as a logistic regression (scikit-learn, "
+            "L-BFGS) and keep whichever has the lower val loss: fine-tuning starts from a converged head (LP-FT)"
+        ),
+    )
     head_views: int = field(
         default=3, metadata=doc("views of each training image in the feature cache: the plain one, then augmented")
     )

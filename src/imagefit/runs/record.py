@@ -48,6 +48,10 @@ class ConfigRecord:
         """What the data showed before fine-tuning: the majority rate, the raw-pixel baseline, the head (on val)."""
         self._update(measured=facts)
 
+    def set_head_fit(self, facts: dict) -> None:
+        """The head solved on cached features against the head its epochs trained (val loss, which was kept)."""
+        self._update(head_fit=facts)
+
     def set_probe(self, recipe: dict, facts: dict) -> None:
         """Far data: the fine-tuning rate probe's figures, and the recipe at the rate it chose."""
         self._update(recipe=recipe, probe=facts)

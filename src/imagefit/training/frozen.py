@@ -17,8 +17,9 @@ from imagefit.data.sources import Sample
 from imagefit.models import ImageClassifier
 from imagefit.tasks import task_for
 from imagefit.tasks.imbalance import class_weights as balanced_weights
+from imagefit.training.converged import HeadFit, fit_converged
 from imagefit.training.features import ViewDataset, cache_name, extract_features
-from imagefit.training.head import HeadData, train_head
+from imagefit.training.head import HeadData, train_head, validate
 
 
 def head_on_features(recipe: Recipe) -> bool:
@@ -88,8 +89,9 @@ def cached_head_phase(
     check_shift: bool = False,
     task: str = "single-label",
     soft: dict | None = None,
-) -> list[dict]:
-    """Train model.head on cached backbone features of train (all views) and val (plain view); history rows.
+) -> tuple[list[dict], HeadFit | None]:
+    """Train model.head on cached backbone features of train (all views) and val (plain view); history rows,
+    and the converged fit against the trained head (recipe.schedule.solve_head; None when not fitted).
 
     With `check_shift` (the data brought its own val split), a domain classifier on the same features
     says in one line when val looks unlike train.
@@ -117,10 +119,28 @@ def cached_head_phase(
     rows = train_head(
         model.head, data, recipe, class_weights=class_weights, sample_weights=sample_weights, on_epoch=show, task=task
     )
+    fit = _solve(model.head, data, (train_table, targets), recipe, class_weights, task) if rows else None
+    if fit is not None:
+        console.print(fit.line(), highlight=False)
+        if fit.kept:  # the phase ends with the solved head: its last row says what fine-tuning starts from
+            rows[-1].update(validate(model.head, data, class_weights, task_for(task)))
     model.train()  # FreezeBackbone sets the modes of phase 2 at each epoch start
     if rows:  # history's seconds: the first head epoch carries the feature extraction
         rows[0]["seconds"] = round(rows[0]["seconds"] + extraction, 2)
-    return rows
+    return rows, fit
+
+
+def _solve(head, data: HeadData, train, recipe: Recipe, class_weights, task: str) -> HeadFit | None:
+    """The head solved to convergence on the same features, kept where its val loss is lower."""
+    if not recipe.schedule.solve_head or data.val_features is None:
+        return None
+
+    def scored(candidate) -> tuple[float, float]:
+        row = validate(candidate, data, class_weights, task_for(task))
+        return row["val_loss"], row["val_accuracy"]
+
+    val = (data.val_features, data.val_targets)
+    return fit_converged(head, train, val, scored, class_weights=class_weights, seed=recipe.data.seed)
 
 
 def _epoch_printer(recipe: Recipe, console: Console) -> Callable[[dict], None]:

@@ -77,7 +77,7 @@ def train_head(
             scheduler.step()
             loss_sum += loss.item() * len(chunk)
         row = {"epoch": epoch + 1, "phase": 1, "lr": lr, "train_loss": loss_sum / pairs}
-        row.update(_validate(head, data, class_weights, task))
+        row.update(validate(head, data, class_weights, task))
         row["seconds"] = round(time.perf_counter() - started, 2)
         rows.append(row)
         if on_epoch is not None:
@@ -102,7 +102,8 @@ def _order(pairs: int, views: int, sample_weights: torch.Tensor | None, generato
     return torch.multinomial(weights, pairs, replacement=True, generator=generator)
 
 
-def _validate(head: nn.Module, data: HeadData, class_weights: torch.Tensor | None, task: Task) -> dict:
+def validate(head: nn.Module, data: HeadData, class_weights: torch.Tensor | None, task: Task) -> dict:
+    """The head's val loss (class-weighted, as training's), accuracy and macro-F1 on the val features."""
     if data.val_features is None or len(data.val_features) == 0:
         return {"val_loss": float("nan"), "val_accuracy": float("nan"), "val_macro_f1": float("nan")}
     head.eval()

@@ -52,7 +52,7 @@ def head_phase(plan: Plan, setup: Setup, console: Console, notify: StageFn) -> l
     """Phase 1 on cached features; the head-only model and its history rows are kept in the run folder."""
     files = plan.files
     model = setup.model
-    rows = cached_head_phase(
+    rows, fit = cached_head_phase(
         model,
         plan.samples,
         plan.classes,
@@ -70,6 +70,8 @@ def head_phase(plan: Plan, setup: Setup, console: Console, notify: StageFn) -> l
     )
     save_tensors(files.head_only, cpu_tensors(model.state_dict()))
     runs.write_rows(files.history, runs.HISTORY_COLUMNS, rows)
+    if fit is not None:
+        runs.ConfigRecord(files).set_head_fit(fit.to_dict())
     return rows
 
 
