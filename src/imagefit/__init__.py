@@ -24,6 +24,7 @@ _LAZY = {
     "predict": ("imagefit.prediction.loading", "predict"),
     "evaluate": ("imagefit.evaluation.evaluator", "evaluate"),
     "export_onnx": ("imagefit.export.onnx", "export_onnx"),
+    "export_openvino": ("imagefit.export.openvino", "export_openvino"),
     "explain": ("imagefit.prediction.gradcam", "explain"),
     "write_report": ("imagefit.report.writer", "write_report"),
     "suggest": ("imagefit.audit.suggest", "suggest"),

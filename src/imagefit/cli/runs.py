@@ -82,6 +82,11 @@ def predict(
     unknown_label: str | None = typer.Option(None, help="write this label for images flagged unknown"),
     overwrite: bool = typer.Option(False, help="replace OUT if it exists"),
     batch_size: int = typer.Option(32, help="images per batch"),
+    backend: str = typer.Option(
+        "auto",
+        help="auto (a run folder: PyTorch; .onnx: ONNX Runtime; .xml: OpenVINO) | torch | onnx | openvino "
+        "(a run folder's model.onnx is exported on first use)",
+    ),
     adapt: bool = typer.Option(
         False,
         help="first re-estimate BatchNorm statistics on these images, relative to the training images (test-time "
@@ -99,7 +104,10 @@ def predict(
         from imagefit.prediction.loading import predict as predict_images
         from imagefit.prediction.output import write_csv
 
-        predictions = predict_images(model, inputs, tta=tta, tta_n=tta_n, batch_size=batch_size, adapt=adapt)
+        model, runtime = _exported_for(model, backend, adapt)
+        predictions = predict_images(
+            model, inputs, tta=tta, tta_n=tta_n, batch_size=batch_size, adapt=adapt, runtime=runtime
+        )
         if predictions.adaptation is not None:
             console.print(predictions.adaptation.line(), highlight=False)
         if predictions.skipped:
@@ -111,6 +119,25 @@ def predict(
             for line in predictions.top_k_lines(3):
                 print(line)
         console.print(f"{len(predictions.paths)} predictions written to {out}", highlight=False)
+
+
+def _exported_for(model: Path, backend: str, adapt: bool) -> tuple[Path, str]:
+    """What predict loads for BACKEND: MODEL, or a run folder's exported graph; and the ONNX file's runtime."""
+    from imagefit.serving.backend import BACKENDS
+
+    if backend not in BACKENDS:
+        raise UserError(f"--backend {backend} is not one of: {', '.join(BACKENDS)}")
+    exported = model.suffix.lower() in (".onnx", ".xml", ".json")
+    if backend == "torch" and exported:
+        raise UserError(f"{model} is an exported model: give its run folder for --backend torch")
+    runtime = "openvino" if backend == "openvino" else "onnxruntime"
+    if backend in ("onnx", "openvino") and not exported:
+        if adapt:
+            raise UserError("--adapt re-estimates BatchNorm in PyTorch: drop --backend or --adapt")
+        from imagefit.export.onnx import exported_graph
+
+        return exported_graph(model), runtime
+    return model, runtime
 
 
 @app.command()
@@ -146,19 +173,28 @@ def report(run: Path = typer.Argument(..., help="run folder")) -> None:
 @app.command()
 def export(
     run: Path = typer.Argument(..., help="run folder"),
-    format: str = typer.Option("onnx", help="onnx (the only format for now)"),
-    out: Path | None = typer.Option(None, help="output .onnx path (default RUN/model.onnx, RUN/model.int8.onnx)"),
+    format: str = typer.Option("onnx", help="onnx | openvino (IR: RUN/model.xml + .bin, from the ONNX graph)"),
+    out: Path | None = typer.Option(
+        None, help="output path (default RUN/model.onnx, RUN/model.int8.onnx, RUN/model.xml)"
+    ),
     overwrite: bool = typer.Option(False, help="replace OUT if it exists"),
     int8: bool = typer.Option(
         False, help="quantize to int8 (ONNX Runtime, static, per-channel), checked against the float model on val"
     ),
     int8_calibration: int = typer.Option(256, help="training images that calibrate the int8 activation ranges"),
 ) -> None:
-    """Export the model to ONNX with its labels and preprocessing beside it as JSON."""
+    """Export the model to ONNX (or OpenVINO IR) with its labels and preprocessing beside it as JSON."""
     with user_errors():
-        if format != "onnx":
-            raise UserError(f"--format {format} is not supported; use --format onnx")
+        if format not in ("onnx", "openvino"):
+            raise UserError(f"--format {format} is not supported; use --format onnx or --format openvino")
+        if format == "openvino" and int8:
+            raise UserError("--int8 exports ONNX (its QDQ graph runs in OpenVINO too): drop --format openvino")
         check_run(run)
+        if format == "openvino":
+            from imagefit.export.openvino import export_openvino
+
+            console.print(f"exported: {export_openvino(run, out=out, overwrite=overwrite)}", highlight=False)
+            return
         if int8:
             from imagefit.export.int8 import export_int8
 
@@ -179,7 +215,9 @@ def serve(
     workers: int = typer.Option(1, help="server processes"),
     max_batch: int = typer.Option(32, help="pictures a batch may gather from concurrent requests"),
     max_wait_ms: float = typer.Option(10.0, help="longest wait for a batch to fill, after its first picture"),
-    backend: str = typer.Option("auto", help="auto (ONNX Runtime, exported on first use) | onnx | torch"),
+    backend: str = typer.Option(
+        "auto", help="auto (ONNX Runtime, exported on first use) | onnx | openvino | torch (a .xml: OpenVINO)"
+    ),
     api_key: str | None = typer.Option(
         None,
         envvar="IMAGEFIT_API_KEY",

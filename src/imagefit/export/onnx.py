@@ -66,6 +66,12 @@ def export_onnx(run_path: str | Path, *, out: str | Path | None = None, overwrit
     return target
 
 
+def exported_graph(run_path: str | Path) -> Path:
+    """RUN/model.onnx, exported on first use (what the ONNX Runtime and OpenVINO backends of a run folder read)."""
+    target = load_run(Path(run_path)).files.onnx
+    return target if target.exists() else export_onnx(run_path, out=target)
+
+
 def _facts(run, target: Path) -> dict:
     """What the JSON beside the graph says: labels, preprocessing, outputs, task and thresholds, and the unknown
     index (the training embeddings travel with the graph, copied beside it)."""

@@ -19,20 +19,23 @@ def check_model_path(model: str | Path) -> Path:
     path = Path(model)
     if path.suffix.lower() == ".onnx" and not path.exists():
         raise UserError(f"{path}: no such ONNX model. Make one with `imagefit export RUN --format onnx`")
-    if path.suffix.lower() not in (".onnx", ".json"):
+    if path.suffix.lower() == ".xml" and not path.exists():
+        raise UserError(f"{path}: no such OpenVINO model. Make one with `imagefit export RUN --format openvino`")
+    if path.suffix.lower() not in (".onnx", ".json", ".xml"):
         runs.check_run_folder(path)
     return path
 
 
-def load_predictor(model: str | Path, *, device: str = "cpu") -> Predictor:
-    """A predictor for a run folder, an ensemble folder, an exported `.onnx` file or an exported ensemble's JSON."""
+def load_predictor(model: str | Path, *, device: str = "cpu", runtime: str = "onnxruntime") -> Predictor:
+    """A predictor for a run folder, an ensemble folder, an exported `.onnx` file (in RUNTIME: onnxruntime or
+    openvino), OpenVINO's `.xml` or an exported ensemble's JSON."""
     path = check_model_path(model)
     if is_ensemble(path):
         return EnsemblePredictor.from_folder(path, device=device)
     if path.suffix.lower() == ".json" and path.exists():
         return EnsemblePredictor.from_onnx(path)
-    if path.suffix.lower() == ".onnx":
-        return OnnxPredictor.from_file(path)
+    if path.suffix.lower() in (".onnx", ".xml"):
+        return OnnxPredictor.from_file(path, runtime=runtime)
     return TorchPredictor.from_run(path, device=device)
 
 
@@ -45,14 +48,16 @@ def predict(
     batch_size: int = 32,
     device: str = "cpu",
     adapt: bool = False,
+    runtime: str = "onnxruntime",
 ) -> Predictions:
     """Predict every image under INPUTS with a run folder or an exported .onnx model.
 
     Test-time views: the run's own choice (made on val when it trained) unless `tta` is False (none),
     True (`tta_n`, default 2) or `tta_n` is given. With `adapt` (a run or ensemble folder), the BatchNorm
     statistics are first adapted to the images (prediction.adapt); `predictions.adaptation` says what it did.
+    RUNTIME runs an exported `.onnx` file: onnxruntime or openvino.
     """
-    predictor = load_predictor(model, device=device)
+    predictor = load_predictor(model, device=device, runtime=runtime)
     views = None if tta is None and tta_n is None else 1 if tta is False else tta_n or DEFAULT_TTA_N
     check_batch(views or 1, batch_size)
     locators = collect_inputs(list(inputs))

@@ -27,16 +27,13 @@ class OnnxPredictor:
     thresholds: object = None
 
     @classmethod
-    def from_file(cls, path: Path, *, threads: int = 0) -> OnnxPredictor:
-        import onnxruntime as ort
-
+    def from_file(cls, path: Path, *, threads: int = 0, runtime: str = "onnxruntime") -> OnnxPredictor:
+        """The model at PATH (.onnx, or OpenVINO's .xml) in RUNTIME (onnxruntime | openvino; .xml: openvino)."""
         facts_path = path.with_suffix(".json")
         if not facts_path.exists():
             raise UserError(f"{facts_path} is missing: it holds the labels and preprocessing. Export again")
         facts = json.loads(facts_path.read_text(encoding="utf-8"))
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = _session(path, threads, "openvino" if path.suffix.lower() == ".xml" else runtime)
         unknown = None
         if facts.get("unknown") and "embedding" in [o.name for o in session.get_outputs()]:
             found = facts["unknown"]
@@ -47,6 +44,10 @@ class OnnxPredictor:
         predictor.thresholds = predictor.task.thresholds(facts.get("thresholds", {}), predictor.classes)
         return predictor
 
+    @property
+    def runtime(self) -> str:
+        return "openvino" if type(self.session).__name__ == "OpenVinoSession" else "onnxruntime"
+
     def _first(self, outputs) -> np.ndarray:
         return self.task.from_exported(outputs[0])
 
@@ -56,3 +57,16 @@ class OnnxPredictor:
     def with_embeddings(self, batch: np.ndarray) -> np.ndarray:
         outputs = self.session.run([self.session.get_outputs()[0].name, "embedding"], {"images": batch})
         return np.concatenate([self._first(outputs), outputs[1]], axis=1)
+
+
+def _session(path: Path, threads: int, runtime: str):
+    """An inference session on PATH: ONNX Runtime's, or OpenVINO's with the same two calls."""
+    if runtime == "openvino":
+        from imagefit.prediction.openvino import OpenVinoSession
+
+        return OpenVinoSession(path, threads=threads)
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -8,47 +8,47 @@ from pathlib import Path
 
 from imagefit.errors import UserError
 
+BACKENDS = ("auto", "onnx", "openvino", "torch")
+
 
 @dataclass
 class Backend:
     """A loaded model for serving: a predictor, its name, and the facts /metadata reports."""
 
     predictor: object
-    name: str  # "onnxruntime" or "pytorch"
+    name: str  # "onnxruntime", "openvino" or "pytorch"
     run: Path | None  # the run folder (Grad-CAM needs it), None for a bare .onnx
     facts: dict
     explainer: tuple | None = None  # (PyTorch model, preprocessing, classes) once /explain has been used
 
 
 def load_backend(model: str | Path, *, backend: str = "auto") -> Backend:
-    """A run folder (ONNX Runtime by default, its model.onnx exported on first use; PyTorch with backend="torch")
-    or an exported .onnx file."""
+    """A run folder (ONNX Runtime by default, its model.onnx exported on first use; OpenVINO with
+    backend="openvino", PyTorch with backend="torch"), an exported .onnx file or OpenVINO's .xml."""
+    from imagefit.export.onnx import exported_graph
     from imagefit.prediction.onnx import OnnxPredictor
     from imagefit.prediction.predictors import TorchPredictor
 
     path = Path(model)
-    if backend not in ("auto", "onnx", "torch"):
-        raise UserError(f"--backend {backend} is not one of: auto, onnx, torch")
-    if path.suffix.lower() == ".onnx":
+    if backend not in BACKENDS:
+        raise UserError(f"--backend {backend} is not one of: {', '.join(BACKENDS)}")
+    runtime = "openvino" if backend == "openvino" or path.suffix.lower() == ".xml" else "onnxruntime"
+    if path.suffix.lower() in (".onnx", ".xml"):
         if not path.exists():
-            raise UserError(f"{path}: no such ONNX model. Make one with `imagefit export RUN`")
+            raise UserError(f"{path}: no such exported model. Make one with `imagefit export RUN`")
         if backend == "torch":
-            raise UserError(f"{path} is an ONNX model: serve its run folder for --backend torch")
-        predictor = OnnxPredictor.from_file(path)
-        return Backend(predictor, "onnxruntime", None, _facts(predictor, path, None))
+            raise UserError(f"{path} is an exported model: serve its run folder for --backend torch")
+        predictor = OnnxPredictor.from_file(path, runtime=runtime)
+        return Backend(predictor, runtime, None, _facts(predictor, path, None))
     from imagefit.runs import load_run
 
     run = load_run(path)
     if backend == "torch":
         predictor = TorchPredictor.from_run(run.path)
         return Backend(predictor, "pytorch", run.path, _facts(predictor, run.path / "model.safetensors", run))
-    onnx_path = run.path / "model.onnx"
-    if not onnx_path.exists():
-        from imagefit.export.onnx import export_onnx
-
-        export_onnx(run.path, out=onnx_path)
-    predictor = OnnxPredictor.from_file(onnx_path)
-    return Backend(predictor, "onnxruntime", run.path, _facts(predictor, onnx_path, run))
+    onnx_path = exported_graph(run.path)
+    predictor = OnnxPredictor.from_file(onnx_path, runtime=runtime)
+    return Backend(predictor, runtime, run.path, _facts(predictor, onnx_path, run))
 
 
 def _facts(predictor, weights: Path, run) -> dict:

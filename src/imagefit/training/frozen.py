@@ -106,33 +106,35 @@ def cached_head_phase(
     if check_shift and len(val_table):
         _say_shift(train_table[:, 0].numpy(), val_table[:, 0].numpy(), console)
     on_stage("head")
-    data = HeadData(
-        features=lambda images, chosen_views: train_table[images, chosen_views],
-        targets=targets,
-        views=views,
-        val_features=val_table[:, 0] if len(val_table) else None,
-        val_targets=val_targets,
-    )
+    data = _head_data(train_table, targets, views, val_table, val_targets)
     sample_weights = balanced_sample_weights(targets, len(classes)) if sampler else None
     model.head.cpu()
     show = _epoch_printer(recipe, console)
     rows = train_head(
         model.head, data, recipe, class_weights=class_weights, sample_weights=sample_weights, on_epoch=show, task=task
     )
-    fit = _solve(model.head, data, (train_table, targets), recipe, class_weights, task) if rows else None
-    if fit is not None:
-        console.print(fit.line(), highlight=False)
-        if fit.kept:  # the phase ends with the solved head: its last row says what fine-tuning starts from
-            rows[-1].update(validate(model.head, data, class_weights, task_for(task)))
+    fit = _solve(model.head, data, (train_table, targets), recipe, class_weights, task, rows, console)
     model.train()  # FreezeBackbone sets the modes of phase 2 at each epoch start
     if rows:  # history's seconds: the first head epoch carries the feature extraction
         rows[0]["seconds"] = round(rows[0]["seconds"] + extraction, 2)
     return rows, fit
 
 
-def _solve(head, data: HeadData, train, recipe: Recipe, class_weights, task: str) -> HeadFit | None:
-    """The head solved to convergence on the same features, kept where its val loss is lower."""
-    if not recipe.schedule.solve_head or data.val_features is None:
+def _head_data(train_table, targets, views: int, val_table, val_targets) -> HeadData:
+    """The cached tables as the head's training data: a view lookup, targets and the plain val view."""
+    return HeadData(
+        features=lambda images, chosen_views: train_table[images, chosen_views],
+        targets=targets,
+        views=views,
+        val_features=val_table[:, 0] if len(val_table) else None,
+        val_targets=val_targets,
+    )
+
+
+def _solve(head, data: HeadData, train, recipe: Recipe, class_weights, task: str, rows, console) -> HeadFit | None:
+    """The head solved to convergence on the same features, kept where its val loss is lower (said in one line;
+    the phase's last row then holds the solved head's val figures: what fine-tuning starts from)."""
+    if not (recipe.schedule.solve_head and rows) or data.val_features is None:
         return None
 
     def scored(candidate) -> tuple[float, float]:
@@ -140,7 +142,12 @@ def _solve(head, data: HeadData, train, recipe: Recipe, class_weights, task: str
         return row["val_loss"], row["val_accuracy"]
 
     val = (data.val_features, data.val_targets)
-    return fit_converged(head, train, val, scored, class_weights=class_weights, seed=recipe.data.seed)
+    fit = fit_converged(head, train, val, scored, class_weights=class_weights, seed=recipe.data.seed)
+    if fit is not None:
+        console.print(fit.line(), highlight=False)
+        if fit.kept:
+            rows[-1].update(validate(head, data, class_weights, task_for(task)))
+    return fit
 
 
 def _epoch_printer(recipe: Recipe, console: Console) -> Callable[[dict], None]:

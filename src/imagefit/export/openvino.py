@@ -1,0 +1,68 @@
+"""Export a run's model as OpenVINO IR (`.xml` + `.bin`), from its ONNX graph, checked against ONNX Runtime.
+
+The IR holds the same graph as model.onnx (the temperature and the mirrored view inside), with float32
+weights (`compress_to_fp16=False`: OpenVINO's default halves the file by storing float16 weights, which
+changes the outputs); the facts JSON and the unknown index sit beside it under the same names, so
+`imagefit predict RUN/model.xml` and `imagefit serve RUN/model.xml` read it as they read the ONNX file.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from imagefit.errors import UserError
+from imagefit.export.onnx import exported_graph
+from imagefit.files import refuse_overwrite
+from imagefit.runs import load_run
+
+
+def export_openvino(run_path: str | Path, *, out: str | Path | None = None, overwrite: bool = False) -> Path:
+    """Write RUN/model.xml and model.bin (or OUT) from RUN/model.onnx (exported first when absent); the .xml path."""
+    try:
+        import openvino as ov
+    except ImportError:
+        raise UserError("--format openvino needs the openvino package: pip install openvino") from None
+    run = load_run(Path(run_path))
+    target = Path(out) if out else run.files.onnx.with_suffix(".xml")
+    if target.suffix.lower() != ".xml":
+        raise UserError(f"{target}: an OpenVINO model's name must end in .xml (its weights go beside it, .bin)")
+    for written in (target, target.with_suffix(".bin")):
+        refuse_overwrite(written, overwrite=overwrite)
+    graph = exported_graph(run.path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    ov.save_model(ov.convert_model(str(graph)), str(target), compress_to_fp16=False)
+    _copy_facts(graph, target)
+    _check_against_onnx(graph, target)
+    return target
+
+
+def _copy_facts(graph: Path, target: Path) -> None:
+    """The facts JSON and the unknown index beside TARGET, when it is not beside the ONNX file already."""
+    facts = graph.with_suffix(".json")
+    if facts.resolve() == target.with_suffix(".json").resolve():
+        return
+    shutil.copyfile(facts, target.with_suffix(".json"))
+    unknown = json.loads(facts.read_text(encoding="utf-8")).get("unknown")
+    if unknown:  # named in the facts, read from beside the model
+        shutil.copyfile(graph.with_name(unknown["index"]), target.with_name(unknown["index"]))
+
+
+def _check_against_onnx(graph: Path, target: Path) -> None:
+    """Both runtimes on one random batch: the same outputs within 1e-3, or the export is an error."""
+    import onnxruntime as ort
+
+    from imagefit.prediction.openvino import OpenVinoSession
+
+    reference = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
+    size = reference.get_inputs()[0].shape[-1]
+    batch = np.random.default_rng(0).normal(size=(2, 3, size, size)).astype(np.float32)
+    names = [output.name for output in reference.get_outputs()]
+    expected = reference.run(names, {"images": batch})
+    got = OpenVinoSession(target).run(names, {"images": batch})
+    for name, mine, wanted in zip(names, got, expected, strict=True):
+        if not np.allclose(mine, wanted, atol=1e-3, rtol=1e-3):
+            raise RuntimeError(f"OpenVINO export {target} disagrees with ONNX Runtime on {name}")

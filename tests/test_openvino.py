@@ -1,0 +1,88 @@
+"""OpenVINO: `export --format openvino`, and `--backend openvino` for predict and serve, against ONNX Runtime."""
+
+from __future__ import annotations
+
+import csv
+import io
+import shutil
+
+import numpy as np
+import pytest
+from conftest import COLOURS, colour_image
+from typer.testing import CliRunner
+
+import imagefit
+from imagefit.cli import app
+from imagefit.errors import UserError
+from imagefit.prediction.loading import predict
+
+pytest.importorskip("openvino", reason="the openvino extra is not installed: pip install -e '.[openvino]'")
+
+
+@pytest.fixture()
+def run(tiny_run, tmp_path):
+    copy = tmp_path / "run"  # exports go into the run folder: not into the shared one
+    shutil.copytree(tiny_run, copy)
+    return copy
+
+
+def _val_paths(run_dir, count=6):
+    return [s.path for s in imagefit.load_run(run_dir).split() if s.split == "val"][:count]
+
+
+def _rows(path):
+    with open(path, newline="") as handle:
+        return list(csv.reader(handle))
+
+
+def test_the_openvino_ir_predicts_what_onnx_runtime_predicts(run):
+    result = CliRunner().invoke(app, ["export", str(run), "--format", "openvino"])
+    assert result.exit_code == 0, result.output
+    assert (run / "model.xml").is_file() and (run / "model.bin").is_file() and (run / "model.json").is_file()
+    paths = _val_paths(run)
+    from_ir = predict(run / "model.xml", paths)
+    from_onnx = predict(run / "model.onnx", paths)
+    assert from_ir.labels == from_onnx.labels
+    assert np.abs(from_ir.probabilities - from_onnx.probabilities).max() < 1e-4
+    again = CliRunner().invoke(app, ["export", str(run), "--format", "openvino"])
+    assert again.exit_code == 2 and "exists" in again.output
+
+
+def test_the_ir_exported_elsewhere_carries_its_facts(run, tmp_path):
+    target = imagefit.export_openvino(run, out=tmp_path / "elsewhere" / "m.xml")
+    assert target.with_suffix(".json").is_file()
+    assert predict(target, _val_paths(run, 2)).labels == predict(run, _val_paths(run, 2), tta_n=None).labels
+
+
+def test_predict_with_backend_openvino_writes_what_onnx_writes(run, tmp_path):
+    images = [str(p) for p in _val_paths(run)]
+    written = {}
+    for backend in ("onnx", "openvino"):
+        out = tmp_path / f"{backend}.csv"
+        result = CliRunner().invoke(app, ["predict", str(run), *images, "--out", str(out), "--backend", backend])
+        assert result.exit_code == 0, result.output
+        written[backend] = _rows(out)
+    assert written["openvino"] == written["onnx"] and len(written["onnx"]) == len(images) + 1
+    assert (run / "model.onnx").is_file()  # exported on first use
+    refused = CliRunner().invoke(app, ["predict", str(run), *images, "--backend", "tensorrt"])
+    assert refused.exit_code == 2 and "--backend tensorrt is not one of" in refused.output
+
+
+def test_serve_with_backend_openvino(run):
+    from fastapi.testclient import TestClient
+
+    from imagefit.serving import create_app
+
+    buffer = io.BytesIO()
+    colour_image(COLOURS["red"], seed=0).save(buffer, format="PNG")
+    with TestClient(create_app(run, backend="openvino")) as client:
+        assert client.get("/health").json()["backend"] == "openvino"
+        answer = client.post("/predict", files={"files": ("r.png", buffer.getvalue(), "image/png")})
+    assert answer.status_code == 200 and answer.json()["predictions"][0]["label"] == "red"
+
+
+def test_a_wrong_name_is_one_line(run, tmp_path):
+    with pytest.raises(UserError, match=r"must end in \.xml"):
+        imagefit.export_openvino(run, out=tmp_path / "m.onnx")
+    result = CliRunner().invoke(app, ["export", str(run), "--format", "openvino", "--int8"])
+    assert result.exit_code == 2 and "--int8 exports ONNX" in result.output
