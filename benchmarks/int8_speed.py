@@ -1,4 +1,5 @@
-"""Prediction images/s and test accuracy: PyTorch eager, ONNX Runtime fp32 and int8, side by side in one process.
+"""Prediction images/s and test accuracy: PyTorch eager, ONNX Runtime and OpenVINO (fp32, int8; OpenVINO bf16 too),
+side by side in one process.
 
     python3 benchmarks/int8_speed.py RUN ../shared/data/clothing-small/test --json results/issue30-int8-clothing.json
 
@@ -6,7 +7,8 @@ Exports RUN's float graph and quantizes it as `export --int8` does into a scratc
 printed, and the graph kept even where the export would refuse it), then predicts every image under
 FOLDER (class folders) with each, at the run's prediction settings (its evaluation size and views; the
 mirror is inside the graphs), batch 32, decode included in a thread pool beside the model; each timed
-twice after a warm-up batch, the faster pass kept.
+twice after a warm-up batch, the faster pass kept. OpenVINO reads the same ONNX files: float32 arithmetic
+(imagefit's setting), bfloat16 (OpenVINO's own default on CPUs with bf16 units), and the int8 QDQ graph.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ import numpy as np
 
 from imagefit.export import int8
 from imagefit.export.onnx import export_onnx
+from imagefit.export.openvino import export_openvino
 from imagefit.prediction.batches import predict_with
 from imagefit.prediction.inputs import collect_inputs
 from imagefit.prediction.onnx import OnnxPredictor
+from imagefit.prediction.openvino import OpenVinoSession
 from imagefit.prediction.predictors import TorchPredictor
 from imagefit.runs import load_run
 
@@ -40,6 +44,13 @@ def measure(predictor, locators: list[str]) -> dict:
     truth = [Path(p).parent.name for p in predictions.paths]
     accuracy = float(np.mean([a == b for a, b in zip(predictions.labels, truth, strict=True)]))
     return {"images_per_s": best, "accuracy": accuracy, "labels": predictions.labels}
+
+
+def openvino(path: Path, precision: str) -> OnnxPredictor:
+    """The graph at PATH in OpenVINO at PRECISION (f32 is what `--backend openvino` uses)."""
+    predictor = OnnxPredictor.from_file(path, runtime="openvino")
+    predictor.session = OpenVinoSession(path, precision=precision)
+    return predictor
 
 
 def main() -> None:
@@ -59,7 +70,7 @@ def main() -> None:
         chosen = sorted(random.Random(0).sample(train, min(args.calibration, len(train))))
         int8._quantize(float_path, int8_path, chosen)
         shutil.copyfile(float_path.with_suffix(".json"), int8_path.with_suffix(".json"))
-        check = int8._compare(
+        check = int8.compare(
             float_path, int8_path, [(s.path, s.label) for s in samples if s.split == "val"], len(chosen)
         )
         print(
@@ -68,10 +79,19 @@ def main() -> None:
             flush=True,
         )
         sizes = {"onnx fp32": float_path.stat().st_size, "onnx int8": int8_path.stat().st_size}
+        sizes.update({"openvino fp32": sizes["onnx fp32"], "openvino bf16": sizes["onnx fp32"]})
+        sizes["openvino int8 (the ONNX Runtime QDQ graph)"] = sizes["onnx int8"]
+        nncf_path, nncf_check = export_openvino(args.run, out=Path(scratch) / "nncf" / "model.int8.xml", int8=True)
+        print("NNCF", nncf_check.line(), flush=True)
+        sizes["openvino int8 (export --format openvino --int8, NNCF)"] = nncf_path.with_suffix(".bin").stat().st_size
         results = {
             "pytorch eager": measure(TorchPredictor.from_run(args.run), locators),
             "onnx fp32": measure(OnnxPredictor.from_file(float_path), locators),
             "onnx int8": measure(OnnxPredictor.from_file(int8_path), locators),
+            "openvino fp32": measure(openvino(float_path, "f32"), locators),
+            "openvino bf16": measure(openvino(float_path, "bf16"), locators),
+            "openvino int8 (the ONNX Runtime QDQ graph)": measure(openvino(int8_path, "f32"), locators),
+            "openvino int8 (export --format openvino --int8, NNCF)": measure(openvino(nncf_path, "f32"), locators),
         }
     base = results["pytorch eager"]
     print(f"{len(locators)} images")
@@ -87,6 +107,7 @@ def main() -> None:
     if args.json:
         raw = {name: {k: v for k, v in row.items() if k != "labels"} for name, row in results.items()}
         raw["int8_check"], raw["sizes"] = check.to_dict(), sizes
+        raw["nncf_int8_check"] = nncf_check.to_dict()
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(raw, indent=1))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -83,3 +84,21 @@ def test_class_weights_reach_the_solver():
     weighted = solved_weights(rows, labels, 2, np.array([9.0, 1.0]), 1.0)
     assert (rows @ plain[0].T + plain[1]).argmax(1).mean() > 0.9  # the majority
     assert (rows @ weighted[0].T + weighted[1]).argmax(1).mean() < 0.7  # weighted towards class 0
+
+
+def test_a_run_with_solve_head_records_the_head_it_kept(tmp_path):
+    import json
+
+    from conftest import TINY, make_class_folders
+
+    import imagefit
+
+    data = make_class_folders(tmp_path / "colours", per_class=12)
+    run = tmp_path / "run"
+    imagefit.train(data, out=run, epochs=2, frozen_epochs=1, solve_head=True, **TINY)
+    fit = json.loads((run / "config.json").read_text())["head_fit"]
+    history = (run / "history.csv").read_text().splitlines()
+    head_last = [line for line in history[1:] if line.split(",")[1] == "1"][-1].split(",")
+    kept_loss = fit["val_loss"] if fit["kept"] else fit["trained_val_loss"]
+    assert fit["kept"] == (fit["val_loss"] < fit["trained_val_loss"])
+    assert float(head_last[4]) == pytest.approx(kept_loss, abs=1e-3)  # the phase's last row: the head kept

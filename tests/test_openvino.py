@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import shutil
 
 import numpy as np
@@ -49,7 +50,8 @@ def test_the_openvino_ir_predicts_what_onnx_runtime_predicts(run):
 
 
 def test_the_ir_exported_elsewhere_carries_its_facts(run, tmp_path):
-    target = imagefit.export_openvino(run, out=tmp_path / "elsewhere" / "m.xml")
+    target, check = imagefit.export_openvino(run, out=tmp_path / "elsewhere" / "m.xml")
+    assert check is None  # float: checked against ONNX Runtime, not on val
     assert target.with_suffix(".json").is_file()
     assert predict(target, _val_paths(run, 2)).labels == predict(run, _val_paths(run, 2), tta_n=None).labels
 
@@ -84,5 +86,26 @@ def test_serve_with_backend_openvino(run):
 def test_a_wrong_name_is_one_line(run, tmp_path):
     with pytest.raises(UserError, match=r"must end in \.xml"):
         imagefit.export_openvino(run, out=tmp_path / "m.onnx")
-    result = CliRunner().invoke(app, ["export", str(run), "--format", "openvino", "--int8"])
-    assert result.exit_code == 2 and "--int8 exports ONNX" in result.output
+    result = CliRunner().invoke(app, ["export", str(run), "--format", "tflite"])
+    assert result.exit_code == 2 and "--format tflite is not supported" in result.output
+
+
+def test_int8_by_nncf_is_checked_on_val_and_predicts_like_the_float_model(run):
+    result = CliRunner().invoke(app, ["export", str(run), "--format", "openvino", "--int8", "--int8-calibration", "16"])
+    assert result.exit_code == 0, result.output
+    facts = json.loads((run / "model.int8.json").read_text())
+    assert facts["int8"]["top1_agreement"] >= 0.99 and facts["int8"]["calibration_images"] == 16
+    assert facts["int8"]["val_images"] == len([s for s in imagefit.load_run(run).split() if s.split == "val"])
+    xml = (run / "model.int8.xml").read_text()
+    assert "FakeQuantize" in xml or "FakeConvert" in xml  # really quantized, not a float copy
+    paths = _val_paths(run)
+    assert predict(run / "model.int8.xml", paths).labels == predict(run / "model.onnx", paths).labels
+
+
+def test_int8_under_the_agreement_bar_is_refused_and_removed(run, monkeypatch):
+    from imagefit.export import int8
+
+    monkeypatch.setattr(int8, "MIN_AGREEMENT", 1.01)  # no model can pass: the refusal path
+    with pytest.raises(UserError, match="agrees with the float one on only"):
+        imagefit.export_openvino(run, int8=True, calibration=8)
+    assert not any((run / name).exists() for name in ("model.int8.xml", "model.int8.bin", "model.int8.json"))

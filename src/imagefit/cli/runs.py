@@ -179,7 +179,9 @@ def export(
     ),
     overwrite: bool = typer.Option(False, help="replace OUT if it exists"),
     int8: bool = typer.Option(
-        False, help="quantize to int8 (ONNX Runtime, static, per-channel), checked against the float model on val"
+        False,
+        help="quantize to int8 (onnx: ONNX Runtime, static, per-channel; openvino: NNCF), checked against the "
+        "float model on val",
     ),
     int8_calibration: int = typer.Option(256, help="training images that calibrate the int8 activation ranges"),
 ) -> None:
@@ -187,13 +189,14 @@ def export(
     with user_errors():
         if format not in ("onnx", "openvino"):
             raise UserError(f"--format {format} is not supported; use --format onnx or --format openvino")
-        if format == "openvino" and int8:
-            raise UserError("--int8 exports ONNX (its QDQ graph runs in OpenVINO too): drop --format openvino")
         check_run(run)
         if format == "openvino":
             from imagefit.export.openvino import export_openvino
 
-            console.print(f"exported: {export_openvino(run, out=out, overwrite=overwrite)}", highlight=False)
+            target, check = export_openvino(run, out=out, overwrite=overwrite, int8=int8, calibration=int8_calibration)
+            if check is not None:
+                console.print(check.line(), highlight=False)
+            console.print(f"exported: {target}", highlight=False)
             return
         if int8:
             from imagefit.export.int8 import export_int8

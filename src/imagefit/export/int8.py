@@ -64,53 +64,60 @@ def export_int8(
     target = Path(out) if out else run.files.onnx.with_name("model.int8.onnx")
     if target.suffix.lower() != ".onnx":
         raise UserError(f"{target}: the output name must end in .onnx")
-    if calibration < 1:
-        raise UserError(f"--int8-calibration must be at least 1, got {calibration}")
+    chosen, val = calibration_images(run, calibration)
     for written in (target, target.with_suffix(".json")):
         refuse_overwrite(written, overwrite=overwrite)
+    with tempfile.TemporaryDirectory() as scratch:
+        float_path = export_onnx(run.path, out=Path(scratch) / "model.onnx")
+        _quantize(float_path, target, chosen)
+        facts = copy_facts(float_path, target)
+        check = compare(float_path, target, val, len(chosen))
+    return target, settle(check, facts, [target], calibration)
+
+
+def calibration_images(run, calibration: int) -> tuple[list[str], list[tuple[str, str]]]:
+    """CALIBRATION training images of RUN (a seeded sample, sorted) and its val images as (path, label)."""
+    if calibration < 1:
+        raise UserError(f"--int8-calibration must be at least 1, got {calibration}")
     samples = run.split()
     train = [s.path for s in samples if s.split == "train"]
     val = [(s.path, s.label) for s in samples if s.split == "val"]
-    with tempfile.TemporaryDirectory() as scratch:
-        float_path = export_onnx(run.path, out=Path(scratch) / "model.onnx")
-        chosen = sorted(random.Random(0).sample(train, min(calibration, len(train))))
-        _quantize(float_path, target, chosen)
-        facts = read_json(float_path.with_suffix(".json"))
-        index = facts.get("unknown", {}).get("index")
-        if index:
-            renamed = f"{target.stem}.{index.split('.', 1)[1]}"
-            shutil.copyfile(float_path.with_name(index), target.with_name(renamed))
-            facts["unknown"]["index"] = renamed
-        write_json(target.with_suffix(".json"), facts)
-        check = _compare(float_path, target, val, len(chosen))
-    if val and check.agreement < MIN_AGREEMENT:
-        target.unlink(missing_ok=True)
+    return sorted(random.Random(0).sample(train, min(calibration, len(train)))), val
+
+
+def copy_facts(float_path: Path, target: Path) -> dict:
+    """The float graph's facts JSON and unknown index beside TARGET, renamed after it; the facts."""
+    facts = read_json(float_path.with_suffix(".json"))
+    index = facts.get("unknown", {}).get("index")
+    if index:
+        renamed = f"{target.stem}.{index.split('.', 1)[1]}"
+        shutil.copyfile(float_path.with_name(index), target.with_name(renamed))
+        facts["unknown"]["index"] = renamed
+    write_json(target.with_suffix(".json"), facts)
+    return facts
+
+
+def settle(check: Int8Check, facts: dict, written: list[Path], calibration: int) -> Int8Check:
+    """Refuse (the WRITTEN files removed) when the int8 model agrees with the float one on too few val images;
+    else keep the check in the facts JSON beside the first written file."""
+    target = written[0]
+    if check.images and check.agreement < MIN_AGREEMENT:
+        for path in written:
+            path.unlink(missing_ok=True)
         raise UserError(
             f"the int8 model agrees with the float one on only {check.agreement:.1%} of val images (at least "
             f"{MIN_AGREEMENT:.0%} wanted): try more calibration images (--int8-calibration {calibration * 4}) or "
             "export without --int8"
         )
     write_json(target.with_suffix(".json"), {**facts, "int8": check.to_dict()})
-    return target, check
+    return check
 
 
 def _quantize(float_path: Path, target: Path, locators: list[str]) -> None:
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from imagefit.prediction.batches import map_batches
-    from imagefit.prediction.onnx import OnnxPredictor
-
-    preprocess = OnnxPredictor.from_file(float_path).preprocess
-    batches: list[np.ndarray] = []
-
-    def keep(batch: np.ndarray) -> np.ndarray:
-        batches.append(batch)
-        return np.zeros((len(batch), 1), np.float32)
-
-    map_batches(keep, preprocess, locators, batch_size=16)
-    if not batches:
-        raise UserError("no training image could be read to calibrate the int8 model; put the run's data back")
+    batches = calibration_batches(float_path, locators)
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -133,7 +140,25 @@ def _quantize(float_path: Path, target: Path, locators: list[str]) -> None:
     )
 
 
-def _compare(float_path: Path, int8_path: Path, val: list[tuple[str, str]], calibration: int) -> Int8Check:
+def calibration_batches(float_path: Path, locators: list[str]) -> list[np.ndarray]:
+    """LOCATORS preprocessed as the graph at FLOAT_PATH predicts, in batches of 16."""
+    from imagefit.prediction.batches import map_batches
+    from imagefit.prediction.onnx import OnnxPredictor
+
+    preprocess = OnnxPredictor.from_file(float_path).preprocess
+    batches: list[np.ndarray] = []
+
+    def keep(batch: np.ndarray) -> np.ndarray:
+        batches.append(batch)
+        return np.zeros((len(batch), 1), np.float32)
+
+    map_batches(keep, preprocess, locators, batch_size=16)
+    if not batches:
+        raise UserError("no training image could be read to calibrate the int8 model; put the run's data back")
+    return batches
+
+
+def compare(float_path: Path, int8_path: Path, val: list[tuple[str, str]], calibration: int) -> Int8Check:
     """Top-1 agreement and accuracy of both graphs on VAL (path, label): each batch decoded once, run through both."""
     from imagefit.prediction.batches import map_batches
     from imagefit.prediction.onnx import OnnxPredictor
