@@ -1,6 +1,7 @@
 """Distillation: the small model alone against the small model taught by a larger run, same split, one table.
 
-    python3 benchmarks/distill.py ../shared/data/clothing-small --json results/issue30-distill.json
+    python3 benchmarks/distill.py --json results/issue30-distill.json ../shared/data/clothing-small
+    python3 benchmarks/distill.py --teacher RUN --json FILE ../shared/data/clothing-small   (options before DATA)
 
 Three runs in child processes, each with `--no-report` and the given train options after `--`: the
 teacher (`imagefit train DATA`, the default lite1; or `--teacher RUN`, an existing run or ensemble), the
@@ -24,12 +25,15 @@ def run(command: list[str], out: Path) -> dict:
     done = subprocess.run([sys.executable, "-m", "imagefit.cli", *command], capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command)}: {done.stderr.strip().splitlines()[-3:]}")
-    metrics = json.loads((out / "metrics.json").read_text())
+    return figures(json.loads((out / "metrics.json").read_text()), round(time.perf_counter() - started, 1))
+
+
+def figures(metrics: dict, wall: float) -> dict:
     return {
         "test_accuracy": metrics["test"]["accuracy"],
         "test_macro_f1": metrics["test"]["macro_f1"],
         "val_accuracy": metrics["val"]["accuracy"],
-        "wall": round(time.perf_counter() - started, 1),
+        "wall": wall,
     }
 
 
@@ -48,6 +52,8 @@ def main() -> None:
         teacher = args.teacher or root / "teacher"
         if args.teacher is None:
             results["teacher"] = run(["train", str(args.data), "--out", str(teacher), "--no-report", *options], teacher)
+        else:  # its own figures, as its run folder holds them
+            results["teacher"] = figures(json.loads((teacher / "metrics.json").read_text()), float("nan"))
         alone = root / "alone"
         results["alone"] = run(
             ["train", str(args.data), "--out", str(alone), "--model", args.student, "--no-report", *options], alone
