@@ -1,4 +1,4 @@
-"""Commands over data: audit, suggest, cache, zero-shot."""
+"""Commands over data: audit, shard, suggest, cache, zero-shot."""
 
 from __future__ import annotations
 
@@ -29,6 +29,24 @@ def audit(
         audit_data(
             data, run=run, out=out, write_clean=write_clean, embeddings=embeddings, console=console, overwrite=overwrite
         )
+
+
+@app.command()
+def shard(
+    data: Path = typer.Argument(..., help="folder, pre-split folders, CSV or .zip, as for train"),
+    out: Path = typer.Argument(..., help="a new folder for the shards; then `imagefit train OUT`"),
+) -> None:
+    """Write DATA as LitData shards (its split, classes and decode checks kept), read by train, audit, evaluate."""
+    with user_errors():
+        check_data(data)
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise UserError(f"{out} exists and is not an empty folder: give a new folder for the shards")
+        from imagefit.data.inventory import shard as shard_data
+
+        sharded, inventory = shard_data(data, out)
+        if inventory.skipped:
+            console.print(f"[yellow]warning:[/] {len(inventory.skipped)} unreadable files left out", highlight=False)
+        console.print(sharded.line(), highlight=False, soft_wrap=True)
 
 
 @app.command()

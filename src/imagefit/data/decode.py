@@ -55,6 +55,10 @@ def read_bytes(locator: str) -> bytes:
     """The raw bytes of a file or zip member; TooLarge (an OSError) past MAX_FILE_BYTES, never read whole."""
     if ZIP_SEPARATOR in locator:
         archive, member = locator.split(ZIP_SEPARATOR, 1)
+        if os.path.isdir(archive):  # a shard folder (imagefit shard): image INDEX/NAME
+            from imagefit.data.shards import read_shard_item
+
+            return _capped(read_shard_item(archive, member))
         handle = _open_zip(archive, os.getpid())
         if handle.getinfo(member).file_size > MAX_FILE_BYTES:
             raise TooLarge(f"too large ({handle.getinfo(member).file_size // 2**20} MB unpacked)")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from imagefit.data.samples import SPLIT_NAMES, ZIP_SEPARATOR, CsvColumns, Sample
+from imagefit.data.shards import is_shard_folder, shard_samples
 from imagefit.data.tables import from_csv
 from imagefit.errors import UserError
 
@@ -49,6 +50,9 @@ def find_samples(data: Path, csv_columns: CsvColumns | None = None) -> Found:
     `csv_columns` says how to read a CSV (which columns, where its images are) where guessing cannot.
     """
     data = check_data_path(data)
+    if is_shard_folder(data):
+        samples, task = shard_samples(data)
+        return Found(samples, task=task)
     if data.is_dir():
         walk = walk_tree(data)
         samples, loose, unlabelled = _from_relative_paths(walk.files, root=f"{data.resolve()}{os.sep}")

@@ -1,0 +1,117 @@
+"""A dataset as LitData shards: `imagefit shard DATA OUT` writes them, every command reads them as a dataset.
+
+`write_shards` reads any layout imagefit reads (class folders, pre-split folders, a CSV, a zip) and writes
+each image's bytes, untouched, with `litdata.optimize` (Lightning's streaming format: chunk files and an
+index.json), in the order imagefit lists them, one writer so the order holds. Beside them,
+`imagefit-shards.json` keeps what a folder's layout said: the task, and each image's name, label and split
+as found (a split the data did not give is carved by `imagefit train` with its seed, as from the folder).
+
+Each image is then named by a locator `OUT::INDEX/NAME` (INDEX zero-padded, so locators sort as the images
+did; NAME the image's path in DATA, so messages and prediction ids name the original file), read by index
+through `litdata.StreamingDataset`, one per folder and process: the data loader's workers and every DDP
+rank read only the images they are given, chunk by chunk. The decode checks, the split, the feature cache
+(by content) and the run folder are those of the same data read from its folder.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from imagefit.data.samples import ZIP_SEPARATOR, Sample
+from imagefit.errors import UserError
+
+SHARD_FACTS = "imagefit-shards.json"
+DIGITS = 8  # zero-padded index: locators sort in the order the images were written
+CHUNK_BYTES = "64MB"  # litdata's chunk size: a read fetches at most one chunk more than it needs
+CACHE_BYTES = "25GB"  # bound on the local copy of a remote dataset's chunks (litdata warns under 25 GB)
+
+
+@dataclass(frozen=True)
+class Sharded:
+    """What `write_shards` wrote: how many images, into how many chunk files, from which data."""
+
+    images: int
+    chunks: int
+    out: Path
+
+    def line(self) -> str:
+        where = f"{self.out} (train with `imagefit train {self.out}`)"
+        return f"{self.images} images in {self.chunks} LitData chunk files: {where}"
+
+
+def is_shard_folder(path: Path) -> bool:
+    return (path / SHARD_FACTS).is_file()
+
+
+def write_shards(
+    samples: list[Sample], task: str, out: Path, *, source: str, chunk_bytes: str = CHUNK_BYTES
+) -> Sharded:
+    """Write SAMPLES' bytes as LitData shards in OUT (a new or empty folder) with imagefit's facts beside them."""
+    from litdata import optimize
+
+    if out.exists() and any(out.iterdir()):
+        raise UserError(f"{out} is not empty: give a new folder for the shards")
+    if not samples:
+        raise UserError(f"{source}: no labelled images to shard")
+    out.mkdir(parents=True, exist_ok=True)
+    locators = [s.path for s in samples]
+    optimize(
+        fn=functools.partial(_item, locators),
+        inputs=list(range(len(samples))),
+        output_dir=str(out.resolve()),
+        chunk_bytes=chunk_bytes,
+        num_workers=1,  # one writer: the images stay in imagefit's order
+        reorder_files=False,
+        verbose=False,
+    )
+    rows = [[_name(s.path, source), s.label, s.split] for s in samples]
+    facts = {"kind": "imagefit-shards", "source": source, "task": task, "columns": ["name", "label", "split"]}
+    (out / SHARD_FACTS).write_text(json.dumps({**facts, "samples": rows}), encoding="utf-8")
+    return Sharded(len(samples), len(list(out.glob("*.bin"))), out)
+
+
+def _item(locators: list[str], index: int) -> dict:
+    from imagefit.data.decode import read_bytes
+
+    return {"index": index, "image": read_bytes(locators[index])}
+
+
+def _name(locator: str, source: str) -> str:
+    """The image's path inside the data it came from (a zip member's path, a file's path under DATA or its CSV's
+    folder; else its file name)."""
+    if ZIP_SEPARATOR in locator:
+        return locator.split(ZIP_SEPARATOR, 1)[1]
+    root = Path(source).resolve()
+    root = str(root if root.is_dir() else root.parent)
+    inside = locator.startswith(root + os.sep)
+    return os.path.relpath(locator, root).replace(os.sep, "/") if inside else Path(locator).name
+
+
+def shard_samples(folder: Path) -> tuple[list[Sample], str]:
+    """The samples of a shard folder (locators OUT::INDEX/NAME) and their task."""
+    facts = json.loads((folder / SHARD_FACTS).read_text(encoding="utf-8"))
+    root = str(folder.resolve())
+    samples = [
+        Sample(f"{root}{ZIP_SEPARATOR}{index:0{DIGITS}d}/{name}", label, split)
+        for index, (name, label, split) in enumerate(facts["samples"])
+    ]
+    return samples, facts.get("task", "single-label")
+
+
+def read_shard_item(folder: str, member: str) -> bytes:
+    """The bytes of image INDEX (MEMBER is INDEX/NAME) in the shard folder FOLDER."""
+    return _dataset(folder, os.getpid(), threading.get_ident())[int(member.split("/", 1)[0])]["image"]
+
+
+@functools.lru_cache(maxsize=16)
+def _dataset(folder: str, pid: int, thread: int):
+    # One reader per process and thread (loader workers fork; the decode checks run in threads).
+    del pid, thread
+    from litdata import StreamingDataset
+
+    return StreamingDataset(folder, max_cache_size=CACHE_BYTES)
