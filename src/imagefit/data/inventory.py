@@ -136,4 +136,4 @@ def _check_classes(data: Path, inventory: Inventory) -> None:
 def shard(data: Path, out: Path, *, csv_columns: CsvColumns | None = None) -> tuple[Sharded, Inventory]:
     """`imagefit shard`: DATA's images that pass the decode checks, written as LitData shards in OUT."""
     inventory = scan(data, csv_columns=csv_columns)
-    return write_shards(inventory.samples, inventory.task, out, source=str(data)), inventory
+    return write_shards(inventory.samples, inventory.task, out, source=str(data), read=read_bytes), inventory

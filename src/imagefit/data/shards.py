@@ -19,6 +19,7 @@ import functools
 import json
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,10 +50,20 @@ def is_shard_folder(path: Path) -> bool:
 
 
 def write_shards(
-    samples: list[Sample], task: str, out: Path, *, source: str, chunk_bytes: str = CHUNK_BYTES
+    samples: list[Sample],
+    task: str,
+    out: Path,
+    *,
+    source: str,
+    read: Callable[[str], bytes],
+    chunk_bytes: str = CHUNK_BYTES,
 ) -> Sharded:
-    """Write SAMPLES' bytes as LitData shards in OUT (a new or empty folder) with imagefit's facts beside them."""
-    from litdata import optimize
+    """Write SAMPLES' bytes (READ of each locator) as LitData shards in OUT (a new or empty folder), with
+    imagefit's facts beside them."""
+    try:
+        from litdata import optimize
+    except ImportError:
+        raise UserError("imagefit shard needs litdata: pip install 'imagefit[shards]'") from None
 
     if out.exists() and any(out.iterdir()):
         raise UserError(f"{out} is not empty: give a new folder for the shards")
@@ -61,7 +72,7 @@ def write_shards(
     out.mkdir(parents=True, exist_ok=True)
     locators = [s.path for s in samples]
     optimize(
-        fn=functools.partial(_item, locators),
+        fn=functools.partial(_item, read, locators),
         inputs=list(range(len(samples))),
         output_dir=str(out.resolve()),
         chunk_bytes=chunk_bytes,
@@ -75,10 +86,8 @@ def write_shards(
     return Sharded(len(samples), len(list(out.glob("*.bin"))), out)
 
 
-def _item(locators: list[str], index: int) -> dict:
-    from imagefit.data.decode import read_bytes
-
-    return {"index": index, "image": read_bytes(locators[index])}
+def _item(read: Callable[[str], bytes], locators: list[str], index: int) -> dict:
+    return {"index": index, "image": read(locators[index])}
 
 
 def _name(locator: str, source: str) -> str:
