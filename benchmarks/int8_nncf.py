@@ -20,22 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from imagefit.export import int8
+from imagefit.export.int8 import calibration_batches
 from imagefit.export.onnx import export_onnx
-from imagefit.prediction.batches import map_batches
-from imagefit.prediction.onnx import OnnxPredictor
 from imagefit.runs import load_run
-
-
-def calibration_batches(float_path: Path, locators: list[str]) -> list[np.ndarray]:
-    preprocess = OnnxPredictor.from_file(float_path).preprocess
-    batches: list[np.ndarray] = []
-
-    def keep(batch: np.ndarray) -> np.ndarray:
-        batches.append(batch)
-        return np.zeros((len(batch), 1), np.float32)
-
-    map_batches(keep, preprocess, locators, batch_size=16)
-    return batches
 
 
 def nncf_int8(float_path: Path, target: Path, batches: list[np.ndarray], preset: str, **options) -> float:
