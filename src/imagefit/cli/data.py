@@ -39,8 +39,6 @@ def shard(
     """Write DATA as LitData shards (its split, classes and decode checks kept), read by train, audit, evaluate."""
     with user_errors():
         check_data(data)
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
-            raise UserError(f"{out} exists and is not an empty folder: give a new folder for the shards")
         from imagefit.data.inventory import shard as shard_data
 
         sharded, inventory = shard_data(data, out)

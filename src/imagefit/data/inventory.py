@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from imagefit.data.decode import ImageFacts, check_image, extension_mismatch, read_bytes
-from imagefit.data.shards import Sharded, write_shards
+from imagefit.data.shards import Sharded, check_out, write_shards
 from imagefit.data.sources import CsvColumns, Sample, find_samples, locator_name
 from imagefit.errors import UserError
 
@@ -135,5 +135,6 @@ def _check_classes(data: Path, inventory: Inventory) -> None:
 
 def shard(data: Path, out: Path, *, csv_columns: CsvColumns | None = None) -> tuple[Sharded, Inventory]:
     """`imagefit shard`: DATA's images that pass the decode checks, written as LitData shards in OUT."""
+    check_out(out)  # before the decode checks, which take minutes on a large dataset
     inventory = scan(data, csv_columns=csv_columns)
     return write_shards(inventory.samples, inventory.task, out, source=str(data), read=read_bytes), inventory

@@ -49,6 +49,12 @@ def is_shard_folder(path: Path) -> bool:
     return (path / SHARD_FACTS).is_file()
 
 
+def check_out(out: Path) -> None:
+    """Refuse, in one line, an OUT that exists and is not an empty folder."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"{out} exists and is not an empty folder: give a new folder for the shards")
+
+
 def write_shards(
     samples: list[Sample],
     task: str,
@@ -65,8 +71,7 @@ def write_shards(
     except ImportError:
         raise UserError("imagefit shard needs litdata: pip install 'imagefit[shards]'") from None
 
-    if out.exists() and any(out.iterdir()):
-        raise UserError(f"{out} is not empty: give a new folder for the shards")
+    check_out(out)
     if not samples:
         raise UserError(f"{source}: no labelled images to shard")
     out.mkdir(parents=True, exist_ok=True)
@@ -80,7 +85,9 @@ def write_shards(
         reorder_files=False,
         verbose=False,
     )
-    rows = [[_name(s.path, source), s.label, s.split] for s in samples]
+    root = Path(source).resolve()
+    root = str(root if root.is_dir() else root.parent)  # DATA, or a CSV's folder
+    rows = [[_name(s.path, root), s.label, s.split] for s in samples]
     facts = {"kind": "imagefit-shards", "source": source, "task": task, "columns": ["name", "label", "split"]}
     (out / SHARD_FACTS).write_text(json.dumps({**facts, "samples": rows}), encoding="utf-8")
     return Sharded(len(samples), len(list(out.glob("*.bin"))), out)
@@ -90,13 +97,11 @@ def _item(read: Callable[[str], bytes], locators: list[str], index: int) -> dict
     return {"index": index, "image": read(locators[index])}
 
 
-def _name(locator: str, source: str) -> str:
-    """The image's path inside the data it came from (a zip member's path, a file's path under DATA or its CSV's
-    folder; else its file name)."""
+def _name(locator: str, root: str) -> str:
+    """The image's path inside the data it came from (a zip member's path, a file's path under ROOT: DATA or its
+    CSV's folder; else its file name)."""
     if ZIP_SEPARATOR in locator:
         return locator.split(ZIP_SEPARATOR, 1)[1]
-    root = Path(source).resolve()
-    root = str(root if root.is_dir() else root.parent)
     inside = locator.startswith(root + os.sep)
     return os.path.relpath(locator, root).replace(os.sep, "/") if inside else Path(locator).name
 

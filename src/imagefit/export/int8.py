@@ -86,12 +86,14 @@ def calibration_images(run, calibration: int) -> tuple[list[str], list[tuple[str
 
 
 def copy_facts(float_path: Path, target: Path) -> dict:
-    """The float graph's facts JSON and unknown index beside TARGET, renamed after it; the facts."""
+    """The float graph's facts JSON and unknown index beside TARGET, renamed after it; the facts. (TARGET named
+    as the graph, beside it, as RUN/model.xml is beside RUN/model.onnx: the same files, left as they are.)"""
     facts = read_json(float_path.with_suffix(".json"))
     index = facts.get("unknown", {}).get("index")
     if index:
         renamed = f"{target.stem}.{index.split('.', 1)[1]}"
-        shutil.copyfile(float_path.with_name(index), target.with_name(renamed))
+        if float_path.with_name(index).resolve() != target.with_name(renamed).resolve():
+            shutil.copyfile(float_path.with_name(index), target.with_name(renamed))
         facts["unknown"]["index"] = renamed
     write_json(target.with_suffix(".json"), facts)
     return facts

@@ -3,7 +3,7 @@ with `int8`, quantized by NNCF and checked against the float graph on val as `ex
 
 The IR holds the same graph as model.onnx (the temperature and the mirrored view inside), with float32
 weights (`compress_to_fp16=False`: OpenVINO's default halves the file by storing float16 weights, which
-changes the outputs); the facts JSON and the unknown index sit beside it under the same names, so
+changes the outputs); the facts JSON and the unknown index sit beside it, named after it, so
 `imagefit predict RUN/model.xml` and `imagefit serve RUN/model.xml` read it as they read the ONNX file.
 
 int8 (RUN/model.int8.xml): NNCF's post-training quantization (OpenVINO's own quantizer; preset
@@ -15,8 +15,6 @@ static quantizer (benchmarks/RESULTS.md).
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -69,7 +67,7 @@ def export_openvino(
         return target, settle(
             compare(graph, target, val, len(chosen)), facts, [*written, target.with_suffix(".json")], calibration
         )
-    _copy_facts(graph, target)
+    copy_facts(graph, target)
     _check_against_onnx(graph, target)
     return target, None
 
@@ -82,17 +80,6 @@ def _quantized(model, batches: list[np.ndarray]):
         raise UserError("--int8 with --format openvino needs NNCF: pip install 'imagefit[openvino]'") from None
     dataset = nncf.Dataset(batches, lambda batch: {"images": batch})
     return nncf.quantize(model, dataset, subset_size=len(batches), fast_bias_correction=False)
-
-
-def _copy_facts(graph: Path, target: Path) -> None:
-    """The facts JSON and the unknown index beside TARGET, when it is not beside the ONNX file already."""
-    facts = graph.with_suffix(".json")
-    if facts.resolve() == target.with_suffix(".json").resolve():
-        return
-    shutil.copyfile(facts, target.with_suffix(".json"))
-    unknown = json.loads(facts.read_text(encoding="utf-8")).get("unknown")
-    if unknown:  # named in the facts, read from beside the model
-        shutil.copyfile(graph.with_name(unknown["index"]), target.with_name(unknown["index"]))
 
 
 def _check_against_onnx(graph: Path, target: Path) -> None:

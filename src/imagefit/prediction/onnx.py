@@ -44,10 +44,6 @@ class OnnxPredictor:
         predictor.thresholds = predictor.task.thresholds(facts.get("thresholds", {}), predictor.classes)
         return predictor
 
-    @property
-    def runtime(self) -> str:
-        return "openvino" if type(self.session).__name__ == "OpenVinoSession" else "onnxruntime"
-
     def _first(self, outputs) -> np.ndarray:
         return self.task.from_exported(outputs[0])
 
