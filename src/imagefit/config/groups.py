@@ -89,6 +89,13 @@ class ModelRecipe:
     cpu_max_image_size: int = field(
         default=192, metadata=doc("with image_size 0 on a CPU, cap the model's size here (0: no cap); 2x faster")
     )
+    resize: str = field(
+        default="crop",
+        metadata=doc(
+            "crop | squash: how a picture becomes a square. crop keeps the centre at evaluation (timm's way); squash "
+            "resizes the whole picture (aspect ratio changed, every edge kept), for defects or details near the edges"
+        ),
+    )
     head: tuple[int, ...] = field(
         default=(), metadata=doc("hidden sizes of the head, e.g. 512,256 (Linear-BN-ReLU-Dropout each)")
     )

@@ -16,13 +16,19 @@ PIL_INTERPOLATIONS = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nea
 
 @dataclass(frozen=True)
 class Preprocess:
-    """What a model expects: square input size, normalisation, interpolation and eval crop share."""
+    """What a model expects: square input size, normalisation, interpolation and eval crop share.
+
+    `resize` says how a picture becomes a square: "crop" resizes its shorter side and keeps the centre
+    (timm's eval transform); "squash" resizes the whole picture to a square, changing its aspect ratio and
+    keeping every edge (fastai's ResizeMethod.Squash), with `crop_pct` 1.0.
+    """
 
     size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     interpolation: str = "bicubic"
     crop_pct: float = 0.875
+    resize: str = "crop"
 
     @property
     def resize_size(self) -> int:
@@ -36,6 +42,7 @@ class Preprocess:
             "std": list(self.std),
             "interpolation": self.interpolation,
             "crop_pct": self.crop_pct,
+            "resize": self.resize,
         }
 
     @classmethod
@@ -46,6 +53,7 @@ class Preprocess:
             std=tuple(values["std"]),
             interpolation=values.get("interpolation", "bicubic"),
             crop_pct=float(values.get("crop_pct", 0.875)),
+            resize=values.get("resize", "crop"),
         )
 
 
@@ -74,7 +82,11 @@ def normalise(image: Image.Image, preprocess: Preprocess) -> np.ndarray:
 
 def eval_crop(image: Image.Image, preprocess: Preprocess, *, resize: int = 0) -> Image.Image:
     """The picture the model sees at evaluation; `resize` overrides the shorter side before the crop."""
-    resized = resize_shorter(image, resize or preprocess.resize_size, preprocess.interpolation)
+    side = resize or preprocess.resize_size
+    if preprocess.resize == "squash":
+        resized = image.resize((side, side), PIL_INTERPOLATIONS.get(preprocess.interpolation, Image.BICUBIC))
+    else:
+        resized = resize_shorter(image, side, preprocess.interpolation)
     return center_crop(resized, preprocess.size)
 
 

@@ -28,12 +28,18 @@ def train_decode_size(preprocess: Preprocess, augment: AugmentRecipe) -> int:
     return int(preprocess.size / math.sqrt(max(augment.crop_scale, 0.05)))
 
 
+def _resize(side: int, preprocess: Preprocess, interpolation: InterpolationMode) -> v2.Resize:
+    """Shorter side to SIDE ("crop"), or the whole picture to SIDE x SIDE ("squash")."""
+    size = (side, side) if preprocess.resize == "squash" else side
+    return v2.Resize(size, interpolation=interpolation, antialias=True)
+
+
 def eval_transform(preprocess: Preprocess) -> v2.Compose:
-    """Resize the shorter side, centre-crop, normalise (as timm's eval transform)."""
+    """Resize (the shorter side, or the whole picture when squashed), centre-crop, normalise (timm's eval)."""
     interpolation = INTERPOLATIONS.get(preprocess.interpolation, InterpolationMode.BICUBIC)
     return v2.Compose(
         [
-            v2.Resize(preprocess.resize_size, interpolation=interpolation, antialias=True),
+            _resize(preprocess.resize_size, preprocess, interpolation),
             v2.CenterCrop(preprocess.size),
             *_tensor_tail(preprocess),
         ]
@@ -41,9 +47,15 @@ def eval_transform(preprocess: Preprocess) -> v2.Compose:
 
 
 def train_transform(preprocess: Preprocess, augment: AugmentRecipe) -> v2.Compose:
-    """Random resized crop, flips, rotation, colour jitter and optional auto-augment, then normalise."""
+    """Random resized crop, flips, rotation, colour jitter and optional auto-augment, then normalise.
+
+    Squashed pictures are first resized whole to a square, so the random crop draws from every part of them.
+    """
     interpolation = INTERPOLATIONS.get(preprocess.interpolation, InterpolationMode.BICUBIC)
-    steps: list = [
+    steps: list = []
+    if preprocess.resize == "squash":
+        steps.append(_resize(train_decode_size(preprocess, augment), preprocess, interpolation))
+    steps += [
         v2.RandomResizedCrop(
             preprocess.size, scale=(augment.crop_scale, 1.0), interpolation=interpolation, antialias=True
         )

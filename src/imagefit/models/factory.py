@@ -87,7 +87,7 @@ def build_classifier(
         with torch.no_grad():
             model.head[-1].weight.copy_(head_weights)
             model.head[-1].bias.zero_()
-    return model, preprocess_for(backbone, recipe.image_size), source
+    return model, preprocess_for(backbone, recipe.image_size, recipe.resize), source
 
 
 def fixed_input_size(backbone: nn.Module) -> bool:
@@ -101,8 +101,9 @@ def native_image_size(name: str) -> int:
     return int(size[-1]) if size else 224
 
 
-def preprocess_for(backbone: nn.Module, image_size: int = 0) -> Preprocess:
-    """The backbone's own preprocessing (timm's data config), at `image_size` when given."""
+def preprocess_for(backbone: nn.Module, image_size: int = 0, resize: str = "crop") -> Preprocess:
+    """The backbone's own preprocessing (timm's data config), at `image_size` when given; squashed pictures
+    are not cropped at evaluation (crop_pct 1.0)."""
     config = timm.data.resolve_model_data_config(backbone)
     size = image_size or int(config["input_size"][-1])
     return Preprocess(
@@ -110,5 +111,6 @@ def preprocess_for(backbone: nn.Module, image_size: int = 0) -> Preprocess:
         mean=tuple(config["mean"]),
         std=tuple(config["std"]),
         interpolation=config.get("interpolation", "bicubic"),
-        crop_pct=float(config.get("crop_pct", 0.875)),
+        crop_pct=1.0 if resize == "squash" else float(config.get("crop_pct", 0.875)),
+        resize=resize,
     )

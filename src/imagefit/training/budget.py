@@ -123,7 +123,8 @@ def _measured_rates(recipe: Recipe, model: ImageClassifier, size: int, samples: 
         frozen_bn=not recipe.schedule.finetune_bn,
         keep_frozen=recipe.schedule.keep_frozen,
     )
-    rates.prep_train, rates.prep_eval = measure_prep(samples, preprocess_for(model.backbone, size), recipe.augment)
+    preprocess = preprocess_for(model.backbone, size, recipe.model.resize)
+    rates.prep_train, rates.prep_eval = measure_prep(samples, preprocess, recipe.augment)
     rates.overlapped, rates.workers = device == "cuda", default_workers(recipe.data.num_workers)
     return rates
 

@@ -140,5 +140,5 @@ def apply_time_limit(plan: Plan, recipe: Recipe, model, preprocess, console: Con
     for line in budget.lines():
         console.print(line, highlight=False)
     if budget.image_size != preprocess.size:
-        preprocess = preprocess_for(model.backbone, budget.image_size)
+        preprocess = preprocess_for(model.backbone, budget.image_size, recipe.model.resize)
     return apply_plan(recipe, budget), preprocess, budget
