@@ -82,8 +82,8 @@ def test_choose_inference_tries_only_what_the_budget_settled(tiny_run):
     val = [s for s in run.split() if s.split == "val"]
     budget = FinishBudget(deadline=time.perf_counter(), counts=FinishCounts(40, len(val)), index_size=5000)
     model = load_trained(run)
-    _, candidates = choose_inference(model, run.train_preprocess, val, run.classes, mirror=True, budget=budget)
+    _, candidates, _ = choose_inference(model, run.train_preprocess, val, run.classes, mirror=True, budget=budget)
     assert budget.work == FinishWork(sizes=(32,), views=1, index_size=0), "no time left: the floor"
     assert [(c["size"], c["tta_n"]) for c in candidates] == [(32, 1)]
-    _, everything = choose_inference(model, run.train_preprocess, val, run.classes, mirror=True)
+    _, everything, _ = choose_inference(model, run.train_preprocess, val, run.classes, mirror=True)
     assert {(c["size"], c["tta_n"]) for c in everything} == {(32, 1), (32, 2), (48, 1), (48, 2)}

@@ -95,9 +95,11 @@ def test_class_weights_follow_the_power_and_the_imbalance_setting():
     from imagefit.config import DataRecipe
 
     single, labels = task_for(SINGLE), ["a"] * 29 + ["b"]
-    full = single.imbalance(labels, ["a", "b"], DataRecipe())
-    root = single.imbalance(labels, ["a", "b"], DataRecipe(class_weight_power=0.5))
+    full = single.imbalance(labels, ["a", "b"], DataRecipe(imbalance="weights"))
+    root = single.imbalance(labels, ["a", "b"], DataRecipe(imbalance="weights", class_weight_power=0.5))
     assert full.mode == root.mode == "weights" and full.ratio == 29
+    auto = single.imbalance(labels, ["a", "b"], DataRecipe())
+    assert auto.mode == "adjust" and auto.weights is None and "logits shifted" in auto.said
     assert root.weights == pytest.approx(np.sqrt(full.weights))
     assert full.weights[1] / full.weights[0] == pytest.approx(29)
     assert single.imbalance(labels, ["a", "b"], DataRecipe(imbalance="sampler")).weights is None

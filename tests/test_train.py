@@ -83,7 +83,7 @@ def test_imbalanced_data_trains_with_class_weights_that_reach_the_loss(tmp_path)
 
     data = make_class_folders(tmp_path / "d", per_class=4, classes=("red",))
     make_class_folders(data, per_class=16, classes=("blue",))
-    run = imagefit.train(data, out=tmp_path / "run", epochs=1, frozen_epochs=1, **TINY)
+    run = imagefit.train(data, out=tmp_path / "run", epochs=1, frozen_epochs=1, imbalance="weights", **TINY)
     assert run.config["imbalance_handling"] == "weights"
     model, _, _ = build_classifier(run.recipe.model, 2, pretrained=False)
     logits, targets = torch.tensor([[2.0, 0.0], [2.0, 0.0]]), torch.tensor([0, 1])

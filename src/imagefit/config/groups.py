@@ -39,10 +39,15 @@ class DataRecipe:
         return self.micro_batch if self.micro_batch > 0 else self.batch_size
 
     imbalance: str = field(
-        default="auto", metadata=doc("auto | weights | sampler | none: how unequal class sizes are handled")
+        default="auto",
+        metadata=doc(
+            "auto | adjust | weights | sampler | none: how unequal class sizes are handled. adjust trains on the "
+            "plain loss and shifts the logits by tau x log class prior, tau chosen on val for macro-F1 (logit "
+            "adjustment); weights weighs the loss by inverse class frequency"
+        ),
     )
     imbalance_ratio: float = field(
-        default=1.5, metadata=doc("auto uses class weights once largest/smallest class exceeds this")
+        default=1.5, metadata=doc("auto adjusts the logits once largest/smallest class exceeds this")
     )
     class_weight_power: float = field(
         default=1.0,

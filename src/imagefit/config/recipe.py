@@ -74,7 +74,7 @@ class Recipe:
 
     def validate(self) -> None:
         """Raise UserError for values no training could use."""
-        choice("imbalance", self.data.imbalance, ("auto", "weights", "sampler", "none"))
+        choice("imbalance", self.data.imbalance, ("auto", "adjust", "weights", "sampler", "none"))
         choice("auto_augment", self.augment.auto_augment, ("none", "trivial", "randaugment"))
         choice("resize", self.model.resize, ("crop", "squash"))
         choice("keep", self.schedule.keep, ("best", "last"))

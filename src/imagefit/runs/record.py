@@ -60,9 +60,11 @@ class ConfigRecord:
         """The epochs the greedy soup averaged, and its val loss against the kept epoch's."""
         self._update(soup=facts)
 
-    def set_inference(self, inference: dict, candidates: list[dict]) -> None:
-        """The prediction settings chosen on val (size, views, temperature) and the candidates measured."""
-        self._update(inference=inference, inference_candidates=candidates)
+    def set_inference(self, inference: dict, candidates: list[dict], adjustment: dict | None = None) -> None:
+        """The prediction settings chosen on val (size, views, temperature), the candidates measured, and the
+        logit shift for imbalanced classes chosen with them (evaluation.priors; added at every load)."""
+        shift = {"prior_adjustment": adjustment} if adjustment else {}
+        self._update(inference=inference, inference_candidates=candidates, **shift)
 
     def set_thresholds(self, thresholds: dict[str, float]) -> None:
         """A multi-label run's per-label thresholds, chosen on val."""
@@ -73,6 +75,9 @@ class ConfigRecord:
         self._update(unknown=facts)
 
     def add_class(self, facts: dict) -> None:
-        """`imagefit add-class`: the class added without retraining."""
+        """`imagefit add-class`: the class added without retraining. Its weights were saved from the loaded model,
+        whose bias already holds the logit shift for imbalance: the shift is kept as a fact, not applied again."""
         values = self.values()
-        self._update(added_classes=[*values.get("added_classes", []), facts])
+        shift = values.pop("prior_adjustment", None)
+        baked = {"prior_adjustment_in_weights": shift} if shift else {}
+        write_json(self.files.config, {**values, "added_classes": [*values.get("added_classes", []), facts], **baked})

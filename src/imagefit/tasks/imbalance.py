@@ -14,9 +14,10 @@ def imbalance_ratio(labels: list) -> float:
 
 
 def imbalance_handling(setting: str, ratio: float, threshold: float) -> str:
-    """What training does about imbalance: 'weights', 'sampler' or 'none' ('auto' picks weights above threshold)."""
+    """What training does about imbalance: 'adjust', 'weights', 'sampler' or 'none' ('auto' picks logit adjustment
+    above threshold: evaluation.priors says why)."""
     if setting == "auto":
-        return "weights" if ratio > threshold else "none"
+        return "adjust" if ratio > threshold else "none"
     return setting
 
 

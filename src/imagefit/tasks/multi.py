@@ -29,6 +29,8 @@ class MultiLabel(Task):
     report_sections = ("labels-summary", "curves", "per-label", "pr", "co-occurrence", "label-errors", "recipe")
     unsupported = {
         "sampler": SAMPLER,
+        "adjust": "--imbalance adjust shifts one label's logits by the class priors; multi-label data uses "
+        "per-label weights (drop the option)",
         "ensemble": "ensembles are of single-label runs for now; a multi-label run was given",
         "add-class": "the run is multi-label: add-class works on single-label runs for now",
         "baseline": "the majority rate and the raw-pixel baseline are measured for single-label runs",

@@ -11,7 +11,12 @@ from imagefit.tasks.base import Imbalance, LabelIssue, Task
 from imagefit.tasks.imbalance import class_weights, imbalance_handling, imbalance_ratio
 from imagefit.tasks.labels import share, softmax, view_probabilities
 
-HANDLING = {"weights": "class-weighted loss", "sampler": "a weighted sampler", "none": "nothing (balanced enough)"}
+HANDLING = {
+    "adjust": "the plain loss, then logits shifted by the class priors (chosen on val)",
+    "weights": "class-weighted loss",
+    "sampler": "a weighted sampler",
+    "none": "nothing (balanced enough)",
+}
 
 
 class SingleLabel(Task):
@@ -52,14 +57,13 @@ class SingleLabel(Task):
         ratio = imbalance_ratio(indices) if indices else 1.0
         mode = imbalance_handling(data.imbalance, ratio, data.imbalance_ratio)
         said = (
-            f"classes are imbalanced (largest/smallest = {ratio:.1f}x): using "
-            f"{'class-weighted loss' if mode == 'weights' else 'a weighted sampler'}"
+            f"classes are imbalanced (largest/smallest = {ratio:.1f}x): using {HANDLING[mode]}"
             if mode != "none"
             else ""
         )
         weights = class_weights(indices, len(classes)) ** data.class_weight_power if mode == "weights" else None
         counts = dict(Counter(labels))
-        return Imbalance(mode, ratio, counts, weights, said, HANDLING[mode])
+        return Imbalance(mode, ratio, counts, weights, said if mode != "none" else "", HANDLING[mode])
 
     def label_issues(self, vectors: np.ndarray, labels: list[str], classes: list[str], probabilities=None):
         from cleanlab.filter import find_label_issues

@@ -16,7 +16,9 @@ from imagefit import runs
 from imagefit.config import parse_duration
 from imagefit.errors import UserError
 from imagefit.evaluation.evaluator import evaluate
-from imagefit.models.trained import load_trained
+from imagefit.evaluation.priors import class_priors
+from imagefit.evaluation.priors import describe as describe_adjustment
+from imagefit.models.trained import load_trained, shift_logits
 from imagefit.prediction.batches import predict_with
 from imagefit.prediction.openset import INDEX_SIZE
 from imagefit.prediction.output import write_csv
@@ -151,11 +153,17 @@ def choose_thresholds(run: runs.Run, model, console: Console, device: str) -> No
 def choose_prediction_settings(
     run: runs.Run, model, console: Console, device: str, budget: FinishBudget | None = None
 ) -> None:
-    """Evaluation size, mirror TTA and temperature chosen on val (within BUDGET), into config.json, one line said."""
-    val = [s for s in run.split() if s.split == "val"]
+    """Evaluation size, mirror TTA and temperature chosen on val (within BUDGET), into config.json, one line said.
+
+    A run that meets imbalance by logit adjustment has the shift chosen with them; it goes into MODEL's bias.
+    """
+    samples = run.split()
+    val = [s for s in samples if s.split == "val"]
     mirror = run.recipe.augment.hflip
     preprocess = run.train_preprocess
-    inference, candidates = choose_inference(
+    adjusting = run.config.get("imbalance_handling") == "adjust" and "prior_adjustment" not in run.config
+    priors = class_priors([s.label for s in samples if s.split == "train"], run.classes) if adjusting else None
+    inference, candidates, adjustment = choose_inference(
         model,
         preprocess,
         val,
@@ -164,8 +172,12 @@ def choose_prediction_settings(
         device=device,
         budget=budget,
         latency=run.recipe.predict.latency,
+        priors=priors,
     )
     if not candidates:
         return
-    runs.ConfigRecord(run.files).set_inference(inference.to_dict(), candidates)
+    runs.ConfigRecord(run.files).set_inference(inference.to_dict(), candidates, adjustment)
+    if adjustment is not None:
+        shift_logits(model, adjustment["offsets"])
+        console.print(describe_adjustment(adjustment), highlight=False)
     console.print(describe(inference, candidates, run.train_preprocess.size), highlight=False)

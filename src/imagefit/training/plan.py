@@ -193,8 +193,8 @@ def check_model(recipe: Recipe) -> None:
 
 def _say(inventory, note: str, recipe: Recipe, console: Console) -> None:
     """How the data was read, what was changed in the recipe, and the data's warnings; one line each."""
-    if recipe.data.imbalance == "sampler":
-        task_for(inventory.task).require("sampler")
+    if recipe.data.imbalance in ("sampler", "adjust"):
+        task_for(inventory.task).require(recipe.data.imbalance)
     for line in [*inventory.notes, note]:
         if line:
             console.print(line, highlight=False)

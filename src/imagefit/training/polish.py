@@ -18,6 +18,7 @@ import torch
 from imagefit.data.preprocess import Preprocess
 from imagefit.data.sources import Sample
 from imagefit.evaluation.calibration import fit_temperature, log_loss, view_probabilities
+from imagefit.evaluation.priors import choose_adjustment
 from imagefit.models.factory import fixed_input_size
 from imagefit.prediction.batches import map_batches
 from imagefit.prediction.openset import UnknownIndex
@@ -46,12 +47,16 @@ def choose_inference(
     device: str = "cpu",
     budget: FinishBudget | None = None,
     latency: bool = False,
-) -> tuple[Inference, list[dict]]:
-    """The Inference with the lowest val log loss (cost-aware), and every candidate's figures.
+    priors: np.ndarray | None = None,
+) -> tuple[Inference, list[dict], dict | None]:
+    """The Inference with the lowest val log loss (cost-aware), every candidate's figures, and the logit
+    adjustment chosen (None without PRIORS).
 
     With a BUDGET (a time limit), the first pass (the training size) prices an image, and the budget
     settles which larger sizes and views are still tried. With LATENCY, only the training size is
-    measured and one view is chosen (its temperature fitted all the same).
+    measured and one view is chosen (its temperature fitted all the same). With the training class PRIORS
+    (imbalance handled by logit adjustment), the first pass's plain view chooses the shift of the logits
+    (evaluation.priors), and every candidate is scored, and its temperature fitted, with it.
     """
     model = model.eval().to(device=device, memory_format=torch.channels_last)
     predictor = TorchPredictor(model, classes, preprocess, device=device)
@@ -59,7 +64,7 @@ def choose_inference(
     labels = {s.path: index[s.label] for s in val}
     views = allowed = 2 if mirror else 1
     sizes = evaluation_sizes(preprocess.size, fixed=fixed_input_size(model.backbone))[: 1 if latency else None]
-    candidates = []
+    candidates, adjustment = [], None
     for size in sizes:
         if candidates and budget is not None and size not in budget.work.sizes:
             break
@@ -72,11 +77,17 @@ def choose_inference(
         per_view = spent / (len(paths) * views)  # seconds an image a view, decode included
         if budget is not None and budget.work is None:
             allowed = budget.settle(per_image=per_view, spent=spent, sizes=tuple(sizes), views=views).views
-        candidates += _scored(logits, np.array([labels[p] for p in paths]), size, allowed, per_view)
+        targets = np.array([labels[p] for p in paths])
+        if priors is not None and adjustment is None:
+            adjustment = choose_adjustment(logits[:, 0], targets, priors)
+        if adjustment is not None:
+            logits = logits + np.asarray(adjustment["offsets"], dtype=logits.dtype)
+        candidates += _scored(logits, targets, size, allowed, per_view)
     if not candidates:
-        return Inference(preprocess), []
+        return Inference(preprocess), [], None
     best = candidates[0] if latency else pick(candidates)  # the first: one view at the training size
-    return Inference(dataclasses.replace(preprocess, size=best["size"]), best["tta_n"], best["temperature"]), candidates
+    chosen = Inference(dataclasses.replace(preprocess, size=best["size"]), best["tta_n"], best["temperature"])
+    return chosen, candidates, adjustment
 
 
 def _scored(logits: np.ndarray, targets: np.ndarray, size: int, views: int, per_view: float) -> list[dict]:

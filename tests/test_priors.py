@@ -1,0 +1,88 @@
+"""Logit adjustment for imbalanced classes: the shift chosen on val, stored with the run, applied at every load."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY, make_class_folders
+
+import imagefit
+from imagefit.evaluation.priors import TAUS, choose_adjustment, class_priors, macro_f1
+from imagefit.models.trained import load_trained, shift_logits
+
+
+def test_priors_are_shares_and_a_class_missing_from_training_counts_half_an_image():
+    priors = class_priors(["a"] * 6 + ["b"] * 2, ["a", "b", "c"])
+    assert priors == pytest.approx(np.array([6, 2, 0.5]) / 8.5)
+
+
+def test_macro_f1_matches_scikit_learn():
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(3)
+    targets, predicted = rng.integers(0, 4, 60), rng.integers(0, 4, 60)
+    assert macro_f1(predicted, targets, 4) == pytest.approx(f1_score(targets, predicted, average="macro"))
+
+
+def test_the_shift_recovers_a_rare_class_a_majority_biased_model_never_calls():
+    # The rare class's images score 1 below the majority's logit: only a shift of >= 0.5 x log prior turns them.
+    priors = np.array([0.9, 0.1])
+    rare = np.array([[1.0, 0.0]] * 5)
+    common = np.array([[4.0, 0.0]] * 45)
+    logits, targets = np.vstack([rare, common]), np.array([1] * 5 + [0] * 45)
+    chosen = choose_adjustment(logits, targets, priors)
+    assert chosen["tau"] == 0.5  # the smallest tau that gets every image right
+    assert chosen["offsets"] == pytest.approx((-0.5 * np.log(priors)).tolist(), abs=1e-6)
+    shifted = (logits + np.array(chosen["offsets"])).argmax(1)
+    assert (shifted == targets).all()
+    assert [row["tau"] for row in chosen["tried"]] == list(TAUS)
+    assert chosen["tried"][0]["val_macro_f1"] < chosen["tried"][2]["val_macro_f1"] == 1.0
+
+
+def test_balanced_val_keeps_the_plain_logits():
+    logits = np.array([[2.0, 0.0], [0.0, 2.0]] * 10)
+    chosen = choose_adjustment(logits, np.array([0, 1] * 10), np.array([0.5, 0.5]))
+    assert chosen["tau"] == 0.0 and chosen["offsets"] == [0.0, 0.0]
+
+
+def test_shift_logits_adds_the_offsets_to_what_the_model_computes(tiny_run):
+    run = imagefit.load_run(tiny_run)
+    model = load_trained(run)
+    images = torch.rand(3, 3, 32, 32)
+    with torch.no_grad():
+        before = model(images)
+        shift_logits(model, [0.25, -1.5])
+        after = model(images)
+    assert torch.allclose(after - before, torch.tensor([0.25, -1.5]).expand(3, 2), atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def adjusted_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("priors")
+    data = make_class_folders(root / "d", per_class=5, classes=("red",))
+    make_class_folders(data, per_class=20, classes=("blue",))
+    return imagefit.train(data, out=root / "run", epochs=2, frozen_epochs=1, report=False, **TINY)
+
+
+def test_an_imbalanced_run_adjusts_its_logits_on_val_and_every_load_applies_the_shift(adjusted_run):
+    from safetensors.torch import load_file
+
+    run = adjusted_run
+    assert run.config["imbalance_handling"] == "adjust"
+    adjustment = run.config["prior_adjustment"]
+    assert adjustment["tau"] in TAUS and len(adjustment["offsets"]) == 2
+    stored = load_file(run.files.model)["head.1.bias"]
+    loaded = load_trained(run).head[-1].bias.detach()
+    assert torch.allclose(loaded - stored, torch.tensor(adjustment["offsets"]), atol=1e-6)
+
+
+def test_a_class_added_to_an_adjusted_run_keeps_the_shift_once(adjusted_run, tmp_path):
+    from imagefit.training.add_class import add_class
+
+    examples = make_class_folders(tmp_path / "ex", per_class=5, classes=("green",), first_seed=900)
+    grown = add_class(adjusted_run.path, "green", [examples / "green"], out=tmp_path / "grown")
+    assert "prior_adjustment" not in grown.config
+    assert grown.config["prior_adjustment_in_weights"] == adjusted_run.config["prior_adjustment"]
+    before, after = load_trained(adjusted_run).head[-1].bias, load_trained(grown).head[-1].bias
+    assert torch.allclose(after[:2], before, atol=1e-6)
