@@ -78,16 +78,22 @@ def choose_inference(
         if budget is not None and budget.work is None:
             allowed = budget.settle(per_image=per_view, spent=spent, sizes=tuple(sizes), views=views).views
         targets = np.array([labels[p] for p in paths])
-        if priors is not None and adjustment is None:
-            adjustment = choose_adjustment(logits[:, 0], targets, priors)
-        if adjustment is not None:
-            logits = logits + np.asarray(adjustment["offsets"], dtype=logits.dtype)
+        logits, adjustment = _adjusted(logits, targets, priors, adjustment)
         candidates += _scored(logits, targets, size, allowed, per_view)
     if not candidates:
         return Inference(preprocess), [], None
     best = candidates[0] if latency else pick(candidates)  # the first: one view at the training size
     chosen = Inference(dataclasses.replace(preprocess, size=best["size"]), best["tta_n"], best["temperature"])
     return chosen, candidates, adjustment
+
+
+def _adjusted(logits: np.ndarray, targets: np.ndarray, priors: np.ndarray | None, adjustment: dict | None):
+    """LOGITS [N, views, C] shifted by the logit adjustment, chosen from the plain view on the first call."""
+    if priors is not None and adjustment is None:
+        adjustment = choose_adjustment(logits[:, 0], targets, priors)
+    if adjustment is None:
+        return logits, None
+    return logits + np.asarray(adjustment["offsets"], dtype=logits.dtype), adjustment
 
 
 def _scored(logits: np.ndarray, targets: np.ndarray, size: int, views: int, per_view: float) -> list[dict]:
