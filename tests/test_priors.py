@@ -86,3 +86,19 @@ def test_a_class_added_to_an_adjusted_run_keeps_the_shift_once(adjusted_run, tmp
     assert grown.config["prior_adjustment_in_weights"] == adjusted_run.config["prior_adjustment"]
     before, after = load_trained(adjusted_run).head[-1].bias, load_trained(grown).head[-1].bias
     assert torch.allclose(after[:2], before, atol=1e-6)
+
+
+def test_a_refit_of_an_adjusted_run_predicts_with_its_shift(adjusted_run):
+    from imagefit.training.pipeline import refit
+
+    done = refit(adjusted_run.path)
+    assert done.config["prior_adjustment"] == adjusted_run.config["prior_adjustment"]
+    assert done.config["imbalance_handling"] == "adjust"
+
+
+def test_the_report_names_the_shift_beside_the_handling():
+    from imagefit.report.sections import imbalance_fact
+
+    config = {"imbalance_handling": "adjust", "prior_adjustment": {"tau": 0.5, "offsets": [0.1, 1.2]}}
+    assert imbalance_fact(config) == "adjust: logits shifted by 0.5 x -log class prior (chosen on val)"
+    assert imbalance_fact({"imbalance_handling": "weights"}) == "weights"

@@ -47,6 +47,15 @@ class Page:
         return self.run.metrics.get(self.split, {})
 
 
+def imbalance_fact(config: dict) -> str:
+    """'adjust: logits + 0.5 x -log class prior (chosen on val)', or the handling's name."""
+    shift = config.get("prior_adjustment")
+    if not shift:
+        return config.get("imbalance_handling", "")
+    handling = config.get("imbalance_handling", "")
+    return f"{handling}: logits shifted by {shift['tau']:g} x -log class prior (chosen on val)"
+
+
 def summary(page: Page) -> str:
     run, split = page.run, page.split
     counts = {name: sum(s.split == name for s in run.split()) for name in ("train", "val", "test")}
@@ -55,7 +64,7 @@ def summary(page: Page) -> str:
         ["model", f"{run.recipe.model.backbone} ({run.config.get('weights_source', '?')} weights)"],
         ["classes", f"{len(run.classes)}: {', '.join(run.classes[:20])}{' ...' if len(run.classes) > 20 else ''}"],
         ["images", ", ".join(f"{name} {n}" for name, n in counts.items() if n)],
-        ["imbalance handling", run.config.get("imbalance_handling", "")],
+        ["imbalance handling", imbalance_fact(run.config)],
         ["best epoch", run.metrics.get("best_epoch", "")],
     ]
     keys = ("accuracy", "balanced_accuracy", "macro_f1", "top5_accuracy", "log_loss", "ece", "ece_cross_fitted")

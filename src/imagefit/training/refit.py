@@ -19,7 +19,7 @@ from imagefit.data import Sample
 from imagefit.errors import UserError
 
 # What a refit takes from its source run's config.json rather than choosing it on val again.
-CARRIED = ("inference", "inference_candidates", "thresholds")
+CARRIED = ("inference", "inference_candidates", "prior_adjustment", "thresholds")
 # Recipe fields a refit sets itself: the schedule is the source's kept epochs, kept to the last.
 # A refit fine-tunes at its source's rate (under --lr auto, the one its range test found): no test of its own.
 NOT_CARRIED = (
