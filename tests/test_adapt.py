@@ -28,14 +28,15 @@ def test_far_images_update_batchnorm_and_fine_tune_faster_photos_keep_the_recipe
     assert (shift > 0.22) is far and f"shift {shift:.2f}" in printed.getvalue()
     assert recipe.schedule.finetune_bn is False, "BatchNorm statistics stay: updating them lost everywhere"
     assert recipe.optim.finetune_lr_ratio == (0.3 if far else 0.1)
+    assert recipe.model.resize == ("squash" if far else "crop")
     assert ("far from the pretraining images" in printed.getvalue()) is far
 
 
 def test_an_option_the_user_set_is_not_adapted():
     model, preprocess, _ = build_classifier(ModelRecipe(image_size=192), 2)
-    plan = _plan("digits", given={"finetune_lr_ratio"})
+    plan = _plan("digits", given={"finetune_lr_ratio", "resize"})
     recipe, _ = adapt(plan, model, preprocess, Console(file=io.StringIO()))
-    assert recipe.optim.finetune_lr_ratio == 0.1
+    assert recipe.optim.finetune_lr_ratio == 0.1 and recipe.model.resize == "crop"
 
 
 def test_small_images_get_gentler_crops_unless_the_user_chose():

@@ -98,7 +98,7 @@ class ModelRecipe:
         default="crop",
         metadata=doc(
             "crop | squash: how a picture becomes a square. crop keeps the centre at evaluation (timm's way); squash "
-            "resizes the whole picture (aspect ratio changed, every edge kept), for defects or details near the edges"
+            "resizes the whole picture (aspect ratio changed, every edge kept); adapt squashes data far from photos"
         ),
     )
     head: tuple[int, ...] = field(

@@ -19,8 +19,10 @@ from imagefit.prediction.moments import MomentRecorder
 FAR_SHIFT = 0.22
 # When far, the whole network fine-tunes at this share of the head's learning rate (instead of the
 # recipe's 0.1). Updating the BatchNorm statistics as well lost on every dataset tried, far ones
-# included; measured in benchmarks/RESULTS.md.
-FAR_FINETUNE = {"finetune_lr_ratio": 0.3}
+# included; measured in benchmarks/RESULTS.md. Far pictures are also squashed whole to a square instead of
+# centre-cropped (--resize squash): inspection images keep the defects at their edges, and upsampled tiny
+# images their borders; on photos it lost (benchmarks/RESULTS.md, stop 38).
+FAR_FINETUNE = {"finetune_lr_ratio": 0.3, "resize": "squash"}
 # Images this small (median shorter side, in pixels) are upsampled many times over: a random crop
 # of a third of one loses the object, so crops keep at least SMALL_CROP_SCALE of the picture.
 SMALL_SIDE = 64

@@ -59,6 +59,8 @@ def build_setup(plan: Plan, stage: str, *, planned: bool, console: Console, repo
     shift = None
     if recipe.schedule.adapt and recipe.model.pretrained and stage == "new" and not planned:
         recipe, shift = adapt(plan, model, preprocess, console)
+        if recipe.model.resize != preprocess.resize:
+            preprocess = preprocess_for(model.backbone, preprocess.size, recipe.model.resize)
     budget = None
     if recipe.schedule.time_limit and not planned:
         recipe, preprocess, budget = apply_time_limit(plan, recipe, model, preprocess, console, report)
