@@ -57,7 +57,8 @@ def main() -> None:
     chosen = choose_adjustment(np.log(val + 1e-12), val_y, priors)["tau"]
     print(f"chosen on val (imagefit.evaluation.priors): tau {chosen}")
     if args.json:
-        args.json.write_text(json.dumps({"run": str(args.run), "priors": priors.tolist(), "rows": rows, "chosen": chosen}))
+        facts = {"run": str(args.run), "priors": priors.tolist(), "rows": rows, "chosen": chosen}
+        args.json.write_text(json.dumps(facts))
 
 
 if __name__ == "__main__":
