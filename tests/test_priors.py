@@ -46,6 +46,45 @@ def test_balanced_val_keeps_the_plain_logits():
     assert chosen["tau"] == 0.0 and chosen["offsets"] == [0.0, 0.0]
 
 
+def test_with_two_views_the_shift_is_chosen_on_what_the_predictor_decides():
+    # Rare images: the plain view needs tau 0.5, its mirror (margin 2) more; the mean of the two softmaxes
+    # turns only at tau 0.75, which the first view alone would never have chosen.
+    priors = np.array([0.9, 0.1])
+    rare = np.array([[[1.0, 0.0], [2.0, 0.0]]] * 5)
+    common = np.array([[[4.0, 0.0], [4.0, 0.0]]] * 45)
+    logits, targets = np.concatenate([rare, common]), np.array([1] * 5 + [0] * 45)
+    assert choose_adjustment(logits[:, 0], targets, priors)["tau"] == 0.5
+    assert choose_adjustment(logits, targets, priors)["tau"] == 0.75
+
+
+def test_choose_inference_shifts_the_chosen_settings_and_fits_their_temperature_again(tiny_run):
+    from imagefit.evaluation.calibration import fit_temperature
+    from imagefit.prediction.batches import map_batches
+    from imagefit.prediction.predictors import TorchPredictor
+    from imagefit.training.polish import choose_inference
+
+    run = imagefit.load_run(tiny_run)
+    val = [s for s in run.split() if s.split == "val"]
+    priors = np.array([0.8, 0.2])
+    model = load_trained(run)
+    inference, candidates, adjustment = choose_inference(
+        model, run.train_preprocess, val, run.classes, mirror=True, priors=priors
+    )
+    best = next(c for c in candidates if (c["size"], c["tta_n"]) == (inference.preprocess.size, inference.tta_n))
+    assert "plain_temperature" in best and all("plain_temperature" not in c for c in candidates if c is not best)
+    predictor = TorchPredictor(model, run.classes, inference.preprocess)
+    images = [s.path for s in val]
+    paths, logits, _ = map_batches(predictor.logits, inference.preprocess, images, views=2, average=False)
+    index = {name: i for i, name in enumerate(run.classes)}
+    truth = {s.path: index[s.label] for s in val}
+    targets = np.array([truth[p] for p in paths])
+    chosen = logits[:, : inference.tta_n]
+    expected = choose_adjustment(chosen, targets, priors, temperature=best["plain_temperature"])
+    assert adjustment == expected
+    shifted = chosen + np.asarray(adjustment["offsets"], dtype=chosen.dtype)
+    assert inference.temperature == pytest.approx(fit_temperature(shifted, targets), abs=1e-3)
+
+
 def test_shift_logits_adds_the_offsets_to_what_the_model_computes(tiny_run):
     run = imagefit.load_run(tiny_run)
     model = load_trained(run)

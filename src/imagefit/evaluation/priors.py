@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from imagefit.tasks.labels import view_probabilities
+
 TAUS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
@@ -32,13 +34,15 @@ def macro_f1(predicted: np.ndarray, targets: np.ndarray) -> float:
     return float(f1_score(targets, predicted, average="macro", zero_division=0))
 
 
-def choose_adjustment(logits: np.ndarray, targets: np.ndarray, priors: np.ndarray) -> dict:
-    """The tau of TAUS whose shifted LOGITS [N, C] give the best val macro-F1, its per-class offsets
-    (-tau * log prior, to add to the logits), and each tau's val macro-F1 and accuracy."""
+def choose_adjustment(logits: np.ndarray, targets: np.ndarray, priors: np.ndarray, *, temperature: float = 1.0) -> dict:
+    """The tau of TAUS whose shifted LOGITS ([N, C], or [N, views, C] decided as the predictor does: the mean of
+    each view's softmax at TEMPERATURE) give the best val macro-F1, its per-class offsets (-tau * log prior, to
+    add to the logits), and each tau's val macro-F1 and accuracy."""
     log_priors = np.log(priors)
+    views = logits if logits.ndim == 3 else logits[:, None, :]
     tried = []
     for tau in TAUS:
-        predicted = (logits - tau * log_priors).argmax(axis=1)
+        predicted = view_probabilities(views - tau * log_priors, temperature).argmax(axis=1)
         tried.append(
             {
                 "tau": tau,

@@ -55,8 +55,9 @@ def choose_inference(
     With a BUDGET (a time limit), the first pass (the training size) prices an image, and the budget
     settles which larger sizes and views are still tried. With LATENCY, only the training size is
     measured and one view is chosen (its temperature fitted all the same). With the training class PRIORS
-    (imbalance handled by logit adjustment), the first pass's plain view chooses the shift of the logits
-    (evaluation.priors), and every candidate is scored, and its temperature fitted, with it.
+    (imbalance handled by logit adjustment), the shift of the logits (evaluation.priors) is chosen last, on the
+    chosen size and views (the logits the run will predict with), and the chosen temperature is fitted again
+    with it; the candidates are scored on the plain logits.
     """
     model = model.eval().to(device=device, memory_format=torch.channels_last)
     predictor = TorchPredictor(model, classes, preprocess, device=device)
@@ -64,7 +65,7 @@ def choose_inference(
     labels = {s.path: index[s.label] for s in val}
     views = allowed = 2 if mirror else 1
     sizes = evaluation_sizes(preprocess.size, fixed=fixed_input_size(model.backbone))[: 1 if latency else None]
-    candidates, adjustment = [], None
+    candidates, passes = [], {}
     for size in sizes:
         if candidates and budget is not None and size not in budget.work.sizes:
             break
@@ -78,22 +79,33 @@ def choose_inference(
         if budget is not None and budget.work is None:
             allowed = budget.settle(per_image=per_view, spent=spent, sizes=tuple(sizes), views=views).views
         targets = np.array([labels[p] for p in paths])
-        logits, adjustment = _adjusted(logits, targets, priors, adjustment)
+        passes[size] = (logits, targets)
         candidates += _scored(logits, targets, size, allowed, per_view)
     if not candidates:
         return Inference(preprocess), [], None
     best = candidates[0] if latency else pick(candidates)  # the first: one view at the training size
+    adjustment = None
+    if priors is not None:
+        logits, targets = passes[best["size"]]
+        best, adjustment = _adjusted(best, logits[:, : best["tta_n"]], targets, priors)
     chosen = Inference(dataclasses.replace(preprocess, size=best["size"]), best["tta_n"], best["temperature"])
     return chosen, candidates, adjustment
 
 
-def _adjusted(logits: np.ndarray, targets: np.ndarray, priors: np.ndarray | None, adjustment: dict | None):
-    """LOGITS [N, views, C] shifted by the logit adjustment, chosen from the plain view on the first call."""
-    if priors is not None and adjustment is None:
-        adjustment = choose_adjustment(logits[:, 0], targets, priors)
-    if adjustment is None:
-        return logits, None
-    return logits + np.asarray(adjustment["offsets"], dtype=logits.dtype), adjustment
+def _adjusted(best: dict, logits: np.ndarray, targets: np.ndarray, priors: np.ndarray) -> tuple[dict, dict]:
+    """The logit adjustment chosen on the BEST candidate's LOGITS [N, views, C] (decided at its temperature), and
+    BEST marked with it: its temperature fitted again on the shifted logits, and the val figures they give."""
+    adjustment = choose_adjustment(logits, targets, priors, temperature=best["temperature"])
+    shifted = logits + np.asarray(adjustment["offsets"], dtype=logits.dtype)
+    temperature = fit_temperature(shifted, targets)
+    probabilities = view_probabilities(shifted, temperature)
+    best.update(
+        plain_temperature=best["temperature"],
+        temperature=round(temperature, 4),
+        val_log_loss_shifted=log_loss(probabilities, targets),
+        val_accuracy_shifted=float((probabilities.argmax(1) == targets).mean()),
+    )
+    return best, adjustment
 
 
 def _scored(logits: np.ndarray, targets: np.ndarray, size: int, views: int, per_view: float) -> list[dict]:
@@ -137,7 +149,17 @@ def describe(inference: Inference, candidates: list[dict], train_size: int) -> s
         f"prediction: {inference.preprocess.size} px ({train_size} in training), {views}, temperature "
         f"{inference.temperature:.2f}; val log loss {plain['val_log_loss_before_scaling']:.3f} -> "
         f"{chosen['val_log_loss']:.3f}, accuracy {plain['val_accuracy']:.4f} -> {chosen['val_accuracy']:.4f} "
-        f"(chosen on val){_speed(chosen, plain)}"
+        f"(chosen on val){_speed(chosen, plain)}{_shifted(chosen)}"
+    )
+
+
+def _shifted(chosen: dict) -> str:
+    """'; with the imbalance shift: ...' where the chosen candidate predicts with a logit adjustment, else ''."""
+    if "val_log_loss_shifted" not in chosen:
+        return ""
+    return (
+        f"; with the imbalance shift: val log loss {chosen['val_log_loss_shifted']:.3f}, accuracy "
+        f"{chosen['val_accuracy_shifted']:.4f}"
     )
 
 
