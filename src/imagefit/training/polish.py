@@ -84,17 +84,16 @@ def choose_inference(
     if not candidates:
         return Inference(preprocess), [], None
     best = candidates[0] if latency else pick(candidates)  # the first: one view at the training size
-    adjustment = None
-    if priors is not None:
-        logits, targets = passes[best["size"]]
-        best, adjustment = _adjusted(best, logits[:, : best["tta_n"]], targets, priors)
+    best, adjustment = _adjusted(best, *passes[best["size"]], priors) if priors is not None else (best, None)
     chosen = Inference(dataclasses.replace(preprocess, size=best["size"]), best["tta_n"], best["temperature"])
     return chosen, candidates, adjustment
 
 
 def _adjusted(best: dict, logits: np.ndarray, targets: np.ndarray, priors: np.ndarray) -> tuple[dict, dict]:
-    """The logit adjustment chosen on the BEST candidate's LOGITS [N, views, C] (decided at its temperature), and
-    BEST marked with it: its temperature fitted again on the shifted logits, and the val figures they give."""
+    """The logit adjustment chosen on the BEST candidate's views of LOGITS [N, views, C] (decided at its
+    temperature), and BEST marked with it: its temperature fitted again on the shifted logits, and their val
+    figures."""
+    logits = logits[:, : best["tta_n"]]
     adjustment = choose_adjustment(logits, targets, priors, temperature=best["temperature"])
     shifted = logits + np.asarray(adjustment["offsets"], dtype=logits.dtype)
     temperature = fit_temperature(shifted, targets)
