@@ -93,13 +93,13 @@ def test_a_wrong_name_is_one_line(run, tmp_path):
 def test_int8_by_nncf_is_checked_on_val_and_predicts_like_the_float_model(run):
     result = CliRunner().invoke(app, ["export", str(run), "--format", "openvino", "--int8", "--int8-calibration", "16"])
     assert result.exit_code == 0, result.output
-    facts = json.loads((run / "model.int8.json").read_text())
+    facts = json.loads((run / "model.openvino-int8.json").read_text())
     assert facts["int8"]["top1_agreement"] >= 0.99 and facts["int8"]["calibration_images"] == 16
     assert facts["int8"]["val_images"] == len([s for s in imagefit.load_run(run).split() if s.split == "val"])
-    xml = (run / "model.int8.xml").read_text()
+    xml = (run / "model.openvino-int8.xml").read_text()
     assert "FakeQuantize" in xml or "FakeConvert" in xml  # really quantized, not a float copy
     paths = _val_paths(run)
-    assert predict(run / "model.int8.xml", paths).labels == predict(run / "model.onnx", paths).labels
+    assert predict(run / "model.openvino-int8.xml", paths).labels == predict(run / "model.onnx", paths).labels
 
 
 def test_int8_under_the_agreement_bar_is_refused_and_removed(run, monkeypatch):
@@ -108,4 +108,22 @@ def test_int8_under_the_agreement_bar_is_refused_and_removed(run, monkeypatch):
     monkeypatch.setattr(int8, "MIN_AGREEMENT", 1.01)  # no model can pass: the refusal path
     with pytest.raises(UserError, match="agrees with the float one on only"):
         imagefit.export_openvino(run, int8=True, calibration=8)
-    assert not any((run / name).exists() for name in ("model.int8.xml", "model.int8.bin", "model.int8.json"))
+    names = ("model.openvino-int8.xml", "model.openvino-int8.bin", "model.openvino-int8.json")
+    assert not any((run / name).exists() for name in names)
+
+
+def test_both_int8_models_live_in_one_run_folder_each_with_its_own_check(run):
+    from imagefit.export import int8
+
+    onnx_path, onnx_check = int8.export_int8(run, calibration=12)
+    facts_before = (run / "model.int8.json").read_bytes()
+    xml, _ = imagefit.export_openvino(run, int8=True, calibration=16)
+    assert (run / "model.int8.json").read_bytes() == facts_before, "the ONNX int8 model's facts were overwritten"
+    assert json.loads((run / "model.openvino-int8.json").read_text())["int8"]["calibration_images"] == 16
+    assert json.loads(facts_before)["int8"]["calibration_images"] == 12
+    paths = _val_paths(run)
+    assert predict(xml, paths).labels == predict(onnx_path, paths).labels == predict(run / "model.onnx", paths).labels
+    for name in ("model.openvino-int8.xml", "model.openvino-int8.bin"):  # the IR gone, its facts left: refused
+        (run / name).unlink()
+    with pytest.raises(UserError, match="model.openvino-int8.json"):
+        imagefit.export_openvino(run, int8=True, calibration=16)

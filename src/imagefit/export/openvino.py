@@ -6,7 +6,7 @@ weights (`compress_to_fp16=False`: OpenVINO's default halves the file by storing
 changes the outputs); the facts JSON and the unknown index sit beside it, named after it, so
 `imagefit predict RUN/model.xml` and `imagefit serve RUN/model.xml` read it as they read the ONNX file.
 
-int8 (RUN/model.int8.xml): NNCF's post-training quantization (OpenVINO's own quantizer; preset
+int8 (RUN/model.openvino-int8.xml): NNCF's post-training quantization (OpenVINO's own quantizer; preset
 performance: symmetric int8 weights and activations) calibrated on the run's training images, with its full
 bias correction (the fast one is the default there): on a lite1 clothing-small run top-1 agreed with the
 float graph on 99.1 % of val images against 98.2 % with the fast correction and 88.6 % with ONNX Runtime's
@@ -33,6 +33,8 @@ from imagefit.export.onnx import exported_graph
 from imagefit.files import refuse_overwrite
 from imagefit.runs import load_run
 
+INT8_NAME = "model.openvino-int8.xml"  # beside model.int8.onnx (ONNX Runtime's int8), each with its own facts JSON
+
 
 def export_openvino(
     run_path: str | Path,
@@ -42,19 +44,20 @@ def export_openvino(
     int8: bool = False,
     calibration: int = CALIBRATION,
 ) -> tuple[Path, Int8Check | None]:
-    """Write RUN/model.xml and model.bin (int8: model.int8.xml; or OUT) from RUN/model.onnx (exported first when
-    absent); the .xml path, and the int8 check it passed (None for float)."""
+    """Write RUN/model.xml and model.bin (int8: model.openvino-int8.xml, a name of its own so that its facts JSON
+    and check never overwrite the ONNX int8 model's model.int8.json; or OUT) from RUN/model.onnx (exported first
+    when absent); the .xml path, and the int8 check it passed (None for float)."""
     try:
         import openvino as ov
     except ImportError:
         raise UserError("--format openvino needs the openvino package: pip install 'imagefit[openvino]'") from None
     run = load_run(Path(run_path))
-    target = Path(out) if out else run.files.onnx.with_name("model.int8.xml" if int8 else "model.xml")
+    target = Path(out) if out else run.files.onnx.with_name(INT8_NAME if int8 else "model.xml")
     if target.suffix.lower() != ".xml":
         raise UserError(f"{target}: an OpenVINO model's name must end in .xml (its weights go beside it, .bin)")
     chosen, val = calibration_images(run, calibration) if int8 else ([], [])
     written = [target, target.with_suffix(".bin")]
-    for path in written:
+    for path in [*written, target.with_suffix(".json")] if int8 else written:  # float shares model.onnx's facts
         refuse_overwrite(path, overwrite=overwrite)
     graph = exported_graph(run.path)
     target.parent.mkdir(parents=True, exist_ok=True)
