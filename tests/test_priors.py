@@ -141,3 +141,19 @@ def test_the_report_names_the_shift_beside_the_handling():
     config = {"imbalance_handling": "adjust", "prior_adjustment": {"tau": 0.5, "offsets": [0.1, 1.2]}}
     assert imbalance_fact(config) == "adjust: logits shifted by 0.5 x -log class prior (chosen on val)"
     assert imbalance_fact({"imbalance_handling": "weights"}) == "weights"
+
+
+def test_without_tuned_prediction_settings_the_shift_is_still_chosen_and_applied(tmp_path):
+    data = make_class_folders(tmp_path / "d", per_class=5, classes=("red",))
+    make_class_folders(data, per_class=20, classes=("blue",))
+    run = imagefit.train(
+        data, out=tmp_path / "run", epochs=2, frozen_epochs=1, report=False, tune_inference=False, **TINY
+    )
+    assert "inference" not in run.config, "the prediction settings were not to be tuned"
+    adjustment = run.config["prior_adjustment"]
+    assert adjustment["tau"] in TAUS and [row["tau"] for row in adjustment["tried"]] == list(TAUS)
+    from safetensors.torch import load_file
+
+    stored = load_file(run.files.model)["head.1.bias"]
+    loaded = load_trained(run).head[-1].bias.detach()
+    assert torch.allclose(loaded - stored, torch.tensor(adjustment["offsets"]), atol=1e-6)

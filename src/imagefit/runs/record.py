@@ -66,6 +66,10 @@ class ConfigRecord:
         shift = {"prior_adjustment": adjustment} if adjustment else {}
         self._update(inference=inference, inference_candidates=candidates, **shift)
 
+    def set_adjustment(self, adjustment: dict) -> None:
+        """The logit shift for imbalanced classes alone (the prediction settings not tuned)."""
+        self._update(prior_adjustment=adjustment)
+
     def set_thresholds(self, thresholds: dict[str, float]) -> None:
         """A multi-label run's per-label thresholds, chosen on val."""
         self._update(thresholds=thresholds)
