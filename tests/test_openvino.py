@@ -127,3 +127,22 @@ def test_both_int8_models_live_in_one_run_folder_each_with_its_own_check(run):
         (run / name).unlink()
     with pytest.raises(UserError, match="model.openvino-int8.json"):
         imagefit.export_openvino(run, int8=True, calibration=16)
+
+
+def test_evaluate_runs_the_exported_model_in_either_runtime_beside_the_torch_figures(run):
+    before = json.loads((run / "metrics.json").read_text())
+
+    def evaluated(*options):
+        result = CliRunner().invoke(app, ["evaluate", str(run), *options, "--split", "val"])
+        assert result.exit_code == 0, result.output
+        return json.loads((run / "metrics.json").read_text())
+
+    openvino = evaluated("--backend", "openvino")  # the run's model.onnx, exported on first use
+    assert openvino["val"] == before["val"], "the PyTorch model's figures are left as they were"
+    openvino = openvino["exported"]["model.onnx"]["val"]
+    onnx = evaluated("--model", "model.onnx")["exported"]["model.onnx"]["val"]  # auto: ONNX Runtime for .onnx
+    assert (openvino["backend"], onnx["backend"]) == ("openvino", "onnx")
+    assert onnx["accuracy"] == pytest.approx(before["val"]["accuracy"]) == openvino["accuracy"]
+    assert (run / "predictions-val-model.csv").is_file()
+    missing = CliRunner().invoke(app, ["evaluate", str(run), "--model", "model.int8.onnx"])
+    assert missing.exit_code == 2 and "model.int8.onnx: no exported .onnx or .xml model there" in missing.output

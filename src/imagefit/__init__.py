@@ -23,6 +23,7 @@ _LAZY = {
     "load_run": ("imagefit.runs", "load_run"),
     "predict": ("imagefit.prediction.loading", "predict"),
     "evaluate": ("imagefit.evaluation.evaluator", "evaluate"),
+    "evaluate_exported": ("imagefit.evaluation.exported", "evaluate_exported"),
     "export_onnx": ("imagefit.export.onnx", "export_onnx"),
     "export_openvino": ("imagefit.export.openvino", "export_openvino"),
     "explain": ("imagefit.prediction.gradcam", "explain"),

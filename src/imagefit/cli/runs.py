@@ -57,16 +57,44 @@ def evaluate(
     split: str | None = typer.Option(None, help="only this split: val or test (or train/val/test of DATA)"),
     tta_n: int | None = typer.Option(None, help="test-time views to average (default: the run's choice; 1 = none)"),
     unknown: bool = typer.Option(False, help="DATA may hold classes the run never saw: measure how they are flagged"),
+    backend: str = typer.Option(
+        "auto",
+        help="auto (PyTorch; with --model: ONNX Runtime for .onnx, OpenVINO for .xml) | torch | onnx | openvino: "
+        "onnx and openvino evaluate the exported model (--model, default the run's model.onnx, exported on first "
+        "use) on the run's val/test, its figures kept under metrics.json's `exported`",
+    ),
+    model: Path | None = typer.Option(None, help="an exported .onnx or .xml model of the run (e.g. model.int8.onnx)"),
 ) -> None:
     """Accuracy, balanced accuracy, macro-F1, top-5, log loss, calibration and per-class figures; writes CSVs."""
     with user_errors():
         check_run(run)
         if data is not None:
             check_data(data)
-        from imagefit.evaluation.evaluator import evaluate as evaluate_run
         from imagefit.evaluation.summaries import print_evaluation
 
+        if backend not in ("auto", "torch") or model is not None:
+            print_evaluation(_evaluate_exported(run, data, backend, model, split, tta_n, unknown), console)
+            return
+        from imagefit.evaluation.evaluator import evaluate as evaluate_run
+
         print_evaluation(evaluate_run(run, data, split=split, tta_n=tta_n, unknown=unknown), console)
+
+
+def _evaluate_exported(run: Path, data, backend: str, model: Path | None, split, tta_n, unknown: bool):
+    """`evaluate --backend onnx|openvino` or `--model FILE`: the exported model on the run's own splits."""
+    from imagefit.evaluation.exported import evaluate_exported
+
+    if data is not None or unknown:
+        raise UserError("--backend and --model evaluate on the run's own val/test: drop DATA and --unknown")
+    if backend == "torch":
+        raise UserError(f"--model {model} is an exported model: drop --backend torch (or --model)")
+    if backend == "auto":
+        backend = "openvino" if model.suffix.lower() == ".xml" else "onnx"
+    if model is None and backend in ("onnx", "openvino"):
+        from imagefit.export.onnx import exported_graph
+
+        model = exported_graph(run)
+    return evaluate_exported(run, backend=backend, model=model, split=split, tta_n=tta_n)
 
 
 @app.command()

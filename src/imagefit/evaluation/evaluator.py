@@ -63,7 +63,7 @@ def evaluate(
     for key, samples in _targets(run, data, split, unknown=unknown).items():
         result = _evaluate_split(run, predictor, key, samples, views=views, unknown=unknown)
         results.append(result)
-        _write_predictions(run.files.predictions(key), result.predictions, result.true_labels)
+        write_predictions(run.files.predictions(key), result.predictions, result.true_labels)
     stored = run.metrics
     stored.update({result.key: result.metrics for result in results})
     runs.write_json(run.files.metrics, stored)
@@ -121,7 +121,7 @@ def _evaluate_ensemble(path: Path, *, split: str | None, tta_n: int | None, devi
         metrics = classification_metrics(y_true, predictions.probabilities, ensemble.classes)
         metrics["skipped"] = len(predictions.skipped)
         results.append(Evaluation(key, metrics, predictions, true_labels))
-        _write_predictions(runs.RunFiles(path).predictions(key), predictions, true_labels)
+        write_predictions(runs.RunFiles(path).predictions(key), predictions, true_labels)
     stored = ensemble.metrics
     for result in results:
         gain = stored.get(result.key, {}).get("gain_over_best_member")
@@ -172,7 +172,7 @@ def _targets(
     return {f"data:{runs.dataset_name(Path(data))}": samples}
 
 
-def _write_predictions(path: Path, predictions: Predictions, true_labels: list[str]) -> None:
+def write_predictions(path: Path, predictions: Predictions, true_labels: list[str]) -> None:
     """path, true, predicted, confidence, one probability per class (then unknown_score, when the run has one)."""
     scores = predictions.unknown_scores
     header = ["path", "true", "predicted", "confidence", *predictions.classes]
