@@ -4,7 +4,8 @@
 
 Runs `imagefit.train(DATA, **OPTIONS)` with a callback that saves each process's weights to
 OUT/start-rank-N.pt (before the first epoch), OUT/epoch-E-rank-N.pt (after each epoch) and
-OUT/end-rank-N.pt. Lightning's DDP launcher starts the other processes with the same command line.
+OUT/end-rank-N.pt, and how Lightning found its rank to OUT/cluster-rank-N.json. Lightning's DDP launcher
+starts the other processes with the same command line.
 """
 
 import json
@@ -27,6 +28,14 @@ class SaveWeights(L.Callback):
 
     def on_train_start(self, trainer, pl_module):
         self._save(trainer, pl_module, "start")
+        cluster = getattr(trainer.strategy, "cluster_environment", None)  # how Lightning found its ranks
+        facts = {
+            "cluster": type(cluster).__name__,
+            "global_rank": trainer.global_rank,
+            "node_rank": trainer.node_rank,
+            "world_size": trainer.world_size,
+        }
+        (self.out / f"cluster-rank-{trainer.global_rank}.json").write_text(json.dumps(facts))
 
     def on_train_epoch_end(self, trainer, pl_module):
         self._save(trainer, pl_module, f"epoch-{trainer.current_epoch}")

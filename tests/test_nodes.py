@@ -2,7 +2,7 @@
 
 Each node is one command with MASTER_ADDR=127.0.0.1, MASTER_PORT, NODE_RANK 0 or 1 and WORLD_SIZE 2 in its
 environment (what `torchrun --nnodes 2` and the README's sbatch example give each machine), CPU with gloo,
-one device each, `--num-nodes 2` and one shared `--out`.
+one device each, `--num-nodes 2` and one shared `--out`; and once with the SLURM variables `srun` sets instead.
 """
 
 from __future__ import annotations
@@ -36,8 +36,28 @@ def _node_env(rank: int, port: int) -> dict:
     return env | {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "NODE_RANK": str(rank), "WORLD_SIZE": "2"}
 
 
-def _start(command: list[str], rank: int, port: int, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen(command, env=_node_env(rank, port), cwd=cwd, stderr=subprocess.PIPE, text=True)
+def _slurm_env(rank: int, port: int) -> dict:
+    """What `srun` gives each task of `#SBATCH --nodes=2 --ntasks-per-node=1` (the README's sbatch example, one
+    device a node): Lightning's SLURMEnvironment reads the ranks from them and the first node from the node list."""
+    drop = ("LOCAL_RANK", "RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "IMAGEFIT_RUN_DIR")
+    env = {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("SLURM_")}
+    slurm = {
+        "SLURM_JOB_ID": "4242",
+        "SLURM_JOB_NAME": "imagefit",
+        "SLURM_NNODES": "2",
+        "SLURM_NTASKS": "2",
+        "SLURM_NTASKS_PER_NODE": "1",
+        "SLURM_NODELIST": "127.0.0.1,127.0.0.1",
+        "SLURM_NODEID": str(rank),
+        "SLURM_PROCID": str(rank),
+        "SLURM_LOCALID": "0",
+    }
+    return env | slurm | {"MASTER_PORT": str(port)}  # a free port instead of the job id's 15000 + 4242
+
+
+def _start(command: list[str], rank: int, port: int, cwd: Path, *, env=None) -> subprocess.Popen:
+    env = env or _node_env(rank, port)
+    return subprocess.Popen(command, env=env, cwd=cwd, stderr=subprocess.PIPE, text=True)
 
 
 def _finish(nodes: list[subprocess.Popen]) -> list[str]:
@@ -92,3 +112,21 @@ def test_a_killed_node_stops_the_other_with_one_line_and_both_resume(tmp_path):
     errors = _finish(nodes)
     assert [n.returncode for n in nodes] == [0, 0], errors[0][-2000:] + errors[1][-2000:]
     assert _epochs(run) == [1, 2, 3] and (run / "model.safetensors").exists()
+
+
+def test_two_nodes_started_by_srun_find_their_ranks_in_the_slurm_variables(tmp_path):
+    data = make_class_folders(tmp_path / "d", per_class=12)
+    weights, run = tmp_path / "weights", tmp_path / "shared" / "run"
+    weights.mkdir()
+    options = json.dumps({**OPTIONS, "out": str(run)})
+    port = _free_port()
+    command = [sys.executable, str(HERE / "rank_weights.py"), str(weights), str(data), options]
+    nodes = [_start(command, rank, port, tmp_path, env=_slurm_env(rank, port)) for rank in (0, 1)]
+    errors = _finish(nodes)
+    assert [n.returncode for n in nodes] == [0, 0], errors[0][-2000:] + errors[1][-2000:]
+    for rank in (0, 1):
+        facts = json.loads((weights / f"cluster-rank-{rank}.json").read_text())
+        assert facts == {"cluster": "SLURMEnvironment", "global_rank": rank, "node_rank": rank, "world_size": 2}
+    assert _epochs(run) == [1, 2, 3] and (run / "model.safetensors").exists()
+    zero, one = torch.load(weights / "end-rank-0.pt"), torch.load(weights / "end-rank-1.pt")
+    assert all(torch.equal(zero[key], one[key]) for key in zero), "the two tasks ended with different weights"
