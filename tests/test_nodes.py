@@ -69,18 +69,27 @@ def _epochs(run_dir: Path) -> list[int]:
         return [int(row["epoch"]) for row in csv.DictReader(handle)]
 
 
-def test_two_nodes_train_one_run_with_the_same_weights_on_both(tmp_path):
+def _two_nodes(tmp_path: Path, *, slurm: bool = False) -> tuple[Path, Path]:
+    """Two node processes of tests/rank_weights.py (each in its own working folder), both finished without error;
+    the shared run folder and the folder of each rank's weights."""
     data = make_class_folders(tmp_path / "d", per_class=12)
     weights, run = tmp_path / "weights", tmp_path / "shared" / "run"
     weights.mkdir()
     options = json.dumps({**OPTIONS, "out": str(run)})
     port = _free_port()
     command = [sys.executable, str(HERE / "rank_weights.py"), str(weights), str(data), options]
+    nodes = []
     for rank in (0, 1):
         (tmp_path / f"node{rank}").mkdir()
-    nodes = [_start(command, rank, port, tmp_path / f"node{rank}") for rank in (0, 1)]
+        env = _slurm_env(rank, port) if slurm else _node_env(rank, port)
+        nodes.append(_start(command, rank, port, tmp_path / f"node{rank}", env=env))
     errors = _finish(nodes)
     assert [n.returncode for n in nodes] == [0, 0], errors[0][-2000:] + errors[1][-2000:]
+    return run, weights
+
+
+def test_two_nodes_train_one_run_with_the_same_weights_on_both(tmp_path):
+    run, weights = _two_nodes(tmp_path)
     assert _epochs(run) == [1, 2, 3] and (run / "model.safetensors").exists()
     env = json.loads((run / "env.json").read_text())
     assert (env["world_size"], env["num_nodes"]) == (2, 2)
@@ -115,15 +124,7 @@ def test_a_killed_node_stops_the_other_with_one_line_and_both_resume(tmp_path):
 
 
 def test_two_nodes_started_by_srun_find_their_ranks_in_the_slurm_variables(tmp_path):
-    data = make_class_folders(tmp_path / "d", per_class=12)
-    weights, run = tmp_path / "weights", tmp_path / "shared" / "run"
-    weights.mkdir()
-    options = json.dumps({**OPTIONS, "out": str(run)})
-    port = _free_port()
-    command = [sys.executable, str(HERE / "rank_weights.py"), str(weights), str(data), options]
-    nodes = [_start(command, rank, port, tmp_path, env=_slurm_env(rank, port)) for rank in (0, 1)]
-    errors = _finish(nodes)
-    assert [n.returncode for n in nodes] == [0, 0], errors[0][-2000:] + errors[1][-2000:]
+    run, weights = _two_nodes(tmp_path, slurm=True)
     for rank in (0, 1):
         facts = json.loads((weights / f"cluster-rank-{rank}.json").read_text())
         assert facts == {"cluster": "SLURMEnvironment", "global_rank": rank, "node_rank": rank, "world_size": 2}
