@@ -90,7 +90,7 @@ def _evaluate_exported(run: Path, data, backend: str, model: Path | None, split,
         raise UserError(f"--model {model} is an exported model: drop --backend torch (or --model)")
     if backend == "auto":
         backend = "openvino" if model.suffix.lower() == ".xml" else "onnx"
-    if model is None and backend in ("onnx", "openvino"):
+    if model is None:
         from imagefit.export.onnx import exported_graph
 
         model = exported_graph(run)

@@ -60,7 +60,7 @@ def evaluate(
     if unknown and predictor.unknown is None:
         raise UserError(f"{run.path} keeps no training embeddings to score unknown images (it was trained without)")
     results = []
-    for key, samples in _targets(run, data, split, unknown=unknown).items():
+    for key, samples in evaluation_targets(run, data, split, unknown=unknown).items():
         result = _evaluate_split(run, predictor, key, samples, views=views, unknown=unknown)
         results.append(result)
         write_predictions(run.files.predictions(key), result.predictions, result.true_labels)
@@ -150,9 +150,10 @@ def openset_figures(predictions: Predictions, logits: np.ndarray, predictor, kno
     }
 
 
-def _targets(
+def evaluation_targets(
     run: runs.Run, data: str | Path | None, split: str | None, *, unknown: bool = False
 ) -> dict[str, list[Sample]]:
+    """The samples to evaluate by key: RUN's val and test splits (or SPLIT), or DATA's images (`data:<name>`)."""
     if data is None:
         samples = run.split()
         names = [split] if split else [name for name in ("val", "test") if any(s.split == name for s in samples)]

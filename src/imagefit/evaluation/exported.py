@@ -12,7 +12,7 @@ from pathlib import Path
 
 from imagefit import runs
 from imagefit.errors import UserError
-from imagefit.evaluation.evaluator import Evaluation, write_predictions
+from imagefit.evaluation.evaluator import Evaluation, evaluation_targets, write_predictions
 from imagefit.prediction.batches import check_batch, predict_with
 from imagefit.prediction.loading import load_predictor
 
@@ -45,13 +45,8 @@ def evaluate_exported(
     path = exported_model(run, model)
     predictor = load_predictor(path, runtime=RUNTIMES[backend])
     check_batch(tta_n or 1, 32)
-    samples = run.split()
-    names = [split] if split else [name for name in ("val", "test") if any(s.split == name for s in samples)]
     results = []
-    for key in names:
-        chosen = [s for s in samples if s.split == key]
-        if not chosen:
-            raise UserError(f"{run.path} has no '{key}' split. Its splits: val, test (when made)")
+    for key, chosen in evaluation_targets(run, None, split).items():
         predictions = predict_with(predictor, [s.path for s in chosen], tta_n=tta_n, batch_size=32)
         truth = {s.path: s.label for s in chosen}
         true_labels = [truth[p] for p in predictions.paths]

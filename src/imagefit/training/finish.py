@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 from collections import Counter
 
-import numpy as np
 from rich.console import Console
 
 from imagefit import runs
@@ -30,7 +29,7 @@ from imagefit.training.callbacks import release_memory
 from imagefit.training.engine import on_gpu
 from imagefit.training.finish_plan import FinishBudget, FinishCounts
 from imagefit.training.plan import Plan, StageFn
-from imagefit.training.polish import choose_inference, choose_shift, describe, fit_unknown
+from imagefit.training.polish import choose_inference, describe, fit_unknown
 from imagefit.training.refit import mark_val_as_training
 from imagefit.training.summary import print_summary
 
@@ -66,10 +65,10 @@ def _evaluate(plan: Plan, console: Console, model) -> None:
     chosen = run.task.chosen_on_val  # thresholds a label, or the prediction settings (temperature, views, size)
     if chosen == "thresholds" and chosen not in config:
         choose_thresholds(run, model, console, device)
-    elif chosen == "inference" and plan.recipe.predict.tune_inference and chosen not in config:
-        choose_prediction_settings(run, model, console, device, budget)
-    elif chosen == "inference" and _adjusting(run):  # --no-tune-inference: the shift is still chosen
-        choose_adjustment_alone(run, model, console, device)
+    elif chosen == "inference" and chosen not in config:
+        tune = plan.recipe.predict.tune_inference
+        if tune or _adjusting(run):  # --no-tune-inference: the logit shift is still chosen
+            choose_prediction_settings(run, model, console, device, budget, tune=tune)
     if budget is not None and budget.said():
         console.print(budget.said(), highlight=False)
     index_size = budget.work.index_size if budget is not None and budget.work is not None else INDEX_SIZE
@@ -154,54 +153,41 @@ def choose_thresholds(run: runs.Run, model, console: Console, device: str) -> No
 
 
 def choose_prediction_settings(
-    run: runs.Run, model, console: Console, device: str, budget: FinishBudget | None = None
+    run: runs.Run, model, console: Console, device: str, budget: FinishBudget | None = None, *, tune: bool = True
 ) -> None:
     """Evaluation size, mirror TTA and temperature chosen on val (within BUDGET), into config.json, one line said.
 
     A run that meets imbalance by logit adjustment has the shift chosen with them; it goes into MODEL's bias.
+    Without TUNE (`--no-tune-inference`) only that shift is chosen, at the training size with one view, and kept.
     """
     samples = run.split()
     val = [s for s in samples if s.split == "val"]
-    mirror = run.recipe.augment.hflip
-    preprocess = run.train_preprocess
-    priors = _priors(run, samples) if _adjusting(run) else None
+    train = [s.label for s in samples if s.split == "train"]
+    priors = class_priors(train, run.classes) if _adjusting(run) else None
     inference, candidates, adjustment = choose_inference(
         model,
-        preprocess,
+        run.train_preprocess,
         val,
         run.classes,
-        mirror=mirror,
+        mirror=tune and run.recipe.augment.hflip,
         device=device,
-        budget=budget,
-        latency=run.recipe.predict.latency,
+        budget=budget if tune else None,
+        latency=run.recipe.predict.latency or not tune,
         priors=priors,
     )
     if not candidates:
         return
-    runs.ConfigRecord(run.files).set_inference(inference.to_dict(), candidates, adjustment)
+    if tune:
+        runs.ConfigRecord(run.files).set_inference(inference.to_dict(), candidates, adjustment)
+    elif adjustment is not None:
+        runs.ConfigRecord(run.files).set_adjustment(adjustment)
     if adjustment is not None:
         shift_logits(model, adjustment["offsets"])
         console.print(describe_adjustment(adjustment), highlight=False)
-    console.print(describe(inference, candidates, run.train_preprocess.size), highlight=False)
+    if tune:
+        console.print(describe(inference, candidates, run.train_preprocess.size), highlight=False)
 
 
 def _adjusting(run: runs.Run) -> bool:
     """Whether the run meets imbalance by logit adjustment and its shift is still to be chosen."""
     return run.config.get("imbalance_handling") == "adjust" and "prior_adjustment" not in run.config
-
-
-def _priors(run: runs.Run, samples) -> np.ndarray:
-    return class_priors([s.label for s in samples if s.split == "train"], run.classes)
-
-
-def choose_adjustment_alone(run: runs.Run, model, console: Console, device: str) -> None:
-    """The logit shift chosen on val at the training size, one view (no prediction settings tuned), into
-    config.json and MODEL's bias, one line said."""
-    samples = run.split()
-    val = [s for s in samples if s.split == "val"]
-    adjustment = choose_shift(model, run.train_preprocess, val, run.classes, _priors(run, samples), device=device)
-    if adjustment is None:
-        return
-    runs.ConfigRecord(run.files).set_adjustment(adjustment)
-    shift_logits(model, adjustment["offsets"])
-    console.print(describe_adjustment(adjustment), highlight=False)

@@ -89,27 +89,6 @@ def choose_inference(
     return chosen, candidates, adjustment
 
 
-def choose_shift(
-    model: torch.nn.Module,
-    preprocess: Preprocess,
-    val: list[Sample],
-    classes: list[str],
-    priors: np.ndarray,
-    *,
-    device: str = "cpu",
-) -> dict | None:
-    """The logit adjustment alone, chosen on val at PREPROCESS with one view (the prediction settings are not
-    tuned: `--no-tune-inference`); None when no val image could be read."""
-    model = model.eval().to(device=device, memory_format=torch.channels_last)
-    predictor = TorchPredictor(model, classes, preprocess, device=device)
-    index = {name: i for i, name in enumerate(classes)}
-    labels = {s.path: index[s.label] for s in val}
-    paths, logits, _ = map_batches(predictor.logits, preprocess, [s.path for s in val], views=1, average=False)
-    if not paths:
-        return None
-    return choose_adjustment(logits, np.array([labels[p] for p in paths]), priors)
-
-
 def _adjusted(best: dict, logits: np.ndarray, targets: np.ndarray, priors: np.ndarray) -> tuple[dict, dict]:
     """The logit adjustment chosen on the BEST candidate's views of LOGITS [N, views, C] (decided at its
     temperature), and BEST marked with it: its temperature fitted again on the shifted logits, and their val
