@@ -1,6 +1,7 @@
 """What the data says before fine-tuning: majority rate, raw-pixel baseline, head; and the floor the summary checks."""
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -73,7 +74,9 @@ def test_measured_says_what_it_measured():
 
 
 def _run(val_accuracy: float, measured: dict) -> SimpleNamespace:
-    return SimpleNamespace(config={"measured": measured}, metrics={"val": {"accuracy": val_accuracy}})
+    return SimpleNamespace(
+        config={"measured": measured}, metrics={"val": {"accuracy": val_accuracy}}, path=Path("no-such-run")
+    )
 
 
 def test_the_summary_warns_when_the_network_is_under_a_floor():

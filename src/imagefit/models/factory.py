@@ -8,6 +8,7 @@ import timm
 import torch
 from torch import nn
 
+import imagefit.models.pixels  # noqa: F401  (registers imagefit_raw_pixels with timm)
 from imagefit.config import ModelRecipe
 from imagefit.data.preprocess import Preprocess
 from imagefit.errors import UserError

@@ -12,6 +12,7 @@ import numpy as np
 from imagefit import runs
 from imagefit.data.decode import UNREADABLE, open_image
 from imagefit.data.sources import locator_name
+from imagefit.errors import UserError
 from imagefit.evaluation.evaluator import read_predictions
 from imagefit.report import figures
 from imagefit.report.page import data_uri, img, section, table, thumbnail
@@ -152,7 +153,11 @@ def gradcam_section(page: Page) -> str:
             pictures.append(open_image(row["path"]))
         except UNREADABLE:  # changed or gone since the evaluation
             chosen.remove(row)
-    overlays = gradcam(load_trained(run), run.preprocess, pictures, run.classes, temperature=run.inference.temperature)
+    try:
+        model = load_trained(run)
+        overlays = gradcam(model, run.preprocess, pictures, run.classes, temperature=run.inference.temperature)
+    except UserError as exc:  # a model without feature maps (the raw-pixel run) has nothing to show
+        return section("gradcam", "Where the model looks (Grad-CAM)", f"<p>{html.escape(str(exc))}</p>")
     cards = []
     for row, (overlay, label_index, confidence) in zip(chosen, overlays, strict=True):
         verdict = "right" if row["true"] == row["predicted"] else "wrong"

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.preprocessing import StandardScaler
@@ -21,10 +20,9 @@ from sklearn.preprocessing import StandardScaler
 from imagefit.data.preprocess import Preprocess
 from imagefit.data.sources import Sample
 from imagefit.data.transforms import eval_transform, transformed
+from imagefit.models.pixels import PIXELS, RawPixels
 
-PIXELS = 32  # side of the grey thumbnail the baseline reads (1,024 features)
 MOST_TRAIN = 2000  # training images the baseline fits on (a seeded sample of larger sets)
-GREY = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as PIL's "L"
 
 
 @dataclass(frozen=True)
@@ -71,29 +69,49 @@ def majority_rate(labels: list[str]) -> float:
 
 
 def pixel_features(images: torch.Tensor, preprocess: Preprocess) -> torch.Tensor:
-    """[N, PIXELS*PIXELS] grey levels in [0, 1] of normalised eval views IMAGES [N, 3, S, S] (box-averaged)."""
-    mean = torch.tensor(preprocess.mean).view(1, 3, 1, 1)
-    std = torch.tensor(preprocess.std).view(1, 3, 1, 1)
-    grey = ((images * std + mean) * torch.tensor(GREY).view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
-    return F.adaptive_avg_pool2d(grey, PIXELS).flatten(1)
+    """[N, PIXELS*PIXELS] grey levels in [0, 1] of normalised eval views IMAGES [N, 3, S, S] (box-averaged), as the
+    raw-pixel model computes them (imagefit.models.pixels)."""
+    return RawPixels(preprocess.mean, preprocess.std).thumbnail(images)
 
 
-def _features(samples: list[Sample], preprocess: Preprocess) -> tuple[np.ndarray, list[str]]:
+def pixel_rows(samples: list[Sample], preprocess: Preprocess) -> tuple[np.ndarray, list[str]]:
+    """The grey thumbnails [N, PIXELS*PIXELS] of the readable SAMPLES' evaluation views, and their labels."""
     views, kept = transformed(samples, eval_transform(preprocess), min_size=preprocess.resize_size)
-    rows = [pixel_features(view[None], preprocess)[0].numpy() for view in views]
+    thumbnails = RawPixels(preprocess.mean, preprocess.std)
+    with torch.no_grad():
+        rows = [thumbnails.thumbnail(view[None])[0].numpy() for view in views]
     return (np.stack(rows) if rows else np.zeros((0, PIXELS * PIXELS))), [s.label for s in kept]
+
+
+@dataclass(frozen=True)
+class PixelFit:
+    """The raw-pixel baseline fitted: the standardisation and the logistic regression on it."""
+
+    scaler: StandardScaler
+    regression: LogisticRegression
+
+    def predict(self, rows: np.ndarray) -> np.ndarray:
+        return self.regression.predict(self.scaler.transform(rows))
+
+
+def fit_pixels(train: list[Sample], preprocess: Preprocess, *, seed: int = 0) -> PixelFit | None:
+    """The logistic regression on raw grey pixels of TRAIN (a seeded MOST_TRAIN of larger sets); None with under
+    2 classes."""
+    if len(train) > MOST_TRAIN:
+        keep = np.sort(np.random.default_rng(seed).choice(len(train), size=MOST_TRAIN, replace=False))
+        train = [train[i] for i in keep]
+    x_train, y_train = pixel_rows(train, preprocess)
+    if len(set(y_train)) < 2:
+        return None
+    scaler = StandardScaler().fit(x_train)
+    return PixelFit(scaler, LogisticRegression(max_iter=1000, C=0.1).fit(scaler.transform(x_train), y_train))
 
 
 def pixel_baseline(train: list[Sample], val: list[Sample], preprocess: Preprocess, *, seed: int = 0) -> Score | None:
     """Val accuracy and balanced accuracy of a logistic regression on raw grey pixels; None with under 2 classes."""
-    if len(train) > MOST_TRAIN:
-        keep = np.sort(np.random.default_rng(seed).choice(len(train), size=MOST_TRAIN, replace=False))
-        train = [train[i] for i in keep]
-    x_train, y_train = _features(train, preprocess)
-    x_val, y_val = _features(val, preprocess)
-    if len(set(y_train)) < 2 or not len(y_val):
+    fitted = fit_pixels(train, preprocess, seed=seed)
+    x_val, y_val = pixel_rows(val, preprocess)
+    if fitted is None or not len(y_val):
         return None
-    scaler = StandardScaler().fit(x_train)
-    model = LogisticRegression(max_iter=1000, C=0.1).fit(scaler.transform(x_train), y_train)
-    guessed = model.predict(scaler.transform(x_val))
+    guessed = fitted.predict(x_val)
     return Score(float(np.mean(guessed == np.array(y_val))), float(balanced_accuracy_score(y_val, guessed)))

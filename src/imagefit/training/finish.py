@@ -27,6 +27,7 @@ from imagefit.report.writer import write_report
 from imagefit.tasks.multi import THRESHOLD_FLOOR, best_thresholds
 from imagefit.training.callbacks import release_memory
 from imagefit.training.engine import on_gpu
+from imagefit.training.fallback import keep_pixel_run
 from imagefit.training.finish_plan import FinishBudget, FinishCounts
 from imagefit.training.plan import Plan, StageFn
 from imagefit.training.polish import choose_inference, describe, fit_unknown
@@ -77,6 +78,7 @@ def _evaluate(plan: Plan, console: Console, model) -> None:
     run = runs.load_run(plan.run_dir)  # with what was chosen on val
     predictor = TorchPredictor.for_run(run, model, device=device)
     evaluate(plan.run_dir, device=device, predictor=predictor)
+    keep_pixel_run(runs.load_run(plan.run_dir), console)
     if config.get("refit_of"):
         mark_val_as_training(plan.files)
     predict_unlabelled(plan.files, predictor, console)

@@ -1,0 +1,126 @@
+"""The raw-pixel model kept as an ordinary run when it beats the network on val (issue 28 item 6)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY
+from PIL import Image
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+from imagefit.config import ModelRecipe
+from imagefit.data.preprocess import Preprocess
+from imagefit.models.factory import build_classifier
+from imagefit.models.pixels import NAME, PIXELS, fill_pixel_model
+from imagefit.training.baseline import PixelFit
+from imagefit.training.fallback import linear_layer, pixels_won
+
+PRE = Preprocess(size=32, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+
+
+def _fitted(labels: list[str], seed: int = 0) -> tuple[PixelFit, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    rows = rng.random((60, PIXELS * PIXELS))
+    for i, label in enumerate(labels):
+        rows[i, : PIXELS * 4] += sorted(set(labels)).index(label)  # a band of pixels tells the classes apart
+    scaler = StandardScaler().fit(rows)
+    return PixelFit(scaler, LogisticRegression(max_iter=500).fit(scaler.transform(rows), labels)), rows
+
+
+@pytest.mark.parametrize("names", [("b", "a"), ("c", "a", "b")])
+def test_the_linear_layer_gives_the_regressions_probabilities_in_the_runs_class_order(names):
+    labels = [names[i % len(names)] for i in range(60)]
+    fitted, rows = _fitted(labels)
+    classes = [*names, "never-seen"]
+    weight, bias = linear_layer(fitted, classes)
+    logits = fitted.scaler.transform(rows) @ weight.T + bias
+    probabilities = np.exp(logits - logits.max(1, keepdims=True))
+    probabilities /= probabilities.sum(1, keepdims=True)
+    expected = fitted.regression.predict_proba(fitted.scaler.transform(rows))  # columns in sorted order
+    for column, name in enumerate(fitted.regression.classes_):
+        np.testing.assert_allclose(probabilities[:, classes.index(name)], expected[:, column], atol=1e-6)
+    assert probabilities[:, classes.index("never-seen")].max() < 1e-9
+
+
+def test_the_pixel_model_is_the_regression_on_the_normalised_images_it_is_given():
+    images = torch.rand(6, 3, 64, 64)
+    normalised = (images - torch.tensor(PRE.mean).view(1, 3, 1, 1)) / torch.tensor(PRE.std).view(1, 3, 1, 1)
+    grey = (images * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    thumbnails = torch.nn.functional.avg_pool2d(grey, 2).flatten(1).numpy()  # 64 -> 32: 2x2 boxes
+    labels = ["x", "y", "z"] * 20
+    fitted, _ = _fitted(labels)
+    weight, bias = linear_layer(fitted, ["x", "y", "z"])
+    model, _, _ = build_classifier(ModelRecipe(model=NAME, pretrained=False, head=(), dropout=0.0), 3)
+    fill_pixel_model(
+        model,
+        mean=PRE.mean,
+        std=PRE.std,
+        centre=fitted.scaler.mean_,
+        scale=fitted.scaler.scale_,
+        weight=weight,
+        bias=bias,
+    )
+    with torch.no_grad():
+        logits = model(normalised).numpy()
+    np.testing.assert_allclose(logits, fitted.scaler.transform(thumbnails) @ weight.T + bias, rtol=1e-4, atol=1e-4)
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == weight.size + bias.size
+
+
+def test_pixels_win_only_with_a_higher_val_accuracy_and_never_for_a_refit():
+    config = {"measured": {"majority": 0.5, "pixels": {"accuracy": 0.9, "balanced": 0.9}}}
+    assert pixels_won(config, {"val": {"accuracy": 0.8}})
+    assert not pixels_won(config, {"val": {"accuracy": 0.9}})
+    assert not pixels_won({**config, "refit_of": "runs/a"}, {"val": {"accuracy": 0.8}})
+    assert not pixels_won({"measured": {"majority": 0.5}}, {"val": {"accuracy": 0.1}}), "a multi-label run"
+    assert not pixels_won(config, {}), "not evaluated yet"
+
+
+def _halves(root, *, per_class: int, first_seed: int):
+    """Class `left` has its left half bright, class `right` its right half: the same brightness, the same
+    texture, told apart only by where the bright half is (pixels see it; global pooling hardly does)."""
+    for index, name in enumerate(("left", "right")):
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            pixels = np.random.default_rng(first_seed + 100 * index + i).integers(0, 60, (32, 32), dtype=np.uint8)
+            if name == "left":
+                pixels[:, :16] += 150
+            else:
+                pixels[:, 16:] += 150
+            Image.fromarray(pixels, mode="L").save(folder / f"{i:03d}.png")
+    return root
+
+
+def test_a_run_whose_network_loses_to_raw_pixels_keeps_them_as_a_run(tmp_path):
+    import imagefit
+    from imagefit.training.summary import below_a_floor
+
+    data = _halves(tmp_path / "halves", per_class=16, first_seed=0)
+    out = tmp_path / "run"
+    options = {**TINY, "lr": 1e-7}  # the network stays where it started: near chance on val
+    imagefit.train(data, out=out, epochs=2, frozen_epochs=1, report=False, **options)
+    run = imagefit.load_run(out)
+    measured = run.config["measured"]["pixels"]["accuracy"]
+    assert measured == 1.0 and run.metrics["val"]["accuracy"] < measured
+    kept = imagefit.load_run(out / "pixels")
+    assert kept.recipe.model.model == NAME and kept.config["raw_pixels_of"] == str(out)
+    assert kept.metrics["val"]["accuracy"] == measured, "the run kept is the regression that was measured"
+    assert kept.split() == run.split() and kept.classes == run.classes
+    assert "kept as a run of its own" in below_a_floor(run)
+    new = _halves(tmp_path / "new", per_class=4, first_seed=500)
+    predictions = imagefit.predict(out / "pixels", [new])
+    truth = [path.split("/")[-2] for path in predictions.paths]
+    assert predictions.labels == truth
+    onnx = imagefit.export_onnx(out / "pixels")
+    exported = imagefit.predict(onnx, [new])
+    np.testing.assert_allclose(exported.probabilities, predictions.probabilities, atol=1e-4)
+    from imagefit.report.writer import write_report
+    from imagefit.training.refit import plan_refit
+
+    assert "no feature map to explain" in write_report(out / "pixels").read_text(), "the report says why no Grad-CAM"
+    with pytest.raises(imagefit.UserError, match=f"refit {out}"):
+        plan_refit(out / "pixels")
+    config = json.loads((out / "config.json").read_text())
+    assert config["recipe"]["model"]["model"] == TINY["model"], "the network's run is left as it was"
