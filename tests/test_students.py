@@ -12,6 +12,7 @@ from conftest import TINY, colour_image, make_class_folders
 import imagefit
 from imagefit.errors import UserError
 from imagefit.training.pseudo import NOISE_SE, choose, class_caps, paired_verdict, precision_goal, val_threshold
+from imagefit.training.students import val_losses
 
 
 def test_the_threshold_is_the_lowest_confidence_whose_val_predictions_reach_half_the_error_rate():
@@ -131,6 +132,23 @@ def test_a_student_is_kept_unless_worse_on_val_beyond_noise():
     assert not worse.kept and worse.difference > worse.noise
     spread = paired_verdict(np.zeros(3), np.array([0.0, 1.0, 2.0]))  # differences 0, 1, 2: standard deviation 1
     assert spread.difference == 1.0 and spread.noise == pytest.approx(NOISE_SE / np.sqrt(3))
+
+
+def _val(probabilities: np.ndarray, truth: list[int]) -> list[dict]:
+    return [{"true": "ab"[t], "a": row[0], "b": row[1]} for row, t in zip(probabilities, truth, strict=True)]
+
+
+def test_students_are_judged_on_val_probabilities_rescaled_as_well_as_val_allows():
+    truth = list(np.random.default_rng(1).integers(0, 2, size=40))
+    sure = np.where(np.eye(2)[truth] > 0, 0.98, 0.02)  # no mistake: no temperature (calibration.MIN_MISTAKES)
+    softer = sure**0.4 / (sure**0.4).sum(1, keepdims=True)  # the same answers, less sure of each
+    plain = paired_verdict(-np.log(sure[np.arange(40), truth]), -np.log(softer[np.arange(40), truth]))
+    assert not plain.kept and plain.difference > 0.15, "at T = 1 the softer student loses"
+    teacher, student = val_losses(_val(sure, truth), ["a", "b"]), val_losses(_val(softer, truth), ["a", "b"])
+    assert paired_verdict(teacher, student).kept, "rescaled, the same answers cost the same"
+    worse = sure.copy()
+    worse[:10] = worse[:10, ::-1]  # ten confident mistakes: worse whatever the scale
+    assert not paired_verdict(teacher, val_losses(_val(worse, truth), ["a", "b"])).kept
 
 
 def test_distill_trains_a_student_on_the_teachers_soft_labels_over_the_same_split(tmp_path, tiny_run):

@@ -5,9 +5,10 @@ each class within its cap (training.pseudo), join the training images with their
 calibrated probabilities: cross-entropy against them, MixUp/CutMix left out for those batches), and a
 student is fine-tuned from the run's weights with stronger augmentation (RandAugment, Noisy Student's
 noise; the run's own choice stays if it made one) on the same split, so that its val and test figures
-compare with the run's. A student is kept unless its val log loss (after its temperature) is above its
-teacher's beyond noise (pseudo.paired_verdict); it then labels the images again for the next round, at
-most MAX_ROUNDS. Each student is a normal run folder (RUN-student1, ...) that records its pseudo-labels
+compare with the run's. A student is kept unless its val log loss (each run's val probabilities rescaled by
+the temperature that fits them best: val_losses) is above its teacher's beyond noise (pseudo.paired_verdict);
+it then labels the images again for the next round, at most MAX_ROUNDS. Each student is a normal run folder
+(RUN-student1, ...) that records its pseudo-labels
 (pseudo-labels.csv) and its teacher (config.json `student_of`).
 """
 
@@ -24,7 +25,9 @@ from rich.console import Console
 
 from imagefit import runs
 from imagefit.data import Sample, write_split
+from imagefit.evaluation.calibration import fit_temperature
 from imagefit.evaluation.evaluator import read_predictions
+from imagefit.tasks.labels import view_probabilities
 from imagefit.training.plan import PSEUDO_LABELS
 from imagefit.training.pseudo import NOISE_SE, Chosen, choose, paired_verdict, val_threshold, write_pseudo_labels
 from imagefit.training.refit import recipe_overrides
@@ -62,9 +65,21 @@ def val_rows(run: runs.Run) -> list[dict]:
     return sorted(rows, key=lambda r: r["path"])
 
 
-def val_losses(rows: list[dict]) -> np.ndarray:
-    """Each val image's log loss under the calibrated probabilities of val_rows."""
-    return np.array([-np.log(max(float(r[r["true"]]), 1e-12)) for r in rows])
+def val_losses(rows: list[dict], classes: list[str]) -> np.ndarray:
+    """Each val image's log loss under the probabilities of val_rows rescaled as well as val allows.
+
+    A run keeps T = 1 when val holds fewer than calibration.MIN_MISTAKES wrong answers, as a label-scarce val
+    set (40-50 images) often does; then one run can be sharper than another for no reason of accuracy (a student
+    fine-tuned on soft pseudo-labels is less sure of its right answers: on digits with 20 % of its labels, a
+    student that gained 1.1 test points lost 0.33 nats an image of val log loss at T = 1). So each run's
+    probabilities are first rescaled by the one temperature (on their logarithms, within calibration's range,
+    with no floor on mistakes) that fits its own val images best, and the runs are compared rescaled.
+    """
+    probabilities = np.array([[float(r[c]) for c in classes] for r in rows])
+    targets = np.array([classes.index(r["true"]) for r in rows])
+    logs = np.log(np.clip(probabilities, 1e-12, 1.0))[:, None, :]
+    rescaled = view_probabilities(logs, fit_temperature(logs, targets, min_mistakes=0))
+    return -np.log(np.clip(rescaled[np.arange(len(targets)), targets], 1e-12, 1.0))
 
 
 def pseudo_label(teacher: runs.Run, inputs: list[str], labelled: list[Sample], val: list[dict]) -> tuple[Chosen, int]:
@@ -156,7 +171,7 @@ def student_rounds(
         share = left / (MAX_ROUNDS + 1 - round_number)
         student = _train_student(best, labelled, chosen, round_number, train, console, report, share)
         student_val = val_rows(student)
-        verdict = paired_verdict(val_losses(best_val), val_losses(student_val))
+        verdict = paired_verdict(val_losses(best_val, run.classes), val_losses(student_val, run.classes))
         console.print(judged(best, student, verdict, round_number), highlight=False)
         if not verdict.kept:
             break
@@ -169,8 +184,8 @@ def judged(teacher: runs.Run, student: runs.Run, verdict, round_number: int) -> 
     before, after = teacher.metrics["val"], student.metrics["val"]
     said = f"{student.path.name} kept" if verdict.kept else f"{teacher.path.name} stays; no further round"
     return (
-        f"round {round_number}: val log loss {before['log_loss']:.3f} -> {after['log_loss']:.3f} "
-        f"({verdict.difference:+.3f} an image, noise {verdict.noise:.3f} at {NOISE_SE:.0f} standard errors over "
+        f"round {round_number}: val log loss {before['log_loss']:.3f} -> {after['log_loss']:.3f}, each rescaled on "
+        f"val {verdict.difference:+.3f} an image (noise {verdict.noise:.3f} at {NOISE_SE:.0f} standard errors over "
         f"{verdict.count} images), accuracy {before['accuracy']:.4f} -> {after['accuracy']:.4f}: {said}"
     )
 
