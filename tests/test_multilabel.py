@@ -184,3 +184,70 @@ def test_commands_for_single_label_runs_refuse_a_multi_label_run_in_one_line(mul
         add_class(multi_run.path, "pink", [tmp_path / "new.png"], out=tmp_path / "added")
     with pytest.raises(UserError, match="ensembles are of single-label runs"):
         make_ensemble([tiny_run, multi_run.path], out=tmp_path / "ens")
+
+
+def test_per_label_pseudo_labels_pass_every_labels_threshold_within_each_labels_share():
+    from imagefit.training.pseudo import NONE, choose_labels, label_thresholds
+
+    classes = ["a", "b"]
+    decision = np.array([0.5, 0.4])
+    # val: label a's decisions right when sure (>= 0.8 either way), b's right everywhere
+    val = np.array([[0.95, 0.9]] * 6 + [[0.05, 0.1]] * 6 + [[0.6, 0.9], [0.45, 0.1]] * 3)
+    truth = np.array([[1, 1]] * 6 + [[0, 0]] * 6 + [[0, 1], [1, 0]] * 3)
+    thresholds, goals = label_thresholds(val, truth, decision)
+    assert thresholds[0] == pytest.approx(0.95) and thresholds[1] == pytest.approx(0.9)
+    assert goals[1] == 1.0 and goals[0] == pytest.approx((1 + 12 / 18) / 2)
+    probabilities = np.array([[0.99, 0.99], [0.97, 0.95], [0.98, 0.02], [0.01, 0.03], [0.02, 0.95], [0.7, 0.99]])
+    paths = [f"u{i}" for i in range(len(probabilities))]
+    train_rows = np.array([[1, 1], [1, 0], [0, 0], [0, 1]])  # a on half, b on half, none on a quarter
+    chosen = choose_labels(paths, probabilities, classes, decision=decision, thresholds=thresholds, goals=goals,
+                           train_rows=train_rows)  # fmt: skip
+    assert chosen.passed == 5, "u5's label a (0.7) is less sure than a's threshold"
+    assert chosen.caps == {"a": 3, "b": 3, NONE: 2}
+    kept = {path: label for path, label, _ in chosen.rows}
+    assert kept == {"u0": "a|b", "u1": "a|b", "u2": "a", "u3": "", "u4": "b"}
+    assert chosen.per_class() == {"a": 3, "b": 3, NONE: 1}
+    np.testing.assert_allclose(chosen.soft["u2"], [0.98, 0.02])
+    tight = choose_labels(paths, probabilities, classes, decision=decision, thresholds=thresholds, goals=goals,
+                          train_rows=np.array([[1, 1], [0, 0], [0, 0], [0, 0]]))  # fmt: skip
+    assert tight.caps == {"a": 2, "b": 2, NONE: 4}
+    kept = sorted(p for p, _, _ in tight.rows)
+    assert kept == ["u0", "u2", "u3", "u4"], "u1 (a|b, less sure than u0 and u2) would be a's third: over its cap"
+
+
+def test_soft_rows_of_a_multi_label_dataset_keep_the_multi_hot_rows_elsewhere():
+    from imagefit.data import Sample
+    from imagefit.data.datamodule import ImageDataset
+
+    samples = [Sample("x.png", "red|blue", "train"), Sample("y.png", "", "train"), Sample("z.png", "green", "train")]
+    dataset = ImageDataset(samples, {n: i for i, n in enumerate(NAMES)}, transform=None, task="multi-label",
+                           soft={"y.png": np.array([0.2, 0.7, 0.1], dtype=np.float32)})  # fmt: skip
+    np.testing.assert_allclose(np.stack(dataset.targets), [[1, 1, 0], [0.2, 0.7, 0.1], [0, 0, 1]])
+
+
+def test_a_multi_label_run_trains_students_on_per_label_pseudo_labels(tmp_path):
+    table, rows = _dataset(tmp_path / "d", 90)
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    truth = {}
+    rng = np.random.default_rng(7)
+    for i in range(30):
+        chosen = [n for n in NAMES if rng.random() < 0.45] or [NAMES[i % 3]]
+        _striped(chosen, seed=9000 + i).save(pool / f"u{i:02d}.png")
+        truth[f"u{i:02d}.png"] = "|".join(sorted(chosen))
+    out = tmp_path / "run"
+    imagefit.train(table, out=out, epochs=4, frozen_epochs=1, report=False, unlabelled=pool, **TINY)
+    student = tmp_path / "run-student1"
+    assert student.is_dir(), "stripes are learnt surely enough for some images to pass every label's threshold"
+    config = json.loads((student / "config.json").read_text())
+    assert config["task"] == "multi-label" and set(config["thresholds"]) == set(NAMES)
+    with (student / "pseudo-labels.csv").open() as handle:
+        pseudo = list(csv.DictReader(handle))
+    right = sum(truth[r["path"].rsplit("/", 1)[-1]] == r["label"] for r in pseudo)
+    assert pseudo and right >= 0.8 * len(pseudo), f"{right} of {len(pseudo)} pseudo-labels right"
+    soft = np.array([[float(r[n]) for n in NAMES] for r in pseudo])
+    assert ((soft >= 0) & (soft <= 1)).all() and ((soft > 0) & (soft < 1)).any(), "a probability a label"
+    assert not np.allclose(soft.sum(axis=1), 1), "labels are not one softmax"
+    with (student / "split.csv").open() as handle:
+        split = {row["path"]: row["label"] for row in csv.DictReader(handle)}
+    assert all(split[r["path"]] == r["label"] for r in pseudo), "the student trains on the labels it chose"

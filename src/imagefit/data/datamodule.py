@@ -61,8 +61,14 @@ class ImageDataset(Dataset):
 
 
 def soft_rows(samples: list[Sample], hard: list, classes: int, soft: dict[str, np.ndarray]) -> list[np.ndarray]:
-    """Probability rows: each sample's soft label where SOFT has one (a pseudo-label), else its one-hot class."""
-    rows = np.eye(classes, dtype=np.float32)[np.asarray(hard, dtype=np.int64)]
+    """Probability rows: each sample's soft label where SOFT has one (a pseudo-label), else its one-hot class (or,
+    multi-label, its multi-hot row)."""
+    multi_hot = len(hard) and np.ndim(hard[0])
+    rows = (
+        np.array(hard, dtype=np.float32)
+        if multi_hot
+        else np.eye(classes, dtype=np.float32)[np.asarray(hard, dtype=np.int64)]
+    )
     for i, sample in enumerate(samples):
         if sample.path in soft:
             rows[i] = soft[sample.path]

@@ -23,7 +23,7 @@ def pseudo_section(run: runs.Run) -> str:
     with path.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     teacher = run.config.get("student_of") or run.config.get("distilled_from", "")
-    counts = Counter(r["label"] for r in rows)
+    counts = Counter(part for r in rows for part in run.task.parts(r["label"]))  # multi-label: each label's images
     name = html.escape(Path(teacher).name or "its teacher")
     if run.config.get("distilled_from"):
         title = "Distilled"

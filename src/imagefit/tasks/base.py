@@ -45,6 +45,7 @@ class Task(ABC):
     flags_unknown: bool  # predictions and metrics say which images look like no training class
     chosen_on_val: str  # the config.json entry the finish chooses on val ('inference' or 'thresholds')
     report_sections: tuple[str, ...]  # report.html's sections, in order
+    mixes_label_rows: bool = False  # its MixUp/CutMix takes rows of label probabilities (soft pseudo-labels) as given
     unsupported: dict[str, str] = {}  # feature -> why it is not offered for this task yet
 
     def __repr__(self) -> str:

@@ -26,6 +26,7 @@ class MultiLabel(Task):
     calibrated = False
     flags_unknown = False  # not yet: an image may rightly carry none of the labels
     chosen_on_val = "thresholds"  # one a label, the best val F1 (best_thresholds)
+    mixes_label_rows = True  # multi-hot rows mix as the images do, and soft pseudo-label rows with them
     report_sections = ("labels-summary", "curves", "per-label", "pr", "co-occurrence", "label-errors", "recipe")
     unsupported = {
         "sampler": SAMPLER,
@@ -34,7 +35,6 @@ class MultiLabel(Task):
         "ensemble": "ensembles are of single-label runs for now; a multi-label run was given",
         "add-class": "the run is multi-label: add-class works on single-label runs for now",
         "baseline": "the majority rate and the raw-pixel baseline are measured for single-label runs",
-        "pseudo-labels": "unlabelled: pseudo-labels are for single-label runs so far; the run stays",
     }
 
     def parts(self, label: str) -> list[str]:

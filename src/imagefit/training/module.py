@@ -76,7 +76,7 @@ class ClassifierModule(L.LightningModule):
     def training_step(self, batch, batch_idx):
         images, targets = batch
         smoothing = self.recipe.optim.label_smoothing
-        soft = targets.dim() == 2 and self.task.offers("pseudo-labels")  # soft rows of pseudo-labels: not mixed
+        soft = targets.dim() == 2 and not self.task.mixes_label_rows  # one label's soft pseudo-label rows: not mixed
         if self.mixup is not None and len(images) % 2 == 0 and not soft:
             images, targets = self.task.mix(self.mixup, images, targets)
             smoothing = 0.0

@@ -8,6 +8,10 @@ accepted (too few to measure a precision on).
 
 Classes stay balanced: no class takes more pseudo-labels than its share of the labelled training images
 allows of all those that passed (`class_caps`, rounded up); a class over its cap keeps its most confident.
+
+Multi-label runs (`label_thresholds`, `choose_labels`): the same rule a label, on that label's decisions (the
+probability of the decision taken against the run's decision threshold for it); an image passes when every
+label's decision does, and each label (and "no label") is capped by its share of the labelled images.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from imagefit.tasks.labels import joined, labels_of
+
 MIN_VAL_ABOVE = 10
 # A student is kept unless its val log loss is above its teacher's by more than this many standard errors of
 # the paired per-image difference: on a small val set (46 images at 10 % of clothing-small's labels) the
@@ -27,6 +33,7 @@ MIN_VAL_ABOVE = 10
 NOISE_SE = 2.0
 NEGLIGIBLE = 0.005  # nats an image: a smaller difference is none (a val set without mistakes has no noise)
 COLUMNS = ["path", "label", "confidence", "round"]
+NONE = "(none)"  # multi-label: the images that carry none of the labels, capped like a label
 
 
 def precision_goal(accuracy: float) -> float:
@@ -69,9 +76,13 @@ class Chosen:
     goal: float
     passed: int  # images at or above the threshold, before the caps
     caps: dict[str, int]
+    per_label: dict[str, float] | None = None  # multi-label: each label's own threshold (choose_labels)
 
     def per_class(self) -> Counter:
-        return Counter(label for _, label, _ in self.rows)
+        """Pseudo-labels a class (multi-label: images a label is positive in, NONE those with no label)."""
+        if self.per_label is None:
+            return Counter(label for _, label, _ in self.rows)
+        return Counter(part for _, label, _ in self.rows for part in (labels_of(label) or [NONE]))
 
 
 def choose(
@@ -98,6 +109,56 @@ def choose(
     index = {p: i for i, p in enumerate(paths)}
     soft = {p: probabilities[index[p]].astype(np.float32) for p, _, _ in rows}
     return Chosen(rows, soft, threshold, goal, len(passing), caps)
+
+
+def label_decisions(probabilities: np.ndarray, decision: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Multi-label: each label's decision [N, C] (probability at or above its decision threshold) and how sure it
+    is (the probability of the decision taken: p for a positive, 1 - p for a negative)."""
+    positive = probabilities >= np.asarray(decision)[None, :]
+    return positive, np.where(positive, probabilities, 1.0 - probabilities)
+
+
+def label_thresholds(probabilities: np.ndarray, truth: np.ndarray, decision: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Multi-label: per label, (threshold, goal) as val_threshold chooses them from that label's val decisions
+    (TRUTH: the multi-hot rows [N, C])."""
+    positive, sure = label_decisions(np.asarray(probabilities, dtype=float), decision)
+    right = positive == np.asarray(truth).astype(bool)
+    pairs = [val_threshold(sure[:, j], right[:, j]) for j in range(sure.shape[1])]
+    return np.array([t for t, _ in pairs]), np.array([g for _, g in pairs])
+
+
+def choose_labels(
+    paths: list[str],
+    probabilities: np.ndarray,
+    classes: list[str],
+    *,
+    decision: np.ndarray,
+    thresholds: np.ndarray,
+    goals: np.ndarray,
+    train_rows: np.ndarray,
+) -> Chosen:
+    """Multi-label: the images each of whose labels' decisions reaches that label's threshold; no label positive in
+    more of them than its share of the labelled training images allows (nor more with no label than those
+    images' share), the surest first (by their least sure label). The soft label is the probability row."""
+    probabilities = np.asarray(probabilities, dtype=float).reshape(len(paths), len(classes))
+    positive, sure = label_decisions(probabilities, decision)
+    passing = np.nonzero((sure >= np.asarray(thresholds)[None, :]).all(axis=1))[0] if len(paths) else []
+    train_rows = np.asarray(train_rows, dtype=bool)
+    shares = dict(zip([*classes, NONE], [*train_rows.mean(axis=0), (~train_rows.any(axis=1)).mean()], strict=True))
+    caps = {name: math.ceil(len(passing) * float(share)) for name, share in shares.items()}
+    least = sure.min(axis=1) if len(paths) else np.zeros(0)
+    taken: Counter = Counter()
+    rows: list[tuple[str, str, float]] = []
+    for i in sorted(passing, key=lambda i: (-least[i], i)):
+        names = [classes[j] for j in np.flatnonzero(positive[i])]
+        if all(taken[name] < caps[name] for name in names or [NONE]):
+            taken.update(names or [NONE])
+            rows.append((paths[i], joined(names), float(least[i])))
+    rows.sort(key=lambda row: row[0])
+    index = {p: i for i, p in enumerate(paths)}
+    soft = {p: probabilities[index[p]].astype(np.float32) for p, _, _ in rows}
+    per_label = dict(zip(classes, map(float, thresholds), strict=True))
+    return Chosen(rows, soft, float(np.max(thresholds)), float(np.min(goals)), len(passing), caps, per_label)
 
 
 def write_pseudo_labels(

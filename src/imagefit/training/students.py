@@ -27,9 +27,19 @@ from imagefit import runs
 from imagefit.data import Sample, write_split
 from imagefit.evaluation.calibration import fit_temperature
 from imagefit.evaluation.evaluator import read_predictions
+from imagefit.tasks import SINGLE, Task, task_for
 from imagefit.tasks.labels import view_probabilities
 from imagefit.training.plan import PSEUDO_LABELS
-from imagefit.training.pseudo import NOISE_SE, Chosen, choose, paired_verdict, val_threshold, write_pseudo_labels
+from imagefit.training.pseudo import (
+    NOISE_SE,
+    Chosen,
+    choose,
+    choose_labels,
+    label_thresholds,
+    paired_verdict,
+    val_threshold,
+    write_pseudo_labels,
+)
 from imagefit.training.refit import recipe_overrides
 
 MAX_ROUNDS = 3
@@ -59,13 +69,16 @@ def unlabelled_inputs(run: runs.Run, unlabelled: str | Path | None, console: Con
     return paths
 
 
+SINGLE_LABEL = task_for(SINGLE)
+
+
 def val_rows(run: runs.Run) -> list[dict]:
     """The run's val predictions (predictions-val.csv: truth, prediction, calibrated probabilities), by path."""
     rows, _ = read_predictions(runs.RunFiles(run.path).predictions("val"))
     return sorted(rows, key=lambda r: r["path"])
 
 
-def val_losses(rows: list[dict], classes: list[str]) -> np.ndarray:
+def val_losses(rows: list[dict], classes: list[str], task: Task = SINGLE_LABEL) -> np.ndarray:
     """Each val image's log loss under the probabilities of val_rows rescaled as well as val allows.
 
     A run keeps T = 1 when val holds fewer than calibration.MIN_MISTAKES wrong answers, as a label-scarce val
@@ -74,8 +87,13 @@ def val_losses(rows: list[dict], classes: list[str]) -> np.ndarray:
     student that gained 1.1 test points lost 0.33 nats an image of val log loss at T = 1). So each run's
     probabilities are first rescaled by the one temperature (on their logarithms, within calibration's range,
     with no floor on mistakes) that fits its own val images best, and the runs are compared rescaled.
+    Multi-label runs (no temperature): each image's binary cross-entropy, summed over the labels.
     """
     probabilities = np.array([[float(r[c]) for c in classes] for r in rows])
+    if task.chosen_on_val == "thresholds":  # a sigmoid a label, no temperature: binary cross-entropy summed
+        truth = task.targets([r["true"] for r in rows], classes)
+        clipped = np.clip(probabilities, 1e-12, 1.0 - 1e-12)
+        return -(truth * np.log(clipped) + (1.0 - truth) * np.log(1.0 - clipped)).sum(axis=1)
     targets = np.array([classes.index(r["true"]) for r in rows])
     logs = np.log(np.clip(probabilities, 1e-12, 1.0))[:, None, :]
     rescaled = view_probabilities(logs, fit_temperature(logs, targets, min_mistakes=0))
@@ -84,35 +102,53 @@ def val_losses(rows: list[dict], classes: list[str]) -> np.ndarray:
 
 def pseudo_label(teacher: runs.Run, inputs: list[str], labelled: list[Sample], val: list[dict]) -> tuple[Chosen, int]:
     """The teacher's pseudo-labels for INPUTS (the LABELLED images left out), the threshold from its VAL rows;
-    and how many were predicted."""
+    and how many were predicted. A multi-label teacher's: a threshold a label (pseudo.choose_labels)."""
     from imagefit.prediction.loading import predict
 
     predictions = predict(teacher.path, inputs)
     train_labels = [s.label for s in labelled if s.split == "train"]
     labelled_paths = {s.path for s in labelled}
     keep = [i for i, p in enumerate(predictions.paths) if p not in labelled_paths]
+    paths, probabilities = [predictions.paths[i] for i in keep], predictions.probabilities[keep]
+    task, classes = teacher.task, teacher.classes
+    if task.chosen_on_val == "thresholds":
+        decision = teacher.thresholds
+        val_probabilities = np.array([[float(r[c]) for c in classes] for r in val])
+        truth = task.targets([r["true"] for r in val], classes)
+        thresholds, goals = label_thresholds(val_probabilities, truth, decision)
+        train_rows = task.targets(train_labels, classes)
+        chosen = choose_labels(
+            paths, probabilities, classes, decision=decision, thresholds=thresholds, goals=goals, train_rows=train_rows
+        )
+        return chosen, len(keep)
     confidence, correct = [float(r["confidence"]) for r in val], [r["true"] == r["predicted"] for r in val]
     threshold, goal = val_threshold(confidence, correct)
-    chosen = choose(
-        [predictions.paths[i] for i in keep],
-        predictions.probabilities[keep],
-        teacher.classes,
-        threshold=threshold,
-        goal=goal,
-        train_labels=train_labels,
-    )
+    chosen = choose(paths, probabilities, classes, threshold=threshold, goal=goal, train_labels=train_labels)
     return chosen, len(keep)
 
 
 def describe(chosen: Chosen, predicted: int, round_number: int) -> str:
-    """One line: the threshold, how many passed, how many were kept, per class and the caps."""
+    """One line: the threshold (a label's, multi-label), how many passed, how many were kept, per class and the caps."""
+    counts = chosen.per_class()
+    per_class = ", ".join(f"{c} {counts.get(c, 0)}/{cap}" for c, cap in chosen.caps.items())
+    if chosen.per_label is not None:
+        unreached = [name for name, threshold in chosen.per_label.items() if threshold > 1]
+        if unreached:
+            return (
+                f"pseudo-labels, round {round_number}: no confidence reaches its val precision goal on at least 10 val "
+                f"images for {', '.join(unreached)}; no pseudo-labels"
+            )
+        each = ", ".join(f"{name} {threshold:.3f}" for name, threshold in chosen.per_label.items())
+        return (
+            f"pseudo-labels, round {round_number}: every label's decision as sure as its own threshold ({each}; val "
+            f"precision >= {chosen.goal:.3f} there or better): {chosen.passed} of {predicted} images passed, "
+            f"{len(chosen.rows)} kept (per label, kept/cap by the labelled share: {per_class})"
+        )
     if chosen.threshold > 1:
         return (
             f"pseudo-labels, round {round_number}: no confidence reaches val precision {chosen.goal:.3f} on at least "
             f"10 val images; no pseudo-labels"
         )
-    counts = chosen.per_class()
-    per_class = ", ".join(f"{c} {counts.get(c, 0)}/{cap}" for c, cap in chosen.caps.items())
     return (
         f"pseudo-labels, round {round_number}: confidence >= {chosen.threshold:.3f} (val precision "
         f">= {chosen.goal:.3f} there): {chosen.passed} of {predicted} images passed, {len(chosen.rows)} kept "
@@ -171,7 +207,7 @@ def student_rounds(
         share = left / (MAX_ROUNDS + 1 - round_number)
         student = _train_student(best, labelled, chosen, round_number, train, console, report, share)
         student_val = val_rows(student)
-        verdict = paired_verdict(val_losses(best_val, run.classes), val_losses(student_val, run.classes))
+        verdict = paired_verdict(*(val_losses(rows, run.classes, run.task) for rows in (best_val, student_val)))
         console.print(judged(best, student, verdict, round_number), highlight=False)
         if not verdict.kept:
             break
@@ -183,10 +219,15 @@ def judged(teacher: runs.Run, student: runs.Run, verdict, round_number: int) -> 
     """One line: the student's val figures against its teacher's, and whether it is kept."""
     before, after = teacher.metrics["val"], student.metrics["val"]
     said = f"{student.path.name} kept" if verdict.kept else f"{teacher.path.name} stays; no further round"
+    if "log_loss" in before:
+        loss = f"val log loss {before['log_loss']:.3f} -> {after['log_loss']:.3f}, each rescaled on val"
+    else:  # multi-label: binary cross-entropy a label, summed (val_losses)
+        loss = "val binary cross-entropy summed over the labels"
+    key = "accuracy" if "accuracy" in before else "subset_accuracy"
     return (
-        f"round {round_number}: val log loss {before['log_loss']:.3f} -> {after['log_loss']:.3f}, each rescaled on "
-        f"val {verdict.difference:+.3f} an image (noise {verdict.noise:.3f} at {NOISE_SE:.0f} standard errors over "
-        f"{verdict.count} images), accuracy {before['accuracy']:.4f} -> {after['accuracy']:.4f}: {said}"
+        f"round {round_number}: {loss} {verdict.difference:+.3f} an image (noise {verdict.noise:.3f} at "
+        f"{NOISE_SE:.0f} standard errors over {verdict.count} images), {key.replace('_', ' ')} "
+        f"{before[key]:.4f} -> {after[key]:.4f}: {said}"
     )
 
 
@@ -197,7 +238,7 @@ def _train_student(teacher, samples, chosen, round_number, train, console, repor
     merged = list(samples) + [Sample(path, label, "train") for path, label, _ in chosen.rows]
     with tempfile.TemporaryDirectory() as scratch:
         manifest, pseudo = Path(scratch) / "student.csv", Path(scratch) / "pseudo-labels.csv"
-        write_split(manifest, merged)
+        write_manifest(manifest, merged, teacher)
         write_pseudo_labels(pseudo, chosen.rows, round_number, chosen.soft, teacher.classes)
         carried = {"student_of": str(teacher.path.resolve()), "pseudo_round": round_number, PSEUDO_LABELS: str(pseudo)}
         return train(
@@ -209,6 +250,18 @@ def _train_student(teacher, samples, chosen, round_number, train, console, repor
             carried=carried,
             **student_overrides(teacher, time_limit, images=sum(s.split == "train" for s in merged)),
         )
+
+
+def write_manifest(path: Path, samples: list[Sample], teacher: runs.Run) -> None:
+    """The student's images as a CSV its run reads with the teacher's task: path,label,split; multi-label as one
+    0/1 column a label (a joined label column with no image of two labels would read as one label an image)."""
+    if teacher.task.chosen_on_val != "thresholds":
+        write_split(path, samples)
+        return
+    rows = teacher.task.targets([s.label for s in samples], teacher.classes).astype(int)
+    runs.write_rows(
+        path, ["path", "split", *teacher.classes], [[s.path, s.split, *r] for s, r in zip(samples, rows, strict=True)]
+    )
 
 
 def run_root(run: runs.Run) -> Path:
