@@ -124,3 +124,21 @@ def test_a_run_whose_network_loses_to_raw_pixels_keeps_them_as_a_run(tmp_path):
         plan_refit(out / "pixels")
     config = json.loads((out / "config.json").read_text())
     assert config["recipe"]["model"]["model"] == TINY["model"], "the network's run is left as it was"
+
+
+def test_the_thumbnail_is_adaptive_average_pooling_and_exports_to_onnx_at_any_size(tmp_path):
+    import onnxruntime
+
+    from imagefit.models.pixels import RawPixels
+
+    model = RawPixels().eval()
+    for size in (50, 64):  # 50 is no multiple of 32: the pooling operator itself would not export there
+        images = torch.rand(2, 3, size, size)
+        grey = ((images * 0.5 + 0.5) * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+        expected = torch.nn.functional.adaptive_avg_pool2d(grey, PIXELS).flatten(1)
+        torch.testing.assert_close(model.thumbnail(images), expected)
+        path = tmp_path / f"pixels-{size}.onnx"
+        torch.onnx.export(model, images[:1], str(path), dynamo=False)
+        session = onnxruntime.InferenceSession(str(path))
+        (output,) = session.run(None, {session.get_inputs()[0].name: images[:1].numpy()})
+        np.testing.assert_allclose(output, model(images[:1]).detach().numpy(), atol=1e-5)

@@ -11,7 +11,6 @@ input normalisation it undoes and the standardisation fitted on the training ima
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from timm.models import register_model
 from torch import nn
 
@@ -22,8 +21,7 @@ DATA_CONFIG = {"input_size": (3, 224, 224), "mean": (0.5,) * 3, "std": (0.5,) * 
 
 
 class RawPixels(nn.Module):
-    """Normalised images [N, 3, S, S] -> standardised grey thumbnails [N, PIXELS * PIXELS] (S a multiple of PIXELS
-    for ONNX export, as the planned sizes are)."""
+    """Normalised images [N, 3, H, W] -> standardised grey thumbnails [N, PIXELS * PIXELS]."""
 
     def __init__(self, mean: tuple[float, ...] = DATA_CONFIG["mean"], std: tuple[float, ...] = DATA_CONFIG["std"]):
         super().__init__()
@@ -37,11 +35,23 @@ class RawPixels(nn.Module):
 
     def thumbnail(self, images: torch.Tensor) -> torch.Tensor:
         """Grey levels in [0, 1], box-averaged to PIXELS x PIXELS and flattened: [N, PIXELS * PIXELS]."""
-        grey = ((images * self.input_std + self.input_mean) * self.grey).sum(dim=1, keepdim=True)
-        return F.adaptive_avg_pool2d(grey, PIXELS).flatten(1)
+        grey = ((images * self.input_std + self.input_mean) * self.grey).sum(dim=1)
+        rows, columns = box_weights(grey.shape[-2], grey), box_weights(grey.shape[-1], grey)
+        return (rows @ grey @ columns.transpose(0, 1)).flatten(1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return (self.thumbnail(images) - self.centre) / self.scale
+
+
+def box_weights(size, like: torch.Tensor) -> torch.Tensor:
+    """[PIXELS, SIZE]: row i averages the inputs adaptive average pooling gives output i (floor(i * SIZE / PIXELS)
+    to ceil((i + 1) * SIZE / PIXELS)). As a product it exports to ONNX at any size, where the pooling operator
+    exports only at multiples of PIXELS."""
+    out = torch.arange(PIXELS, device=like.device)[:, None]
+    start, end = (out * size) // PIXELS, ((out + 1) * size + PIXELS - 1) // PIXELS
+    inputs = torch.arange(size, device=like.device)[None, :]
+    inside = ((inputs >= start) & (inputs < end)).to(like.dtype)
+    return inside / inside.sum(dim=1, keepdim=True)
 
 
 @register_model
