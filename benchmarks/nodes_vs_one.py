@@ -68,12 +68,23 @@ def facts(run: Path) -> dict:
     return {"kept_epoch": metrics.get("best_epoch"), "val_accuracy": metrics["val"]["accuracy"], "history": history}
 
 
-def distance(a: Path, b: Path) -> float:
-    """||A - B|| / ||A|| over the kept models' floating-point tensors (BatchNorm statistics included)."""
+def _norm(tensors: dict, keys: list[str]) -> float:
+    return float(torch.sqrt(sum((tensors[k].double() ** 2).sum() for k in keys)))
+
+
+def distance(a: Path, b: Path) -> dict:
+    """How far apart the kept models are (floating-point tensors, BatchNorm statistics included): against A's
+    norm, and against how far fine-tuning moved A's backbone from where it started (its head-only model)."""
     first, second = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
+    start = load_file(str(a / "head-only.safetensors"))
     keys = [k for k in first if first[k].is_floating_point()]
-    diff = torch.sqrt(sum(((first[k] - second[k]).double() ** 2).sum() for k in keys))
-    return float(diff / torch.sqrt(sum((first[k].double() ** 2).sum() for k in keys)))
+    backbone = [k for k in keys if k.startswith("backbone.")]
+    apart = {k: first[k] - second[k] for k in keys}
+    moved = {k: first[k] - start[k] for k in backbone}
+    return {
+        "rel_l2": _norm(apart, keys) / _norm(first, keys),
+        "backbone_apart_over_moved": _norm(apart, backbone) / max(_norm(moved, backbone), 1e-12),
+    }
 
 
 def agreement(a: Path, b: Path) -> float:
@@ -108,7 +119,7 @@ def main() -> None:
         result = {name: facts(run) | {"wall_s": round(walls[name], 1)} for name, run in runs.items()}
         pairs = {"nodes-42 vs one-42": ("nodes-42", "one-42"), "one-43 vs one-42 (noise)": ("one-43", "one-42")}
         compared = {
-            label: {"weights_rel_l2": distance(runs[a], runs[b]), "val_agreement": agreement(runs[a], runs[b])}
+            label: distance(runs[a], runs[b]) | {"val_agreement": agreement(runs[a], runs[b])}
             for label, (a, b) in pairs.items()
         }
     print("| run | wall s | kept epoch | val accuracy | val loss by epoch |")
@@ -117,8 +128,11 @@ def main() -> None:
         losses = ", ".join(f"{float(h['val_loss']):.3f}" for h in r["history"])
         print(f"| {name} | {r['wall_s']:.0f} | {r['kept_epoch']} | {r['val_accuracy']:.4f} | {losses} |")
     for label, c in compared.items():
-        weights, alike = c["weights_rel_l2"], c["val_agreement"]
-        print(f"{label}: weights differ by {weights:.4f} (relative L2), val labels agree {alike:.3f}")
+        weights, moved, alike = c["rel_l2"], c["backbone_apart_over_moved"], c["val_agreement"]
+        print(
+            f"{label}: weights differ by {weights:.4f} of their norm, the backbones by {moved:.2f} of how far "
+            f"fine-tuning moved it; val labels agree {alike:.3f}"
+        )
     if args.json:
         args.json.write_text(json.dumps({"options": BASE + options, "batch": args.batch, "runs": result,
                                          "compared": compared}, indent=1))  # fmt: skip
