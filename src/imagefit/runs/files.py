@@ -113,6 +113,10 @@ class RunFiles:
         return self.root / "ensemble.json"
 
     @property
+    def raw_pixels(self) -> Path:  # the raw-pixel regression as a run folder, when it beat the network on val
+        return self.root / "pixels"
+
+    @property
     def explain(self) -> Path:  # Grad-CAM overlays written by `imagefit explain`
         return self.root / "explain"
 

@@ -25,7 +25,6 @@ from imagefit.models.factory import build_classifier
 from imagefit.models.pixels import NAME, fill_pixel_model
 from imagefit.training.baseline import PixelFit, fit_pixels, pixel_rows
 
-FOLDER = "pixels"  # RUN/pixels: the raw-pixel run
 LEFT_OUT = ("inference_candidates", "prior_adjustment", "unknown", "soup", "probe", "head_fit", "lr_find", "thresholds")
 
 
@@ -79,7 +78,8 @@ def linear_layer(fitted: PixelFit, classes: list[str]) -> tuple[np.ndarray, np.n
 
 def _write_folder(run: runs.Run, fitted: PixelFit, weight: np.ndarray, bias: np.ndarray, temperature: float) -> Path:
     """RUN/pixels (written beside, evaluated, then renamed into place): config, labels, split, weights, metrics."""
-    target, partial = run.path / FOLDER, run.path / f"{FOLDER}.partial"
+    target = run.files.raw_pixels
+    partial = target.with_name(f"{target.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir()
     recipe = run.config["recipe"]

@@ -6,7 +6,6 @@ from rich.console import Console
 from rich.table import Table
 
 from imagefit.runs import Run, RunFiles
-from imagefit.training.fallback import FOLDER
 
 
 def print_summary(run: Run, console: Console) -> None:
@@ -41,7 +40,7 @@ def below_a_floor(run: Run) -> str:
     accuracy = val["accuracy"]
     pixels = (measured.get("pixels") or {}).get("accuracy", 0.0)
     if pixels > accuracy:
-        kept = run.path / FOLDER
+        kept = RunFiles(run.path).raw_pixels
         where = f"it is kept as a run of its own at {kept}; " if RunFiles(kept).config.exists() else ""
         return (
             f"a logistic regression on raw pixels scored {pixels:.4f} on val, the network {accuracy:.4f}: {where}the "
