@@ -12,10 +12,9 @@ from sklearn.preprocessing import StandardScaler
 
 from imagefit.config import ModelRecipe
 from imagefit.data.preprocess import Preprocess
-from imagefit.models.factory import build_classifier
-from imagefit.models.pixels import NAME, PIXELS, fill_pixel_model
+from imagefit.models.pixels import NAME, PIXELS
 from imagefit.training.baseline import PixelFit
-from imagefit.training.fallback import linear_layer, pixels_won
+from imagefit.training.fallback import linear_layer, pixel_model, pixels_won
 
 PRE = Preprocess(size=32, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 
@@ -52,16 +51,7 @@ def test_the_pixel_model_is_the_regression_on_the_normalised_images_it_is_given(
     labels = ["x", "y", "z"] * 20
     fitted, _ = _fitted(labels)
     weight, bias = linear_layer(fitted, ["x", "y", "z"])
-    model, _, _ = build_classifier(ModelRecipe(model=NAME, pretrained=False, head=(), dropout=0.0), 3)
-    fill_pixel_model(
-        model,
-        mean=PRE.mean,
-        std=PRE.std,
-        centre=fitted.scaler.mean_,
-        scale=fitted.scaler.scale_,
-        weight=weight,
-        bias=bias,
-    )
+    model = pixel_model(fitted, weight, bias, PRE, ModelRecipe(model=NAME, pretrained=False, head=(), dropout=0.0))
     with torch.no_grad():
         logits = model(normalised).numpy()
     np.testing.assert_allclose(logits, fitted.scaler.transform(thumbnails) @ weight.T + bias, rtol=1e-4, atol=1e-4)

@@ -18,6 +18,8 @@ import numpy as np
 from rich.console import Console
 
 from imagefit import runs
+from imagefit.config import ModelRecipe
+from imagefit.data.preprocess import Preprocess
 from imagefit.evaluation.calibration import fit_temperature
 from imagefit.evaluation.evaluator import evaluate
 from imagefit.files import cpu_tensors, save_tensors
@@ -76,6 +78,21 @@ def linear_layer(fitted: PixelFit, classes: list[str]) -> tuple[np.ndarray, np.n
     return weight, bias
 
 
+def pixel_model(fitted: PixelFit, weight: np.ndarray, bias: np.ndarray, preprocess: Preprocess, recipe: ModelRecipe):
+    """The fitted regression as a model of RECIPE (imagefit_raw_pixels, no hidden head layer, no dropout): an
+    ImageClassifier around RawPixels, which undoes PREPROCESS's normalisation."""
+    model, _, _ = build_classifier(recipe, len(bias), pretrained=False)
+    return fill_pixel_model(
+        model,
+        mean=preprocess.mean,
+        std=preprocess.std,
+        centre=fitted.scaler.mean_,
+        scale=fitted.scaler.scale_,
+        weight=weight,
+        bias=bias,
+    )
+
+
 def _write_folder(run: runs.Run, fitted: PixelFit, weight: np.ndarray, bias: np.ndarray, temperature: float) -> Path:
     """RUN/pixels (written beside, evaluated, then renamed into place): config, labels, split, weights, metrics."""
     target = run.files.raw_pixels
@@ -96,17 +113,7 @@ def _write_folder(run: runs.Run, fitted: PixelFit, weight: np.ndarray, bias: np.
     runs.write_json(files.labels, run.classes)
     shutil.copyfile(run.files.split, files.split)
     runs.write_rows(files.history, runs.HISTORY_COLUMNS, [])  # fitted, not trained: no epochs
-    model, _, _ = build_classifier(runs.Run(partial, config, run.classes).recipe.model, len(run.classes))
-    preprocess = run.train_preprocess
-    fill_pixel_model(
-        model,
-        mean=preprocess.mean,
-        std=preprocess.std,
-        centre=fitted.scaler.mean_,
-        scale=fitted.scaler.scale_,
-        weight=weight,
-        bias=bias,
-    )
+    model = pixel_model(fitted, weight, bias, run.train_preprocess, runs.Run(partial, config, run.classes).recipe.model)
     save_tensors(files.model, cpu_tensors(model.state_dict()))
     evaluate(partial)
     shutil.rmtree(target, ignore_errors=True)
