@@ -95,7 +95,8 @@ def test_a_model_without_batchnorm_says_so_and_predicts_as_before(run):
     predictor = TorchPredictor(model, trained.classes, trained.preprocess, run_path=run)
     paths = _train_paths(run)
     predictions = predict_adapted(predictor, paths, tta_n=1, batch_size=8)
-    np.testing.assert_allclose(predictions.probabilities, predict_with(predictor, paths, tta_n=1).probabilities)
+    expected = predict_with(predictor, paths, tta_n=1).probabilities  # other batches: float32 rounding apart
+    np.testing.assert_allclose(predictions.probabilities, expected, rtol=1e-5, atol=1e-6)
     assert "no BatchNorm layers" in predictions.adaptation.line()
 
 
