@@ -74,13 +74,14 @@ def _norm(tensors: dict, keys: list[str]) -> float:
 
 def distance(a: Path, b: Path) -> dict:
     """How far apart the kept models are (floating-point tensors, BatchNorm statistics included): against A's
-    norm, and against how far fine-tuning moved A's backbone from where it started (its head-only model)."""
+    norm, and against how far fine-tuning moved B's backbone (B: the reference run) from where it started (its
+    head-only model)."""
     first, second = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
-    start = load_file(str(a / "head-only.safetensors"))
+    start = load_file(str(b / "head-only.safetensors"))
     keys = [k for k in first if first[k].is_floating_point()]
     backbone = [k for k in keys if k.startswith("backbone.")]
     apart = {k: first[k] - second[k] for k in keys}
-    moved = {k: first[k] - start[k] for k in backbone}
+    moved = {k: second[k] - start[k] for k in backbone}
     return {
         "rel_l2": _norm(apart, keys) / _norm(first, keys),
         "backbone_apart_over_moved": _norm(apart, backbone) / max(_norm(moved, backbone), 1e-12),
