@@ -11,7 +11,8 @@ from PIL import Image
 
 from imagefit.data.preprocess import Preprocess
 from imagefit.data.sources import Sample
-from imagefit.training.baseline import PIXELS, Measured, Score, majority_rate, pixel_baseline, pixel_features
+from imagefit.models.pixels import RawPixels
+from imagefit.training.baseline import PIXELS, Measured, Score, majority_rate, pixel_baseline
 from imagefit.training.summary import below_a_floor
 
 PRE = Preprocess(size=32, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
@@ -25,12 +26,12 @@ def test_majority_rate():
 def test_pixel_features_are_the_grey_levels_of_the_image_box_averaged():
     colour = torch.tensor([0.2, 0.6, 1.0]).view(1, 3, 1, 1).expand(2, 3, 64, 64)
     normalised = (colour - 0.5) / 0.5
-    features = pixel_features(normalised, PRE)
+    features = RawPixels(PRE.mean, PRE.std).thumbnail(normalised)
     assert features.shape == (2, PIXELS * PIXELS)
     torch.testing.assert_close(features, torch.full_like(features, 0.299 * 0.2 + 0.587 * 0.6 + 0.114 * 1.0))
     left_dark = torch.ones(1, 3, 64, 64)
     left_dark[..., :32] = -1.0  # black left half, white right half
-    grid = pixel_features(left_dark, PRE).view(PIXELS, PIXELS)
+    grid = RawPixels(PRE.mean, PRE.std).thumbnail(left_dark).view(PIXELS, PIXELS)
     assert grid[:, : PIXELS // 2].max() == 0 and grid[:, PIXELS // 2 :].min() == pytest.approx(1.0)
 
 

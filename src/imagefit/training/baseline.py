@@ -68,12 +68,6 @@ def majority_rate(labels: list[str]) -> float:
     return float(counts.max() / len(labels))
 
 
-def pixel_features(images: torch.Tensor, preprocess: Preprocess) -> torch.Tensor:
-    """[N, PIXELS*PIXELS] grey levels in [0, 1] of normalised eval views IMAGES [N, 3, S, S] (box-averaged), as the
-    raw-pixel model computes them (imagefit.models.pixels)."""
-    return RawPixels(preprocess.mean, preprocess.std).thumbnail(images)
-
-
 def pixel_rows(samples: list[Sample], preprocess: Preprocess) -> tuple[np.ndarray, list[str]]:
     """The grey thumbnails [N, PIXELS*PIXELS] of the readable SAMPLES' evaluation views, and their labels."""
     views, kept = transformed(samples, eval_transform(preprocess), min_size=preprocess.resize_size)

@@ -78,6 +78,11 @@ def val_rows(run: runs.Run) -> list[dict]:
     return sorted(rows, key=lambda r: r["path"])
 
 
+def val_probabilities(rows: list[dict], classes: list[str]) -> np.ndarray:
+    """[N, C]: the probability columns of val_rows, in CLASSES' order."""
+    return np.array([[float(r[c]) for c in classes] for r in rows])
+
+
 def val_losses(rows: list[dict], classes: list[str], task: Task = SINGLE_LABEL) -> np.ndarray:
     """Each val image's log loss under the probabilities of val_rows rescaled as well as val allows.
 
@@ -89,7 +94,7 @@ def val_losses(rows: list[dict], classes: list[str], task: Task = SINGLE_LABEL) 
     with no floor on mistakes) that fits its own val images best, and the runs are compared rescaled.
     Multi-label runs (no temperature): each image's binary cross-entropy, summed over the labels.
     """
-    probabilities = np.array([[float(r[c]) for c in classes] for r in rows])
+    probabilities = val_probabilities(rows, classes)
     if task.chosen_on_val == "thresholds":  # a sigmoid a label, no temperature: binary cross-entropy summed
         truth = task.targets([r["true"] for r in rows], classes)
         clipped = np.clip(probabilities, 1e-12, 1.0 - 1e-12)
@@ -113,9 +118,8 @@ def pseudo_label(teacher: runs.Run, inputs: list[str], labelled: list[Sample], v
     task, classes = teacher.task, teacher.classes
     if task.chosen_on_val == "thresholds":
         decision = teacher.thresholds
-        val_probabilities = np.array([[float(r[c]) for c in classes] for r in val])
         truth = task.targets([r["true"] for r in val], classes)
-        thresholds, goals = label_thresholds(val_probabilities, truth, decision)
+        thresholds, goals = label_thresholds(val_probabilities(val, classes), truth, decision)
         train_rows = task.targets(train_labels, classes)
         chosen = choose_labels(
             paths, probabilities, classes, decision=decision, thresholds=thresholds, goals=goals, train_rows=train_rows
@@ -223,11 +227,10 @@ def judged(teacher: runs.Run, student: runs.Run, verdict, round_number: int) -> 
         loss = f"val log loss {before['log_loss']:.3f} -> {after['log_loss']:.3f}, each rescaled on val"
     else:  # multi-label: binary cross-entropy a label, summed (val_losses)
         loss = "val binary cross-entropy summed over the labels"
-    key = "accuracy" if "accuracy" in before else "subset_accuracy"
     return (
         f"round {round_number}: {loss} {verdict.difference:+.3f} an image (noise {verdict.noise:.3f} at "
-        f"{NOISE_SE:.0f} standard errors over {verdict.count} images), {key.replace('_', ' ')} "
-        f"{before[key]:.4f} -> {after[key]:.4f}: {said}"
+        f"{NOISE_SE:.0f} standard errors over {verdict.count} images), accuracy "
+        f"{before['accuracy']:.4f} -> {after['accuracy']:.4f}: {said}"
     )
 
 
