@@ -2,6 +2,7 @@
 
     python3 benchmarks/distill.py --json results/issue30-distill.json ../shared/data/clothing-small
     python3 benchmarks/distill.py --teacher RUN --json FILE ../shared/data/clothing-small   (options before DATA)
+    python3 benchmarks/distill.py --teacher ENS --keep DIR ...   (the student runs kept in DIR/alone, DIR/distilled)
 
 Three runs in child processes, each with `--no-report` and the given train options after `--`: the
 teacher (`imagefit train DATA`, the default lite1; or `--teacher RUN`, an existing run or ensemble), the
@@ -43,12 +44,14 @@ def main() -> None:
     parser.add_argument("--student", default="tf_efficientnet_lite0")
     parser.add_argument("--teacher", type=Path, help="an existing run or ensemble folder (default: train one)")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--keep", type=Path, help="a folder to keep the runs in (default: a scratch folder)")
     parser.add_argument("options", nargs=argparse.REMAINDER, help="train options after --")
     args = parser.parse_args()
     options = [o for o in args.options if o != "--"]
     results = {}
     with tempfile.TemporaryDirectory() as scratch:
-        root = Path(scratch)
+        root = args.keep or Path(scratch)
+        root.mkdir(parents=True, exist_ok=True)
         teacher = args.teacher or root / "teacher"
         if args.teacher is None:
             results["teacher"] = run(["train", str(args.data), "--out", str(teacher), "--no-report", *options], teacher)

@@ -1,6 +1,7 @@
 """The raw-pixel model kept as an ordinary run when it beats the network on val (issue 28 item 6)."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -114,6 +115,14 @@ def test_a_run_whose_network_loses_to_raw_pixels_keeps_them_as_a_run(tmp_path):
         plan_refit(out / "pixels")
     config = json.loads((out / "config.json").read_text())
     assert config["recipe"]["model"]["model"] == TINY["model"], "the network's run is left as it was"
+    from imagefit.training.add_class import add_class
+
+    grown = add_class(out, "third", [new / "left"], out=tmp_path / "grown")
+    assert grown.classes == [*run.classes, "third"] and (out / "pixels").is_dir()
+    assert not (grown.path / "pixels").exists(), "the pixel run knows the old classes only: not copied"
+    shutil.rmtree(out / "pixels")  # the folder of a run interrupted right after its evaluation
+    imagefit.train(resume=out, report=False)
+    assert imagefit.load_run(out / "pixels").metrics["val"]["accuracy"] == measured, "the resume writes it"
 
 
 def test_the_thumbnail_is_adaptive_average_pooling_and_exports_to_onnx_at_any_size(tmp_path):

@@ -270,6 +270,11 @@ def test_competition_layout_writes_a_submission_of_the_unlabelled_test_images(tm
     rows = (run.path / "submission.csv").read_text().splitlines()
     assert rows[0] == "Id,Category" and sorted(r.split(",")[0] for r in rows[1:]) == ["img0", "img1", "img2"]
     assert dict(r.split(",") for r in rows[1:]) == {"img0": "red", "img1": "blue", "img2": "red"}
+    (run.path / "submission.csv").unlink()  # the folder of a run interrupted right after its evaluation
+    imagefit.train(resume=run.path, report=False)
+    assert (run.path / "submission.csv").read_text().splitlines() == rows, "the resume writes what was left"
+    with pytest.raises(imagefit.UserError, match="nothing to resume"):
+        imagefit.train(resume=run.path, report=False)
 
 
 def test_micro_batches_take_the_same_optimizer_steps_as_whole_batches(tmp_path):

@@ -131,7 +131,7 @@ class RunFiles:
         """How far the run got: 'new', 'head' (phase 1 done), 'fine-tune' (a checkpoint), 'trained', 'finished'."""
         if self.model.exists():
             metrics = read_json(self.metrics) if self.metrics.exists() else {}
-            return "finished" if "val" in metrics else "trained"
+            return "finished" if "val" in metrics or "val_in_training" in metrics else "trained"  # a refit's
         if self.last_checkpoint.exists():
             return "fine-tune"
         return "head" if self.head_only.exists() else "new"

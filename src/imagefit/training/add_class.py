@@ -124,8 +124,10 @@ def fit_new_row(weight, bias, examples, negatives, labels, *, steps: int = 200):
 
 def _write_copy(run: runs.Run, target: Path, name: str, paths: list[str], model, predictor) -> None:
     """The run folder copied to TARGET with the grown head, the new label, its examples and a fresh evaluation."""
-    shutil.copytree(run.path, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("checkpoints", "*.onnx*"))
     files = runs.RunFiles(target)
+    # the raw-pixel run beside it knows the old classes only: the copy is the grown network alone
+    skipped = shutil.ignore_patterns("checkpoints", "*.onnx*", files.raw_pixels.name)
+    shutil.copytree(run.path, target, dirs_exist_ok=True, ignore=skipped)
     weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_tensors(files.model, weights)
     write_json(files.labels, [*run.classes, name])

@@ -27,7 +27,7 @@ from imagefit.report.writer import write_report
 from imagefit.tasks.multi import THRESHOLD_FLOOR, best_thresholds
 from imagefit.training.callbacks import release_memory
 from imagefit.training.engine import on_gpu
-from imagefit.training.fallback import keep_pixel_run
+from imagefit.training.fallback import keep_pixel_run, pixels_won
 from imagefit.training.finish_plan import FinishBudget, FinishCounts
 from imagefit.training.plan import Plan, StageFn
 from imagefit.training.polish import choose_inference, describe, fit_unknown
@@ -41,12 +41,15 @@ def finish(plan: Plan, console: Console, *, report: bool, notify: StageFn, finis
     MODEL is the trained model in memory; None loads it from the run folder (a resumed run).
     """
     files = plan.files
-    if finished and (files.report.exists() or not report):
+    left = after_evaluation_left(files) if finished else []
+    if finished and not left and (files.report.exists() or not report):
         raise UserError(f"{plan.run_dir} has finished (model, metrics and report are written); nothing to resume")
     release_memory()  # training's peak is behind: evaluation starts from what is in use
     if not finished:
         notify("evaluate")
         _evaluate(plan, console, model)
+    elif left:  # interrupted between the evaluation and the steps that follow it
+        _after_evaluation(plan, console, left, None, device="cuda" if on_gpu(plan.recipe) else "cpu")
     if report:
         notify("report")
         write_report(plan.run_dir)
@@ -78,10 +81,29 @@ def _evaluate(plan: Plan, console: Console, model) -> None:
     run = runs.load_run(plan.run_dir)  # with what was chosen on val
     predictor = TorchPredictor.for_run(run, model, device=device)
     evaluate(plan.run_dir, device=device, predictor=predictor)
-    keep_pixel_run(runs.load_run(plan.run_dir), console)
-    if config.get("refit_of"):
+    _after_evaluation(plan, console, after_evaluation_left(plan.files), predictor, device=device)
+
+
+def after_evaluation_left(files: runs.RunFiles) -> list[str]:
+    """What an evaluated run still lacks of the steps after its evaluation, in their order: 'pixels' (the raw-pixel
+    run that won on val), 'refit' (a refit's val figures moved aside), 'submission' (the unlabelled test images)."""
+    config, metrics = runs.read_json(files.config), runs.read_json(files.metrics)
+    left = ["pixels"] if pixels_won(config, metrics) and not files.raw_pixels.exists() else []
+    left += ["refit"] if config.get("refit_of") and "val" in metrics else []
+    return left + (["submission"] if files.unlabelled.exists() and not files.submission.exists() else [])
+
+
+def _after_evaluation(plan: Plan, console: Console, left: list[str], predictor: TorchPredictor | None, *, device: str):
+    """The steps of LEFT (after_evaluation_left); PREDICTOR None loads the kept model if the submission needs it."""
+    if "pixels" in left:
+        keep_pixel_run(runs.load_run(plan.run_dir), console)
+    if "refit" in left:
         mark_val_as_training(plan.files)
-    predict_unlabelled(plan.files, predictor, console)
+    if "submission" in left:
+        if predictor is None:
+            run = runs.load_run(plan.run_dir)
+            predictor = TorchPredictor.for_run(run, load_trained(run), device=device)
+        predict_unlabelled(plan.files, predictor, console)
 
 
 def predict_unlabelled(files: runs.RunFiles, predictor: TorchPredictor, console: Console) -> None:
