@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from imagefit.audit.neighbours import Neighbours
 from imagefit.data.checks import Finding, related_findings
 from imagefit.data.sources import Sample
 from imagefit.tasks import task_for
@@ -19,6 +20,7 @@ PHASH_DISTANCE = 8
 PHASH_SIMILARITY = 0.90
 STRICT_PHASH = 4
 NEIGHBOURS = 5
+OUTLIER_NEIGHBOURS = 10  # cleanlab's own k for its outlier score on features
 OUTLIER_SHARE = 0.005
 
 
@@ -32,17 +34,14 @@ def near_duplicate_findings(
 
     `phashes` is (hashes, valid) from `perceptual_hashes` of the same samples; see the rule above.
     """
-    from sklearn.neighbors import NearestNeighbors
-
     from imagefit.audit.phash import close_pairs
 
     pairs: dict[tuple[int, int], dict] = {}
-    k = min(NEIGHBOURS + 1, len(samples))
-    distances, indices = NearestNeighbors(n_neighbors=k, metric="cosine").fit(vectors).kneighbors(vectors)
-    for i, (row_distances, row_indices) in enumerate(zip(distances, indices, strict=True)):
-        for distance, j in zip(row_distances, row_indices, strict=True):
-            if j != i and 1.0 - float(distance) >= NEAR_DUPLICATE_SIMILARITY:
-                pairs[(min(i, j), max(i, j))] = {}
+    if len(samples) > 1:
+        distances, indices = Neighbours(NEIGHBOURS).fit(vectors).kneighbors()
+        for i, j in zip(*np.nonzero(1.0 - distances >= NEAR_DUPLICATE_SIMILARITY), strict=True):
+            j = int(indices[i, j])
+            pairs[(min(int(i), j), max(int(i), j))] = {}
     if phashes is not None:
         for i, j, bits in close_pairs(*phashes, max(PHASH_DISTANCE, STRICT_PHASH)):
             similar = float(vectors[i] @ vectors[j]) >= PHASH_SIMILARITY
@@ -85,7 +84,10 @@ def outlier_findings(vectors: np.ndarray, samples: list[Sample], share: float = 
     """The images least like any other (cleanlab's out-of-distribution score on embeddings), lowest first."""
     from cleanlab.outlier import OutOfDistribution
 
-    scores = OutOfDistribution().fit_score(features=vectors, verbose=False)
+    if len(samples) < 2:
+        return []
+    search = Neighbours(min(OUTLIER_NEIGHBOURS, len(samples) - 1)).fit(vectors)
+    scores = OutOfDistribution(params={"knn": search}).score(features=vectors)
     count = max(1, round(share * len(samples)))
     return [
         Finding("outlier", [samples[i].path], score=round(float(scores[i]), 4), detail={"label": samples[i].label})

@@ -1,0 +1,86 @@
+"""Prediction images/s and test accuracy of an ensemble folder (`--quality best`) on each backend, side by side.
+
+    python3 benchmarks/ensemble_speed.py ENS ../shared/data/clothing-small/test --json results/FILE.json
+
+Every member is exported as `imagefit export` does (its prediction settings inside its graph) and quantized as
+`export --format openvino --int8` does (NNCF, its val check printed); the ensemble then predicts every image
+under FOLDER (class folders) as `imagefit predict ENS` does (each member decodes and predicts, then the weighted
+mean of their probabilities), with the members in PyTorch eager (at their own views, and at one view), ONNX
+Runtime fp32, OpenVINO fp32 and OpenVINO int8. Batch 32, decode included, each timed twice after a warm-up
+batch, the faster pass kept (int8_speed.measure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from int8_speed import measure, openvino  # noqa: E402
+
+from imagefit.export.onnx import export_onnx  # noqa: E402
+from imagefit.export.openvino import export_openvino  # noqa: E402
+from imagefit.prediction.ensembles import EnsemblePredictor, load_ensemble  # noqa: E402
+from imagefit.prediction.inputs import collect_inputs  # noqa: E402
+from imagefit.prediction.onnx import OnnxPredictor  # noqa: E402
+
+
+class OneView(EnsemblePredictor):
+    """The eager ensemble with every member at one view (the plain image, no mirror)."""
+
+    def __init__(self, ensemble: EnsemblePredictor) -> None:
+        super().__init__(ensemble.members, ensemble.weights, ensemble.classes)
+        for member in self.members:
+            member.tta_n = 1
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("ensemble", type=Path)
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    locators = collect_inputs([args.folder])
+    ensemble = load_ensemble(args.ensemble)
+    with tempfile.TemporaryDirectory() as scratch:
+        graphs, quantized, checks = [], [], []
+        for index, member in enumerate(ensemble.members):
+            graphs.append(export_onnx(member, out=Path(scratch) / f"m{index}" / "model.onnx"))
+            xml, check = export_openvino(member, out=Path(scratch) / f"m{index}" / "model.int8.xml", int8=True)
+            print(member.name, "NNCF", check.line(), flush=True)
+            quantized.append(xml)
+            checks.append(check.to_dict())
+
+        def of(members: list) -> EnsemblePredictor:
+            return EnsemblePredictor(members, ensemble.weights, ensemble.classes)
+
+        results = {"pytorch eager": measure(EnsemblePredictor.from_folder(args.ensemble), locators)}
+        results["pytorch eager, one view"] = measure(OneView(EnsemblePredictor.from_folder(args.ensemble)), locators)
+        results["onnx fp32"] = measure(of([OnnxPredictor.from_file(g) for g in graphs]), locators)
+        results["openvino fp32"] = measure(of([openvino(g, "f32") for g in graphs]), locators)
+        results["openvino int8 (NNCF)"] = measure(of([openvino(x, "f32") for x in quantized]), locators)
+    base = results["pytorch eager"]
+    print(f"{len(locators)} images, {len(ensemble.members)} members")
+    print("| backend | images/s | x eager | test accuracy | top-1 agreement with eager |")
+    print("|---|---|---|---|---|")
+    for name, row in results.items():
+        agree = float(np.mean([a == b for a, b in zip(row["labels"], base["labels"], strict=True)]))
+        print(
+            f"| {name} | {row['images_per_s']:.1f} | {row['images_per_s'] / base['images_per_s']:.2f} | "
+            f"{row['accuracy']:.4f} | {agree:.4f} |"
+        )
+    if args.json:
+        raw = {name: {k: v for k, v in row.items() if k != "labels"} for name, row in results.items()}
+        raw["nncf_int8_checks"] = checks
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(raw, indent=1))
+
+
+if __name__ == "__main__":
+    main()
