@@ -63,3 +63,23 @@ def test_the_cell_count_follows_the_size_and_single_images_find_nothing():
     one = [Sample("a.jpg", "a", "train")]
     vector = _unit(np.ones((1, 8)))
     assert near_duplicate_findings(vector, one, ["h"]) == [] and outlier_findings(vector, one) == []
+
+
+def test_the_phash_pairs_are_every_pair_within_the_distance_by_brute_force():
+    from imagefit.audit.phash import close_pairs, nearest_distances
+
+    rng = np.random.default_rng(0)
+    hashes = rng.integers(0, 2**63, 600, dtype=np.int64).view(np.uint64)
+    hashes[100:150] = hashes[:50] ^ np.uint64(0b1011)  # three bits apart
+    hashes[300:305] = hashes[0]  # identical
+    valid = np.ones(600, dtype=bool)
+    valid[7] = False
+    distances = np.bitwise_count(hashes[:, None] ^ hashes[None, :])
+    truth = [
+        (i, j, int(distances[i, j]))
+        for i, j in zip(*np.nonzero(distances <= 8), strict=True)
+        if i < j and valid[i] and valid[j]
+    ]
+    assert close_pairs(hashes, valid, 8) == truth and len(truth) >= 49 + 15
+    assert nearest_distances(hashes[:50], hashes[100:]).tolist() == distances[:50, 100:].min(axis=1).tolist()
+    assert nearest_distances(hashes[:3], hashes[:0]).tolist() == [65, 65, 65]
