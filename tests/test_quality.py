@@ -28,7 +28,16 @@ def test_best_shares_the_time_limit_equally_and_deterministically():
     plan = plan_quality("best", {"time_limit": "10m", "seed": 3})
     assert plan.models == list(BEST_MODELS)
     assert plan.overrides == {"time_limit": "190s", "seed": 3}  # 600 s less 5 % for the ensemble, over 3
-    assert "3.2 min each of the 10.0 min limit" in plan.note
+    assert "3.2 min each of the 10.0 min limit" in plan.note and plan.budget == 570
+
+
+def test_the_time_a_member_leaves_goes_to_the_members_after_it():
+    from imagefit.training.backbones import MEMBER_FLOOR, member_limit
+
+    assert member_limit(570, 0, 3) == 190, "the first member: an equal share"
+    assert member_limit(570, 130, 2) == 220, "the second: 60 s the first left, shared by the two left"
+    assert member_limit(570, 350, 1) == 220, "the last: all that is left"
+    assert member_limit(570, 600, 1) == MEMBER_FLOOR, "over the budget: still time to train and evaluate"
     assert plan_quality("best", {"model": "a,b"}).models == ["a", "b"]
 
 

@@ -7,7 +7,8 @@
   others), each trained with the recipe on one split, then the plain mean of their probabilities:
   an ensemble folder, which evaluate, predict, report and export read as they read a run folder.
   The mean of three backbones was the most accurate clothing-small model measured on this CPU
-  (benchmarks/RESULTS.md); with `--time-limit` each member gets an equal share of it.
+  (benchmarks/RESULTS.md); with `--time-limit` each member gets an equal share of it, and the time a member
+  leaves goes to the members after it.
 
 A preset fills only options the user did not set: `--quality fast --epochs 5` trains the head
 for 5 epochs. The run's config.json records the preset beside the recipe it expanded to.
@@ -37,6 +38,7 @@ class QualityPlan:
     models: list[str]  # the backbones to train: one, or the members of the ensemble
     overrides: dict = field(default_factory=dict)  # the recipe options of every run
     note: str = ""  # the line printed before training: what the preset chose and why
+    budget: float = 0.0  # best with --time-limit: the members' seconds together (backbones.member_limit)
 
 
 def plan_quality(quality: str, overrides: dict) -> QualityPlan:
@@ -57,12 +59,12 @@ def plan_quality(quality: str, overrides: dict) -> QualityPlan:
         if limit:
             each = limit * (1 - BEST_FINISH_SHARE) / len(models)
             options["time_limit"] = f"{each:.0f}s"
-            share = f", {each / 60:.1f} min each of the {limit / 60:.1f} min limit"
+            share = f", {each / 60:.1f} min each of the {limit / 60:.1f} min limit (what one leaves goes to the next)"
         note = (
             f"quality best: {len(models)} backbones ({', '.join(models)}) trained on one split{share}, then the "
             "mean of their probabilities (the most accurate model measured on clothing-small: benchmarks/RESULTS.md)"
         )
-        return QualityPlan(quality, models, options, note)
+        return QualityPlan(quality, models, options, note, budget=limit * (1 - BEST_FINISH_SHARE) if limit else 0.0)
     if quality == "fast":
         epochs = int(options.get("epochs", options.get("frozen_epochs", FAST_EPOCHS)))
         options.setdefault("epochs", epochs)
@@ -117,7 +119,7 @@ def train_quality(
     stem = name or runs.dataset_name(Path(data))
     members = train_backbones(
         data, plan.models, runs_dir=runs_dir, name=stem, console=console, report=report, carried=carried,
-        csv_columns=csv_columns, **plan.overrides,
+        csv_columns=csv_columns, budget=plan.budget, **plan.overrides,
     )  # fmt: skip
     if len(members) < 2:
         raise UserError(f"--quality best needs two finished members, {len(members)} finished: see the lines above")
