@@ -175,6 +175,21 @@ def test_distill_trains_a_student_on_the_teachers_soft_labels_over_the_same_spli
     assert "Distilled from" in page and "teacher tiny" in page
 
 
+def test_the_teachers_labelling_counts_against_the_distill_time_limit():
+    from io import StringIO
+
+    from rich.console import Console
+
+    from imagefit.training.distill import STUDENT_FLOOR, time_left
+
+    printed = StringIO()
+    shared = time_left({"time_limit": "10m", "seed": 1}, 100.0, Console(file=printed))
+    assert shared == {"time_limit": "500s", "seed": 1}
+    assert "took 100s, 500s left for the student" in printed.getvalue()
+    assert time_left({"time-limit": "2m"}, 200.0, Console(file=StringIO())) == {"time-limit": f"{STUDENT_FLOOR:.0f}s"}
+    assert time_left({"seed": 1}, 100.0, Console(file=StringIO())) == {"seed": 1}, "no limit: nothing to share"
+
+
 def test_distill_of_a_folder_that_is_no_run_is_one_line(tmp_path):
     from typer.testing import CliRunner
 

@@ -14,12 +14,14 @@ config.json (`distilled_from`); its report shows both on the same val images.
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 from rich.console import Console
 
 from imagefit import runs
+from imagefit.config import parse_duration
 from imagefit.data import Sample, write_split
 from imagefit.errors import UserError
 from imagefit.training.plan import PSEUDO_LABELS
@@ -72,6 +74,7 @@ def distill(
     """
     from imagefit.prediction.loading import predict
 
+    started = time.perf_counter()
     teacher = Path(teacher)
     samples, classes = teacher_split(teacher)
     train_samples = [s for s in samples if s.split == "train"]
@@ -91,6 +94,7 @@ def distill(
     rows = [(p, labels.get(p) or classes[int(targets[p].argmax())], float(targets[p].max())) for p in paths]
     merged = list(samples) + [Sample(p, label, "train") for p, label, _ in rows if p not in labels]
     target = Path(out) if out else teacher.with_name(f"{teacher.name}-{model}")
+    overrides = time_left(overrides, time.perf_counter() - started, console)
     with tempfile.TemporaryDirectory() as scratch:
         manifest, soft = Path(scratch) / "distill.csv", Path(scratch) / "pseudo-labels.csv"
         write_split(manifest, merged)
@@ -100,3 +104,19 @@ def distill(
             manifest, out=target, console=console, report=report, checks=False, carried=carried, model=model,
             unlabelled="none", **overrides,
         )  # fmt: skip
+
+
+STUDENT_FLOOR = 60.0  # seconds: a student whose teacher took the whole limit still gets this much
+
+
+def time_left(overrides: dict, spent: float, console: Console) -> dict:
+    """OVERRIDES with `--time-limit` (if given) less SPENT, the seconds the teacher's labelling took: the limit
+    bounds the whole command, as it does `imagefit train` (said in one line)."""
+    key = next((k for k in overrides if k.replace("-", "_").split(".")[-1] == "time_limit"), None)
+    limit = parse_duration(str(overrides[key])) if key else 0.0
+    if not limit:
+        return overrides
+    left = max(limit - spent, STUDENT_FLOOR)
+    said = f"time limit: the teacher's labels took {spent:.0f}s, {left:.0f}s left for the student"
+    console.print(said, highlight=False)
+    return {**overrides, key: f"{left:.0f}s"}
