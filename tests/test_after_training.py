@@ -95,7 +95,7 @@ def test_onnx_export_agrees_with_pytorch(tiny_run):
 
 
 def test_onnx_prediction_never_imports_torch(tiny_run, tmp_path):
-    onnx_path = imagefit.export_onnx(tiny_run, out=tmp_path / "m.onnx")
+    onnx_path = imagefit.export_onnx(tiny_run, out=tmp_path / "new" / "m.onnx")  # a folder not made yet
     script = (
         "import sys; from imagefit.prediction.loading import predict; "
         f"p = predict({str(onnx_path)!r}, {_val_paths(tiny_run, 2)!r}); "

@@ -43,6 +43,7 @@ def export_onnx(run_path: str | Path, *, out: str | Path | None = None, overwrit
         raise UserError(f"{target}: the output name must end in .onnx")
     for written in (target, target.with_suffix(".json")):  # the graph and the facts beside it
         refuse_overwrite(written, overwrite=overwrite)
+    target.parent.mkdir(parents=True, exist_ok=True)
     inference = run.inference
     task = run.task
     model = deployed(load_trained(run), temperature=inference.temperature, tta_n=inference.tta_n, task=task)
