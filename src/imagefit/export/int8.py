@@ -60,7 +60,7 @@ def export_int8(
     """Write RUN/model.int8.onnx (or OUT) with its facts JSON and unknown index beside it; the check it passed."""
     from imagefit.export.onnx import export_onnx
 
-    run = load_run(Path(run_path))
+    run = load_member_run(run_path, "--int8")
     target = Path(out) if out else run.files.onnx.with_name("model.int8.onnx")
     if target.suffix.lower() != ".onnx":
         raise UserError(f"{target}: the output name must end in .onnx")
@@ -73,6 +73,20 @@ def export_int8(
         facts = copy_facts(float_path, target)
         check = compare(float_path, target, val, len(chosen))
     return target, settle(check, facts, [target], calibration)
+
+
+def load_member_run(run_path: str | Path, option: str):
+    """The run at RUN_PATH; an ensemble folder is refused in one line naming what works (its members one at a time,
+    or the ensemble as float ONNX)."""
+    from imagefit.prediction.ensembles import is_ensemble
+
+    if is_ensemble(run_path):
+        raise UserError(
+            f"{run_path} is an ensemble: {option} exports one run at a time. Export each member with "
+            f"`imagefit export MEMBER {option}` (ensemble.json names them), or the ensemble as float ONNX with "
+            f"`imagefit export {run_path}`"
+        )
+    return load_run(Path(run_path))
 
 
 def calibration_images(run, calibration: int) -> tuple[list[str], list[tuple[str, str]]]:

@@ -27,11 +27,11 @@ from imagefit.export.int8 import (
     calibration_images,
     compare,
     copy_facts,
+    load_member_run,
     settle,
 )
 from imagefit.export.onnx import exported_graph
 from imagefit.files import refuse_overwrite
-from imagefit.runs import load_run
 
 INT8_NAME = "model.openvino-int8.xml"  # beside model.int8.onnx (ONNX Runtime's int8), each with its own facts JSON
 
@@ -47,11 +47,11 @@ def export_openvino(
     """Write RUN/model.xml and model.bin (int8: model.openvino-int8.xml, a name of its own so that its facts JSON
     and check never overwrite the ONNX int8 model's model.int8.json; or OUT) from RUN/model.onnx (exported first
     when absent); the .xml path, and the int8 check it passed (None for float)."""
+    run = load_member_run(run_path, "--format openvino")
     try:
         import openvino as ov
     except ImportError:
         raise UserError("--format openvino needs the openvino package: pip install 'imagefit[openvino]'") from None
-    run = load_run(Path(run_path))
     target = Path(out) if out else run.files.onnx.with_name(INT8_NAME if int8 else "model.xml")
     if target.suffix.lower() != ".xml":
         raise UserError(f"{target}: an OpenVINO model's name must end in .xml (its weights go beside it, .bin)")
