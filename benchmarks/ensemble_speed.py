@@ -18,11 +18,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from int8_speed import measure, openvino  # noqa: E402
+from int8_speed import measure, openvino, print_table  # noqa: E402
 
 from imagefit.errors import UserError  # noqa: E402
 from imagefit.export.onnx import export_onnx  # noqa: E402
@@ -74,16 +72,8 @@ def main() -> None:
         results["openvino fp32"] = measure(of([openvino(g, "f32") for g in graphs]), locators)
         if len(quantized) == len(graphs):
             results["openvino int8 (NNCF)"] = measure(of([openvino(x, "f32") for x in quantized]), locators)
-    base = results["pytorch eager"]
     print(f"{len(locators)} images, {len(ensemble.members)} members")
-    print("| backend | images/s | x eager | test accuracy | top-1 agreement with eager |")
-    print("|---|---|---|---|---|")
-    for name, row in results.items():
-        agree = float(np.mean([a == b for a, b in zip(row["labels"], base["labels"], strict=True)]))
-        print(
-            f"| {name} | {row['images_per_s']:.1f} | {row['images_per_s'] / base['images_per_s']:.2f} | "
-            f"{row['accuracy']:.4f} | {agree:.4f} |"
-        )
+    print_table(results)
     if args.json:
         raw = {name: {k: v for k, v in row.items() if k != "labels"} for name, row in results.items()}
         raw["nncf_int8_checks"] = checks

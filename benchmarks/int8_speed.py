@@ -56,6 +56,21 @@ def openvino(path: Path, precision: str) -> OnnxPredictor:
     return predictor
 
 
+def print_table(results: dict, sizes: dict | None = None) -> None:
+    """One markdown row a backend: images/s, against eager, test accuracy, top-1 agreement with eager (file size)."""
+    base = results["pytorch eager"]
+    header = "| backend | images/s | x eager | test accuracy | top-1 agreement with eager |"
+    print(header + (" file |" if sizes else ""))
+    print("|---|---|---|---|---|" + ("---|" if sizes else ""))
+    for name, row in results.items():
+        agree = float(np.mean([a == b for a, b in zip(row["labels"], base["labels"], strict=True)]))
+        size = (f" {sizes[name] / 1e6:.1f} MB |" if name in sizes else " - |") if sizes else ""
+        print(
+            f"| {name} | {row['images_per_s']:.1f} | {row['images_per_s'] / base['images_per_s']:.2f} | "
+            f"{row['accuracy']:.4f} | {agree:.4f} |{size}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run", type=Path)
@@ -103,17 +118,8 @@ def main() -> None:
         }
         if nncf_path is not None:
             results[NNCF_ROW] = measure(openvino(nncf_path, "f32"), locators)
-    base = results["pytorch eager"]
     print(f"{len(locators)} images")
-    print("| backend | images/s | x eager | test accuracy | top-1 agreement with eager | file |")
-    print("|---|---|---|---|---|---|")
-    for name, row in results.items():
-        agree = float(np.mean([a == b for a, b in zip(row["labels"], base["labels"], strict=True)]))
-        size = f"{sizes[name] / 1e6:.1f} MB" if name in sizes else "-"
-        print(
-            f"| {name} | {row['images_per_s']:.1f} | {row['images_per_s'] / base['images_per_s']:.2f} | "
-            f"{row['accuracy']:.4f} | {agree:.4f} | {size} |"
-        )
+    print_table(results, sizes)
     if args.json:
         raw = {name: {k: v for k, v in row.items() if k != "labels"} for name, row in results.items()}
         raw["int8_check"], raw["sizes"] = check.to_dict(), sizes
