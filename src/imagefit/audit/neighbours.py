@@ -70,10 +70,10 @@ class Neighbours:
         """(cosine distances [N, k], indices [N, k]), nearest first; an index of -1 (distance 2) where an
         approximate search found fewer than k."""
         k = min(n_neighbors or self.n_neighbors, len(self._fit_X) - 1)
-        own = X is None or X is self._fit_X or (X.shape == self._fit_X.shape and np.array_equal(X, self._fit_X))
-        queries = self._fit_X if X is None else np.ascontiguousarray(X, dtype=np.float32)
         if self._last[0] is X and self._last[1] == k:
             return self._last[2]
+        own = X is None or X is self._fit_X or (X.shape == self._fit_X.shape and np.array_equal(X, self._fit_X))
+        queries = self._fit_X if X is None else np.ascontiguousarray(X, dtype=np.float32)
         similarities, indices = self.index.search(queries, k + 1 if own else k)
         if own:
             similarities, indices = _without_self(similarities, indices)

@@ -24,7 +24,7 @@ from imagefit import runs
 from imagefit.config import parse_duration
 from imagefit.data import Sample, write_split
 from imagefit.errors import UserError
-from imagefit.training.plan import PSEUDO_LABELS
+from imagefit.training.plan import PSEUDO_LABELS, option_key
 from imagefit.training.pseudo import write_pseudo_labels
 
 TRUE_WEIGHT = 0.5
@@ -112,7 +112,7 @@ STUDENT_FLOOR = 60.0  # seconds: a student whose teacher took the whole limit st
 def time_left(overrides: dict, spent: float, console: Console) -> dict:
     """OVERRIDES with `--time-limit` (if given) less SPENT, the seconds the teacher's labelling took: the limit
     bounds the whole command, as it does `imagefit train` (said in one line)."""
-    key = next((k for k in overrides if k.replace("-", "_").split(".")[-1] == "time_limit"), None)
+    key = option_key(overrides, "time_limit")
     limit = parse_duration(str(overrides[key])) if key else 0.0
     if not limit:
         return overrides

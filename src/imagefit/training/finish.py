@@ -49,7 +49,7 @@ def finish(plan: Plan, console: Console, *, report: bool, notify: StageFn, finis
         notify("evaluate")
         _evaluate(plan, console, model)
     elif left:  # interrupted between the evaluation and the steps that follow it
-        _after_evaluation(plan, console, left, None, device="cuda" if on_gpu(plan.recipe) else "cpu")
+        _after_evaluation(plan, console, left, None, device=_device(plan))
     if report:
         notify("report")
         write_report(plan.run_dir)
@@ -60,7 +60,7 @@ def finish(plan: Plan, console: Console, *, report: bool, notify: StageFn, finis
 
 def _evaluate(plan: Plan, console: Console, model) -> None:
     """Choose what is chosen on val, evaluate val and test, and predict the unlabelled images."""
-    device = "cuda" if on_gpu(plan.recipe) else "cpu"
+    device = _device(plan)
     record = runs.ConfigRecord(plan.files)
     run = runs.load_run(plan.run_dir)
     model = model if model is not None else load_trained(run)
@@ -82,6 +82,10 @@ def _evaluate(plan: Plan, console: Console, model) -> None:
     predictor = TorchPredictor.for_run(run, model, device=device)
     evaluate(plan.run_dir, device=device, predictor=predictor)
     _after_evaluation(plan, console, after_evaluation_left(plan.files), predictor, device=device)
+
+
+def _device(plan: Plan) -> str:
+    return "cuda" if on_gpu(plan.recipe) else "cpu"
 
 
 def after_evaluation_left(files: runs.RunFiles) -> list[str]:

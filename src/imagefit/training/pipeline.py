@@ -24,7 +24,7 @@ from imagefit.training.finetune import fine_tune_stage
 from imagefit.training.finish import finish
 from imagefit.training.frozen import head_on_features
 from imagefit.training.head_stage import head_stage
-from imagefit.training.plan import NewRun, Plan, StageFn, new_plan, no_stage, resume_plan, with_recipe
+from imagefit.training.plan import NewRun, Plan, StageFn, new_plan, no_stage, option_key, resume_plan, with_recipe
 from imagefit.training.refit import plan_refit
 from imagefit.training.run_config import run_config
 from imagefit.training.setup import build_setup
@@ -134,13 +134,12 @@ def run_stages(plan: Plan, console: Console, *, report: bool, callbacks: list | 
 def share_time_with_refit(overrides: dict, console: Console, *, students: bool = False) -> tuple[dict, float]:
     """Overrides whose time limit is the run's share when a refit or students follow it; and the whole limit in
     seconds (0 when nothing follows)."""
-    keys = {k: k.replace("-", "_").split(".")[-1] for k in overrides}
-    asked = Recipe().override(**{k: v for k, v in overrides.items() if keys[k] in ("refit", "time_limit")})
+    key, refit_key = option_key(overrides, "time_limit"), option_key(overrides, "refit")
+    asked = Recipe().override(**{k: overrides[k] for k in (key, refit_key) if k is not None})
     if not (asked.schedule.refit or students) or not asked.schedule.time_limit:
         return overrides, 0.0
     total = parse_duration(asked.schedule.time_limit)
     share = total * REFIT_FIRST_SHARE
-    key = next(k for k, bare in keys.items() if bare == "time_limit")
     after = "its refit" if asked.schedule.refit else "its students (--unlabelled)"
     if asked.schedule.refit and students:
         after = "its refit and students (--unlabelled)"

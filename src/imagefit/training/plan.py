@@ -44,6 +44,12 @@ PSEUDO_LABELS = "pseudo_labels"
 StageFn = Callable[[str], None]
 
 
+def option_key(overrides: dict, name: str) -> str | None:
+    """The key of OVERRIDES that sets the recipe option NAME, however it is spelt (`time-limit`, `time_limit`,
+    `schedule.time_limit`); None when none does."""
+    return next((k for k in overrides if k.replace("-", "_").split(".")[-1] == name), None)
+
+
 def no_stage(stage: str) -> None:
     del stage
 

@@ -55,16 +55,17 @@ def plan_quality(quality: str, overrides: dict) -> QualityPlan:
                 "name two or more (--model a,b,c) or leave --model out for lite0, lite1 and lite2"
             )
         limit = parse_duration(options.get("time_limit", ""))
+        budget = limit * (1 - BEST_FINISH_SHARE)  # 0 without a limit
         share = ""
         if limit:
-            each = limit * (1 - BEST_FINISH_SHARE) / len(models)
+            each = budget / len(models)
             options["time_limit"] = f"{each:.0f}s"
             share = f", {each / 60:.1f} min each of the {limit / 60:.1f} min limit (what one leaves goes to the next)"
         note = (
             f"quality best: {len(models)} backbones ({', '.join(models)}) trained on one split{share}, then the "
             "mean of their probabilities (the most accurate model measured on clothing-small: benchmarks/RESULTS.md)"
         )
-        return QualityPlan(quality, models, options, note, budget=limit * (1 - BEST_FINISH_SHARE) if limit else 0.0)
+        return QualityPlan(quality, models, options, note, budget=budget)
     if quality == "fast":
         epochs = int(options.get("epochs", options.get("frozen_epochs", FAST_EPOCHS)))
         options.setdefault("epochs", epochs)
