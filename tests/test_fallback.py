@@ -1,4 +1,4 @@
-"""The raw-pixel model kept as an ordinary run when it beats the network on val (issue 28 item 6)."""
+"""The raw-pixel SVM kept as an ordinary run when it beats the network on val (issue 28 item 6)."""
 
 import json
 import shutil
@@ -8,55 +8,59 @@ import pytest
 import torch
 from conftest import TINY
 from PIL import Image
-from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
 
 from imagefit.config import ModelRecipe
 from imagefit.data.preprocess import Preprocess
 from imagefit.models.pixels import NAME, PIXELS
-from imagefit.training.baseline import PixelFit
-from imagefit.training.fallback import linear_layer, pixel_model, pixels_won
+from imagefit.training.fallback import pixel_model, pixels_won
 
 PRE = Preprocess(size=32, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+RECIPE = ModelRecipe(model=NAME, pretrained=False, head=(), dropout=0.0)
 
 
-def _fitted(labels: list[str], seed: int = 0) -> tuple[PixelFit, np.ndarray]:
+def _fitted(labels: list[str], seed: int = 0) -> tuple[SVC, np.ndarray]:
     rng = np.random.default_rng(seed)
-    rows = rng.random((60, PIXELS * PIXELS))
+    rows = rng.random((60, PIXELS * PIXELS)) * 0.5
     for i, label in enumerate(labels):
-        rows[i, : PIXELS * 4] += sorted(set(labels)).index(label)  # a band of pixels tells the classes apart
-    scaler = StandardScaler().fit(rows)
-    return PixelFit(scaler, LogisticRegression(max_iter=500).fit(scaler.transform(rows), labels)), rows
+        rows[i, : PIXELS * 4] += 0.2 * sorted(set(labels)).index(label)  # a band of pixels tells the classes apart
+    return SVC(C=10, gamma="scale").fit(rows, labels), rows
 
 
-@pytest.mark.parametrize("names", [("b", "a"), ("c", "a", "b")])
-def test_the_linear_layer_gives_the_regressions_probabilities_in_the_runs_class_order(names):
+def _scores(model, rows: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return model.head(model.backbone.decide(torch.as_tensor(rows, dtype=torch.float32))).numpy()
+
+
+@pytest.mark.parametrize("names", [("b", "a"), ("a", "b"), ("c", "a", "b"), ("q", "w", "e", "r")])
+def test_the_pixel_model_gives_the_svms_decisions_in_the_runs_class_order(names):
     labels = [names[i % len(names)] for i in range(60)]
-    fitted, rows = _fitted(labels)
+    fitted, _ = _fitted(labels)
     classes = [*names, "never-seen"]
-    weight, bias = linear_layer(fitted, classes)
-    logits = fitted.scaler.transform(rows) @ weight.T + bias
-    probabilities = np.exp(logits - logits.max(1, keepdims=True))
-    probabilities /= probabilities.sum(1, keepdims=True)
-    expected = fitted.regression.predict_proba(fitted.scaler.transform(rows))  # columns in sorted order
-    for column, name in enumerate(fitted.regression.classes_):
-        np.testing.assert_allclose(probabilities[:, classes.index(name)], expected[:, column], atol=1e-6)
-    assert probabilities[:, classes.index("never-seen")].max() < 1e-9
+    model = pixel_model(fitted, classes, PRE, RECIPE)
+    queries = np.random.default_rng(1).random((40, PIXELS * PIXELS)) * 0.5
+    queries[:, : PIXELS * 4] += np.linspace(0, 0.2 * len(names), 40)[:, None]  # near every class, and between
+    scores = _scores(model, queries)
+    assert [classes[c] for c in scores.argmax(1)] == list(fitted.predict(queries))
+    assert scores[:, classes.index("never-seen")].max() < -29, "a class the SVM never saw is never chosen"
+    seen = [classes.index(name) for name in fitted.classes_]
+    if len(names) > 2:  # scikit-learn's own scores (its two-class decision is one signed number)
+        np.testing.assert_allclose(scores[:, seen], fitted.decision_function(queries), atol=1e-4)
+    else:
+        assert ((scores[:, seen[1]] > scores[:, seen[0]]) == (fitted.decision_function(queries) > 0)).all()
 
 
-def test_the_pixel_model_is_the_regression_on_the_normalised_images_it_is_given():
+def test_the_pixel_model_is_the_svm_on_the_normalised_images_it_is_given():
     images = torch.rand(6, 3, 64, 64)
     normalised = (images - torch.tensor(PRE.mean).view(1, 3, 1, 1)) / torch.tensor(PRE.std).view(1, 3, 1, 1)
     grey = (images * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
     thumbnails = torch.nn.functional.avg_pool2d(grey, 2).flatten(1).numpy()  # 64 -> 32: 2x2 boxes
-    labels = ["x", "y", "z"] * 20
-    fitted, _ = _fitted(labels)
-    weight, bias = linear_layer(fitted, ["x", "y", "z"])
-    model = pixel_model(fitted, weight, bias, PRE, ModelRecipe(model=NAME, pretrained=False, head=(), dropout=0.0))
+    fitted, _ = _fitted(["x", "y", "z"] * 20)
+    model = pixel_model(fitted, ["x", "y", "z"], PRE, RECIPE)
     with torch.no_grad():
-        logits = model(normalised).numpy()
-    np.testing.assert_allclose(logits, fitted.scaler.transform(thumbnails) @ weight.T + bias, rtol=1e-4, atol=1e-4)
-    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == weight.size + bias.size
+        scores = model(normalised).numpy()
+    np.testing.assert_allclose(scores, fitted.decision_function(thumbnails), rtol=1e-4, atol=1e-4)
+    assert sum(p.numel() for p in model.backbone.parameters()) == 0, "fitted, not trained: buffers only"
 
 
 def test_pixels_win_only_with_a_higher_val_accuracy_and_never_for_a_refit():
@@ -97,7 +101,7 @@ def test_a_run_whose_network_loses_to_raw_pixels_keeps_them_as_a_run(tmp_path):
     assert measured == 1.0 and run.metrics["val"]["accuracy"] < measured
     kept = imagefit.load_run(out / "pixels")
     assert kept.recipe.model.model == NAME and kept.config["raw_pixels_of"] == str(out)
-    assert kept.metrics["val"]["accuracy"] == measured, "the run kept is the regression that was measured"
+    assert kept.metrics["val"]["accuracy"] == measured, "the run kept is the SVM that was measured"
     assert kept.split() == run.split() and kept.classes == run.classes
     assert "kept as a run of its own" in below_a_floor(run)
     new = _halves(tmp_path / "new", per_class=4, first_seed=500)
@@ -128,16 +132,15 @@ def test_a_run_whose_network_loses_to_raw_pixels_keeps_them_as_a_run(tmp_path):
 def test_the_thumbnail_is_adaptive_average_pooling_and_exports_to_onnx_at_any_size(tmp_path):
     import onnxruntime
 
-    from imagefit.models.pixels import RawPixels
-
-    model = RawPixels().eval()
+    model = pixel_model(_fitted(["x", "y", "z"] * 20)[0], ["x", "y", "z"], PRE, RECIPE)
     for size in (50, 64):  # 50 is no multiple of 32: the pooling operator itself would not export there
-        images = torch.rand(2, 3, size, size)
-        grey = ((images * 0.5 + 0.5) * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+        images = torch.rand(4, 3, size, size)
+        normalised = (images - torch.tensor(PRE.mean).view(1, 3, 1, 1)) / torch.tensor(PRE.std).view(1, 3, 1, 1)
+        grey = (images * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
         expected = torch.nn.functional.adaptive_avg_pool2d(grey, PIXELS).flatten(1)
-        torch.testing.assert_close(model.thumbnail(images), expected)
+        torch.testing.assert_close(model.backbone.thumbnail(normalised), expected)
         path = tmp_path / f"pixels-{size}.onnx"
-        torch.onnx.export(model, images[:1], str(path), dynamo=False)
+        torch.onnx.export(model, normalised[:1], str(path), dynamo=False)
         session = onnxruntime.InferenceSession(str(path))
-        (output,) = session.run(None, {session.get_inputs()[0].name: images[:1].numpy()})
-        np.testing.assert_allclose(output, model(images[:1]).detach().numpy(), atol=1e-5)
+        (output,) = session.run(None, {session.get_inputs()[0].name: normalised[:1].numpy()})
+        np.testing.assert_allclose(output, model(normalised[:1]).detach().numpy(), atol=1e-4)

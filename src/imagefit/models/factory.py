@@ -8,7 +8,7 @@ import timm
 import torch
 from torch import nn
 
-import imagefit.models.pixels  # noqa: F401  (registers imagefit_raw_pixels with timm)
+import imagefit.models.pixels  # noqa: F401  (registers imagefit_pixel_svm with timm)
 from imagefit.config import ModelRecipe
 from imagefit.data.preprocess import Preprocess
 from imagefit.errors import UserError
@@ -83,6 +83,8 @@ def build_classifier(
         backbone, head_weights, source = clip_tower(recipe.clip_model, pretrained=use_pretrained, classes=classes)
     else:
         (backbone, source), head_weights = create_backbone(recipe.model, pretrained=use_pretrained), None
+    if hasattr(backbone, "set_classes"):  # a backbone whose features are class scores (models.pixels)
+        backbone.set_classes(num_classes)
     model = ImageClassifier(backbone, num_classes, hidden=recipe.head, dropout=recipe.dropout)
     if head_weights is not None:
         with torch.no_grad():

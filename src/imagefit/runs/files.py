@@ -113,7 +113,7 @@ class RunFiles:
         return self.root / "ensemble.json"
 
     @property
-    def raw_pixels(self) -> Path:  # the raw-pixel regression as a run folder, when it beat the network on val
+    def raw_pixels(self) -> Path:  # the raw-pixel SVM as a run folder, when it beat the network on val
         return self.root / "pixels"
 
     @property

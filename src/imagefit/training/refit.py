@@ -63,7 +63,7 @@ def plan_refit(run_path: str | Path, *, out: str | Path | None = None, time_limi
     source = runs.load_run(Path(run_path))
     if source.config.get("raw_pixels_of"):
         parent = source.config["raw_pixels_of"]
-        raise UserError(f"{source.path} is the raw-pixel regression {parent} fitted, not a network: refit {parent}")
+        raise UserError(f"{source.path} is the raw-pixel SVM {parent} fitted, not a network: refit {parent}")
     kept = source.metrics.get("best_epoch")
     if not kept:
         raise UserError(f"{source.path} has no kept epoch in metrics.json; finish it first (imagefit train --resume)")

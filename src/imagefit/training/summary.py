@@ -43,7 +43,7 @@ def below_a_floor(run: Run) -> str:
         kept = RunFiles(run.path).raw_pixels
         where = f"it is kept as a run of its own at {kept}; " if RunFiles(kept).config.exists() else ""
         return (
-            f"a logistic regression on raw pixels scored {pixels:.4f} on val, the network {accuracy:.4f}: {where}the "
+            f"an SVM on raw pixels scored {pixels:.4f} on val, the network {accuracy:.4f}: {where}the "
             "pretrained features do not fit these images; try --finetune-lr-ratio, --image-size or another --model"
         )
     if measured["majority"] > accuracy:
