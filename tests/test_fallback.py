@@ -13,6 +13,7 @@ from sklearn.svm import SVC
 from imagefit.config import ModelRecipe
 from imagefit.data.preprocess import Preprocess
 from imagefit.models.pixels import NAME, PIXELS
+from imagefit.training import fallback
 from imagefit.training.fallback import pixel_model, pixels_won
 
 PRE = Preprocess(size=32, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
@@ -27,11 +28,6 @@ def _fitted(labels: list[str], seed: int = 0) -> tuple[SVC, np.ndarray]:
     return SVC(C=10, gamma="scale").fit(rows, labels), rows
 
 
-def _scores(model, rows: np.ndarray) -> np.ndarray:
-    with torch.no_grad():
-        return model.head(model.backbone.decide(torch.as_tensor(rows, dtype=torch.float32))).numpy()
-
-
 @pytest.mark.parametrize("names", [("b", "a"), ("a", "b"), ("c", "a", "b"), ("q", "w", "e", "r")])
 def test_the_pixel_model_gives_the_svms_decisions_in_the_runs_class_order(names):
     labels = [names[i % len(names)] for i in range(60)]
@@ -40,7 +36,7 @@ def test_the_pixel_model_gives_the_svms_decisions_in_the_runs_class_order(names)
     model = pixel_model(fitted, classes, PRE, RECIPE)
     queries = np.random.default_rng(1).random((40, PIXELS * PIXELS)) * 0.5
     queries[:, : PIXELS * 4] += np.linspace(0, 0.2 * len(names), 40)[:, None]  # near every class, and between
-    scores = _scores(model, queries)
+    scores = fallback.scores(model, queries)
     assert [classes[c] for c in scores.argmax(1)] == list(fitted.predict(queries))
     assert scores[:, classes.index("never-seen")].max() < -29, "a class the SVM never saw is never chosen"
     seen = [classes.index(name) for name in fitted.classes_]
@@ -61,6 +57,26 @@ def test_the_pixel_model_is_the_svm_on_the_normalised_images_it_is_given():
         scores = model(normalised).numpy()
     np.testing.assert_allclose(scores, fitted.decision_function(thumbnails), rtol=1e-4, atol=1e-4)
     assert sum(p.numel() for p in model.backbone.parameters()) == 0, "fitted, not trained: buffers only"
+
+
+def test_the_svms_temperature_is_fitted_on_training_images_it_did_not_see():
+    rng = np.random.default_rng(3)
+    names = [f"k{c}" for c in range(8)]
+    labels = [names[i % 8] for i in range(400)]
+    centres = rng.random((8, PIXELS * PIXELS))
+    rows = np.stack([centres[names.index(label)] for label in labels]) + rng.normal(0, 2.0, (400, PIXELS * PIXELS))
+    temperature = fallback.cross_fitted_temperature(rows, labels, names, PRE, RECIPE)
+    fitted_on, held = rows[:300], rows[300:]  # a fresh SVM, and images it did not see, to judge the temperature
+    model = pixel_model(SVC(C=10, gamma="scale").fit(fitted_on, labels[:300]), names, PRE, RECIPE)
+    logits = fallback.scores(model, held)
+    right = (logits.argmax(1) == np.array([names.index(label) for label in labels[300:]])).mean()
+    assert 0.5 < right < 0.99, "a set with mistakes to calibrate on"
+
+    def confidence(t: float) -> float:
+        shifted = np.exp((logits - logits.max(1, keepdims=True)) / t)
+        return float((shifted.max(1) / shifted.sum(1)).mean())
+
+    assert abs(confidence(temperature) - right) < 0.1 < abs(confidence(1.0) - right), (temperature, right)
 
 
 def test_pixels_win_only_with_a_higher_val_accuracy_and_never_for_a_refit():

@@ -79,15 +79,22 @@ def pixel_rows(samples: list[Sample], preprocess: Preprocess) -> tuple[np.ndarra
     return (np.stack(rows) if rows else np.zeros((0, PIXELS * PIXELS))), [s.label for s in kept]
 
 
-def fit_pixels(train: list[Sample], preprocess: Preprocess, *, seed: int = 0) -> SVC | None:
-    """The SVM on raw grey pixels of TRAIN (a seeded MOST_TRAIN of larger sets); None with under 2 classes."""
+def training_rows(train: list[Sample], preprocess: Preprocess, *, seed: int = 0) -> tuple[np.ndarray, list[str]]:
+    """The thumbnails and labels the SVM fits on: TRAIN's, or a seeded MOST_TRAIN of larger sets."""
     if len(train) > MOST_TRAIN:
         keep = np.sort(np.random.default_rng(seed).choice(len(train), size=MOST_TRAIN, replace=False))
         train = [train[i] for i in keep]
-    x_train, y_train = pixel_rows(train, preprocess)
-    if len(set(y_train)) < 2:
-        return None
-    return SVC(C=SVM_C, gamma="scale").fit(x_train, y_train)
+    return pixel_rows(train, preprocess)
+
+
+def fit_svm(rows: np.ndarray, labels: list[str]) -> SVC | None:
+    """The SVM on ROWS; None with under 2 classes."""
+    return SVC(C=SVM_C, gamma="scale").fit(rows, labels) if len(set(labels)) > 1 else None
+
+
+def fit_pixels(train: list[Sample], preprocess: Preprocess, *, seed: int = 0) -> SVC | None:
+    """The SVM on raw grey pixels of TRAIN (a seeded MOST_TRAIN of larger sets); None with under 2 classes."""
+    return fit_svm(*training_rows(train, preprocess, seed=seed))
 
 
 def pixel_baseline(train: list[Sample], val: list[Sample], preprocess: Preprocess, *, seed: int = 0) -> Score | None:
