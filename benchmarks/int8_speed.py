@@ -100,7 +100,8 @@ def main() -> None:
         sizes.update({"openvino fp32": sizes["onnx fp32"], "openvino bf16": sizes["onnx fp32"]})
         sizes["openvino int8 (the ONNX Runtime QDQ graph)"] = sizes["onnx int8"]
         try:
-            nncf_path, nncf_check = export_openvino(args.run, out=Path(scratch) / "nncf" / "model.int8.xml", int8=True)
+            nncf_out = Path(scratch) / "nncf" / "model.int8.xml"
+            nncf_path, nncf_check = export_openvino(args.run, out=nncf_out, int8=True, calibration=args.calibration)
         except UserError as refused:  # under the 99 % floor: the export refuses, so there is no such file to time
             nncf_path, nncf_check = None, {"refused": str(refused)}
             print("NNCF refused:", refused, flush=True)
