@@ -11,7 +11,9 @@ weights, only buffers: the input normalisation it undoes, the support vectors an
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+from sklearn.svm import SVC
 from timm.models import register_model
 from torch import nn
 
@@ -84,10 +86,38 @@ def imagefit_pixel_svm(pretrained: bool = False, **_) -> RawPixels:
     return RawPixels()
 
 
+def svm_buffers(fitted: SVC, classes: list[str]) -> tuple[dict, list[int]]:
+    """The buffers of RawPixels that compute FITTED's `decision_function` in the run's class order,
+    and the indices of the classes it never saw (in no pair). RawPixels reads a pair's kernel sum as the decision
+    for its lower run index: where the run orders the pair's classes the other way round, their coefficients turn
+    sign. scikit-learn turns the sign of a two-class SVM's coefficients (the second class positive): turned back."""
+    order = [classes.index(name) for name in fitted.classes_]
+    dual, intercept = fitted.dual_coef_, fitted.intercept_
+    if len(order) == 2:
+        dual, intercept = -dual, -intercept
+    owner = np.repeat(np.arange(len(order)), fitted.n_support_)  # each support vector's class, SVM order
+    members, coef = np.zeros((SUPPORTS, len(classes))), np.zeros((SUPPORTS, len(classes)))
+    for row, (own, vector) in enumerate(zip(owner, dual.T, strict=True)):
+        members[row, order[own]] = 1.0
+        for other in set(range(len(order))) - {own}:
+            turned = order[min(own, other)] > order[max(own, other)]
+            coef[row, order[other]] = (-1.0 if turned else 1.0) * vector[other if other < own else other - 1]
+    offsets, sides = np.zeros((len(classes), len(classes))), np.zeros((len(classes), len(classes)))
+    pairs = [(i, j) for i in range(len(order)) for j in range(i + 1, len(order))]  # scikit-learn's order
+    for (i, j), value in zip(pairs, intercept, strict=True):
+        first, second = order[i], order[j]
+        offsets[first, second], offsets[second, first] = value, -value
+        sides[min(first, second), max(first, second)], sides[max(first, second), min(first, second)] = 1.0, -1.0
+    supports = np.zeros((SUPPORTS, PIXELS * PIXELS))
+    supports[: len(owner)] = fitted.support_vectors_
+    buffers = {"supports": supports, "gamma": fitted._gamma, "members": members, "coef": coef}
+    return buffers | {"offsets": offsets, "sides": sides}, [c for c in range(len(classes)) if c not in order]
+
+
 def fill_pixel_model(model: nn.Module, *, mean, std, buffers: dict, unseen: list[int]) -> nn.Module:
     """MODEL (an ImageClassifier around RawPixels) given the input normalisation (MEAN, STD: the preprocessing's)
-    and the SVM's BUFFERS (`supports`, `gamma`, `members`, `coef`, `offsets`, `sides`: training.fallback's
-    svm_buffers): its head passes the scores on, the UNSEEN classes (indices) held 30 below."""
+    and the SVM's BUFFERS (`supports`, `gamma`, `members`, `coef`, `offsets`, `sides`: svm_buffers): its head
+    passes the scores on, the UNSEEN classes (indices) held 30 below."""
     backbone = model.backbone
     with torch.no_grad():
         backbone.input_mean.copy_(torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))

@@ -5,8 +5,8 @@ by the network, and then nothing happens. When the SVM scored a higher val accur
 (small, centred, low-resolution images can do that), it is fitted again (the same seeded training images, so the
 same model) and written as an ordinary run folder at RUN/pixels: the SVM as a timm model
 (imagefit.models.pixels), the run's split and classes, prediction at the training preprocessing with one view and a
-temperature fitted on val, and its own evaluation. predict, evaluate, export and serve read it like any run;
-the summary names it. The network's run stays as it was.
+temperature fitted on cross-fitted training scores (val holds too few of its mistakes), and its own evaluation.
+predict, evaluate, export and serve read it like any run; the summary names it. The network's run stays as it was.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from imagefit.evaluation.calibration import fit_temperature
 from imagefit.evaluation.evaluator import evaluate
 from imagefit.files import cpu_tensors, save_tensors
 from imagefit.models.factory import build_classifier
-from imagefit.models.pixels import NAME, PIXELS, SUPPORTS, fill_pixel_model
+from imagefit.models.pixels import NAME, fill_pixel_model, svm_buffers
 from imagefit.training.baseline import fit_svm, training_rows
 
 FOLDS = 5  # folds of the training images the temperature is fitted on
@@ -89,34 +89,6 @@ def cross_fitted_temperature(rows, labels: list[str], classes: list[str], prepro
         if fold is not None:
             logits[scored] = scores(pixel_model(fold, classes, preprocess, recipe), rows[scored])
     return fit_temperature(logits[:, None, :], targets)
-
-
-def svm_buffers(fitted: SVC, classes: list[str]) -> tuple[dict, list[int]]:
-    """The buffers of models.pixels.RawPixels that compute FITTED's `decision_function` in the run's class order,
-    and the indices of the classes it never saw (in no pair). RawPixels reads a pair's kernel sum as the decision
-    for its lower run index: where the run orders the pair's classes the other way round, their coefficients turn
-    sign. scikit-learn turns the sign of a two-class SVM's coefficients (the second class positive): turned back."""
-    order = [classes.index(name) for name in fitted.classes_]
-    dual, intercept = fitted.dual_coef_, fitted.intercept_
-    if len(order) == 2:
-        dual, intercept = -dual, -intercept
-    owner = np.repeat(np.arange(len(order)), fitted.n_support_)  # each support vector's class, SVM order
-    members, coef = np.zeros((SUPPORTS, len(classes))), np.zeros((SUPPORTS, len(classes)))
-    for row, (own, vector) in enumerate(zip(owner, dual.T, strict=True)):
-        members[row, order[own]] = 1.0
-        for other in set(range(len(order))) - {own}:
-            turned = order[min(own, other)] > order[max(own, other)]
-            coef[row, order[other]] = (-1.0 if turned else 1.0) * vector[other if other < own else other - 1]
-    offsets, sides = np.zeros((len(classes), len(classes))), np.zeros((len(classes), len(classes)))
-    pairs = [(i, j) for i in range(len(order)) for j in range(i + 1, len(order))]  # scikit-learn's order
-    for (i, j), value in zip(pairs, intercept, strict=True):
-        first, second = order[i], order[j]
-        offsets[first, second], offsets[second, first] = value, -value
-        sides[min(first, second), max(first, second)], sides[max(first, second), min(first, second)] = 1.0, -1.0
-    supports = np.zeros((SUPPORTS, PIXELS * PIXELS))
-    supports[: len(owner)] = fitted.support_vectors_
-    buffers = {"supports": supports, "gamma": fitted._gamma, "members": members, "coef": coef}
-    return buffers | {"offsets": offsets, "sides": sides}, [c for c in range(len(classes)) if c not in order]
 
 
 def pixel_model(fitted: SVC, classes: list[str], preprocess: Preprocess, recipe: ModelRecipe):
