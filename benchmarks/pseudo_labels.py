@@ -8,7 +8,8 @@ from them, 15 %, as a user's run would), the rest is given as unlabelled images 
 the manifest. The run it starts with is the labelled-only row (the same split, seed and recipe); the
 student it keeps (or the run itself) is the `--unlabelled` row. Also: how many pseudo-labels each round
 took and how many of them were right (the held-back labels), wall time and the child's peak RSS.
-`--ceiling` adds a run on every training label. Datasets: clothing (clothing-small train / test),
+`--ceiling` adds a run on every training label; `--keep-runs DIR` copies each run's history, config and
+metrics into DIR/<run>. Datasets: clothing (clothing-small train / test),
 cifar (the 5,000 / 1,000 subset of `cifar_subset.py`), digits (a seeded 20 % test split of digits/).
 Other train options after `--`.
 """
@@ -28,6 +29,7 @@ import time
 from pathlib import Path
 
 from active_learning import SHARED, _folder_items, cifar, clothing, write_manifest
+from screen import keep_files
 
 
 def digits(scratch: Path) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
@@ -92,6 +94,9 @@ def one(name: str, keep: float, scratch: Path, args, options: list[str], env: di
     run = scratch / f"{name}-{keep}"
     child = run_child(labelled, test, run, options, env, pool if truth else None)  # keep 1.0: the ceiling
     kept, rounds = students(run, truth, child["lines"])
+    if args.keep_runs:
+        for folder in [run, *(run.with_name(f"{run.name}-student{r['round']}") for r in rounds)]:
+            keep_files(folder, args.keep_runs / folder.name)
     result = {
         "labelled": len(labelled),
         "unlabelled": len(truth),
@@ -104,6 +109,8 @@ def one(name: str, keep: float, scratch: Path, args, options: list[str], env: di
     if args.ceiling:
         ceiling = run_child(train_items, test, scratch / f"{name}-all", options, env, None)
         result["ceiling"] = figures(scratch / f"{name}-all") | {"wall": ceiling["wall"]}
+        if args.keep_runs:
+            keep_files(scratch / f"{name}-all", args.keep_runs / f"{name}-all")
     return result
 
 
@@ -114,6 +121,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ceiling", action="store_true", help="also train on every training label")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--keep-runs", type=Path, help="copy each run's history, config and metrics into this folder")
     parser.add_argument("options", nargs=argparse.REMAINDER, help="train options after --")
     args = parser.parse_args()
     options = [o for o in args.options if o != "--"]

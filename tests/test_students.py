@@ -12,7 +12,7 @@ from conftest import TINY, colour_image, make_class_folders
 import imagefit
 from imagefit.errors import UserError
 from imagefit.training.pseudo import NOISE_SE, choose, class_caps, paired_verdict, precision_goal, val_threshold
-from imagefit.training.students import val_losses
+from imagefit.training.students import round_share, val_losses
 
 
 def test_the_threshold_is_the_lowest_confidence_whose_val_predictions_reach_half_the_error_rate():
@@ -197,3 +197,16 @@ def test_distill_of_a_folder_that_is_no_run_is_one_line(tmp_path):
 
     result = CliRunner().invoke(app, ["distill", str(tmp_path / "missing")])
     assert result.exit_code == 2 and "no such run folder" in result.output
+
+
+def test_the_time_left_goes_to_as_many_student_rounds_as_fit_at_what_a_round_costs():
+    # the run took 360 s and 390 s are left: one round fits, and it gets them all (not a third of them)
+    assert round_share(390.0, 360.0, 3) == (390.0, 1)
+    # room for two rounds of 300 s out of three possible: half each
+    assert round_share(650.0, 300.0, 3) == (325.0, 2)
+    # room for more than the rounds left: split over those
+    assert round_share(900.0, 100.0, 2) == (450.0, 2)
+    # less than one round's cost: still one round, with what is left
+    assert round_share(50.0, 300.0, 3) == (50.0, 1)
+    # no measured cost: every round left shares the time
+    assert round_share(600.0, 0.0, 3) == (200.0, 3)

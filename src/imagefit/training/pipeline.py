@@ -99,7 +99,15 @@ def follow_up(run, plan: Plan, unlabelled, console: Console, *, report: bool, li
     inputs = unlabelled_inputs(run, unlabelled, console)
     if not inputs:
         return run
-    return student_rounds(run, inputs, train=train, console=console, report=report, time_limit=left())
+    return student_rounds(
+        run,
+        inputs,
+        train=train,
+        console=console,
+        report=report,
+        time_limit=left(),
+        run_seconds=time.perf_counter() - started,
+    )
 
 
 def run_stages(plan: Plan, console: Console, *, report: bool, callbacks: list | None, notify: StageFn):
