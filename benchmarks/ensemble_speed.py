@@ -1,6 +1,6 @@
 """Prediction images/s and test accuracy of an ensemble folder (`--quality best`) on each backend, side by side.
 
-    python3 benchmarks/ensemble_speed.py ENS ../shared/data/clothing-small/test --json results/FILE.json
+    python3 benchmarks/ensemble_speed.py ENS ../shared/data/clothing-small/test --json results/F.json --calibration 1024
 
 Every member is exported as `imagefit export` does (its prediction settings inside its graph) and quantized as
 `export --format openvino --int8` does (NNCF, its val check printed); the ensemble then predicts every image
@@ -44,6 +44,7 @@ def main() -> None:
     parser.add_argument("ensemble", type=Path)
     parser.add_argument("folder", type=Path)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--calibration", type=int, default=256, help="training images NNCF calibrates each member on")
     args = parser.parse_args()
     locators = collect_inputs([args.folder])
     ensemble = load_ensemble(args.ensemble)
@@ -54,7 +55,9 @@ def main() -> None:
             folder.mkdir()
             graphs.append(export_onnx(member, out=folder / "model.onnx"))
             try:
-                xml, check = export_openvino(member, out=folder / "model.int8.xml", int8=True)
+                xml, check = export_openvino(
+                    member, out=folder / "model.int8.xml", int8=True, calibration=args.calibration
+                )
             except UserError as refused:  # under the 99 % floor: the ensemble has no int8 form to time
                 print(member.name, "NNCF refused:", refused, flush=True)
                 checks.append({"member": member.name, "refused": str(refused)})
@@ -77,6 +80,7 @@ def main() -> None:
     if args.json:
         raw = {name: {k: v for k, v in row.items() if k != "labels"} for name, row in results.items()}
         raw["nncf_int8_checks"] = checks
+        raw["calibration"] = args.calibration
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(raw, indent=1))
 
