@@ -206,7 +206,9 @@ def test_the_time_left_goes_to_as_many_student_rounds_as_fit_at_what_a_round_cos
     assert round_share(650.0, 300.0, 3) == (325.0, 2)
     # room for more than the rounds left: split over those
     assert round_share(900.0, 100.0, 2) == (450.0, 2)
-    # less than one round's cost: still one round, with what is left
-    assert round_share(50.0, 300.0, 3) == (50.0, 1)
+    # less than one round's cost but over half of it: still one round, with what is left
+    assert round_share(200.0, 300.0, 3) == (200.0, 1)
+    # under half a round's cost: no round
+    assert round_share(50.0, 300.0, 3) == (0.0, 0)
     # no measured cost: every round left shares the time
     assert round_share(600.0, 0.0, 3) == (200.0, 3)
