@@ -34,7 +34,9 @@ def audit(
 @app.command()
 def shard(
     data: Path = typer.Argument(..., help="folder, pre-split folders, CSV or .zip, as for train"),
-    out: Path = typer.Argument(..., help="a new folder for the shards; then `imagefit train OUT`"),
+    out: str = typer.Argument(
+        ..., help="a new folder for the shards, or an object-store URL (s3://bucket/prefix); then `imagefit train OUT`"
+    ),
 ) -> None:
     """Write DATA as LitData shards (its split, classes and decode checks kept), read by train, audit, evaluate."""
     with user_errors():

@@ -17,7 +17,7 @@ from pathlib import PurePosixPath
 import numpy as np
 from PIL import Image, ImageOps
 
-from imagefit.data.sources import ZIP_SEPARATOR
+from imagefit.data.samples import ZIP_SEPARATOR, remote_url
 
 # What a file's extension promises, for the wrong-extension warning.
 EXTENSION_FORMATS = {
@@ -55,7 +55,7 @@ def read_bytes(locator: str) -> bytes:
     """The raw bytes of a file or zip member; TooLarge (an OSError) past MAX_FILE_BYTES, never read whole."""
     if ZIP_SEPARATOR in locator:
         archive, member = locator.split(ZIP_SEPARATOR, 1)
-        if os.path.isdir(archive):  # a shard folder (imagefit shard): image INDEX/NAME
+        if os.path.isdir(archive) or remote_url(archive):  # shards (imagefit shard), a folder or URL: INDEX/NAME
             from imagefit.data.shards import read_shard_item
 
             return _capped(read_shard_item(archive, member))

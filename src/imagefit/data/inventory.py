@@ -133,7 +133,7 @@ def _check_classes(data: Path, inventory: Inventory) -> None:
         )
 
 
-def shard(data: Path, out: Path, *, csv_columns: CsvColumns | None = None) -> tuple[Sharded, Inventory]:
+def shard(data: Path, out: str | Path, *, csv_columns: CsvColumns | None = None) -> tuple[Sharded, Inventory]:
     """`imagefit shard`: DATA's images that pass the decode checks, written as LitData shards in OUT."""
     check_out(out)  # before the decode checks, which take minutes on a large dataset
     inventory = scan(data, csv_columns=csv_columns)

@@ -3,10 +3,21 @@ and how to read a CSV's columns."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 ZIP_SEPARATOR = "::"
+REMOTE = re.compile(r"^(s3|gs):/+(.+?)/*$")  # object-store URLs (shards): s3://bucket/prefix, gs://bucket/prefix
+
+
+def remote_url(path: str | Path) -> str | None:
+    """PATH as an object-store URL (s3://..., gs://...) when it is one, else None. A command-line argument read as
+    a Path has lost one of the slashes (s3:/bucket/prefix): it is put back."""
+    match = REMOTE.match(str(path))
+    return f"{match[1]}://{match[2]}" if match else None
+
+
 SPLIT_NAMES = {
     "train": "train",
     "training": "train",

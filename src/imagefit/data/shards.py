@@ -18,12 +18,13 @@ from __future__ import annotations
 import functools
 import json
 import os
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from imagefit.data.samples import ZIP_SEPARATOR, Sample
+from imagefit.data.samples import ZIP_SEPARATOR, Sample, remote_url
 from imagefit.errors import UserError
 
 SHARD_FACTS = "imagefit-shards.json"
@@ -38,19 +39,33 @@ class Sharded:
 
     images: int
     chunks: int
-    out: Path
+    out: str | Path
 
     def line(self) -> str:
         where = f"{self.out} (train with `imagefit train {self.out}`)"
         return f"{self.images} images in {self.chunks} LitData chunk files: {where}"
 
 
-def is_shard_folder(path: Path) -> bool:
-    return (path / SHARD_FACTS).is_file()
+def is_shard_folder(path: str | Path) -> bool:
+    """Whether PATH holds imagefit shards: a folder with SHARD_FACTS, or an object-store URL (read as shards)."""
+    return remote_url(path) is not None or (Path(path) / SHARD_FACTS).is_file()
 
 
-def check_out(out: Path) -> None:
-    """Refuse, in one line, an OUT that exists and is not an empty folder."""
+def _store(url: str):
+    """litdata's client for the object store of URL (S3 or an S3-compatible server at $AWS_ENDPOINT_URL, or GCS)."""
+    from litdata.streaming.fs_provider import GCPFsProvider, S3FsProvider
+
+    return S3FsProvider() if url.startswith("s3://") else GCPFsProvider()
+
+
+def check_out(out: str | Path) -> None:
+    """Refuse, in one line, an OUT that exists and is not an empty folder (a URL: that already holds shards)."""
+    url = remote_url(out)
+    if url is not None:
+        if _store(url).exists(f"{url}/index.json"):
+            raise UserError(f"{url} already holds shards: give a new prefix for the shards")
+        return
+    out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out} exists and is not an empty folder: give a new folder for the shards")
 
@@ -58,14 +73,14 @@ def check_out(out: Path) -> None:
 def write_shards(
     samples: list[Sample],
     task: str,
-    out: Path,
+    out: str | Path,
     *,
     source: str,
     read: Callable[[str], bytes],
     chunk_bytes: str = CHUNK_BYTES,
 ) -> Sharded:
-    """Write SAMPLES' bytes (READ of each locator) as LitData shards in OUT (a new or empty folder), with
-    imagefit's facts beside them."""
+    """Write SAMPLES' bytes (READ of each locator) as LitData shards in OUT (a new or empty folder, or an
+    object-store URL with no shards yet), with imagefit's facts beside them."""
     try:
         from litdata import optimize
     except ImportError:
@@ -74,12 +89,15 @@ def write_shards(
     check_out(out)
     if not samples:
         raise UserError(f"{source}: no labelled images to shard")
-    out.mkdir(parents=True, exist_ok=True)
+    url = remote_url(out)
+    if url is None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
     locators = [s.path for s in samples]
-    optimize(
+    optimize(  # to a URL, litdata uploads each chunk as it is written (its workers start by spawn)
         fn=functools.partial(_item, read, locators),
         inputs=list(range(len(samples))),
-        output_dir=str(out.resolve()),
+        output_dir=url or str(out.resolve()),
         chunk_bytes=chunk_bytes,
         num_workers=1,  # one writer: the images stay in imagefit's order
         reorder_files=False,
@@ -89,8 +107,15 @@ def write_shards(
     root = str(root if root.is_dir() else root.parent)  # DATA, or a CSV's folder
     rows = [[_name(s.path, root), s.label, s.split] for s in samples]
     facts = {"kind": "imagefit-shards", "source": source, "task": task, "columns": ["name", "label", "split"]}
-    (out / SHARD_FACTS).write_text(json.dumps({**facts, "samples": rows}), encoding="utf-8")
-    return Sharded(len(samples), len(list(out.glob("*.bin"))), out)
+    text = json.dumps({**facts, "samples": rows})
+    if url is None:
+        (out / SHARD_FACTS).write_text(text, encoding="utf-8")
+        return Sharded(len(samples), len(list(out.glob("*.bin"))), out)
+    with tempfile.TemporaryDirectory() as scratch:
+        local = Path(scratch) / SHARD_FACTS
+        local.write_text(text, encoding="utf-8")
+        _store(url).upload_file(str(local), f"{url}/{SHARD_FACTS}")
+    return Sharded(len(samples), len(_remote_json(url, "index.json")["chunks"]), url)
 
 
 def _item(read: Callable[[str], bytes], locators: list[str], index: int) -> dict:
@@ -106,10 +131,29 @@ def _name(locator: str, root: str) -> str:
     return os.path.relpath(locator, root).replace(os.sep, "/") if inside else Path(locator).name
 
 
-def shard_samples(folder: Path) -> tuple[list[Sample], str]:
-    """The samples of a shard folder (locators OUT::INDEX/NAME) and their task."""
-    facts = json.loads((folder / SHARD_FACTS).read_text(encoding="utf-8"))
-    root = str(folder.resolve())
+def _remote_json(url: str, name: str) -> dict:
+    """The JSON file NAME under the object-store URL; a UserError naming it when it cannot be read."""
+    with tempfile.TemporaryDirectory() as scratch:
+        local = Path(scratch) / name
+        try:
+            _store(url).download_file(f"{url}/{name}", str(local))
+            return json.loads(local.read_text(encoding="utf-8"))
+        except Exception as exc:  # the store's own errors (missing key, credentials, network) vary by backend
+            reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+            raise UserError(
+                f"{url}/{name} could not be read ({reason}): write shards there with `imagefit shard DATA {url}`, "
+                "and check the credentials (AWS_* variables, AWS_ENDPOINT_URL for an S3-compatible server)"
+            ) from None
+
+
+def shard_samples(folder: str | Path) -> tuple[list[Sample], str]:
+    """The samples of a shard folder or URL (locators OUT::INDEX/NAME) and their task."""
+    url = remote_url(folder)
+    if url is None:
+        facts = json.loads((Path(folder) / SHARD_FACTS).read_text(encoding="utf-8"))
+    else:
+        facts = _remote_json(url, SHARD_FACTS)
+    root = url or str(Path(folder).resolve())
     samples = [
         Sample(f"{root}{ZIP_SEPARATOR}{index:0{DIGITS}d}/{name}", label, split)
         for index, (name, label, split) in enumerate(facts["samples"])
@@ -118,7 +162,7 @@ def shard_samples(folder: Path) -> tuple[list[Sample], str]:
 
 
 def read_shard_item(folder: str, member: str) -> bytes:
-    """The bytes of image INDEX (MEMBER is INDEX/NAME) in the shard folder FOLDER."""
+    """The bytes of image INDEX (MEMBER is INDEX/NAME) in the shard folder (or URL) FOLDER."""
     return _dataset(folder, os.getpid(), threading.get_ident())[int(member.split("/", 1)[0])]["image"]
 
 
@@ -128,5 +172,6 @@ def _dataset(folder: str, pid: int, thread: int):
     del pid, thread
     from litdata import StreamingDataset
 
-    # batch_decode off: a random read decodes its one item, not the window of ~250 around it (12x slower)
+    # batch_decode off: a random read decodes its one item, not the window of ~250 around it (12x slower). From a
+    # URL, chunks are downloaded into litdata's local cache, bounded by CACHE_BYTES.
     return StreamingDataset(folder, max_cache_size=CACHE_BYTES, batch_decode=False)

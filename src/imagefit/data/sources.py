@@ -11,7 +11,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from imagefit.data.samples import SPLIT_NAMES, ZIP_SEPARATOR, CsvColumns, Sample
+from imagefit.data.samples import SPLIT_NAMES, ZIP_SEPARATOR, CsvColumns, Sample, remote_url
 from imagefit.data.shards import is_shard_folder, shard_samples
 from imagefit.data.tables import from_csv
 from imagefit.errors import UserError
@@ -50,7 +50,7 @@ def find_samples(data: Path, csv_columns: CsvColumns | None = None) -> Found:
     `csv_columns` says how to read a CSV (which columns, where its images are) where guessing cannot.
     """
     data = check_data_path(data)
-    if is_shard_folder(data):
+    if is_shard_folder(data):  # a folder of shards, or an object-store URL of them
         samples, task = shard_samples(data)
         return Found(samples, task=task)
     if data.is_dir():
@@ -68,6 +68,8 @@ def find_samples(data: Path, csv_columns: CsvColumns | None = None) -> Found:
 def check_data_path(data: str | Path) -> Path:
     """DATA as a path, or a UserError when it is missing or neither a folder, a CSV nor a .zip (no torch needed)."""
     data = Path(data).expanduser()
+    if remote_url(data):  # shards in an object store: read when the samples are
+        return data
     if not data.exists():
         raise UserError(f"{data}: no such file or folder. Pass a folder of class folders, a CSV or a .zip")
     if not data.is_dir() and data.suffix.lower() not in (".zip", ".csv", ".tsv"):

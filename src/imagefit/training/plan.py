@@ -21,6 +21,7 @@ from imagefit.config import AUTO_MICRO_BATCH, Recipe, fit_epochs
 from imagefit.data import Sample, assign_splits, read_split, scan, write_split
 from imagefit.data.checks import duplicate_findings
 from imagefit.data.datamodule import default_workers
+from imagefit.data.samples import remote_url
 from imagefit.data.sources import ZIP_SEPARATOR, CsvColumns
 from imagefit.errors import UserError
 from imagefit.models.clip import check_clip_model, clip_tower, split_spec
@@ -134,7 +135,7 @@ def new_plan(
     plan = Plan(
         run_dir,
         recipe,
-        str(data.expanduser().resolve()),
+        remote_url(data) or str(data.expanduser().resolve()),
         samples,
         inventory.classes,
         inventory.hashes,
@@ -220,6 +221,11 @@ def _warn_fast_findings(inventory, samples: list[Sample], data, console: Console
             console.print(f"[yellow]warning:[/] {counts[kind]} {what}; see `imagefit audit {data}`", highlight=False)
 
 
+def _still_there(source: str) -> bool:
+    """Whether an image's file, zip or shard folder is still there (an object-store URL is read when trained on)."""
+    return remote_url(source) is not None or Path(source).exists()
+
+
 def resume_plan(run_dir: Path, overrides: dict) -> Plan:
     """The plan of an interrupted run, read back from its folder (its recipe, split and classes)."""
     if launched_rank() > 0:  # the first process resumes the head before the others join
@@ -236,7 +242,7 @@ def resume_plan(run_dir: Path, overrides: dict) -> Plan:
             f"{run_dir} cannot be resumed: it lacks {', '.join(lacking)}. Start again with `imagefit train DATA`"
         )
     samples = read_split(files.split)
-    missing = [s.path for s in samples if not Path(s.path.split(ZIP_SEPARATOR)[0]).exists()]
+    missing = [s.path for s in samples if not _still_there(s.path.split(ZIP_SEPARATOR)[0])]
     if missing:
         raise UserError(
             f"{len(missing)} images of {files.split} are gone (first: {missing[0]}). "
