@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 import imagefit
 from imagefit.cli import app
+from imagefit.data.cache import cache_root
 from imagefit.data.decode import read_bytes
 from imagefit.data.sources import find_samples, locator_name
 
@@ -128,6 +129,7 @@ def test_shards_written_to_an_object_store_train_as_the_folder_does(tmp_path, s3
     assert sharded[0].path.startswith(f"{url}::00000000/")
     assert [(locator_name(s.path), s.label) for s in sharded] == [(locator_name(s.path), s.label) for s in original]
     assert all(read_bytes(a.path) == read_bytes(b.path) for a, b in zip(sharded, original, strict=True))
+    assert list((cache_root() / "shards").rglob("index.json"))  # litdata caches under imagefit's own cache
 
     runs = {}
     for name, source in (("folder", data), ("store", url)):

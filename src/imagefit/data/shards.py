@@ -174,4 +174,9 @@ def _dataset(folder: str, pid: int, thread: int):
 
     # batch_decode off: a random read decodes its one item, not the window of ~250 around it (12x slower). From a
     # URL, chunks are downloaded into litdata's local cache, bounded by CACHE_BYTES.
-    return StreamingDataset(folder, max_cache_size=CACHE_BYTES, batch_decode=False)
+    cache = None
+    if remote_url(folder):  # under imagefit's cache ($IMAGEFIT_CACHE), not litdata's default in the home folder
+        from imagefit.data.cache import cache_root, digest
+
+        cache = str(cache_root() / "shards" / digest(folder))
+    return StreamingDataset(folder, cache_dir=cache, max_cache_size=CACHE_BYTES, batch_decode=False)
