@@ -12,7 +12,8 @@ from conftest import TINY, colour_image, make_class_folders
 import imagefit
 from imagefit.errors import UserError
 from imagefit.training.pseudo import NOISE_SE, choose, class_caps, paired_verdict, precision_goal, val_threshold
-from imagefit.training.students import round_share, val_losses
+from imagefit.training.round_time import round_share
+from imagefit.training.students import val_losses
 
 
 def test_the_threshold_is_the_lowest_confidence_whose_val_predictions_reach_half_the_error_rate():
@@ -208,7 +209,26 @@ def test_the_time_left_goes_to_as_many_student_rounds_as_fit_at_what_a_round_cos
     assert round_share(900.0, 100.0, 2) == (450.0, 2)
     # less than one round's cost but over half of it: still one round, with what is left
     assert round_share(200.0, 300.0, 3) == (200.0, 1)
-    # under half a round's cost: no round
+    # under half a round's cost, or nothing left: no round
     assert round_share(50.0, 300.0, 3) == (0.0, 0)
+    assert round_share(-5.0, 0.0, 3) == (0.0, 0)
     # no measured cost: every round left shares the time
     assert round_share(600.0, 0.0, 3) == (200.0, 3)
+
+
+def test_the_round_clock_says_its_plan_and_refuses_a_round_it_cannot_afford():
+    import io
+
+    from rich.console import Console
+
+    from imagefit.training.round_time import RoundClock
+
+    printed = io.StringIO()
+    console = Console(file=printed, width=300)
+    assert RoundClock(0.0, cost=100.0, rounds=3).share(1, console) == 0.0  # no limit: no share, nothing said
+    assert printed.getvalue() == ""
+    share = RoundClock(1000.0, cost=400.0, rounds=3).share(1, console)
+    assert 490.0 < share <= 500.0 and "2 round(s) planned" in printed.getvalue()
+    clock = RoundClock(1000.0, cost=3000.0, rounds=3)  # a round costs three times what is left
+    assert not clock.room(console) and clock.share(1, console) is None
+    assert "under half of what a round costs (3000s); no further round" in printed.getvalue()

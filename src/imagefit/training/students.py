@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,9 +40,9 @@ from imagefit.training.pseudo import (
     write_pseudo_labels,
 )
 from imagefit.training.refit import recipe_overrides
+from imagefit.training.round_time import RoundClock
 
 MAX_ROUNDS = 3
-MIN_ROUND_SHARE = 0.5  # a round under a time limit needs at least this share of what the last round cost
 STUDENT_AUGMENT = "randaugment"
 # Recipe fields a student sets itself rather than taking from its teacher.
 NOT_CARRIED = ("time_limit", "refit", "init_weights", "lr_find")
@@ -180,23 +179,6 @@ def student_overrides(teacher: runs.Run, time_limit: float, *, images: int) -> d
     return overrides
 
 
-def round_share(left: float, cost: float, rounds_left: int) -> tuple[float, int]:
-    """(seconds for the next round, rounds planned) when LEFT seconds remain and a round costs about COST; no
-    round (0, 0) when LEFT is under MIN_ROUND_SHARE of COST.
-
-    A student fine-tunes for about as many steps as its teacher did (student_overrides), so a round costs about
-    what the run did: LEFT is split over as many of ROUNDS_LEFT as fit whole at that cost, at least one. Split
-    over every round whatever they cost, the first student of a 12-minute run had 2 minutes for four times its
-    teacher's images (cifar, 1,000 labels + 4,000 unlabelled) and lost 4.9 test points; and a round with seconds
-    left trained at 96 px under a one-second limit and lost 4 points more.
-    """
-    if cost > 0 and left < MIN_ROUND_SHARE * cost:
-        return 0.0, 0
-    fit = int(left // cost) if cost > 0 else rounds_left
-    planned = max(1, min(rounds_left, fit))
-    return left / planned, planned
-
-
 def student_rounds(
     run: runs.Run,
     inputs: list[str],
@@ -211,36 +193,28 @@ def student_rounds(
     the last kept (the run itself when none was).
 
     TRAIN is `imagefit.training.pipeline.train`, which trains each student (and calls this module after a run).
-    Under TIME_LIMIT (seconds left for the students) each round gets round_share of it, a round costing what the
-    last one did (the run's RUN_SECONDS for the first).
+    Under TIME_LIMIT (seconds left for the students) each round gets its share (round_time.RoundClock), a round
+    costing what the last one did (the run's RUN_SECONDS for the first).
     """
     if not run.task.offers("pseudo-labels"):
         console.print(run.task.unsupported["pseudo-labels"], highlight=False)
         return run
-    started, best, cost = time.perf_counter(), run, run_seconds
+    best = run
     labelled = run.split()  # each round adds its own pseudo-labels to the run's labelled split
     best_val = val_rows(run)
+    clock = RoundClock(time_limit, cost=run_seconds, rounds=MAX_ROUNDS)
     for round_number in range(1, MAX_ROUNDS + 1):
-        if time_limit and not _time_for_round(time_limit - (time.perf_counter() - started), cost, console):
+        if not clock.room(console):
             break
         chosen, predicted = pseudo_label(best, inputs, labelled, best_val)
         console.print(describe(chosen, predicted, round_number), highlight=False)
         if not chosen.rows:
             break
-        share = 0.0
-        if time_limit:
-            left = time_limit - (time.perf_counter() - started)  # the labelling pass took its part
-            if not _time_for_round(left, cost, console):
-                break
-            share, planned = round_share(left, cost, MAX_ROUNDS + 1 - round_number)
-            console.print(
-                f"unlabelled: {left:.0f}s left, a round costs about {cost:.0f}s: {planned} round(s) planned, "
-                f"{share:.0f}s for round {round_number}",
-                highlight=False,
-            )
-        round_started = time.perf_counter()
-        student = _train_student(best, labelled, chosen, round_number, train, console, report, share)
-        cost = time.perf_counter() - round_started
+        share = clock.share(round_number, console)  # the labelling pass took its part of the time
+        if share is None:
+            break
+        with clock.round():
+            student = _train_student(best, labelled, chosen, round_number, train, console, report, share)
         student_val = val_rows(student)
         verdict = paired_verdict(*(val_losses(rows, run.classes, run.task) for rows in (best_val, student_val)))
         console.print(judged(best, student, verdict, round_number), highlight=False)
@@ -248,17 +222,6 @@ def student_rounds(
             break
         best, best_val = student, student_val
     return best
-
-
-def _time_for_round(left: float, cost: float, console: Console) -> bool:
-    """Whether LEFT seconds hold a round costing about COST (round_share); says so in one line when not."""
-    if left > 0 and round_share(left, cost, 1)[1]:
-        return True
-    console.print(
-        f"unlabelled: {max(left, 0.0):.0f}s left, under half of what a round costs ({cost:.0f}s); no further round",
-        highlight=False,
-    )
-    return False
 
 
 def judged(teacher: runs.Run, student: runs.Run, verdict, round_number: int) -> str:
