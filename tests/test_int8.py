@@ -49,18 +49,3 @@ def test_an_int8_graph_that_disagrees_is_removed_and_refused_in_one_line(run, mo
 def test_no_calibration_images_is_one_line(run):
     with pytest.raises(UserError, match="at least 1"):
         int8_export.export_int8(run, calibration=0)
-
-
-@pytest.mark.parametrize("options", [["--int8"], ["--format", "openvino"], ["--format", "openvino", "--int8"]])
-def test_an_ensemble_is_refused_in_one_line_naming_its_members_and_its_float_export(tmp_path, options):
-    from typer.testing import CliRunner
-
-    from imagefit.cli import app
-
-    ensemble = tmp_path / "ens"
-    ensemble.mkdir()
-    (ensemble / "ensemble.json").write_text(json.dumps({"members": [], "classes": [], "method": "mean"}))
-    result = CliRunner().invoke(app, ["export", str(ensemble), *options])
-    assert result.exit_code == 2 and "Traceback" not in result.output
-    said = " ".join(result.output.split())
-    assert "is an ensemble" in said and "imagefit export MEMBER" in said and f"imagefit export {ensemble}`" in said

@@ -24,6 +24,7 @@ _LAZY = {
     "predict": ("imagefit.prediction.loading", "predict"),
     "evaluate": ("imagefit.evaluation.evaluator", "evaluate"),
     "evaluate_exported": ("imagefit.evaluation.exported", "evaluate_exported"),
+    "export_ensemble": ("imagefit.export.ensembles", "export_ensemble"),
     "export_onnx": ("imagefit.export.onnx", "export_onnx"),
     "export_openvino": ("imagefit.export.openvino", "export_openvino"),
     "explain": ("imagefit.prediction.gradcam", "explain"),

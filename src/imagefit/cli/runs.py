@@ -200,10 +200,12 @@ def report(run: Path = typer.Argument(..., help="run folder")) -> None:
 
 @app.command()
 def export(
-    run: Path = typer.Argument(..., help="run folder"),
+    run: Path = typer.Argument(..., help="run folder, or ensemble folder (one graph a member, in a folder)"),
     format: str = typer.Option("onnx", help="onnx | openvino (IR: RUN/model.xml + .bin, from the ONNX graph)"),
     out: Path | None = typer.Option(
-        None, help="output path (default RUN/model.onnx, RUN/model.int8.onnx, RUN/model.xml)"
+        None,
+        help="output path (default RUN/model.onnx, RUN/model.int8.onnx, RUN/model.xml; an ensemble: ENS/onnx, "
+        "ENS/onnx-int8, ENS/openvino, ENS/openvino-int8)",
     ),
     overwrite: bool = typer.Option(False, help="replace OUT if it exists"),
     int8: bool = typer.Option(
@@ -218,6 +220,18 @@ def export(
         if format not in ("onnx", "openvino"):
             raise UserError(f"--format {format} is not supported; use --format onnx or --format openvino")
         check_run(run)
+        from imagefit.prediction.ensembles import is_ensemble
+
+        if (int8 or format == "openvino") and is_ensemble(run):
+            from imagefit.export.ensembles import export_ensemble
+
+            target, check = export_ensemble(
+                run, fmt=format, int8=int8, out=out, calibration=int8_calibration, overwrite=overwrite
+            )
+            if check is not None:
+                console.print(check.line().replace("float model", "float ensemble"), highlight=False)
+            console.print(f"exported: {target}", highlight=False)
+            return
         if format == "openvino":
             from imagefit.export.openvino import export_openvino
 

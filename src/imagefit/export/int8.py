@@ -69,22 +69,20 @@ def export_int8(
         refuse_overwrite(written, overwrite=overwrite)
     with tempfile.TemporaryDirectory() as scratch:
         float_path = export_onnx(run.path, out=Path(scratch) / "model.onnx")
-        _quantize(float_path, target, chosen)
+        quantize_onnx(float_path, target, chosen)
         facts = copy_facts(float_path, target)
         check = compare(float_path, target, val, len(chosen))
     return target, settle(check, facts, [target], calibration)
 
 
 def load_member_run(run_path: str | Path, option: str):
-    """The run at RUN_PATH; an ensemble folder is refused in one line naming what works (its members one at a time,
-    or the ensemble as float ONNX)."""
+    """The run at RUN_PATH; an ensemble folder is refused in one line naming what exports it (export.ensembles)."""
     from imagefit.prediction.ensembles import is_ensemble
 
     if is_ensemble(run_path):
         raise UserError(
-            f"{run_path} is an ensemble: {option} exports one run at a time. Export each member with "
-            f"`imagefit export MEMBER {option}` (ensemble.json names them), or the ensemble as float ONNX with "
-            f"`imagefit export {run_path}`"
+            f"{run_path} is an ensemble: {option} here exports one run at a time; `imagefit export {run_path} "
+            f"{option}` (imagefit.export_ensemble) exports it member by member and checks the whole"
         )
     return load_run(Path(run_path))
 
@@ -129,7 +127,8 @@ def settle(check: Int8Check, facts: dict, written: list[Path], calibration: int)
     return check
 
 
-def _quantize(float_path: Path, target: Path, locators: list[str]) -> None:
+def quantize_onnx(float_path: Path, target: Path, locators: list[str]) -> None:
+    """FLOAT_PATH quantized by ONNX Runtime (static, QDQ, per-channel) into TARGET, calibrated on LOCATORS."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -176,22 +175,13 @@ def calibration_batches(float_path: Path, locators: list[str]) -> list[np.ndarra
 
 def compare(float_path: Path, int8_path: Path, val: list[tuple[str, str]], calibration: int) -> Int8Check:
     """Top-1 agreement and accuracy of both graphs on VAL (path, label): each batch decoded once, run through both."""
-    from imagefit.prediction.batches import map_batches
     from imagefit.prediction.onnx import OnnxPredictor
 
-    graphs = [OnnxPredictor.from_file(path) for path in (float_path, int8_path)]
-    paths, both, _ = map_batches(
-        lambda batch: np.concatenate([graph.probabilities(batch) for graph in graphs], axis=1),
-        graphs[0].preprocess,
-        [p for p, _ in val],
-    )
+    paths, before, after = compare_probabilities(float_path, int8_path, [p for p, _ in val])
     if not paths:
         return Int8Check(0, 1.0, float("nan"), float("nan"), calibration)
-    first, count = graphs[0], len(graphs[0].classes)
-    float_labels, int8_labels = (
-        first.task.decide(probabilities, first.classes, first.thresholds)
-        for probabilities in (both[:, :count], both[:, count:])
-    )
+    first = OnnxPredictor.from_file(float_path)
+    float_labels, int8_labels = (first.task.decide(p, first.classes, first.thresholds) for p in (before, after))
     agreement = float(np.mean([a == b for a, b in zip(float_labels, int8_labels, strict=True)]))
     truth = dict(val)
 
@@ -199,3 +189,22 @@ def compare(float_path: Path, int8_path: Path, val: list[tuple[str, str]], calib
         return float(np.mean([label == truth[p] for p, label in zip(paths, labels, strict=True)]))
 
     return Int8Check(len(paths), agreement, accuracy(float_labels), accuracy(int8_labels), calibration)
+
+
+def compare_probabilities(
+    float_path: Path, int8_path: Path, locators: list[str]
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The images of LOCATORS that could be read, and both graphs' probabilities for them (each image decoded once)."""
+    from imagefit.prediction.batches import map_batches
+    from imagefit.prediction.onnx import OnnxPredictor
+
+    graphs = [OnnxPredictor.from_file(path) for path in (float_path, int8_path)]
+    paths, both, _ = map_batches(
+        lambda batch: np.concatenate([graph.probabilities(batch) for graph in graphs], axis=1),
+        graphs[0].preprocess,
+        locators,
+    )
+    count = len(graphs[0].classes)
+    if not paths:
+        return [], np.zeros((0, count)), np.zeros((0, count))
+    return paths, both[:, :count], both[:, count:]

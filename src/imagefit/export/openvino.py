@@ -48,10 +48,6 @@ def export_openvino(
     and check never overwrite the ONNX int8 model's model.int8.json; or OUT) from RUN/model.onnx (exported first
     when absent); the .xml path, and the int8 check it passed (None for float)."""
     run = load_member_run(run_path, "--format openvino")
-    try:
-        import openvino as ov
-    except ImportError:
-        raise UserError("--format openvino needs the openvino package: pip install 'imagefit[openvino]'") from None
     target = Path(out) if out else run.files.onnx.with_name(INT8_NAME if int8 else "model.xml")
     if target.suffix.lower() != ".xml":
         raise UserError(f"{target}: an OpenVINO model's name must end in .xml (its weights go beside it, .bin)")
@@ -61,18 +57,28 @@ def export_openvino(
         refuse_overwrite(path, overwrite=overwrite)
     graph = exported_graph(run.path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    model = ov.convert_model(str(graph))
-    if int8:
-        model = _quantized(model, calibration_batches(graph, chosen))
-    ov.save_model(model, str(target), compress_to_fp16=False)
+    write_ir(graph, target, chosen)
     if int8:
         facts = copy_facts(graph, target)
         return target, settle(
             compare(graph, target, val, len(chosen)), facts, [*written, target.with_suffix(".json")], calibration
         )
     copy_facts(graph, target)
-    _check_against_onnx(graph, target)
+    check_against_onnx(graph, target)
     return target, None
+
+
+def write_ir(graph: Path, target: Path, chosen: list[str]) -> None:
+    """GRAPH (ONNX) as OpenVINO IR at TARGET (.xml, weights beside it in .bin), float32; quantized to int8 by NNCF
+    on the CHOSEN images (preprocessed as GRAPH predicts) when there are any."""
+    try:
+        import openvino as ov
+    except ImportError:
+        raise UserError("--format openvino needs the openvino package: pip install 'imagefit[openvino]'") from None
+    model = ov.convert_model(str(graph))
+    if chosen:
+        model = _quantized(model, calibration_batches(graph, chosen))
+    ov.save_model(model, str(target), compress_to_fp16=False)
 
 
 def _quantized(model, batches: list[np.ndarray]):
@@ -85,7 +91,7 @@ def _quantized(model, batches: list[np.ndarray]):
     return nncf.quantize(model, dataset, subset_size=len(batches), fast_bias_correction=False)
 
 
-def _check_against_onnx(graph: Path, target: Path) -> None:
+def check_against_onnx(graph: Path, target: Path) -> None:
     """Both runtimes on one random batch: the same outputs within 1e-3, or the export is an error."""
     import onnxruntime as ort
 
