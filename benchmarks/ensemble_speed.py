@@ -2,8 +2,9 @@
 
     python3 benchmarks/ensemble_speed.py ENS ../shared/data/clothing-small/test --json results/F.json --calibration 1024
 
-Every member is exported as `imagefit export` does (its prediction settings inside its graph) and quantized as
-`export --format openvino --int8` does (NNCF, its val check printed); the ensemble then predicts every image
+Every member is exported as `imagefit export` does (its prediction settings inside its graph), and the ensemble
+as `imagefit export ENS --format openvino --int8` does (each member quantized by NNCF, the ensemble checked whole
+on val; the check printed); the ensemble then predicts every image
 under FOLDER (class folders) as `imagefit predict ENS` does (each member decodes and predicts, then the weighted
 mean of their probabilities), with the members in PyTorch eager (at their own views, and at one view), ONNX
 Runtime fp32, OpenVINO fp32 and OpenVINO int8. Batch 32, decode included, each timed twice after a warm-up
@@ -23,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from int8_speed import measure, openvino, print_table  # noqa: E402
 
 from imagefit.errors import UserError  # noqa: E402
+from imagefit.export.ensembles import export_ensemble  # noqa: E402
 from imagefit.export.onnx import export_onnx  # noqa: E402
-from imagefit.export.openvino import export_openvino  # noqa: E402
 from imagefit.prediction.ensembles import EnsemblePredictor, load_ensemble  # noqa: E402
 from imagefit.prediction.inputs import collect_inputs  # noqa: E402
 from imagefit.prediction.onnx import OnnxPredictor  # noqa: E402
@@ -49,22 +50,17 @@ def main() -> None:
     locators = collect_inputs([args.folder])
     ensemble = load_ensemble(args.ensemble)
     with tempfile.TemporaryDirectory() as scratch:
-        graphs, quantized, checks = [], [], []
-        for index, member in enumerate(ensemble.members):
-            folder = Path(scratch) / f"m{index}"
-            folder.mkdir()
-            graphs.append(export_onnx(member, out=folder / "model.onnx"))
-            try:
-                xml, check = export_openvino(
-                    member, out=folder / "model.int8.xml", int8=True, calibration=args.calibration
-                )
-            except UserError as refused:  # under the 99 % floor: the ensemble has no int8 form to time
-                print(member.name, "NNCF refused:", refused, flush=True)
-                checks.append({"member": member.name, "refused": str(refused)})
-                continue
-            print(member.name, "NNCF", check.line(), flush=True)
-            quantized.append(xml)
-            checks.append({"member": member.name, **check.to_dict()})
+        graphs = [export_onnx(member, out=Path(scratch) / f"m{i}.onnx") for i, member in enumerate(ensemble.members)]
+        checks: dict = {}
+        try:  # `imagefit export ENS --format openvino --int8`: every member quantized, the ensemble checked whole
+            facts, check = export_ensemble(
+                args.ensemble, fmt="openvino", int8=True, out=Path(scratch) / "int8", calibration=args.calibration
+            )
+            checks = json.loads(facts.read_text())["int8"]
+            print("ensemble NNCF", check.line(), "members", checks["members_top1_agreement"], flush=True)
+        except UserError as refused:  # under the 99 % floor: the ensemble has no int8 form to time
+            facts, checks = None, {"refused": str(refused)}
+            print("ensemble NNCF refused:", refused, flush=True)
 
         def of(members: list) -> EnsemblePredictor:
             return EnsemblePredictor(members, ensemble.weights, ensemble.classes)
@@ -73,13 +69,14 @@ def main() -> None:
         results["pytorch eager, one view"] = measure(OneView(EnsemblePredictor.from_folder(args.ensemble)), locators)
         results["onnx fp32"] = measure(of([OnnxPredictor.from_file(g) for g in graphs]), locators)
         results["openvino fp32"] = measure(of([openvino(g, "f32") for g in graphs]), locators)
-        if len(quantized) == len(graphs):
-            results["openvino int8 (NNCF)"] = measure(of([openvino(x, "f32") for x in quantized]), locators)
+        if facts is not None:
+            files = [facts.parent / m["file"] for m in json.loads(facts.read_text())["members"]]
+            results["openvino int8 (NNCF)"] = measure(of([openvino(f, "f32") for f in files]), locators)
     print(f"{len(locators)} images, {len(ensemble.members)} members")
     print_table(results)
     if args.json:
         raw = {name: {k: v for k, v in row.items() if k != "labels"} for name, row in results.items()}
-        raw["nncf_int8_checks"] = checks
+        raw["nncf_int8_check"] = checks
         raw["calibration"] = args.calibration
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(raw, indent=1))
