@@ -220,36 +220,31 @@ def export(
         if format not in ("onnx", "openvino"):
             raise UserError(f"--format {format} is not supported; use --format onnx or --format openvino")
         check_run(run)
-        from imagefit.prediction.ensembles import is_ensemble
-
-        if (int8 or format == "openvino") and is_ensemble(run):
-            from imagefit.export.ensembles import export_ensemble
-
-            target, check = export_ensemble(
-                run, fmt=format, int8=int8, out=out, calibration=int8_calibration, overwrite=overwrite
-            )
-            if check is not None:
-                console.print(check.line().replace("float model", "float ensemble"), highlight=False)
-            console.print(f"exported: {target}", highlight=False)
-            return
-        if format == "openvino":
-            from imagefit.export.openvino import export_openvino
-
-            target, check = export_openvino(run, out=out, overwrite=overwrite, int8=int8, calibration=int8_calibration)
-            if check is not None:
-                console.print(check.line(), highlight=False)
-            console.print(f"exported: {target}", highlight=False)
-            return
-        if int8:
-            from imagefit.export.int8 import export_int8
-
-            target, check = export_int8(run, out=out, calibration=int8_calibration, overwrite=overwrite)
+        target, check = _exported(run, format, out=out, overwrite=overwrite, int8=int8, calibration=int8_calibration)
+        if check is not None:
             console.print(check.line(), highlight=False)
-            console.print(f"exported: {target}", highlight=False)
-            return
-        from imagefit.export.onnx import export_onnx
+        console.print(f"exported: {target}", highlight=False)
 
-        console.print(f"exported: {export_onnx(run, out=out, overwrite=overwrite)}", highlight=False)
+
+def _exported(run: Path, format: str, *, out: Path | None, overwrite: bool, int8: bool, calibration: int):
+    """The exported file (an ensemble's: its ensemble.json) and the int8 check it passed (None for float)."""
+    from imagefit.prediction.ensembles import is_ensemble
+
+    if (int8 or format == "openvino") and is_ensemble(run):
+        from imagefit.export.ensembles import export_ensemble
+
+        return export_ensemble(run, fmt=format, int8=int8, out=out, calibration=calibration, overwrite=overwrite)
+    if format == "openvino":
+        from imagefit.export.openvino import export_openvino
+
+        return export_openvino(run, out=out, overwrite=overwrite, int8=int8, calibration=calibration)
+    if int8:
+        from imagefit.export.int8 import export_int8
+
+        return export_int8(run, out=out, calibration=calibration, overwrite=overwrite)
+    from imagefit.export.onnx import export_onnx
+
+    return export_onnx(run, out=out, overwrite=overwrite), None
 
 
 @app.command()

@@ -113,7 +113,7 @@ def compare_ensembles(
     float_labels, int8_labels = (classes[np.asarray(total).argmax(axis=1)] for total in totals)
     agreement = float(np.mean(float_labels == int8_labels))
     accuracy = (float(np.mean(float_labels == truth)), float(np.mean(int8_labels == truth)))
-    return Int8Check(len(paths), agreement, *accuracy, calibration), agreements
+    return Int8Check(len(paths), agreement, *accuracy, calibration, of="ensemble"), agreements
 
 
 def _settle(check: Int8Check, written: list[Path], calibration: int) -> None:

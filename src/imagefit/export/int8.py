@@ -36,6 +36,7 @@ class Int8Check:
     float_accuracy: float
     int8_accuracy: float
     calibration: int
+    of: str = "model"  # what was quantized: "model", or "ensemble" (export.ensembles)
 
     def to_dict(self) -> dict:
         return {
@@ -48,7 +49,7 @@ class Int8Check:
 
     def line(self) -> str:
         return (
-            f"int8: top-1 agrees with the float model on {self.agreement:.1%} of {self.images} val images; "
+            f"int8: top-1 agrees with the float {self.of} on {self.agreement:.1%} of {self.images} val images; "
             f"val accuracy {self.int8_accuracy:.4f} (float {self.float_accuracy:.4f}); calibrated on "
             f"{self.calibration} training images"
         )
