@@ -204,3 +204,31 @@ def test_the_plan_before_training_gives_the_finish_at_most_its_share_when_option
     assert roomy.finish_seconds < FINISH_SHARE * 4 * 3600.0
     assert roomy.finish_seconds > 3 * (1000 + 1000 + 6000) * 0.03 * 1.1, "priced at the dearest candidate"
     assert short.finish_seconds <= FINISH_SHARE * 1200.0 < roomy.finish_seconds
+
+
+def test_halfway_through_an_epoch_the_budget_shortens_a_plan_that_no_longer_fits_and_never_lengthens_it():
+    from types import SimpleNamespace
+
+    from imagefit.training.budget import TimeBudget
+
+    def halfway(seconds_for_half: float) -> tuple[int, list[int]]:
+        clock = _Clock()
+        budget = TimeBudget(clock.now + 400.0, finish=0.0, val=0.0, cap=100, clock=clock)
+        retargeted: list[int] = []
+        trainer = SimpleNamespace(current_epoch=0, num_training_batches=10, fit_loop=SimpleNamespace(max_epochs=3))
+        module = SimpleNamespace(retarget=retargeted.append)
+        budget.on_train_epoch_start(trainer, module)
+        for index in range(4):  # before the middle: nothing is decided
+            budget.on_train_batch_end(trainer, module, None, None, index)
+        assert trainer.fit_loop.max_epochs == 3 and not retargeted
+        clock.now += seconds_for_half
+        budget.on_train_batch_end(trainer, module, None, None, 4)  # the fifth of ten batches: the middle
+        return trainer.fit_loop.max_epochs, retargeted
+
+    # Half an epoch took 100 s: this epoch ends at 200 s, and the next (220 s with the loop factor) would end
+    # past the 400-second deadline: this epoch is the last, and the curve ends with it.
+    assert halfway(100.0) == (1, [1])
+    # 50 s a half: 100 s this epoch, then two more of 110 s fit in the 300 s left: the plan of 3 stands.
+    assert halfway(50.0) == (3, [])
+    # 10 s a half: many more would fit, but a plan is lengthened only at an epoch's end.
+    assert halfway(10.0) == (3, [])

@@ -5,9 +5,9 @@ is a cap). The model's training and inference speed are measured on a few synthe
 the planned size; the plan charges feature extraction, every fine-tuning epoch (training and
 validation) and the finish (prediction settings, evaluation, unknown index, report: priced by
 `finish_plan` at what each really runs, and shrunk to FINISH_SHARE of the limit) against the
-limit. The plan is corrected with measured times: after the feature pass (`replan_epochs`), after
-every fine-tuning epoch (`TimeBudget`, at the slowest epoch's pace), whose learning-rate curve is
-stretched or shrunk to the new end, and in the finish, which drops optional work that no longer
+limit. The plan is corrected with measured times: after the feature pass (`replan_epochs`), halfway
+through and after every fine-tuning epoch (`TimeBudget`, at the slowest epoch's pace), whose
+learning-rate curve is stretched or shrunk to the new end, and in the finish, which drops optional work that no longer
 fits. Lightning's `max_time` stops fine-tuning at the deadline should an epoch still run long.
 """
 
@@ -256,6 +256,24 @@ class TimeBudget(L.Callback):
             measured = self.clock() - self._val_started
             self.scale = max(self.SMALLEST_SCALE, measured / (REAL_LOOP_FACTOR * self.val))
         self._val_started = None
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
+        """Halfway through an epoch, shorten the plan when this epoch's pace shows that fewer epochs fit: the curve's
+        low-rate end then comes within the epoch that will be the last. (Retargeted only at an epoch's end, the
+        curve would leave that epoch trained at the middle of a curve laid for more: a cifar student planned two
+        epochs, found after the first that the second did not fit, and kept its first at 5 points under its
+        teacher's val accuracy, benchmarks/RESULTS.md.) Never lengthens the plan: that waits for the epoch's end."""
+        batches = trainer.num_training_batches
+        if not math.isfinite(batches) or batch_idx + 1 != max(1, int(batches) // 2):
+            return
+        now = self.clock()
+        epoch = (now - self._started) * batches / (batch_idx + 1) + self.val * self.scale * REAL_LOOP_FACTOR
+        seconds = max(self.slowest, epoch) * REAL_LOOP_FACTOR
+        left = self.deadline - (self._started + epoch)  # after this epoch, validation included
+        epochs = min(self.cap, trainer.current_epoch + 1 + max(0, math.floor(left / max(seconds, 1e-3))))
+        if epochs < trainer.fit_loop.max_epochs:
+            trainer.fit_loop.max_epochs = epochs
+            pl_module.retarget(epochs)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         now = self.clock()
