@@ -86,9 +86,6 @@ def test_students_train_on_the_confident_pseudo_labels_and_record_them(tmp_path)
     config = json.loads((student / "config.json").read_text())
     assert config["student_of"] == str(out.resolve()) and config["recipe"]["model"]["init_weights"]
     assert config["recipe"]["augment"]["auto_augment"] == "randaugment"
-    assert config["recipe"]["schedule"]["frozen_epochs"] == 0, "the teacher's head is trained: no head phase"
-    with (student / "history.csv").open() as handle:
-        assert {row["phase"] for row in csv.DictReader(handle)} == {"2"}
     with (student / "split.csv").open() as handle:
         split = {row["path"]: row["split"] for row in csv.DictReader(handle)}
     assert all(split[row["path"]] == "train" for row in rows)
@@ -235,24 +232,3 @@ def test_the_round_clock_says_its_plan_and_refuses_a_round_it_cannot_afford():
     clock = RoundClock(1000.0, cost=3000.0, rounds=3)  # a round costs three times what is left
     assert not clock.room(console) and clock.share(1, console) is None
     assert "under half of what a round costs (3000s); no further round" in printed.getvalue()
-
-
-def test_a_student_fine_tunes_from_its_first_epoch_and_its_epochs_do_not_grow_round_after_round(tmp_path):
-    from types import SimpleNamespace
-
-    from imagefit.config import Recipe
-    from imagefit.data import Sample
-    from imagefit.training.students import HEAD_PASS, student_overrides
-
-    def teacher(epochs: int, frozen: int, train: int, *, student: bool):
-        samples = [Sample(f"{i}.png", "a", "train") for i in range(train)]
-        recipe = Recipe().override(epochs=epochs, frozen_epochs=frozen)
-        config = {"student_of": "teacher"} if student else {}
-        return SimpleNamespace(recipe=recipe, split=lambda: samples, config=config, path=tmp_path)
-
-    first = student_overrides(teacher(10, 3, 100, student=False), 0.0, images=700)  # 7 epochs of 100: 1 of 700
-    assert first["frozen_epochs"] == 0 and first["epochs"] == 1 + HEAD_PASS
-    second = student_overrides(teacher(first["epochs"], 0, 700, student=True), 0.0, images=700)
-    assert second["epochs"] == first["epochs"], "a student's extra epoch is not counted again by its own student"
-    third = student_overrides(teacher(second["epochs"], 0, 700, student=True), 0.0, images=350)
-    assert third["epochs"] == 2 + HEAD_PASS  # half the images: twice the epochs for the same steps, then the extra
