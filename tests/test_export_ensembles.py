@@ -13,7 +13,7 @@ import imagefit
 from imagefit.cli import app
 from imagefit.errors import UserError
 from imagefit.evaluation.ensembles import make_ensemble
-from imagefit.export import ensembles as ensemble_export
+from imagefit.export import int8 as int8_export
 from imagefit.prediction.ensembles import load_ensemble
 from imagefit.prediction.loading import predict
 
@@ -60,7 +60,7 @@ def test_the_float_ir_of_an_ensemble_gives_the_ensembles_probabilities(ensemble,
 
 
 def test_an_int8_ensemble_under_the_bar_is_refused_and_every_file_removed(ensemble, tmp_path, monkeypatch):
-    monkeypatch.setattr(ensemble_export, "MIN_AGREEMENT", 1.01)  # no ensemble can pass: the refusal path
+    monkeypatch.setattr(int8_export, "MIN_AGREEMENT", 1.01)  # no ensemble can pass: the refusal path
     out = tmp_path / "int8"
     with pytest.raises(UserError, match="int8 ensemble agrees with the float one on only"):
         imagefit.export_ensemble(ensemble, fmt="onnx", int8=True, out=out, calibration=8)

@@ -19,12 +19,12 @@ import numpy as np
 from imagefit.errors import UserError
 from imagefit.export.int8 import (
     CALIBRATION,
-    MIN_AGREEMENT,
     Int8Check,
     calibration_images,
     compare_probabilities,
     copy_facts,
     quantize_onnx,
+    refuse_below_floor,
 )
 from imagefit.export.onnx import export_onnx
 from imagefit.export.openvino import check_against_onnx, write_ir
@@ -70,7 +70,7 @@ def export_ensemble(
         if int8:
             val = [(s.path, s.label) for s in ensemble.split() if s.split == "val"]
             check, agreements = compare_ensembles(graphs, ensemble.weights, val, calibration)
-            _settle(check, written, calibration)
+            refuse_below_floor(check, written, calibration)
             facts["int8"] = check.to_dict() | {"members_top1_agreement": agreements}
     write_json(facts_path, facts)
     return facts_path, check
@@ -114,15 +114,3 @@ def compare_ensembles(
     agreement = float(np.mean(float_labels == int8_labels))
     accuracy = (float(np.mean(float_labels == truth)), float(np.mean(int8_labels == truth)))
     return Int8Check(len(paths), agreement, *accuracy, calibration, of="ensemble"), agreements
-
-
-def _settle(check: Int8Check, written: list[Path], calibration: int) -> None:
-    """Remove the WRITTEN files and refuse in one line when the int8 ensemble agrees with the float one too seldom."""
-    if check.images and check.agreement < MIN_AGREEMENT:
-        for file in written:
-            file.unlink(missing_ok=True)
-        raise UserError(
-            f"the int8 ensemble agrees with the float one on only {check.agreement:.1%} of val images (at least "
-            f"{MIN_AGREEMENT:.0%} wanted): try more calibration images (--int8-calibration {calibration * 4}) or "
-            "export without --int8"
-        )

@@ -115,17 +115,22 @@ def copy_facts(float_path: Path, target: Path) -> dict:
 def settle(check: Int8Check, facts: dict, written: list[Path], calibration: int) -> Int8Check:
     """Refuse (the WRITTEN files removed) when the int8 model agrees with the float one on too few val images;
     else keep the check in the facts JSON beside the first written file."""
-    target = written[0]
+    refuse_below_floor(check, written, calibration)
+    write_json(written[0].with_suffix(".json"), {**facts, "int8": check.to_dict()})
+    return check
+
+
+def refuse_below_floor(check: Int8Check, written: list[Path], calibration: int) -> None:
+    """Remove the WRITTEN files and refuse in one line when the int8 model (or ensemble) agrees with its float form
+    on fewer than MIN_AGREEMENT of the val images."""
     if check.images and check.agreement < MIN_AGREEMENT:
         for path in written:
             path.unlink(missing_ok=True)
         raise UserError(
-            f"the int8 model agrees with the float one on only {check.agreement:.1%} of val images (at least "
+            f"the int8 {check.of} agrees with the float one on only {check.agreement:.1%} of val images (at least "
             f"{MIN_AGREEMENT:.0%} wanted): try more calibration images (--int8-calibration {calibration * 4}) or "
             "export without --int8"
         )
-    write_json(target.with_suffix(".json"), {**facts, "int8": check.to_dict()})
-    return check
 
 
 def quantize_onnx(float_path: Path, target: Path, locators: list[str]) -> None:
