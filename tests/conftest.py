@@ -97,6 +97,21 @@ def tiny_run(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def two_runs(tmp_path_factory) -> tuple[Path, Path]:
+    """Two finished tiny runs of different models on one split (three colour classes), for ensemble tests."""
+    import imagefit
+
+    root = tmp_path_factory.mktemp("ens")
+    data = make_class_folders(root / "d", per_class=14, classes=("red", "blue", "green"))
+    options = {**TINY, "epochs": 2, "frozen_epochs": 1}
+    first = imagefit.train(data, out=root / "a", report=False, **options)
+    second = imagefit.train(
+        first.path / "split.csv", out=root / "b", report=False, **{**options, "model": "test_resnet"}
+    )
+    return first.path, second.path
+
+
 def pytest_sessionfinish(session, exitstatus):
     """Under CI (CI=true), a skipped test is a failure: CI installs Chromium and has the shared data (not a GPU)."""
     if os.environ.get("CI", "").lower() != "true":

@@ -12,18 +12,6 @@ from imagefit.evaluation.calibration import log_loss
 from imagefit.evaluation.ensembles import fit_weights, make_ensemble
 
 
-@pytest.fixture(scope="module")
-def two_runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ens")
-    data = make_class_folders(root / "d", per_class=14, classes=("red", "blue", "green"))
-    options = {**TINY, "epochs": 2, "frozen_epochs": 1}
-    first = imagefit.train(data, out=root / "a", report=False, **options)
-    second = imagefit.train(
-        first.path / "split.csv", out=root / "b", report=False, **{**options, "model": "test_resnet"}
-    )
-    return first.path, second.path
-
-
 def test_weighted_weights_are_never_worse_on_val_than_the_best_member():
     rng = np.random.default_rng(1)
     targets = rng.integers(0, 3, size=200)

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-from conftest import TINY, make_class_folders
 from typer.testing import CliRunner
 
 import imagefit
@@ -21,13 +20,8 @@ pytest.importorskip("openvino", reason="the openvino extra is not installed: pip
 
 
 @pytest.fixture(scope="module")
-def ensemble(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ens-export")
-    data = make_class_folders(root / "d", per_class=14, classes=("red", "blue", "green"))
-    options = {**TINY, "epochs": 2, "frozen_epochs": 1}
-    first = imagefit.train(data, out=root / "a", report=False, **options)
-    second = imagefit.train(first.path / "split.csv", out=root / "b", report=False, **{**options, "seed": 7})
-    return make_ensemble([first.path, second.path], out=root / "ens", method="mean").path
+def ensemble(two_runs, tmp_path_factory):
+    return make_ensemble(list(two_runs), out=tmp_path_factory.mktemp("ens-export") / "ens", method="mean").path
 
 
 def _val(ensemble_path):
