@@ -211,9 +211,11 @@ def test_halfway_through_an_epoch_the_budget_shortens_a_plan_that_no_longer_fits
 
     from imagefit.training.budget import TimeBudget
 
+    said: list[str] = []
+
     def halfway(seconds_for_half: float) -> tuple[int, list[int]]:
         clock = _Clock()
-        budget = TimeBudget(clock.now + 400.0, finish=0.0, val=0.0, cap=100, clock=clock)
+        budget = TimeBudget(clock.now + 400.0, finish=0.0, val=0.0, cap=100, clock=clock, say=said.append, offset=3)
         retargeted: list[int] = []
         trainer = SimpleNamespace(current_epoch=0, num_training_batches=10, fit_loop=SimpleNamespace(max_epochs=3))
         module = SimpleNamespace(retarget=retargeted.append)
@@ -228,7 +230,11 @@ def test_halfway_through_an_epoch_the_budget_shortens_a_plan_that_no_longer_fits
     # Half an epoch took 100 s: this epoch ends at 200 s, and the next (220 s with the loop factor) would end
     # past the 400-second deadline: this epoch is the last, and the curve ends with it.
     assert halfway(100.0) == (1, [1])
+    assert said == [
+        "time limit: at this epoch's pace 4 epochs fit, not 6: the learning-rate curve now ends with epoch 4"
+    ]
     # 50 s a half: 100 s this epoch, then two more of 110 s fit in the 300 s left: the plan of 3 stands.
     assert halfway(50.0) == (3, [])
     # 10 s a half: many more would fit, but a plan is lengthened only at an epoch's end.
     assert halfway(10.0) == (3, [])
+    assert len(said) == 1, "nothing is said where the plan stands"

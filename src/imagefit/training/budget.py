@@ -214,27 +214,24 @@ def replan_epochs(plan: TimePlan, *, started: float, wanted: int) -> int:
 
 
 class TimeBudget(L.Callback):
-    """After each fine-tuning epoch, fit the remaining epochs to the deadline from measured times.
-
-    The deadline leaves time for the finish (final evaluation, prediction settings, report) and a last
-    validation, both planned from the probe's inference rate. Each validation pass measures the real
-    rate (decoding included), and the finish is rescaled by it: on clothing-small the probe's estimate
-    was 1.4x the real finish, which cost the run its last epoch. The epoch count follows the slowest
-    epoch's measured time (on held-back sets a later epoch ran 1.25x the first: planned at the first's
-    pace, the run found too late that its last planned epoch did not fit, and the epoch it ended on
-    had run at the middle of a curve laid for one more), the module's learning-rate curve is retargeted
-    to the new last epoch (`retarget`), so the cosine still ends at the end of the run, and Lightning's
-    `max_time` is moved to the new deadline.
-    """
+    """After each fine-tuning epoch (and halfway through it), fit the remaining epochs to the deadline from measured
+    times. The deadline leaves time for the finish and a last validation, planned from the probe's inference rate and
+    rescaled by each validation pass's real rate (clothing-small: the probe said 1.4x the real finish). Epochs are
+    planned at the slowest epoch's pace (held-back sets: a later epoch ran 1.25x the first), the learning-rate curve
+    is retargeted to the new last epoch (`retarget`) and Lightning's `max_time` moved to the new deadline. SAY (when
+    given) hears one line when a plan is shortened mid-epoch; OFFSET numbers the epochs as the run does."""
 
     SMALLEST_SCALE = 0.5  # the finish is never planned at under half the probe's estimate
 
-    def __init__(self, end: float, *, finish: float, val: float, cap: int, clock=time.perf_counter):
+    def __init__(
+        self, end: float, *, finish: float, val: float, cap: int, clock=time.perf_counter, say=None, offset: int = 0
+    ):
         self.end = end  # clock() at the time limit
         self.finish = finish  # planned seconds of the finish, at the probe's rate
         self.val = val  # planned seconds of one validation pass, at the probe's rate
         self.cap = cap  # most epochs in all (Lightning's counting)
         self.clock = clock
+        self.say, self.offset = say, offset
         self.scale = 1.0  # measured / planned evaluation time
         self.slowest = 0.0  # the slowest fine-tuning epoch so far, validation included (seconds)
         self._started = 0.0
@@ -258,11 +255,9 @@ class TimeBudget(L.Callback):
         self._val_started = None
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
-        """Halfway through an epoch, shorten the plan when this epoch's pace shows that fewer epochs fit: the curve's
-        low-rate end then comes within the epoch that will be the last. (Retargeted only at an epoch's end, the
-        curve would leave that epoch trained at the middle of a curve laid for more: a cifar student planned two
-        epochs, found after the first that the second did not fit, and kept its first at 5 points under its
-        teacher's val accuracy, benchmarks/RESULTS.md.) Never lengthens the plan: that waits for the epoch's end."""
+        """Halfway through an epoch, shorten the plan when its pace shows fewer epochs fit, so the curve ends low
+        within the epoch that becomes the last (retargeted at its end, that epoch would keep a curve laid for more:
+        benchmarks/RESULTS.md). Never lengthens the plan: the epoch's end does that."""
         batches = trainer.num_training_batches
         if not math.isfinite(batches) or batch_idx + 1 != max(1, int(batches) // 2):
             return
@@ -272,6 +267,12 @@ class TimeBudget(L.Callback):
         left = self.deadline - (self._started + epoch)  # after this epoch, validation included
         epochs = min(self.cap, trainer.current_epoch + 1 + max(0, math.floor(left / max(seconds, 1e-3))))
         if epochs < trainer.fit_loop.max_epochs:
+            if self.say is not None and getattr(trainer, "is_global_zero", True):
+                self.say(
+                    f"time limit: at this epoch's pace {epochs + self.offset} epochs fit, not "
+                    f"{trainer.fit_loop.max_epochs + self.offset}: the learning-rate curve now ends with epoch "
+                    f"{epochs + self.offset}"
+                )
             trainer.fit_loop.max_epochs = epochs
             pl_module.retarget(epochs)
 

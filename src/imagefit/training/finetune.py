@@ -80,6 +80,8 @@ def _trainer(plan: Plan, setup: Setup, *, offset: int, head_rows: list[dict], ex
             finish=budget.finish_seconds,
             val=budget.val_seconds,
             cap=plan.epoch_cap() - offset,
+            say=lambda line: console.print(line, highlight=False),
+            offset=offset,
         )
         left = timedelta(seconds=max(1.0, keeper.deadline - time.perf_counter()))
         extra.append(keeper)
