@@ -2,11 +2,12 @@
 
 The float ONNX form of an ensemble is one graph per member and ensemble.json (export.onnx); this module writes the
 other forms the same way: each member's graph as OpenVINO IR (float, or int8 by NNCF) or as ONNX Runtime's int8,
-into ENS/openvino, ENS/openvino-int8 or ENS/onnx-int8, with an ensemble.json that `imagefit predict`, `evaluate`
-and `serve` read as they read the float one. An int8 form is checked on what is shipped, the ensemble: its top-1
-agreement with the float ensemble on the members' shared val images must reach int8.MIN_AGREEMENT, or every file
-written is removed and the export refused in one line. Averaging members smooths each one's rounding, so an
-ensemble can pass where a member alone would not (each member's own agreement is recorded beside it).
+into ENS/openvino, ENS/openvino-int8 or ENS/onnx-int8, with an ensemble.json that `imagefit predict` reads as it
+reads the float one (`serve` and `evaluate --model` read neither yet). An int8 form is checked on what is shipped,
+the ensemble: its top-1 agreement with the float ensemble on the members' shared val images must reach
+int8.MIN_AGREEMENT, or every file written is removed and the export refused in one line. Averaging members
+smooths each one's rounding, so an ensemble can pass where a member alone would not (each member's own agreement
+is recorded beside it).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from imagefit.export.int8 import (
 from imagefit.export.onnx import export_onnx
 from imagefit.export.openvino import check_against_onnx, write_ir
 from imagefit.files import output_folder, refuse_overwrite, write_json
-from imagefit.runs import load_run, read_json
+from imagefit.prediction.onnx import OnnxPredictor
+from imagefit.runs import load_run
 
 FORMATS = ("onnx", "openvino")
 
@@ -99,8 +101,9 @@ def compare_ensembles(
     """The int8 ensemble against the float one on VAL (path, label): the check of the whole (top-1 agreement and both
     accuracies), and each member's own top-1 agreement. Each member's pair of graphs sees each image decoded once."""
     locators, totals, agreements, paths = [p for p, _ in val], [0.0, 0.0], [], None
-    for (float_path, int8_path), weight in zip(graphs, weights, strict=True):
-        read, before, after = compare_probabilities(float_path, int8_path, locators)
+    for pair, weight in zip(graphs, weights, strict=True):
+        predictors = [OnnxPredictor.from_file(path) for path in pair]
+        read, before, after = compare_probabilities(*predictors, locators)
         if paths is not None and read != paths:
             raise UserError("the members read different val images: put every member's images back, then export")
         paths = read
@@ -108,7 +111,7 @@ def compare_ensembles(
         totals = [totals[0] + weight * before, totals[1] + weight * after]
     if not paths:
         return Int8Check(0, 1.0, float("nan"), float("nan"), calibration), agreements
-    classes = np.array(read_json(graphs[0][0].with_suffix(".json"))["classes"])
+    classes = np.array(predictors[0].classes)
     truth = np.array([dict(val)[p] for p in paths])
     float_labels, int8_labels = (classes[np.asarray(total).argmax(axis=1)] for total in totals)
     agreement = float(np.mean(float_labels == int8_labels))

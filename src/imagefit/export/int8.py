@@ -183,10 +183,10 @@ def compare(float_path: Path, int8_path: Path, val: list[tuple[str, str]], calib
     """Top-1 agreement and accuracy of both graphs on VAL (path, label): each batch decoded once, run through both."""
     from imagefit.prediction.onnx import OnnxPredictor
 
-    paths, before, after = compare_probabilities(float_path, int8_path, [p for p, _ in val])
+    first, second = (OnnxPredictor.from_file(path) for path in (float_path, int8_path))
+    paths, before, after = compare_probabilities(first, second, [p for p, _ in val])
     if not paths:
         return Int8Check(0, 1.0, float("nan"), float("nan"), calibration)
-    first = OnnxPredictor.from_file(float_path)
     float_labels, int8_labels = (first.task.decide(p, first.classes, first.thresholds) for p in (before, after))
     agreement = float(np.mean([a == b for a, b in zip(float_labels, int8_labels, strict=True)]))
     truth = dict(val)
@@ -197,14 +197,12 @@ def compare(float_path: Path, int8_path: Path, val: list[tuple[str, str]], calib
     return Int8Check(len(paths), agreement, accuracy(float_labels), accuracy(int8_labels), calibration)
 
 
-def compare_probabilities(
-    float_path: Path, int8_path: Path, locators: list[str]
-) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """The images of LOCATORS that could be read, and both graphs' probabilities for them (each image decoded once)."""
+def compare_probabilities(float_graph, int8_graph, locators: list[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The images of LOCATORS that could be read, and both loaded graphs' (OnnxPredictor) probabilities for them,
+    each image decoded once at the float graph's preprocessing."""
     from imagefit.prediction.batches import map_batches
-    from imagefit.prediction.onnx import OnnxPredictor
 
-    graphs = [OnnxPredictor.from_file(path) for path in (float_path, int8_path)]
+    graphs = [float_graph, int8_graph]
     paths, both, _ = map_batches(
         lambda batch: np.concatenate([graph.probabilities(batch) for graph in graphs], axis=1),
         graphs[0].preprocess,
