@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -66,3 +67,44 @@ def test_a_member_of_an_ensemble_still_exports_alone_and_the_ensemble_is_named_w
 
     with pytest.raises(UserError, match=f"imagefit export {ensemble} --int8"):
         export_int8(ensemble)
+
+
+def test_evaluate_reads_an_exported_ensemble_and_keeps_its_figures_beside_the_ensembles(ensemble):
+    from imagefit.evaluation.evaluator import evaluate
+
+    facts_path, _ = imagefit.export_ensemble(ensemble, fmt="openvino")  # ENS/openvino/ensemble.json
+    result = CliRunner().invoke(app, ["evaluate", str(ensemble), "--model", str(facts_path), "--split", "val"])
+    assert result.exit_code == 0, result.output
+    exported = json.loads((ensemble / "metrics.json").read_text())["exported"]["openvino/ensemble.json"]["val"]
+    (eager,) = evaluate(ensemble, split="val")
+    assert exported["count"] == eager.metrics["count"] == len(_val(ensemble))
+    assert exported["accuracy"] == eager.metrics["accuracy"] and exported["backend"] == "openvino"
+    assert (ensemble / "predictions-val-openvino.csv").exists()
+    wrong = CliRunner().invoke(app, ["evaluate", str(ensemble), "--model", str(ensemble / "split.csv")])
+    assert wrong.exit_code != 0 and "ensemble.json" in wrong.output and "Traceback" not in wrong.output
+
+
+@pytest.mark.parametrize("backend", ["auto", "openvino", "torch"])
+def test_serve_answers_for_an_ensemble_as_predict_does(ensemble, backend):
+    from fastapi.testclient import TestClient
+
+    from imagefit.serving import create_app
+
+    val = _val(ensemble)[:4]
+    offline = predict(ensemble, val)
+    from imagefit.export.onnx import exported_graph
+
+    model = exported_graph(ensemble) if backend == "openvino" else ensemble  # ENS/onnx/ensemble.json
+    with TestClient(create_app(model, backend=backend, max_wait_ms=50)) as client:
+        files = [("files", (Path(path).name, Path(path).read_bytes(), "image/png")) for path in val]
+        answer = client.post("/predict", files=files)
+        metadata = client.get("/metadata").json()
+        explain = client.post("/explain", files=files[:1])
+    assert answer.status_code == 200, answer.text
+    assert metadata["model"] == "ensemble of 2" and len(metadata["members"]) == 2
+    assert metadata["validation"]["count"] == len(_val(ensemble))
+    assert explain.status_code == 400 and "ensemble" in explain.json()["error"]
+    for served, row in zip(answer.json()["predictions"], offline.probabilities, strict=True):
+        probabilities = {t["label"]: t["probability"] for t in served["top"]}
+        for label, probability in zip(offline.classes, row, strict=True):
+            assert probabilities[label] == pytest.approx(float(probability), abs=1e-4)

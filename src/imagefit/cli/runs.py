@@ -63,7 +63,11 @@ def evaluate(
         "onnx and openvino evaluate the exported model (--model, default the run's model.onnx, exported on first "
         "use) on the run's val/test, its figures kept under metrics.json's `exported`",
     ),
-    model: Path | None = typer.Option(None, help="an exported .onnx or .xml model of the run (e.g. model.int8.onnx)"),
+    model: Path | None = typer.Option(
+        None,
+        help="an exported .onnx or .xml model of the run (e.g. model.int8.onnx); of an ensemble folder, an exported "
+        "ensemble's JSON (e.g. ENS/openvino-int8/ensemble.json)",
+    ),
 ) -> None:
     """Accuracy, balanced accuracy, macro-F1, top-5, log loss, calibration and per-class figures; writes CSVs."""
     with user_errors():
@@ -89,7 +93,7 @@ def _evaluate_exported(run: Path, data, backend: str, model: Path | None, split,
     if backend == "torch":
         raise UserError(f"--model {model} is an exported model: drop --backend torch (or --model)")
     if backend == "auto":
-        backend = "openvino" if model.suffix.lower() == ".xml" else "onnx"
+        backend = "onnx"  # OpenVINO's IR (.xml, or an ensemble of them) runs in OpenVINO all the same
     if model is None:
         from imagefit.export.onnx import exported_graph
 
@@ -249,7 +253,9 @@ def _exported(run: Path, format: str, *, out: Path | None, overwrite: bool, int8
 
 @app.command()
 def serve(
-    model: Path = typer.Argument(..., help="run folder, or an exported .onnx model"),
+    model: Path = typer.Argument(
+        ..., help="run or ensemble folder, an exported .onnx/.xml model, or an exported ensemble's ensemble.json"
+    ),
     host: str = typer.Option("127.0.0.1", help="address to listen on (loopback unless you choose otherwise)"),
     port: int = typer.Option(8000, help="port"),
     workers: int = typer.Option(1, help="server processes"),

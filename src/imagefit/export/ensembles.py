@@ -2,8 +2,8 @@
 
 The float ONNX form of an ensemble is one graph per member and ensemble.json (export.onnx); this module writes the
 other forms the same way: each member's graph as OpenVINO IR (float, or int8 by NNCF) or as ONNX Runtime's int8,
-into ENS/openvino, ENS/openvino-int8 or ENS/onnx-int8, with an ensemble.json that `imagefit predict` reads as it
-reads the float one (`serve` and `evaluate --model` read neither yet). An int8 form is checked on what is shipped,
+into ENS/openvino, ENS/openvino-int8 or ENS/onnx-int8, with an ensemble.json that `imagefit predict`, `serve` and
+`evaluate ENS --model` read as they read the float one. An int8 form is checked on what is shipped,
 the ensemble: its top-1 agreement with the float ensemble on the members' shared val images must reach
 int8.MIN_AGREEMENT, or every file written is removed and the export refused in one line. Averaging members
 smooths each one's rounding, so an ensemble can pass where a member alone would not (each member's own agreement

@@ -68,7 +68,13 @@ def export_onnx(run_path: str | Path, *, out: str | Path | None = None, overwrit
 
 
 def exported_graph(run_path: str | Path) -> Path:
-    """RUN/model.onnx, exported on first use (what the ONNX Runtime and OpenVINO backends of a run folder read)."""
+    """RUN/model.onnx, exported on first use (what the ONNX Runtime and OpenVINO backends of a run folder read);
+    of an ensemble folder, ENS/onnx/ensemble.json (one graph a member)."""
+    from imagefit.prediction.ensembles import is_ensemble
+
+    if is_ensemble(run_path):
+        target = Path(run_path) / "onnx" / "ensemble.json"
+        return target if target.exists() else _export_ensemble(Path(run_path), out=None, overwrite=False)
     target = load_run(Path(run_path)).files.onnx
     return target if target.exists() else export_onnx(run_path, out=target)
 

@@ -41,9 +41,21 @@ class Ensemble:
     method: str
 
     @property
+    def files(self) -> runs.RunFiles:
+        return runs.RunFiles(self.path)
+
+    @property
     def metrics(self) -> dict:
-        files = runs.RunFiles(self.path)
-        return runs.read_json(files.metrics) if files.metrics.exists() else {}
+        return runs.read_json(self.files.metrics) if self.files.metrics.exists() else {}
+
+    @property
+    def task(self):
+        """Ensembles are single-label (`imagefit ensemble` refuses other tasks)."""
+        from imagefit.tasks import SINGLE, task_for
+
+        return task_for(SINGLE)
+
+    thresholds = None  # no per-label thresholds: single-label
 
     def split(self):
         from imagefit.data.split import read_split
@@ -76,7 +88,8 @@ class EnsemblePredictor:
         return cls(members, ensemble.weights, ensemble.classes)
 
     @classmethod
-    def from_onnx(cls, facts_path: Path) -> EnsemblePredictor:
+    def from_onnx(cls, facts_path: Path, *, runtime: str = "onnxruntime") -> EnsemblePredictor:
+        """An exported ensemble's JSON: its members' graphs in RUNTIME (OpenVINO's .xml members: openvino)."""
         facts = json.loads(facts_path.read_text(encoding="utf-8"))
-        members = [OnnxPredictor.from_file(facts_path.parent / m["file"]) for m in facts["members"]]
+        members = [OnnxPredictor.from_file(facts_path.parent / m["file"], runtime=runtime) for m in facts["members"]]
         return cls(members, [float(m["weight"]) for m in facts["members"]], facts["classes"])

@@ -33,7 +33,7 @@ def load_predictor(model: str | Path, *, device: str = "cpu", runtime: str = "on
     if is_ensemble(path):
         return EnsemblePredictor.from_folder(path, device=device)
     if path.suffix.lower() == ".json" and path.exists():
-        return EnsemblePredictor.from_onnx(path)
+        return EnsemblePredictor.from_onnx(path, runtime=runtime)
     if path.suffix.lower() in (".onnx", ".xml"):
         return OnnxPredictor.from_file(path, runtime=runtime)
     return TorchPredictor.from_run(path, device=device)

@@ -43,7 +43,9 @@ def create_app(
     max_request_bytes: int = MAX_REQUEST_BYTES,
     api_key: str | None = None,
 ) -> FastAPI:
-    """The app serving MODEL (a run folder or an .onnx file); batching of concurrent requests on.
+    """The app serving MODEL (a run or ensemble folder, an .onnx file, an exported ensemble's JSON); batching of
+    concurrent requests on (an ensemble: each member batches its own inputs, the answers are summed with the
+    weights).
 
     With API_KEY, every path but OPEN_PATHS answers 401 unless the request carries it (`X-API-Key: KEY` or
     `Authorization: Bearer KEY`), compared in constant time.
@@ -53,23 +55,25 @@ def create_app(
     # Uploads stay in memory up to the request limit: the server never writes them to disk.
     MultiPartParser.spool_max_size = max_request_bytes
     loaded = load_backend(model, backend=backend)
-    batcher = Batcher(loaded.predictor.probabilities, max_batch=max_batch, max_wait_ms=max_wait_ms)
+    batchers = [Batcher(p.probabilities, max_batch=max_batch, max_wait_ms=max_wait_ms) for p, _ in loaded.parts]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        await batcher.start()
+        for batcher in batchers:
+            await batcher.start()
         yield
-        await batcher.stop()
+        for batcher in batchers:
+            await batcher.stop()
 
     app = FastAPI(title="imagefit", version=loaded.facts["imagefit_version"], lifespan=lifespan)
-    app.state.backend, app.state.batcher = loaded, batcher
+    app.state.backend, app.state.batcher, app.state.batchers = loaded, batchers[0], batchers
 
     @app.exception_handler(Refused)
     async def refused(request: Request, exc: Refused) -> JSONResponse:
         return JSONResponse({"error": exc.message, "file": exc.file}, status_code=exc.status)
 
     _add_guards(app, api_key, max_request_bytes)
-    _add_routes(app, loaded, batcher, max_request_bytes)
+    _add_routes(app, loaded, batchers, max_request_bytes)
     return app
 
 
@@ -101,7 +105,7 @@ def _has_key(request: Request, api_key: str) -> bool:
     return hmac.compare_digest(given.encode("utf-8"), api_key.encode("utf-8"))
 
 
-def _add_routes(app: FastAPI, loaded: Backend, batcher: Batcher, limit: int) -> None:
+def _add_routes(app: FastAPI, loaded: Backend, batchers: list[Batcher], limit: int) -> None:
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> str:
         return PAGE.read_text(encoding="utf-8")
@@ -112,17 +116,17 @@ def _add_routes(app: FastAPI, loaded: Backend, batcher: Batcher, limit: int) -> 
 
     @app.get("/metadata")
     async def metadata() -> dict:
-        return {**loaded.facts, "backend": loaded.name, "batches": dict(batcher.sizes)}
+        return {**loaded.facts, "backend": loaded.name, "batches": dict(batchers[0].sizes)}
 
     @app.post("/predict")
     async def predict(request: Request, top_k: int = 3) -> dict:
         """Top-k labels with probabilities for each image (multipart files, or JSON with base64 data)."""
         started = time.perf_counter()
         uploads = await _uploads(request, limit)
-        preprocess, classes = loaded.predictor.preprocess, loaded.predictor.classes
-        views = [(name, _views(name, data, preprocess, loaded.predictor.tta_n)) for name, data in uploads]
+        classes, parts = loaded.predictor.classes, loaded.parts
+        views = [(name, _views(name, data, [p for p, _ in parts])) for name, data in uploads]
         decoded = time.perf_counter()
-        results = await asyncio.gather(*(batcher.predict(v) for _, v in views))  # one batch where they fit
+        results = await asyncio.gather(*(_weighted(batchers, parts, v) for _, v in views))  # one batch where they fit
         return {
             "predictions": [
                 _answer(name, p, classes, top_k, getattr(loaded.predictor, "thresholds", None))
@@ -139,7 +143,7 @@ def _add_routes(app: FastAPI, loaded: Backend, batcher: Batcher, limit: int) -> 
     async def explain(request: Request) -> Response:
         """A Grad-CAM overlay (PNG) of the first image, for the predicted class (PyTorch)."""
         if loaded.run is None:
-            raise Refused(400, "Grad-CAM needs the run folder: serve RUN, not its .onnx file")
+            raise Refused(400, "Grad-CAM needs one run folder: serve RUN, not its .onnx file nor an ensemble")
         (name, data), *_ = await _uploads(request, limit)
         return Response(await _overlay(loaded, name, data), media_type="image/png")
 
@@ -172,13 +176,27 @@ async def _uploads(request: Request, limit: int) -> list[tuple[str, bytes]]:
     return uploads
 
 
-def _views(name: str, data: bytes, preprocess, count: int) -> np.ndarray:
-    try:
-        image = image_from_bytes(data, min_size=decode_size(preprocess, count))
-    except UNREADABLE as exc:
-        reason = unreadable_reason(exc)
-        raise Refused(413 if "pixels" in reason else 422, f"{name}: {reason}", name) from None
-    return np.stack(image_views(image, preprocess, count))
+def _views(name: str, data: bytes, predictors: list) -> list[np.ndarray]:
+    """Each predictor's test-time views [V, 3, H, W] of one picture, decoded once for each size they need."""
+    images, views = {}, []
+    for predictor in predictors:
+        size = decode_size(predictor.preprocess, predictor.tta_n)
+        if size not in images:
+            try:
+                images[size] = image_from_bytes(data, min_size=size)
+            except UNREADABLE as exc:
+                reason = unreadable_reason(exc)
+                raise Refused(413 if "pixels" in reason else 422, f"{name}: {reason}", name) from None
+        views.append(np.stack(image_views(images[size], predictor.preprocess, predictor.tta_n)))
+    return views
+
+
+async def _weighted(batchers: list[Batcher], parts: list, views: list[np.ndarray]) -> np.ndarray:
+    """One picture's probabilities: each model's (in its own batches), summed with the weights."""
+    outputs = await asyncio.gather(*(b.predict(v) for b, v in zip(batchers, views, strict=True)))
+    if len(outputs) == 1:
+        return outputs[0]
+    return sum(weight * output for (_, weight), output in zip(parts, outputs, strict=True)).astype(np.float32)
 
 
 def _answer(name: str, probabilities: np.ndarray, classes: list[str], top_k: int, thresholds=None) -> dict:

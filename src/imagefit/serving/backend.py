@@ -9,23 +9,34 @@ from pathlib import Path
 from imagefit.errors import UserError
 
 BACKENDS = ("auto", "onnx", "openvino", "torch")
+SHOWN = ("accuracy", "macro_f1", "count")  # the val figures /metadata gives (and the page shows)
 
 
 @dataclass
 class Backend:
-    """A loaded model for serving: a predictor, its name, and the facts /metadata reports."""
+    """A loaded model for serving: a predictor (an ensemble's: its members), its name, and the facts /metadata
+    reports."""
 
     predictor: object
     name: str  # "onnxruntime", "openvino" or "pytorch"
-    run: Path | None  # the run folder (Grad-CAM needs it), None for a bare .onnx
+    run: Path | None  # the run folder (Grad-CAM needs it), None for a bare .onnx or an ensemble
     facts: dict
     explainer: tuple | None = None  # (PyTorch model, preprocessing, classes) once /explain has been used
+
+    @property
+    def parts(self) -> list[tuple[object, float]]:
+        """(predictor, weight) of each model whose probabilities are summed: an ensemble's members, or the one."""
+        if hasattr(self.predictor, "members"):
+            return list(zip(self.predictor.members, self.predictor.weights, strict=True))
+        return [(self.predictor, 1.0)]
 
 
 def load_backend(model: str | Path, *, backend: str = "auto") -> Backend:
     """A run folder (ONNX Runtime by default, its model.onnx exported on first use; OpenVINO with
-    backend="openvino", PyTorch with backend="torch"), an exported .onnx file or OpenVINO's .xml."""
+    backend="openvino", PyTorch with backend="torch"), an exported .onnx file or OpenVINO's .xml; an ensemble
+    folder the same way (ENS/onnx exported on first use) or an exported ensemble's JSON."""
     from imagefit.export.onnx import exported_graph
+    from imagefit.prediction.ensembles import EnsemblePredictor, is_ensemble
     from imagefit.prediction.onnx import OnnxPredictor
     from imagefit.prediction.predictors import TorchPredictor
 
@@ -33,13 +44,23 @@ def load_backend(model: str | Path, *, backend: str = "auto") -> Backend:
     if backend not in BACKENDS:
         raise UserError(f"--backend {backend} is not one of: {', '.join(BACKENDS)}")
     runtime = "openvino" if backend == "openvino" or path.suffix.lower() == ".xml" else "onnxruntime"
-    if path.suffix.lower() in (".onnx", ".xml"):
+    if path.suffix.lower() in (".onnx", ".xml", ".json"):
         if not path.exists():
             raise UserError(f"{path}: no such exported model. Make one with `imagefit export RUN`")
         if backend == "torch":
-            raise UserError(f"{path} is an exported model: serve its run folder for --backend torch")
+            raise UserError(f"{path} is an exported model: serve its run (or ensemble) folder for --backend torch")
+        if path.suffix.lower() == ".json":
+            predictor = EnsemblePredictor.from_onnx(path, runtime=runtime)
+            return Backend(predictor, runtime, None, _ensemble_facts(predictor, path))
         predictor = OnnxPredictor.from_file(path, runtime=runtime)
         return Backend(predictor, runtime, None, _facts(predictor, path, None))
+    if is_ensemble(path):
+        if backend == "torch":
+            predictor = EnsemblePredictor.from_folder(path)
+            return Backend(predictor, "pytorch", None, _ensemble_facts(predictor, path / "ensemble.json"))
+        facts_path = exported_graph(path)
+        predictor = EnsemblePredictor.from_onnx(facts_path, runtime=runtime)
+        return Backend(predictor, runtime, None, _ensemble_facts(predictor, facts_path))
     from imagefit.runs import load_run
 
     run = load_run(path)
@@ -49,6 +70,29 @@ def load_backend(model: str | Path, *, backend: str = "auto") -> Backend:
     onnx_path = exported_graph(run.path)
     predictor = OnnxPredictor.from_file(onnx_path, runtime=runtime)
     return Backend(predictor, runtime, run.path, _facts(predictor, onnx_path, run))
+
+
+def _ensemble_facts(ensemble, facts_path: Path) -> dict:
+    """An ensemble's /metadata: its labels, each member's size, views and weight, and the ensemble's val figures."""
+    from imagefit import __version__
+    from imagefit.runs import RunFiles, read_json
+
+    figures = {}
+    for folder in (facts_path.parent, facts_path.parent.parent):  # ENS/ensemble.json or ENS/<format>/ensemble.json
+        if RunFiles(folder).ensemble.exists() and RunFiles(folder).metrics.exists():
+            figures = read_json(RunFiles(folder).metrics).get("val", {})
+            break
+    return {
+        "labels": list(ensemble.classes),
+        "model": f"ensemble of {len(ensemble.members)}",
+        "members": [
+            {"input_size": member.preprocess.size, "test_time_views": member.tta_n, "weight": weight}
+            for member, weight in zip(ensemble.members, ensemble.weights, strict=True)
+        ],
+        "imagefit_version": __version__,
+        "weights_sha256": hashlib.sha256(facts_path.read_bytes()).hexdigest()[:16],
+        "validation": {k: figures[k] for k in SHOWN} if all(k in figures for k in SHOWN) else None,
+    }
 
 
 def _facts(predictor, weights: Path, run) -> dict:
@@ -71,6 +115,6 @@ def _facts(predictor, weights: Path, run) -> dict:
             data_fingerprint=env.get("data_fingerprint", ""),
             temperature=run.inference.temperature,
             test_time_views=run.inference.tta_n,
-            validation={k: run.metrics["val"][k] for k in ("accuracy", "macro_f1", "count") if "val" in run.metrics},
+            validation={k: run.metrics["val"][k] for k in SHOWN if "val" in run.metrics},
         )
     return facts
