@@ -2,8 +2,12 @@
 
     python3 benchmarks/serve_load.py RUN ../shared/data/clothing-small/test --requests 372 --clients 1,8,32
 
-For each backend (onnx, torch) and batching (on: --max-batch 32, off: --max-batch 1) it starts
-`imagefit serve RUN` on a free loopback port, sends --requests single-image requests (the
+    python3 benchmarks/serve_load.py - IMAGES --models RUN/model.onnx,RUN/model.int8.onnx,ENS/onnx/ensemble.json
+        --batching on --clients 1,32 --json results/F.json
+
+For each backend (onnx, torch), or each of --models (served with the default backend: an .onnx in ONNX Runtime,
+an .xml in OpenVINO, an exported ensemble's JSON member by member), and batching (on: --max-batch 32, off:
+--max-batch 1) it starts `imagefit serve MODEL` on a free loopback port, sends --requests single-image requests (the
 images cycled) from N concurrent clients, with --limit seconds at most per setting, stops the
 server, and prints one row per setting. The last row is `imagefit predict`'s offline rate on the
 same images with the same backend, in one process: the target is 80% of it with 32 clients.
@@ -12,6 +16,7 @@ same images with the same backend, in one process: the target is 80% of it with 
 from __future__ import annotations
 
 import argparse
+import json
 import socket
 import subprocess
 import sys
@@ -103,6 +108,7 @@ def offline_rate(run: str, paths: list[str], backend: str) -> float:
     from imagefit.prediction.loading import predict
 
     model = Path(run) / "model.onnx" if backend == "onnx" else run
+    predict(model, paths[:32])  # warm-up: the first batch pays for loading and the runtime's first compile
     started = time.perf_counter()
     predictions = predict(model, paths)
     return len(predictions.paths) / (time.perf_counter() - started)
@@ -110,38 +116,47 @@ def offline_rate(run: str, paths: list[str], backend: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("run")
+    parser.add_argument("run", help="run folder (with --models: ignored, pass -)")
     parser.add_argument("images")
     parser.add_argument("--requests", type=int, default=372)
     parser.add_argument("--clients", default="1,8,32")
     parser.add_argument("--limit", type=float, default=120.0, help="seconds at most per setting")
     parser.add_argument("--backends", default="onnx,torch")
+    parser.add_argument("--models", default="", help="comma-separated model paths served instead (backend auto)")
+    parser.add_argument("--batching", default="on,off")
+    parser.add_argument("--json", type=Path, help="raw rows")
     args = parser.parse_args()
     paths = collect_inputs([args.images])
     images = [Path(p).read_bytes() for p in paths]
-    print(
-        "| backend | batching | clients | requests | images/s | p50 ms | p95 ms | p99 ms | errors | server peak RSS |"
-    )
+    if args.models:
+        settings = [(model, model, "auto") for model in args.models.split(",")]
+    else:
+        settings = [(backend, args.run, backend) for backend in args.backends.split(",")]
+    print("| model | batching | clients | requests | images/s | p50 ms | p95 ms | p99 ms | errors | server peak RSS |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    for backend in args.backends.split(","):
-        for batching, max_batch in (("on", 32), ("off", 1)):
-            server, port = start(args.run, backend, max_batch)
+    rows = []
+    for name, model, backend in settings:
+        for batching in args.batching.split(","):
+            server, port = start(model, backend, 32 if batching == "on" else 1)
             try:
                 for clients in [int(c) for c in args.clients.split(",")]:
                     row = load(port, images, requests=args.requests, clients=clients, limit=args.limit)
+                    row.update(model=name, batching=batching, clients=clients, server_peak_gb=peak_rss_gb(server.pid))
+                    rows.append(row)
                     print(
-                        f"| {backend} | {batching} | {clients} | {row['done']} | {row['throughput']:.1f} "
+                        f"| {name} | {batching} | {clients} | {row['done']} | {row['throughput']:.1f} "
                         f"| {row['p50']:.0f} | {row['p95']:.0f} | {row['p99']:.0f} | {row['errors']} "
-                        f"| {peak_rss_gb(server.pid):.2f} GB |",
+                        f"| {row['server_peak_gb']:.2f} GB |",
                         flush=True,
                     )
             finally:
                 server.terminate()
                 server.wait(timeout=60)
-        rate = offline_rate(args.run, paths[: args.requests], backend)
-        print(
-            f"| {backend} | `imagefit predict` offline | - | {min(len(paths), args.requests)} | {rate:.1f} | | | | | |"
-        )
+        rate = offline_rate(model, paths[: args.requests], backend if backend != "auto" else "model")
+        rows.append({"model": name, "batching": "offline predict", "throughput": rate})
+        print(f"| {name} | `imagefit predict` offline | - | {min(len(paths), args.requests)} | {rate:.1f} | | | | | |")
+    if args.json:
+        args.json.write_text(json.dumps({"command": sys.argv, "rows": rows}, indent=1, default=float))
 
 
 if __name__ == "__main__":
