@@ -1,22 +1,27 @@
 """Training loader from folders against the same images from LitData shards: images/s and peak RSS by size.
 
     python3 benchmarks/shard_loader.py SCRATCH --sizes 6000,60000 --json results/issue31-shard-loader.json
+    python3 benchmarks/shard_loader.py SCRATCH --sizes 6000 --store --json results/issue31-shard-loader-store.json
 
 For each size N, the first N images of cifar10.zip's train/ (its 50,000; larger sizes repeat them under new
-names) are written to SCRATCH/N/folder as class folders, then `imagefit shard` writes SCRATCH/N/shards. Each
-source is then read by imagefit's training dataset (its augmentation at 192 px, JPEG draft decode) through a
-DataLoader with 2 workers, batch 64, in random order, in a child process of its own, up to 20,000 images:
-images/s after the first batch, and the child's peak RSS with its workers'. One size at a time, folder then
-shards, on this 2-core machine.
+names, each copy a different crop of the image, resized back) are written to SCRATCH/N/folder as class folders,
+then `imagefit shard` writes SCRATCH/N/shards. With --store, `imagefit shard` also writes them to an object store
+(a private S3 server over TLS on loopback, tests/s3_server.py), read back through imagefit's own cache, empty at
+the start. Each source is then read by imagefit's training dataset (its augmentation at 192 px, JPEG draft
+decode) through a DataLoader with 2 workers, batch 64, in random order, in a child process of its own, up to
+20,000 images: images/s after the first batch, and the child's peak RSS with its workers'. One size at a time,
+folder, then shards (then the store), on this 2-core machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -33,7 +38,27 @@ def write_folder(folder: Path, count: int) -> None:
             label = name.split("/")[-2]
             target = folder / label / f"{index:06d}-{Path(name).name}"
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(archive.read(name))
+            data = archive.read(name)
+            copy = index // len(members)
+            target.write_bytes(cropped(data, copy, Path(name).suffix) if copy else data)
+
+
+def cropped(data: bytes, copy: int, suffix: str) -> bytes:
+    """The image's COPY-th crop (a seeded window of 80-95 % of each side), resized back to its size."""
+    import io
+    import random
+
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(data)).convert("RGB")
+    chance = random.Random(copy * 7919 + len(data))
+    width, height = image.size
+    side = chance.uniform(0.80, 0.95)
+    w, h = max(1, round(width * side)), max(1, round(height * side))
+    x, y = chance.randint(0, width - w), chance.randint(0, height - h)
+    buffer = io.BytesIO()
+    image.crop((x, y, x + w, y + h)).resize((width, height)).save(buffer, format="PNG" if suffix == ".png" else "JPEG")
+    return buffer.getvalue()
 
 
 def child(source: str) -> None:
@@ -70,9 +95,21 @@ def main() -> None:
     parser.add_argument("--sizes", default="6000,60000")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--child")
+    parser.add_argument("--store", action="store_true", help="also shard to a private S3 server and read from it")
     args = parser.parse_args()
     if args.child:
         return child(args.child)
+    if args.store:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+        from s3_server import private_s3
+
+        args.scratch.mkdir(parents=True, exist_ok=True)
+        with private_s3(Path(tempfile.mkdtemp(dir=args.scratch))) as environment:
+            return measure(args, {**os.environ, **environment})
+    return measure(args, dict(os.environ))
+
+
+def measure(args, environment: dict) -> None:
     rows = []
     for size in [int(s) for s in args.sizes.split(",")]:
         root = args.scratch / str(size)
@@ -87,9 +124,25 @@ def main() -> None:
             )
             assert done.returncode == 0, done.stdout + done.stderr
             print(f"{size}: shard wrote in {time.perf_counter() - started:.0f} s", flush=True)
-        for kind in ("folder", "shards"):
+        sources = {"folder": str(root / "folder"), "shards": str(root / "shards")}
+        if args.store:
+            sources["store"] = f"s3://bucket/{size}"
+            started = time.perf_counter()
             done = subprocess.run(
-                [sys.executable, __file__, "--child", str(root / kind)], capture_output=True, text=True
+                [sys.executable, "-m", "imagefit.cli", "shard", str(root / "folder"), sources["store"]],
+                capture_output=True,
+                text=True,
+                env=environment,
+            )
+            assert done.returncode == 0, done.stdout + done.stderr
+            print(f"{size}: shard wrote to the store in {time.perf_counter() - started:.0f} s", flush=True)
+        for kind, source in sources.items():
+            cache = {"IMAGEFIT_CACHE": tempfile.mkdtemp(dir=args.scratch)} if kind == "store" else {}
+            done = subprocess.run(
+                [sys.executable, __file__, "--child", source],
+                capture_output=True,
+                text=True,
+                env={**environment, **cache},
             )
             assert done.returncode == 0, done.stderr[-2000:]
             row = {"size": size, "source": kind, **json.loads(done.stdout.strip().splitlines()[-1])}
