@@ -42,7 +42,7 @@ def start(run: str, backend: str, max_batch: int) -> tuple[subprocess.Popen, int
     command += ["--max-batch", str(max_batch)]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and server.poll() is None:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
                 return server, port
