@@ -151,7 +151,11 @@ def main() -> None:
                     )
             finally:
                 server.terminate()
-                server.wait(timeout=60)
+                try:
+                    server.wait(timeout=60)
+                except subprocess.TimeoutExpired:  # a server that does not stop: its rows are printed already
+                    server.kill()
+                    server.wait()
         rate = offline_rate(model, paths[: args.requests], backend if backend != "auto" else "model")
         rows.append({"model": name, "batching": "offline predict", "throughput": rate})
         print(f"| {name} | `imagefit predict` offline | - | {min(len(paths), args.requests)} | {rate:.1f} | | | | | |")

@@ -101,6 +101,7 @@ def test_serve_answers_for_an_ensemble_as_predict_does(ensemble, backend):
         metadata = client.get("/metadata").json()
         explain = client.post("/explain", files=files[:1])
     assert answer.status_code == 200, answer.text
+    assert answer.json()["backend"] == {"auto": "onnxruntime", "openvino": "openvino", "torch": "pytorch"}[backend]
     assert metadata["model"] == "ensemble of 2" and len(metadata["members"]) == 2
     assert metadata["validation"]["count"] == len(_val(ensemble))
     assert explain.status_code == 400 and "ensemble" in explain.json()["error"]
@@ -108,3 +109,23 @@ def test_serve_answers_for_an_ensemble_as_predict_does(ensemble, backend):
         probabilities = {t["label"]: t["probability"] for t in served["top"]}
         for label, probability in zip(offline.classes, row, strict=True):
             assert probabilities[label] == pytest.approx(float(probability), abs=1e-4)
+
+
+def test_a_served_ensemble_runs_each_member_once_in_one_thread_before_any_request(ensemble, monkeypatch):
+    import threading
+
+    from imagefit.export.onnx import exported_graph
+    from imagefit.prediction.onnx import OnnxPredictor
+    from imagefit.serving.backend import load_backend
+
+    calls, run = [], OnnxPredictor.probabilities
+
+    def recorded(self, batch):
+        calls.append((id(self), threading.get_ident(), batch.shape))
+        return run(self, batch)
+
+    monkeypatch.setattr(OnnxPredictor, "probabilities", recorded)
+    loaded = load_backend(exported_graph(ensemble), backend="openvino")  # members' first calls: pybind11's set-up
+    assert loaded.name == "openvino" and len(loaded.parts) == 2
+    assert sorted(c[0] for c in calls) == sorted(id(p) for p, _ in loaded.parts), "each member warmed once"
+    assert {c[1] for c in calls} == {threading.get_ident()} and all(c[2][0] == 1 for c in calls)

@@ -25,6 +25,7 @@ class OnnxPredictor:
     unknown: object = None  # the run's UnknownIndex, exported beside the graph
     task: Task = task_for(SINGLE)  # multi-label: the graph's first output is sigmoid probabilities
     thresholds: object = None
+    runtime: str = "onnxruntime"  # or "openvino": what runs the graph
 
     @classmethod
     def from_file(cls, path: Path, *, threads: int = 0, runtime: str = "onnxruntime") -> OnnxPredictor:
@@ -33,14 +34,15 @@ class OnnxPredictor:
         if not facts_path.exists():
             raise UserError(f"{facts_path} is missing: it holds the labels and preprocessing. Export again")
         facts = json.loads(facts_path.read_text(encoding="utf-8"))
-        session = _session(path, threads, "openvino" if path.suffix.lower() == ".xml" else runtime)
+        runtime = "openvino" if path.suffix.lower() == ".xml" else runtime
+        session = _session(path, threads, runtime)
         unknown = None
         if facts.get("unknown") and "embedding" in [o.name for o in session.get_outputs()]:
             found = facts["unknown"]
             index_path = path.with_name(found["index"])
             unknown = UnknownIndex.load(index_path, threshold=found["threshold"], neighbour=found["neighbour"])
         predictor = cls(session, facts["classes"], Preprocess.from_dict(facts["preprocess"]), unknown=unknown)
-        predictor.task = task_for(facts.get("task", SINGLE))
+        predictor.task, predictor.runtime = task_for(facts.get("task", SINGLE)), runtime
         predictor.thresholds = predictor.task.thresholds(facts.get("thresholds", {}), predictor.classes)
         return predictor
 

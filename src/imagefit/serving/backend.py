@@ -6,6 +6,8 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from imagefit.errors import UserError
 
 BACKENDS = ("auto", "onnx", "openvino", "torch")
@@ -51,25 +53,44 @@ def load_backend(model: str | Path, *, backend: str = "auto") -> Backend:
             raise UserError(f"{path} is an exported model: serve its run (or ensemble) folder for --backend torch")
         if path.suffix.lower() == ".json":
             predictor = EnsemblePredictor.from_onnx(path, runtime=runtime)
-            return Backend(predictor, runtime, None, _ensemble_facts(predictor, path))
+            return _warmed(Backend(predictor, _runtime(predictor), None, _ensemble_facts(predictor, path)))
         predictor = OnnxPredictor.from_file(path, runtime=runtime)
-        return Backend(predictor, runtime, None, _facts(predictor, path, None))
+        return _warmed(Backend(predictor, runtime, None, _facts(predictor, path, None)))
     if is_ensemble(path):
         if backend == "torch":
             predictor = EnsemblePredictor.from_folder(path)
-            return Backend(predictor, "pytorch", None, _ensemble_facts(predictor, path / "ensemble.json"))
+            return _warmed(Backend(predictor, "pytorch", None, _ensemble_facts(predictor, path / "ensemble.json")))
         facts_path = exported_graph(path)
         predictor = EnsemblePredictor.from_onnx(facts_path, runtime=runtime)
-        return Backend(predictor, runtime, None, _ensemble_facts(predictor, facts_path))
+        return _warmed(Backend(predictor, _runtime(predictor), None, _ensemble_facts(predictor, facts_path)))
     from imagefit.runs import load_run
 
     run = load_run(path)
     if backend == "torch":
         predictor = TorchPredictor.from_run(run.path)
-        return Backend(predictor, "pytorch", run.path, _facts(predictor, run.path / "model.safetensors", run))
+        facts = _facts(predictor, run.path / "model.safetensors", run)
+        return _warmed(Backend(predictor, "pytorch", run.path, facts))
     onnx_path = exported_graph(run.path)
     predictor = OnnxPredictor.from_file(onnx_path, runtime=runtime)
-    return Backend(predictor, runtime, run.path, _facts(predictor, onnx_path, run))
+    return _warmed(Backend(predictor, runtime, run.path, _facts(predictor, onnx_path, run)))
+
+
+def _runtime(ensemble) -> str:
+    """What runs an exported ensemble's members: openvino when every member is OpenVINO's, else onnxruntime."""
+    return "openvino" if all(m.runtime == "openvino" for m in ensemble.members) else "onnxruntime"
+
+
+def _warmed(loaded: Backend) -> Backend:
+    """LOADED after one picture through each of its models, one model at a time, before any request.
+
+    The server runs an ensemble's members in threads of their own, and the first call of OpenVINO's Python bindings
+    from two threads at once can deadlock (pybind11's lazy numpy set-up: one thread holds the GIL in a static's
+    guard, the other holds the guard's once-flag and waits for the GIL; every request then hung, measured in
+    benchmarks/RESULTS.md). A first call from one thread settles it, and no request pays for the first run."""
+    for predictor, _ in loaded.parts:
+        size = predictor.preprocess.size
+        predictor.probabilities(np.zeros((1, 3, size, size), dtype=np.float32))
+    return loaded
 
 
 def _ensemble_facts(ensemble, facts_path: Path) -> dict:
