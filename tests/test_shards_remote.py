@@ -52,6 +52,8 @@ def test_shards_written_to_an_object_store_train_as_the_folder_does(tmp_path, s3
     for name, source in (("folder", data), ("store", url)):
         runs[name] = tmp_path / "runs" / name
         imagefit.train(source, out=runs[name], epochs=2, frozen_epochs=1, **TINY)
+    # litdata's random reads from a URL fetch each item's bytes by range requests; imagefit caches whole chunks
+    assert list((cache_root() / "shards").rglob("chunk-*.bin")), "the chunks are cached whole, not read item by item"
     config = json.loads((runs["store"] / "config.json").read_text())
     assert config["data"] == url
 

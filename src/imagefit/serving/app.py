@@ -124,7 +124,10 @@ def _add_routes(app: FastAPI, loaded: Backend, batchers: list[Batcher], limit: i
         started = time.perf_counter()
         uploads = await _uploads(request, limit)
         classes, parts = loaded.predictor.classes, loaded.parts
-        views = [(name, _views(name, data, [p for p, _ in parts])) for name, data in uploads]
+        models = [p for p, _ in parts]
+        # Decoding in threads (PIL releases the GIL) overlaps other requests' decoding and the model's batches.
+        pictures = await asyncio.gather(*(asyncio.to_thread(_views, name, data, models) for name, data in uploads))
+        views = [(name, picture) for (name, _), picture in zip(uploads, pictures, strict=True)]
         decoded = time.perf_counter()
         results = await asyncio.gather(*(_weighted(batchers, parts, v) for _, v in views))  # one batch where they fit
         return {
