@@ -25,21 +25,13 @@ def exported_model(run, model: str | Path | None) -> Path:
     """MODEL (a path, or a file name inside the run or ensemble folder), or the run's model.onnx (an ensemble's
     onnx/ensemble.json)."""
     ensemble = isinstance(run, Ensemble)
-    path = Path(model) if model is not None else run.path / "onnx" / "ensemble.json" if ensemble else run.files.onnx
+    path = Path(model) if model is not None else run.files.onnx_ensemble if ensemble else run.files.onnx
     path = path if path.exists() else run.path / path
     suffixes = (".json",) if ensemble else (".onnx", ".xml")
     if path.suffix.lower() not in suffixes or not path.is_file():
         wanted = "exported ensemble's ensemble.json" if ensemble else "exported .onnx or .xml model"
         raise UserError(f"{model or path}: no {wanted} there (make one: imagefit export {run.path})")
     return path
-
-
-def is_ir(path: Path) -> bool:
-    """Whether PATH is OpenVINO IR (.xml), or an exported ensemble whose members are."""
-    if path.suffix.lower() == ".json":
-        members = runs.read_json(path).get("members", [])
-        return bool(members) and all(m["file"].lower().endswith(".xml") for m in members)
-    return path.suffix.lower() == ".xml"
 
 
 def _names(path: Path) -> tuple[str, str]:
@@ -66,8 +58,8 @@ def evaluate_exported(
     run = load_ensemble(run_path) if is_ensemble(run_path) else runs.load_run(Path(run_path))
     path = exported_model(run, model)
     key_name, csv_name = _names(path)
-    backend = "openvino" if is_ir(path) else backend  # OpenVINO's own IR runs in OpenVINO whatever was asked
     predictor = load_predictor(path, runtime=RUNTIMES[backend])
+    backend = "openvino" if predictor.runtime == "openvino" else backend  # OpenVINO's IR runs in OpenVINO regardless
     check_batch(tta_n or 1, 32)
     results = []
     for key, chosen in evaluation_targets(run, None, split).items():

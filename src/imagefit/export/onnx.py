@@ -9,7 +9,7 @@ import numpy as np
 
 from imagefit.errors import UserError
 from imagefit.files import output_folder, refuse_overwrite, write_json
-from imagefit.runs import load_run
+from imagefit.runs import RunFiles, load_run
 from imagefit.tasks import SINGLE, Task, task_for
 
 OPSET = 18
@@ -73,7 +73,7 @@ def exported_graph(run_path: str | Path) -> Path:
     from imagefit.prediction.ensembles import is_ensemble
 
     if is_ensemble(run_path):
-        target = Path(run_path) / "onnx" / "ensemble.json"
+        target = RunFiles(Path(run_path)).onnx_ensemble
         return target if target.exists() else _export_ensemble(Path(run_path), out=None, overwrite=False)
     target = load_run(Path(run_path)).files.onnx
     return target if target.exists() else export_onnx(run_path, out=target)
@@ -112,7 +112,7 @@ def _export_ensemble(path: Path, *, out: Path | None, overwrite: bool) -> Path:
     from imagefit.prediction.ensembles import load_ensemble
 
     ensemble = load_ensemble(path)
-    folder = output_folder(out or path / "onnx")
+    folder = output_folder(out or RunFiles(path).onnx_ensemble.parent)
     facts_path = folder / "ensemble.json"
     refuse_overwrite(facts_path, overwrite=overwrite)
     members = []

@@ -81,6 +81,13 @@ class EnsemblePredictor:
     classes: list[str]
     tta_n: int | None = None  # None: each member's own test-time views
 
+    @property
+    def runtime(self) -> str:
+        """What runs the members: openvino when every member is OpenVINO's, onnxruntime when any exported member is
+        not, else pytorch (a folder's members)."""
+        runtimes = {getattr(member, "runtime", "pytorch") for member in self.members}
+        return runtimes.pop() if len(runtimes) == 1 else "onnxruntime"
+
     @classmethod
     def from_folder(cls, path: Path, *, device: str = "cpu") -> EnsemblePredictor:
         ensemble = load_ensemble(path)

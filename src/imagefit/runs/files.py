@@ -113,6 +113,10 @@ class RunFiles:
         return self.root / "ensemble.json"
 
     @property
+    def onnx_ensemble(self) -> Path:  # an ensemble's float ONNX form: one graph a member and its own ensemble.json
+        return self.root / "onnx" / "ensemble.json"
+
+    @property
     def raw_pixels(self) -> Path:  # the raw-pixel SVM as a run folder, when it beat the network on val
         return self.root / "pixels"
 

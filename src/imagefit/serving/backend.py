@@ -45,7 +45,7 @@ def load_backend(model: str | Path, *, backend: str = "auto") -> Backend:
     path = Path(model)
     if backend not in BACKENDS:
         raise UserError(f"--backend {backend} is not one of: {', '.join(BACKENDS)}")
-    runtime = "openvino" if backend == "openvino" or path.suffix.lower() == ".xml" else "onnxruntime"
+    runtime = "openvino" if backend == "openvino" else "onnxruntime"  # an .xml is OpenVINO's whatever is asked
     if path.suffix.lower() in (".onnx", ".xml", ".json"):
         if not path.exists():
             raise UserError(f"{path}: no such exported model. Make one with `imagefit export RUN`")
@@ -53,16 +53,16 @@ def load_backend(model: str | Path, *, backend: str = "auto") -> Backend:
             raise UserError(f"{path} is an exported model: serve its run (or ensemble) folder for --backend torch")
         if path.suffix.lower() == ".json":
             predictor = EnsemblePredictor.from_onnx(path, runtime=runtime)
-            return _warmed(Backend(predictor, _runtime(predictor), None, _ensemble_facts(predictor, path)))
+            return _warmed(Backend(predictor, predictor.runtime, None, _ensemble_facts(predictor, path)))
         predictor = OnnxPredictor.from_file(path, runtime=runtime)
-        return _warmed(Backend(predictor, runtime, None, _facts(predictor, path, None)))
+        return _warmed(Backend(predictor, predictor.runtime, None, _facts(predictor, path, None)))
     if is_ensemble(path):
         if backend == "torch":
             predictor = EnsemblePredictor.from_folder(path)
             return _warmed(Backend(predictor, "pytorch", None, _ensemble_facts(predictor, path / "ensemble.json")))
         facts_path = exported_graph(path)
         predictor = EnsemblePredictor.from_onnx(facts_path, runtime=runtime)
-        return _warmed(Backend(predictor, _runtime(predictor), None, _ensemble_facts(predictor, facts_path)))
+        return _warmed(Backend(predictor, predictor.runtime, None, _ensemble_facts(predictor, facts_path)))
     from imagefit.runs import load_run
 
     run = load_run(path)
@@ -72,12 +72,7 @@ def load_backend(model: str | Path, *, backend: str = "auto") -> Backend:
         return _warmed(Backend(predictor, "pytorch", run.path, facts))
     onnx_path = exported_graph(run.path)
     predictor = OnnxPredictor.from_file(onnx_path, runtime=runtime)
-    return _warmed(Backend(predictor, runtime, run.path, _facts(predictor, onnx_path, run)))
-
-
-def _runtime(ensemble) -> str:
-    """What runs an exported ensemble's members: openvino when every member is OpenVINO's, else onnxruntime."""
-    return "openvino" if all(m.runtime == "openvino" for m in ensemble.members) else "onnxruntime"
+    return _warmed(Backend(predictor, predictor.runtime, run.path, _facts(predictor, onnx_path, run)))
 
 
 def _warmed(loaded: Backend) -> Backend:
