@@ -84,6 +84,25 @@ def test_evaluate_reads_an_exported_ensemble_and_keeps_its_figures_beside_the_en
     assert wrong.exit_code != 0 and "ensemble.json" in wrong.output and "Traceback" not in wrong.output
 
 
+def test_the_ensemble_folders_own_json_is_read_as_the_folder_and_any_other_json_is_one_line(ensemble, tmp_path):
+    val = _val(ensemble)[:4]
+    own = ensemble / "ensemble.json"
+    assert predict(own, val).labels == predict(ensemble, val).labels
+    out = tmp_path / "p.csv"
+    result = CliRunner().invoke(app, ["predict", str(own), *map(str, val), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.exists()
+    for wrong, says in [
+        (ensemble / "metrics.json", "not an ensemble's JSON"),  # it has members too, naming runs
+        (ensemble / "labels.json", "not an ensemble's JSON"),
+        (ensemble / "missing.json", "no such ensemble.json"),
+    ]:
+        result = CliRunner().invoke(app, ["predict", str(wrong), str(val[0]), "--out", str(tmp_path / "q.csv")])
+        assert result.exit_code != 0 and says in result.output and "Traceback" not in result.output, result.output
+    result = CliRunner().invoke(app, ["evaluate", str(ensemble), "--model", str(own)])
+    assert result.exit_code != 0 and "that is the ensemble itself" in result.output, result.output
+
+
 @pytest.mark.parametrize("backend", ["auto", "openvino", "torch"])
 def test_serve_answers_for_an_ensemble_as_predict_does(ensemble, backend):
     from fastapi.testclient import TestClient
@@ -94,7 +113,8 @@ def test_serve_answers_for_an_ensemble_as_predict_does(ensemble, backend):
     offline = predict(ensemble, val)
     from imagefit.export.onnx import exported_graph
 
-    model = exported_graph(ensemble) if backend == "openvino" else ensemble  # ENS/onnx/ensemble.json
+    # openvino: ENS/onnx/ensemble.json; torch: the folder named by its own ensemble.json; auto: the folder
+    model = {"openvino": exported_graph(ensemble), "torch": ensemble / "ensemble.json"}.get(backend, ensemble)
     with TestClient(create_app(model, backend=backend, max_wait_ms=50)) as client:
         files = [("files", (Path(path).name, Path(path).read_bytes(), "image/png")) for path in val]
         answer = client.post("/predict", files=files)

@@ -103,7 +103,9 @@ def _evaluate_exported(run: Path, data, backend: str, model: Path | None, split,
 
 @app.command()
 def predict(
-    model: Path = typer.Argument(..., help="run folder, or an exported .onnx model"),
+    model: Path = typer.Argument(
+        ..., help="run or ensemble folder (or its ensemble.json), an exported .onnx/.xml model or ensemble.json"
+    ),
     inputs: list[Path] = typer.Argument(..., help="image files, folders (recursive) or .zip files"),
     out: Path = typer.Option(Path("preds.csv"), help="CSV to write (Id,Category)"),
     tta: bool | None = typer.Option(

@@ -30,6 +30,25 @@ def is_ensemble(path: str | Path) -> bool:
     return runs.RunFiles(Path(path)).ensemble.exists()
 
 
+def ensemble_json(path: Path) -> tuple[str, dict]:
+    """What the JSON at PATH is, and its facts: ("folder", ...) for an ensemble folder's own ensemble.json (its
+    members are run folders), ("exported", ...) for an exported ensemble's (its members are graph files); a
+    UserError for any other JSON."""
+    try:
+        facts = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UserError(f"{path}: not a readable ensemble.json ({error}). Pass a run or ensemble folder") from None
+    members = facts.get("members") if isinstance(facts, dict) and "classes" in facts else None
+    if members and all(isinstance(m, dict) and "file" in m for m in members):
+        return "exported", facts
+    if members and all(isinstance(m, dict) and "run" in m for m in members):
+        return "folder", facts
+    raise UserError(
+        f"{path}: not an ensemble's JSON. Pass a run or ensemble folder, an exported .onnx/.xml model, "
+        "or an exported ensemble's JSON (ENS/onnx/ensemble.json)"
+    )
+
+
 @dataclass
 class Ensemble:
     """A loaded ensemble folder: its member run folders and their weights."""
@@ -97,6 +116,8 @@ class EnsemblePredictor:
     @classmethod
     def from_onnx(cls, facts_path: Path, *, runtime: str = "onnxruntime") -> EnsemblePredictor:
         """An exported ensemble's JSON: its members' graphs in RUNTIME (OpenVINO's .xml members: openvino)."""
-        facts = json.loads(facts_path.read_text(encoding="utf-8"))
+        kind, facts = ensemble_json(facts_path)
+        if kind == "folder":
+            raise UserError(f"{facts_path} names run folders, not exported graphs: pass its folder {facts_path.parent}")
         members = [OnnxPredictor.from_file(facts_path.parent / m["file"], runtime=runtime) for m in facts["members"]]
         return cls(members, [float(m["weight"]) for m in facts["members"]], facts["classes"])

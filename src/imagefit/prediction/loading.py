@@ -8,7 +8,7 @@ from pathlib import Path
 from imagefit import runs
 from imagefit.errors import UserError
 from imagefit.prediction.batches import DEFAULT_TTA_N, Predictions, Predictor, check_batch, predict_with
-from imagefit.prediction.ensembles import EnsemblePredictor, is_ensemble
+from imagefit.prediction.ensembles import EnsemblePredictor, ensemble_json, is_ensemble
 from imagefit.prediction.inputs import collect_inputs
 from imagefit.prediction.onnx import OnnxPredictor
 from imagefit.prediction.predictors import TorchPredictor
@@ -19,6 +19,8 @@ def check_model_path(model: str | Path) -> Path:
     path = Path(model)
     if path.suffix.lower() == ".onnx" and not path.exists():
         raise UserError(f"{path}: no such ONNX model. Make one with `imagefit export RUN --format onnx`")
+    if path.suffix.lower() == ".json" and not path.exists():
+        raise UserError(f"{path}: no such ensemble.json. Make one with `imagefit export ENS` (or pass ENS itself)")
     if path.suffix.lower() == ".xml" and not path.exists():
         raise UserError(f"{path}: no such OpenVINO model. Make one with `imagefit export RUN --format openvino`")
     if path.suffix.lower() not in (".onnx", ".json", ".xml"):
@@ -33,6 +35,8 @@ def load_predictor(model: str | Path, *, device: str = "cpu", runtime: str = "on
     if is_ensemble(path):
         return EnsemblePredictor.from_folder(path, device=device)
     if path.suffix.lower() == ".json" and path.exists():
+        if ensemble_json(path)[0] == "folder":  # the ensemble folder's own JSON: the folder's members
+            return EnsemblePredictor.from_folder(path.parent, device=device)
         return EnsemblePredictor.from_onnx(path, runtime=runtime)
     if path.suffix.lower() in (".onnx", ".xml"):
         return OnnxPredictor.from_file(path, runtime=runtime)
