@@ -1,4 +1,5 @@
-"""How a picture becomes a square: the centre crop (timm's eval) or the whole picture squashed (--resize squash)."""
+"""How a picture becomes a square: the centre crop (timm's eval), the whole picture squashed (--resize squash) or
+padded (--resize pad)."""
 
 from __future__ import annotations
 
@@ -30,12 +31,22 @@ def _red_at_left(array: np.ndarray) -> bool:
     return bool(red > 0.5 > blue)
 
 
-@pytest.mark.parametrize("resize", ["crop", "squash"])
-def test_numpy_and_torchvision_evaluation_agree_in_both_modes(resize):
-    preprocess = Preprocess(48, MEAN, STD, crop_pct=1.0 if resize == "squash" else 0.875, resize=resize)
-    image = _edge_striped()
+@pytest.mark.parametrize("resize", ["crop", "squash", "pad"])
+@pytest.mark.parametrize(("width", "height"), [(120, 40), (41, 97), (48, 48)])
+def test_numpy_and_torchvision_evaluation_agree_in_every_mode(resize, width, height):
+    preprocess = Preprocess(48, MEAN, STD, crop_pct=0.875 if resize == "crop" else 1.0, resize=resize)
+    image = _edge_striped(width, height)
     expected = eval_transform(preprocess)(image).numpy()
     assert np.allclose(eval_array(image, preprocess), expected, atol=1e-5)
+
+
+def test_pad_keeps_the_aspect_ratio_and_every_edge_on_black():
+    padded = eval_array(_edge_striped(120, 40), Preprocess(48, MEAN, STD, crop_pct=1.0, resize="pad"))
+    pixels = padded.transpose(1, 2, 0) * np.array(STD) + np.array(MEAN)  # back to [0, 1]
+    rows = np.flatnonzero(pixels.max(axis=(1, 2)) > 0.1)  # rows with picture in them
+    assert len(rows) == 16 and rows[0] == 16, "120 x 40 at 48 wide is 16 high, centred"  # 48 * 40 / 120
+    assert np.allclose(pixels[:16], 0, atol=1e-6) and np.allclose(pixels[32:], 0, atol=1e-6)
+    assert _red_at_left(padded[:, 16:32])
 
 
 def test_squash_keeps_the_edges_a_centre_crop_cuts():

@@ -97,8 +97,9 @@ class ModelRecipe:
     resize: str = field(
         default="crop",
         metadata=doc(
-            "crop | squash: how a picture becomes a square. crop keeps the centre at evaluation (timm's way); squash "
-            "resizes the whole picture (aspect ratio changed, every edge kept); adapt squashes data far from photos"
+            "crop | squash | pad: how a picture becomes a square. crop keeps the centre at evaluation (timm's way); "
+            "squash resizes the whole picture (aspect ratio changed, every edge kept); pad resizes its longer side and "
+            "pads the shorter with black (aspect ratio and every edge kept); adapt squashes data far from photos"
         ),
     )
     head: tuple[int, ...] = field(

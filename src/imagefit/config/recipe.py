@@ -76,7 +76,7 @@ class Recipe:
         """Raise UserError for values no training could use."""
         choice("imbalance", self.data.imbalance, ("auto", "adjust", "weights", "sampler", "none"))
         choice("auto_augment", self.augment.auto_augment, ("none", "trivial", "randaugment"))
-        choice("resize", self.model.resize, ("crop", "squash"))
+        choice("resize", self.model.resize, ("crop", "squash", "pad"))
         choice("keep", self.schedule.keep, ("best", "last"))
         choice("init", self.model.init, ("imagenet", "clip"))
         if not 0 <= self.data.val_split < 1 or not 0 <= self.data.test_split < 1:

@@ -20,7 +20,9 @@ class Preprocess:
 
     `resize` says how a picture becomes a square: "crop" resizes its shorter side and keeps the centre
     (timm's eval transform); "squash" resizes the whole picture to a square, changing its aspect ratio and
-    keeping every edge (fastai's ResizeMethod.Squash), with `crop_pct` 1.0.
+    keeping every edge (fastai's ResizeMethod.Squash), with `crop_pct` 1.0; "pad" resizes its longer side and pads
+    the shorter one with black to a square, keeping the aspect ratio and every edge (fastai's ResizeMethod.Pad with
+    zeros, Ultralytics' letterbox), with `crop_pct` 1.0.
     """
 
     size: int
@@ -66,6 +68,23 @@ def resize_shorter(image: Image.Image, size: int, interpolation: str) -> Image.I
     return image.resize(new_size, PIL_INTERPOLATIONS.get(interpolation, Image.BICUBIC))
 
 
+def resize_longer(image: Image.Image, size: int, interpolation: str) -> Image.Image:
+    """Resize so the longer side is `size`, as torchvision's Resize(None, max_size=size) computes it."""
+    width, height = image.size
+    short, long = (width, height) if width <= height else (height, width)
+    new_short, new_long = int(size * short / long), size
+    new_size = (new_short, new_long) if width <= height else (new_long, new_short)
+    return image.resize(new_size, PIL_INTERPOLATIONS.get(interpolation, Image.BICUBIC))
+
+
+def pad_square(image: Image.Image, size: int) -> Image.Image:
+    """IMAGE (no side over SIZE) centred on a black SIZE x SIZE square, where torchvision's CenterCrop pads it."""
+    width, height = image.size
+    square = Image.new(image.mode, (size, size))
+    square.paste(image, ((size - width) // 2, (size - height) // 2))
+    return square
+
+
 def center_crop(image: Image.Image, size: int) -> Image.Image:
     """The central size x size square, as torchvision's CenterCrop picks it."""
     width, height = image.size
@@ -85,6 +104,8 @@ def eval_crop(image: Image.Image, preprocess: Preprocess, *, resize: int = 0) ->
     side = resize or preprocess.resize_size
     if preprocess.resize == "squash":
         resized = image.resize((side, side), PIL_INTERPOLATIONS.get(preprocess.interpolation, Image.BICUBIC))
+    elif preprocess.resize == "pad":
+        resized = pad_square(resize_longer(image, side, preprocess.interpolation), side)
     else:
         resized = resize_shorter(image, side, preprocess.interpolation)
     return center_crop(resized, preprocess.size)

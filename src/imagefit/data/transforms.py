@@ -28,8 +28,13 @@ def train_decode_size(preprocess: Preprocess, augment: AugmentRecipe) -> int:
     return int(preprocess.size / math.sqrt(max(augment.crop_scale, 0.05)))
 
 
-def _resize(side: int, preprocess: Preprocess, interpolation: InterpolationMode) -> v2.Resize:
-    """Shorter side to SIDE ("crop"), or the whole picture to SIDE x SIDE ("squash")."""
+def _resize(side: int, preprocess: Preprocess, interpolation: InterpolationMode):
+    """Shorter side to SIDE ("crop"), the whole picture to SIDE x SIDE ("squash"), or the longer side to SIDE and
+    the shorter padded with black to SIDE ("pad")."""
+    if preprocess.resize == "pad":
+        return v2.Compose(
+            [v2.Resize(None, max_size=side, interpolation=interpolation, antialias=True), v2.CenterCrop(side)]
+        )
     size = (side, side) if preprocess.resize == "squash" else side
     return v2.Resize(size, interpolation=interpolation, antialias=True)
 
@@ -49,11 +54,11 @@ def eval_transform(preprocess: Preprocess) -> v2.Compose:
 def train_transform(preprocess: Preprocess, augment: AugmentRecipe) -> v2.Compose:
     """Random resized crop, flips, rotation, colour jitter and optional auto-augment, then normalise.
 
-    Squashed pictures are first resized whole to a square, so the random crop draws from every part of them.
+    Squashed (or padded) pictures are first resized whole to a square, so the random crop draws from every part of them.
     """
     interpolation = INTERPOLATIONS.get(preprocess.interpolation, InterpolationMode.BICUBIC)
     steps: list = []
-    if preprocess.resize == "squash":
+    if preprocess.resize in ("squash", "pad"):
         steps.append(_resize(train_decode_size(preprocess, augment), preprocess, interpolation))
     steps += [
         v2.RandomResizedCrop(

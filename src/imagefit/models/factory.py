@@ -105,8 +105,8 @@ def native_image_size(name: str) -> int:
 
 
 def preprocess_for(backbone: nn.Module, image_size: int = 0, resize: str = "crop") -> Preprocess:
-    """The backbone's own preprocessing (timm's data config), at `image_size` when given; squashed pictures
-    are not cropped at evaluation (crop_pct 1.0)."""
+    """The backbone's own preprocessing (timm's data config), at `image_size` when given; squashed and padded
+    pictures are not cropped at evaluation (crop_pct 1.0)."""
     config = timm.data.resolve_model_data_config(backbone)
     size = image_size or int(config["input_size"][-1])
     return Preprocess(
@@ -114,6 +114,6 @@ def preprocess_for(backbone: nn.Module, image_size: int = 0, resize: str = "crop
         mean=tuple(config["mean"]),
         std=tuple(config["std"]),
         interpolation=config.get("interpolation", "bicubic"),
-        crop_pct=1.0 if resize == "squash" else float(config.get("crop_pct", 0.875)),
+        crop_pct=1.0 if resize in ("squash", "pad") else float(config.get("crop_pct", 0.875)),
         resize=resize,
     )
