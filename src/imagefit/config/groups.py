@@ -170,13 +170,6 @@ class ScheduleRecipe:
             "as Keras's transfer-learning guide advises for small data)"
         ),
     )
-    recalibrate_bn: bool = field(
-        default=False,
-        metadata=doc(
-            "before the head trains, re-estimate the backbone's BatchNorm statistics on up to 512 training images "
-            "(AdaBN), then keep them frozen"
-        ),
-    )
     ema_epochs: float = field(
         default=0.0,
         metadata=doc(

@@ -25,7 +25,6 @@ from imagefit.training.distance import FAR_FINETUNE, FAR_SHIFT, SMALL_CROP_SCALE
 from imagefit.training.engine import on_gpu
 from imagefit.training.frozen import head_on_features
 from imagefit.training.plan import Plan
-from imagefit.training.recalibrate import recalibrate_batchnorm, recalibration_samples
 
 
 @dataclass
@@ -62,8 +61,6 @@ def build_setup(plan: Plan, stage: str, *, planned: bool, console: Console, repo
         recipe, shift = adapt(plan, model, preprocess, console)
         if recipe.model.resize != preprocess.resize:
             preprocess = preprocess_for(model.backbone, preprocess.size, recipe.model.resize)
-    if recipe.schedule.recalibrate_bn and stage == "new":  # every process alike: the same images, the same result
-        recalibrate(plan, recipe, model, preprocess, console, shift, quiet=planned)
     budget = None
     if recipe.schedule.time_limit and not planned:
         recipe, preprocess, budget = apply_time_limit(plan, recipe, model, preprocess, console, report)
@@ -127,20 +124,6 @@ def adapt(plan: Plan, model, preprocess, console: Console) -> tuple[Recipe, floa
     said = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in changes.items()) or "recipe unchanged"
     console.print(f"adapt: {measured}: {said}", highlight=False)
     return (plan.recipe.override(**changes) if changes else plan.recipe), shift
-
-
-def recalibrate(plan: Plan, recipe: Recipe, model, preprocess, console: Console, shift, *, quiet: bool) -> None:
-    """The backbone's BatchNorm statistics re-estimated on training images (AdaBN); one line says how many and the
-    BatchNorm input shift before and after."""
-    chosen = recalibration_samples(plan.samples, seed=recipe.data.seed)
-    read = recalibrate_batchnorm(model.backbone, chosen, preprocess)
-    if quiet or not read:
-        return
-    val = [s for s in plan.samples if s.split == "val"][:64] or plan.samples[:64]
-    views, _ = transformed(val, eval_transform(preprocess), min_size=preprocess.resize_size)
-    after = batchnorm_shift(model.backbone, torch.stack(views)) if views else None
-    moved = f": BatchNorm input shift {shift:.2f} -> {after:.2f}" if shift is not None and after is not None else ""
-    console.print(f"BatchNorm statistics re-estimated on {read} training images{moved}", highlight=False)
 
 
 def apply_time_limit(plan: Plan, recipe: Recipe, model, preprocess, console: Console, report: bool):
