@@ -75,3 +75,15 @@ def test_the_recipe_gives_the_model_its_resize_mode_and_refuses_others():
     assert Preprocess.from_dict({k: v for k, v in preprocess.to_dict().items() if k != "resize"}).resize == "crop"
     with pytest.raises(UserError, match="resize"):
         Recipe().override(**{"model.resize": "stretch"})
+
+
+def test_a_square_picture_is_the_same_squashed_or_padded_in_training_and_evaluation():
+    image = _edge_striped(60, 60)
+    squashed = Preprocess(32, MEAN, STD, crop_pct=1.0, resize="squash")
+    padded = Preprocess(32, MEAN, STD, crop_pct=1.0, resize="pad")
+    assert np.array_equal(eval_array(image, squashed), eval_array(image, padded))
+    augment = AugmentRecipe(crop_scale=0.5)
+    torch.manual_seed(3)
+    first = train_transform(squashed, augment)(image)
+    torch.manual_seed(3)
+    assert torch.equal(first, train_transform(padded, augment)(image))
