@@ -238,3 +238,34 @@ def test_halfway_through_an_epoch_the_budget_shortens_a_plan_that_no_longer_fits
     # 10 s a half: many more would fit, but a plan is lengthened only at an epoch's end.
     assert halfway(10.0) == (3, [])
     assert len(said) == 1, "nothing is said where the plan stands"
+
+
+def test_the_epochs_end_does_not_undo_a_cut_its_own_halfway_check_made():
+    from types import SimpleNamespace
+
+    from imagefit.training.budget import TimeBudget
+
+    clock = _Clock()
+    budget = TimeBudget(clock.now + 400.0, finish=0.0, val=0.0, cap=100, clock=clock)
+    retargeted: list[int] = []
+
+    class Trainer(SimpleNamespace):  # as Lightning's: max_epochs is the fit loop's
+        max_epochs = property(lambda self: self.fit_loop.max_epochs)
+
+    trainer = Trainer(current_epoch=0, num_training_batches=10, sanity_checking=False, callbacks=[])
+    trainer.fit_loop = SimpleNamespace(max_epochs=5)
+    module = SimpleNamespace(retarget=retargeted.append)
+    budget.on_train_epoch_start(trainer, module)
+    clock.now += 60.0  # a slow first half (the loader starting): 120 s an epoch, then 2 more of 132 s fit
+    budget.on_train_batch_end(trainer, module, None, None, 4)
+    assert trainer.fit_loop.max_epochs == 3 and retargeted == [3]
+    clock.now += 10.0  # the second half ran fast: at 70 s an epoch, 4 more would fit in the 330 s left
+    budget.on_train_epoch_end(trainer, module)
+    assert trainer.fit_loop.max_epochs == 3 and retargeted == [3], "the cut stands at this epoch's end"
+    trainer.current_epoch = 1
+    budget.on_train_epoch_start(trainer, module)
+    clock.now += 35.0  # no cut at this epoch's middle: 70 s an epoch
+    budget.on_train_batch_end(trainer, module, None, None, 4)
+    clock.now += 35.0
+    budget.on_train_epoch_end(trainer, module)  # 260 s left at 77 s an epoch: 3 more
+    assert trainer.fit_loop.max_epochs == 5 and retargeted == [3, 5], "a later epoch's end may lengthen it again"

@@ -236,6 +236,7 @@ class TimeBudget(L.Callback):
         self.slowest = 0.0  # the slowest fine-tuning epoch so far, validation included (seconds)
         self._started = 0.0
         self._val_started = None
+        self._cut = False  # this epoch's halfway check shortened the plan
 
     @property
     def deadline(self) -> float:
@@ -244,6 +245,7 @@ class TimeBudget(L.Callback):
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._started = self.clock()
+        self._cut = False
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._val_started = None if trainer.sanity_checking else self.clock()
@@ -257,7 +259,8 @@ class TimeBudget(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
         """Halfway through an epoch, shorten the plan when its pace shows fewer epochs fit, so the curve ends low
         within the epoch that becomes the last (retargeted at its end, that epoch would keep a curve laid for more:
-        benchmarks/RESULTS.md). Never lengthens the plan: the epoch's end does that."""
+        benchmarks/RESULTS.md). Never lengthens the plan: the epoch's end does that, except after a cut here (the
+        two projections differ by the loader's start: hymenoptera's plan went 15, 13, 12, 10)."""
         batches = trainer.num_training_batches
         if not math.isfinite(batches) or batch_idx + 1 != max(1, int(batches) // 2):
             return
@@ -275,6 +278,7 @@ class TimeBudget(L.Callback):
                 )
             trainer.fit_loop.max_epochs = epochs
             pl_module.retarget(epochs)
+            self._cut = True
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         now = self.clock()
@@ -282,7 +286,9 @@ class TimeBudget(L.Callback):
         seconds = self.slowest * REAL_LOOP_FACTOR  # epochs vary (1.25x on held-back sets): plan at the slowest
         done = trainer.current_epoch + 1
         epochs = min(self.cap, done + max(0, math.floor((self.deadline - now) / max(seconds, 1e-3))))
-        if epochs != trainer.max_epochs and epochs >= done:
+        if self._cut:  # the halfway check just cut the plan: the epoch's end may shorten it further, not undo it
+            epochs = min(epochs, trainer.fit_loop.max_epochs)  # (each change re-lays the learning-rate curve)
+        if epochs != trainer.fit_loop.max_epochs and epochs >= done:
             trainer.fit_loop.max_epochs = epochs
             pl_module.retarget(epochs)
         for callback in trainer.callbacks:
