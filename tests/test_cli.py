@@ -74,6 +74,15 @@ def test_predict_batch_size_zero_is_one_line(tiny_run, tmp_path):
     _assert_one_line_error(result, "--batch-size must be at least 1")
 
 
+def test_predict_with_no_readable_image_is_one_line_and_writes_no_csv(tiny_run, tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "notes.txt").write_text("not a picture")
+    out = tmp_path / "preds.csv"
+    result = _imagefit("predict", str(tiny_run), str(tmp_path / "in"), "--out", str(out))
+    _assert_one_line_error(result, "is a readable image: notes.txt (not an image)")
+    assert not out.exists()
+
+
 def test_offline_hub_model_fails_before_the_data_is_read(tmp_path):
     one_class = make_class_folders(tmp_path / "d", per_class=2, classes=("red",))  # the scan would refuse it
     result = subprocess.run(

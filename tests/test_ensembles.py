@@ -10,6 +10,7 @@ import imagefit
 from imagefit.errors import UserError
 from imagefit.evaluation.calibration import log_loss
 from imagefit.evaluation.ensembles import fit_weights, make_ensemble
+from imagefit.prediction.ensembles import load_ensemble
 
 
 def test_weighted_weights_are_never_worse_on_val_than_the_best_member():
@@ -58,3 +59,16 @@ def test_members_validated_on_other_images_are_refused_in_one_line(two_runs, tmp
     other_split = imagefit.train(data, out=tmp_path / "seed7", epochs=1, seed=7, report=False, **TINY)
     with pytest.raises(UserError, match="was validated on other images than .* must share their split"):
         make_ensemble([two_runs[0], other_split.path], out=tmp_path / "ens")
+
+
+def test_commands_that_take_one_run_name_the_ensembles_members_in_one_line(two_runs, tmp_path):
+    from typer.testing import CliRunner
+
+    from imagefit.cli import app
+
+    ensemble = make_ensemble(list(two_runs), out=tmp_path / "ens", method="mean").path
+    image = next(s.path for s in load_ensemble(ensemble).split() if s.split == "val")
+    for command in (["explain", str(ensemble), image], ["refit", str(ensemble)]):
+        result = CliRunner().invoke(app, command)
+        assert result.exit_code != 0 and "Traceback" not in result.output, result.output
+        assert "is an ensemble folder" in result.output and str(two_runs[0]) in result.output.replace("\n", "")

@@ -142,6 +142,10 @@ def predict(
         predictions = predict_images(
             model, inputs, tta=tta, tta_n=tta_n, batch_size=batch_size, adapt=adapt, runtime=runtime
         )
+        if not predictions.paths:
+            shown = [f"{locator_name(p)} ({why})" for p, why in predictions.skipped[:3]]
+            why = f": {', '.join(shown)}" if shown else ""
+            raise UserError(f"none of {', '.join(map(str, inputs))} is a readable image{why}; {out} not written")
         if predictions.adaptation is not None:
             console.print(predictions.adaptation.line(), highlight=False)
         if predictions.skipped:

@@ -118,6 +118,12 @@ def load_run(path: Path) -> Run:
     path = check_run_folder(path)
     files = RunFiles(path)
     missing = [file.name for file in (files.model, files.config, files.labels) if not file.exists()]
+    if missing and files.ensemble.exists():
+        members = [str(m.get("run")) for m in read_json(files.ensemble).get("members", []) if isinstance(m, dict)]
+        raise UserError(
+            f"{path} is an ensemble folder and this takes one run: pass one of its members"
+            + (f" ({', '.join(members)})" if members else "")
+        )
     if missing:
         raise UserError(
             f"{path}: not a finished run, missing {', '.join(missing)}. Finish it with `imagefit train --resume {path}`"
