@@ -21,6 +21,8 @@ def _imagefit(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
         (lambda tmp: [str(make_class_folders(tmp / "d", per_class=2)), "--epohcs", "2"], "Did you mean: epochs"),
         (lambda tmp: [str(make_class_folders(tmp / "d", per_class=2, classes=("red",)))], "only one class"),
         (lambda tmp: [str(make_class_folders(tmp / "d", per_class=2)), "--model", "resnet5O"], "unknown model"),
+        (lambda tmp: [str(make_class_folders(tmp / "d", per_class=2)), "--lr", "-1"], "lr must be above 0, got -1"),
+        (lambda tmp: [str(make_class_folders(tmp / "d", per_class=2)), "--crop-scale", "0"], "crop_scale must be"),
     ],
 )
 def test_user_mistakes_are_one_line_with_exit_code_2(tmp_path, make_args, fragment):
@@ -81,6 +83,13 @@ def test_predict_with_no_readable_image_is_one_line_and_writes_no_csv(tiny_run, 
     result = _imagefit("predict", str(tiny_run), str(tmp_path / "in"), "--out", str(out))
     _assert_one_line_error(result, "is a readable image: notes.txt (not an image)")
     assert not out.exists()
+
+
+def test_a_path_the_machine_refuses_is_one_line_naming_it(tiny_run, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    result = _imagefit("export", str(tiny_run), "--out", str(tmp_path / "notes.txt" / "model.onnx"))
+    _assert_one_line_error(result, "notes.txt: File exists. A file is in the way of a folder there")
+    assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
 def test_offline_hub_model_fails_before_the_data_is_read(tmp_path):

@@ -4,6 +4,7 @@ that run before torch is imported, and the tables runs and ensembles print."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import warnings
 from pathlib import Path
@@ -37,6 +38,26 @@ def user_errors():
     except KeyboardInterrupt:
         console.print("interrupted", highlight=False)
         raise typer.Exit(code=130) from None
+    except OSError as exc:
+        if exc.errno not in FILE_SYSTEM_ERRORS or not exc.filename:
+            raise
+        fix = FILE_SYSTEM_ERRORS[exc.errno]
+        console.print(f"[bold red]error:[/] {escape(f'{exc.filename}: {exc.strerror}. {fix}')}", soft_wrap=True)
+        raise typer.Exit(code=2) from None
+
+
+# What the machine refused (a path, its permissions, the disk), said in one line with the fix: not a bug of ours.
+FILE_SYSTEM_ERRORS = {
+    errno.ENOENT: "Check the path (its folders must be creatable)",
+    errno.ENOTDIR: "A part of the path is a file: pick another path",
+    errno.EEXIST: "A file is in the way of a folder there: pick another path",
+    errno.EISDIR: "That is a folder: name a file",
+    errno.EACCES: "Pick a path you may write to, or change its permissions",
+    errno.EPERM: "Pick a path you may write to, or change its permissions",
+    errno.EROFS: "That file system is read-only: pick another path",
+    errno.ENOSPC: "The disk is full: free space or pick another path",
+    errno.EDQUOT: "The disk quota is spent: free space or pick another path",
+}
 
 
 def parse_overrides(args: list[str]) -> dict[str, str]:

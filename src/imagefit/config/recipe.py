@@ -93,6 +93,7 @@ class Recipe:
             raise UserError(
                 f"micro_batch must divide batch_size ({self.data.batch_size}), got {micro} (0: off, -1: auto)"
             )
+        self._check_ranges()
         if not 0 < self.optim.layer_decay <= 1:
             raise UserError(f"layer_decay must be above 0 and at most 1 (1: off), got {self.optim.layer_decay}")
         self._check_schedule()
@@ -102,6 +103,17 @@ class Recipe:
         check_devices(self.engine.devices)
         if self.engine.num_nodes < 1:
             raise UserError(f"num_nodes must be at least 1, got {self.engine.num_nodes}")
+
+    def _check_ranges(self) -> None:
+        """Numbers outside what their option means: one line naming the option, its range and the value."""
+        for group, name, low, high, low_open, high_open in RANGES:
+            value = getattr(getattr(self, group), name)
+            below = value < low or (low_open and value == low)
+            above = high is not None and (value > high or (high_open and value == high))
+            if below or above:
+                start = f"above {low:g}" if low_open else f"at least {low:g}"
+                end = "" if high is None else f" and {'below' if high_open else 'at most'} {high:g}"
+                raise UserError(f"{name} must be {start}{end}, got {value:g} (--{name.replace('_', '-')})")
 
     def _check_schedule(self) -> None:
         schedule = self.schedule
@@ -120,6 +132,27 @@ class Recipe:
         if schedule.head_views < 1:
             raise UserError(f"head_views must be at least 1 (the plain view), got {schedule.head_views}")
         parse_duration(schedule.time_limit)
+
+
+# (group, option, low, high or None, low excluded, high excluded): what each number can mean
+RANGES = (
+    ("optim", "lr", 0.0, None, True, False),
+    ("optim", "finetune_lr_ratio", 0.0, None, True, False),
+    ("optim", "weight_decay", 0.0, None, False, False),
+    ("optim", "label_smoothing", 0.0, 1.0, False, True),
+    ("model", "dropout", 0.0, 1.0, False, True),
+    ("model", "image_size", 0.0, None, False, False),
+    ("augment", "crop_scale", 0.0, 1.0, True, False),
+    ("augment", "rotate", 0.0, 180.0, False, False),
+    ("augment", "color_jitter", 0.0, None, False, False),
+    ("augment", "mixup", 0.0, None, False, False),
+    ("augment", "cutmix", 0.0, None, False, False),
+    ("data", "class_weight_power", 0.0, None, False, False),
+    ("data", "imbalance_ratio", 1.0, None, False, False),
+    ("schedule", "warmup_epochs", 0.0, None, False, False),
+    ("schedule", "patience", 0.0, None, False, False),
+    ("schedule", "ema_epochs", 0.0, None, False, False),
+)
 
 
 def fit_epochs(overrides: dict[str, Any]) -> tuple[dict[str, Any], str]:
