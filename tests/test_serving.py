@@ -256,3 +256,26 @@ def test_served_probabilities_sum_to_one(client):
     )
     total = sum(t["probability"] for t in answer.json()["predictions"][0]["top"])
     assert np.isclose(total, 1.0, atol=1e-4)
+
+
+def test_a_taken_port_is_one_line_before_the_model_loads(tiny_run):
+    import socket
+
+    from imagefit.errors import UserError
+    from imagefit.serving import check_port
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(UserError, match=f"port {port} on 127.0.0.1 is in use"):
+            check_port("127.0.0.1", port)
+        refused = subprocess.run(
+            [sys.executable, "-m", "imagefit.cli", "serve", str(tiny_run), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert refused.returncode == 2 and "is in use" in refused.stderr and "Traceback" not in refused.stderr
+    with pytest.raises(UserError, match="not a port"):
+        check_port("127.0.0.1", 70000)

@@ -281,10 +281,11 @@ def serve(
     """Serve a run over HTTP: POST /predict, POST /explain, GET /health, /metadata, /docs, and a page at /."""
     with user_errors():
         check_model_path(model)
-        from imagefit.serving import check_exposure
+        from imagefit.serving import check_exposure, check_port
         from imagefit.serving import serve as serve_model
 
         access = check_exposure(host, api_key)
+        check_port(host, port)
         console.print(f"serving {model} on http://{host}:{port}/ ({access}; Ctrl-C stops)", highlight=False)
         serve_model(
             model,

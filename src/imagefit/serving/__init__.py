@@ -7,14 +7,16 @@ or `max_wait_ms` after the first. Loopback only unless the host is given.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
+import socket
 from pathlib import Path
 
 from imagefit.errors import UserError
 from imagefit.serving.app import create_app
 
-__all__ = ["check_exposure", "create_app", "serve"]
+__all__ = ["check_exposure", "check_port", "create_app", "serve"]
 ENV = "IMAGEFIT_SERVE"  # how uvicorn's worker processes learn what to serve
 KEY_ENV = "IMAGEFIT_API_KEY"  # the API key, from the user's environment (or --api-key), inherited by workers
 
@@ -39,6 +41,29 @@ def check_exposure(host: str, api_key: str | None) -> str:
             f"${KEY_ENV} (every call then needs X-API-Key), or keep the default --host 127.0.0.1"
         )
     return "loopback only: no API key needed"
+
+
+def check_port(host: str, port: int) -> None:
+    """UserError when HOST:PORT cannot be listened on (taken, or a privileged port), before the model loads; bound as
+    uvicorn binds it (SO_REUSEADDR), then let go."""
+    if not 0 <= port <= 65535:
+        raise UserError(f"--port {port} is not a port: pick one from 1024 to 65535")
+    try:
+        infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise UserError(f"--host {host}: not an address of this machine ({exc.strerror})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                taken = f"port {port} on {host} is in use (another server?)"
+                raise UserError(f"{taken}: pass --port N or stop that server") from None
+            if exc.errno == errno.EACCES:
+                raise UserError(f"port {port} needs administrator rights: pick one from 1024 to 65535") from None
+            raise UserError(f"cannot listen on {host}:{port} ({exc.strerror}): pick another --host or --port") from None
 
 
 def serve(
