@@ -116,3 +116,19 @@ def test_a_training_logged_to_files_has_no_bar_and_no_blank_lines(tmp_path):
     assert "epoch 2/2 (fine-tuning)" in result.stderr
     lines = (result.stdout + result.stderr).splitlines()
     assert all(line.strip() for line in lines), "a log gets no blank lines (the feature bar printed two)"
+
+
+def test_a_run_whose_data_moved_says_so_in_one_line_for_evaluate_and_refit(tmp_path):
+    import shutil
+
+    from conftest import TINY
+
+    import imagefit
+
+    data = make_class_folders(tmp_path / "d", per_class=6)
+    run = imagefit.train(data, out=tmp_path / "run", epochs=2, frozen_epochs=1, report=False, **TINY)
+    shutil.rmtree(data)
+    result = _imagefit("evaluate", str(run.path))
+    _assert_one_line_error(result, "val images can be read")
+    assert "Put the data back where the run found it, or pass DATA" in result.stderr
+    _assert_one_line_error(_imagefit("refit", str(run.path)), "its images are not where it found them")

@@ -75,6 +75,11 @@ def _evaluate_split(run, predictor, key: str, samples: list[Sample], *, views: i
     paths, raw, skipped = map_batches(
         predictor.raw, predictor.preprocess, [s.path for s in samples], views=views, average=False
     )
+    if samples and not paths:
+        where, why = skipped[0] if skipped else (samples[0].path, "unreadable")
+        why = str(why).replace(f": '{where}'", "")  # the OS names the file again
+        fix = "Check the files" if key.startswith("data:") else "Put the data back where the run found it, or pass DATA"
+        raise UserError(f"{run.path}: none of its {len(samples)} {key} images can be read, e.g. {where} ({why}). {fix}")
     count = len(run.classes)
     raw = raw if paths else np.zeros((0, views, count + 1))
     logits = raw[:, :, :count]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from imagefit import runs
 from imagefit.data import Sample
+from imagefit.data.samples import ZIP_SEPARATOR, remote_url
 from imagefit.errors import UserError
 
 # What a refit takes from its source run's config.json rather than choosing it on val again.
@@ -68,6 +69,7 @@ def plan_refit(run_path: str | Path, *, out: str | Path | None = None, time_limi
     if not kept:
         raise UserError(f"{source.path} has no kept epoch in metrics.json; finish it first (imagefit train --resume)")
     samples = source.split()
+    _check_present(source.path, samples)
     merged = [Sample(s.path, s.label, "train" if s.split == "val" else s.split) for s in samples]
     # The loop still validates each epoch: on the val images, which are training images now.
     merged += [s for s in samples if s.split == "val"]
@@ -82,6 +84,16 @@ def plan_refit(run_path: str | Path, *, out: str | Path | None = None, time_limi
     carried.update({key: source.config[key] for key in CARRIED if key in source.config})
     target = Path(out) if out else source.path.with_name(f"{source.path.name}-refit")
     return RefitPlan(source, merged, overrides, carried, target, kept, frozen)
+
+
+def _check_present(run_path: Path, samples: list[Sample]) -> None:
+    """UserError when none of RUN's local images (files, or the zips holding them) is where the run found them."""
+    files = {s.path.split(ZIP_SEPARATOR)[0] for s in samples}
+    local = sorted(f for f in files if not remote_url(f))
+    if local and len(local) == len(files) and not any(Path(f).exists() for f in local):
+        raise UserError(
+            f"{run_path}: its images are not where it found them (e.g. {local[0]}). Put the data back, then refit"
+        )
 
 
 def recipe_overrides(recipe, *, leave_out: tuple[str, ...]) -> dict:
