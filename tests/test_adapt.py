@@ -29,6 +29,7 @@ def test_far_images_update_batchnorm_and_fine_tune_faster_photos_keep_the_recipe
     assert recipe.schedule.finetune_bn is False, "BatchNorm statistics stay: updating them lost everywhere"
     assert recipe.optim.finetune_lr_ratio == (0.3 if far else 0.1)
     assert recipe.model.resize == ("squash" if far else "crop")
+    assert recipe.augment.crop_scale == (1.0 if far else 0.35), "far pictures train whole (digits: small too)"
     assert ("far from the pretraining images" in printed.getvalue()) is far
 
 

@@ -21,8 +21,11 @@ FAR_SHIFT = 0.22
 # recipe's 0.1). Updating the BatchNorm statistics as well lost on every dataset tried, far ones
 # included; measured in benchmarks/RESULTS.md. Far pictures are also squashed whole to a square instead of
 # centre-cropped (--resize squash): inspection images keep the defects at their edges, and upsampled tiny
-# images their borders; on photos it lost (benchmarks/RESULTS.md, stop 38).
-FAR_FINETUNE = {"finetune_lr_ratio": 0.3, "resize": "squash"}
+# images their borders; on photos it lost (benchmarks/RESULTS.md, stop 38). And far pictures train whole, not on
+# random crops (crop_scale 1.0; flips and colour changes stay): a crop of a third of an inspection image often
+# leaves out the defect its label names (magnetic-tiles' edge breaks, blowholes), teaching that a `break` looks
+# like a `free` tile (benchmarks/RESULTS.md, stop 46).
+FAR_FINETUNE = {"finetune_lr_ratio": 0.3, "resize": "squash", "crop_scale": 1.0}
 # Images this small (median shorter side, in pixels) are upsampled many times over: a random crop
 # of a third of one loses the object, so crops keep at least SMALL_CROP_SCALE of the picture.
 SMALL_SIDE = 64

@@ -115,7 +115,8 @@ def adapt(plan: Plan, model, preprocess, console: Console) -> tuple[Recipe, floa
     far = shift > FAR_SHIFT
     changes = {k: v for k, v in FAR_FINETUNE.items() if k not in plan.given} if far else {}
     small = 0 < plan.median_side <= SMALL_SIDE
-    if small and "crop_scale" not in plan.given and plan.recipe.augment.crop_scale < SMALL_CROP_SCALE:
+    crop_scale = changes.get("crop_scale", plan.recipe.augment.crop_scale)  # far data trains whole pictures
+    if small and "crop_scale" not in plan.given and crop_scale < SMALL_CROP_SCALE:
         changes["crop_scale"] = SMALL_CROP_SCALE
     closeness = "far from" if far else "close to"
     measured = f"BatchNorm input shift {shift:.2f} ({closeness} the pretraining images; photos: about 0.15)"
