@@ -119,7 +119,7 @@ def _budget_after_one_epoch(val_seconds_measured: float):
 
     from lightning.pytorch.callbacks import Timer
 
-    from imagefit.training.budget import TimeBudget
+    from imagefit.training.deadline import TimeBudget
 
     clock = _Clock()
     # 600 s from now; finish planned at 90 s and a validation pass at 10 s (probe's rate).
@@ -166,7 +166,7 @@ def test_the_budget_rescales_the_finish_by_the_measured_evaluation_speed_and_mov
 def test_the_budget_plans_the_remaining_epochs_at_the_slowest_epochs_pace():
     from types import SimpleNamespace
 
-    from imagefit.training.budget import TimeBudget
+    from imagefit.training.deadline import TimeBudget
 
     clock = _Clock()
     budget = TimeBudget(clock.now + 400.0, finish=0.0, val=0.0, cap=100, clock=clock)
@@ -209,7 +209,7 @@ def test_the_plan_before_training_gives_the_finish_at_most_its_share_when_option
 def test_halfway_through_an_epoch_the_budget_shortens_a_plan_that_no_longer_fits_and_never_lengthens_it():
     from types import SimpleNamespace
 
-    from imagefit.training.budget import TimeBudget
+    from imagefit.training.deadline import TimeBudget
 
     said: list[str] = []
 
@@ -243,7 +243,7 @@ def test_halfway_through_an_epoch_the_budget_shortens_a_plan_that_no_longer_fits
 def test_the_epochs_end_does_not_undo_a_cut_its_own_halfway_check_made():
     from types import SimpleNamespace
 
-    from imagefit.training.budget import TimeBudget
+    from imagefit.training.deadline import TimeBudget
 
     clock = _Clock()
     budget = TimeBudget(clock.now + 400.0, finish=0.0, val=0.0, cap=100, clock=clock)

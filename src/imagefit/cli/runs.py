@@ -1,4 +1,4 @@
-"""Commands over run folders: compare, ensemble, evaluate, predict, explain, report, export, serve, version."""
+"""Commands over run folders: compare, ensemble, evaluate, predict, explain, report, export."""
 
 from __future__ import annotations
 
@@ -133,8 +133,6 @@ def predict(
             raise UserError(f"{out} exists. Pass --overwrite or another --out")
         check_model_path(model)
         check_inputs(inputs)
-        from imagefit.data.inventory import listing
-        from imagefit.data.sources import locator_name
         from imagefit.prediction.loading import predict as predict_images
         from imagefit.prediction.output import write_csv
 
@@ -142,21 +140,29 @@ def predict(
         predictions = predict_images(
             model, inputs, tta=tta, tta_n=tta_n, batch_size=batch_size, adapt=adapt, runtime=runtime
         )
-        if not predictions.paths:
-            shown = [f"{locator_name(p)} ({why})" for p, why in predictions.skipped[:3]]
-            why = f": {', '.join(shown)}" if shown else ""
-            raise UserError(f"none of {', '.join(map(str, inputs))} is a readable image{why}; {out} not written")
-        if predictions.adaptation is not None:
-            console.print(predictions.adaptation.line(), highlight=False)
-        if predictions.skipped:
-            shown = [f"{locator_name(p)} ({why})" for p, why in predictions.skipped]
-            warning = listing(f"skipped {len(predictions.skipped)} unreadable files", shown)
-            console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        _say_skipped(predictions, inputs, out)
         write_csv(predictions, out, full=full, overwrite=overwrite, unknown_label=unknown_label)
         if len(predictions.paths) <= SHOW_PREDICTIONS:
             for line in predictions.top_k_lines(3):
                 print(line)
         console.print(f"{len(predictions.paths)} predictions written to {out}", highlight=False)
+
+
+def _say_skipped(predictions, inputs: list[Path], out: Path) -> None:
+    """The adaptation's line and the unreadable files; UserError when no image could be read (OUT not written)."""
+    from imagefit.data.inventory import listing
+    from imagefit.data.sources import locator_name
+
+    if not predictions.paths:
+        shown = [f"{locator_name(p)} ({why})" for p, why in predictions.skipped[:3]]
+        why = f": {', '.join(shown)}" if shown else ""
+        raise UserError(f"none of {', '.join(map(str, inputs))} is a readable image{why}; {out} not written")
+    if predictions.adaptation is not None:
+        console.print(predictions.adaptation.line(), highlight=False)
+    if predictions.skipped:
+        shown = [f"{locator_name(p)} ({why})" for p, why in predictions.skipped]
+        warning = listing(f"skipped {len(predictions.skipped)} unreadable files", shown)
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
 
 
 def _exported_for(model: Path, backend: str, adapt: bool) -> tuple[Path, str]:
@@ -255,53 +261,3 @@ def _exported(run: Path, format: str, *, out: Path | None, overwrite: bool, int8
     from imagefit.export.onnx import export_onnx
 
     return export_onnx(run, out=out, overwrite=overwrite), None
-
-
-@app.command()
-def serve(
-    model: Path = typer.Argument(
-        ..., help="run or ensemble folder, an exported .onnx/.xml model, or an exported ensemble's ensemble.json"
-    ),
-    host: str = typer.Option("127.0.0.1", help="address to listen on (loopback unless you choose otherwise)"),
-    port: int = typer.Option(8000, help="port"),
-    workers: int = typer.Option(1, help="server processes"),
-    max_batch: int = typer.Option(32, help="pictures a batch may gather from concurrent requests"),
-    max_wait_ms: float = typer.Option(10.0, help="longest wait for a batch to fill, after its first picture"),
-    backend: str = typer.Option(
-        "auto", help="auto (ONNX Runtime, exported on first use) | onnx | openvino | torch (a .xml: OpenVINO)"
-    ),
-    api_key: str | None = typer.Option(
-        None,
-        envvar="IMAGEFIT_API_KEY",
-        show_envvar=True,
-        help="key every call must carry (X-API-Key); required with a --host other than loopback. The environment "
-        "variable keeps it out of the process list",
-    ),
-) -> None:
-    """Serve a run over HTTP: POST /predict, POST /explain, GET /health, /metadata, /docs, and a page at /."""
-    with user_errors():
-        check_model_path(model)
-        from imagefit.serving import check_exposure, check_port
-        from imagefit.serving import serve as serve_model
-
-        access = check_exposure(host, api_key)
-        check_port(host, port)
-        console.print(f"serving {model} on http://{host}:{port}/ ({access}; Ctrl-C stops)", highlight=False)
-        serve_model(
-            model,
-            host=host,
-            port=port,
-            workers=workers,
-            max_batch=max_batch,
-            max_wait_ms=max_wait_ms,
-            backend=backend,
-            api_key=api_key,
-        )
-
-
-@app.command()
-def version() -> None:
-    """Print the imagefit version."""
-    from imagefit import __version__
-
-    print(__version__)

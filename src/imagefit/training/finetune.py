@@ -16,8 +16,8 @@ from safetensors.torch import load_file
 
 from imagefit import runs
 from imagefit.files import cpu_tensors, save_tensors
-from imagefit.training.budget import TimeBudget
 from imagefit.training.callbacks import StageHook
+from imagefit.training.deadline import TimeBudget
 from imagefit.training.engine import best_epoch, build_trainer, history_of, soup_applies
 from imagefit.training.environment import training_facts
 from imagefit.training.module import ClassifierModule
