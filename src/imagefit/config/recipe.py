@@ -6,7 +6,7 @@ import dataclasses
 import difflib
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from imagefit.config.groups import (
     AugmentRecipe,
@@ -86,34 +86,25 @@ class Recipe:
                 f"need 1 <= epochs and 0 <= frozen_epochs <= epochs, got epochs={self.schedule.epochs} "
                 f"frozen_epochs={self.schedule.frozen_epochs}"
             )
-        if self.data.batch_size < 1:
-            raise UserError(f"batch_size must be at least 1, got {self.data.batch_size}")
+        self._check_ranges()
         micro = self.data.micro_batch
         if micro < -1 or (micro > 0 and self.data.batch_size % micro):
             raise UserError(
                 f"micro_batch must divide batch_size ({self.data.batch_size}), got {micro} (0: off, -1: auto)"
             )
-        self._check_ranges()
-        if not 0 < self.optim.layer_decay <= 1:
-            raise UserError(f"layer_decay must be above 0 and at most 1 (1: off), got {self.optim.layer_decay}")
         self._check_schedule()
         choice("accelerator", self.engine.accelerator, ACCELERATORS)
         choice("precision", self.engine.precision, PRECISIONS)
         choice("logger", self.engine.logger, ("csv", "tensorboard", "mlflow", "none"))
         check_devices(self.engine.devices)
-        if self.engine.num_nodes < 1:
-            raise UserError(f"num_nodes must be at least 1, got {self.engine.num_nodes}")
 
     def _check_ranges(self) -> None:
         """Numbers outside what their option means: one line naming the option, its range and the value."""
-        for group, name, low, high, low_open, high_open in RANGES:
-            value = getattr(getattr(self, group), name)
-            below = value < low or (low_open and value == low)
-            above = high is not None and (value > high or (high_open and value == high))
-            if below or above:
-                start = f"above {low:g}" if low_open else f"at least {low:g}"
-                end = "" if high is None else f" and {'below' if high_open else 'at most'} {high:g}"
-                raise UserError(f"{name} must be {start}{end}, got {value:g} (--{name.replace('_', '-')})")
+        for bound in RANGES:
+            value = getattr(getattr(self, bound.group), bound.name)
+            if not bound.holds(value):
+                option = "--" + bound.name.replace("_", "-")
+                raise UserError(f"{bound.name} must be {bound.said()}, got {value:g} ({option})")
 
     def _check_schedule(self) -> None:
         schedule = self.schedule
@@ -127,31 +118,54 @@ class Recipe:
             raise UserError(f"progressive_size must be 0 (off) or from 0.25 to below 1, e.g. 0.75; got {share}")
         if share and schedule.time_limit:
             raise UserError("--progressive-size is not planned by --time-limit yet: use one of the two")
-        if not 0 <= schedule.keep_frozen < 1:
-            raise UserError(f"keep_frozen must be from 0 (every layer trains) to below 1, got {schedule.keep_frozen}")
-        if schedule.head_views < 1:
-            raise UserError(f"head_views must be at least 1 (the plain view), got {schedule.head_views}")
         parse_duration(schedule.time_limit)
 
 
-# (group, option, low, high or None, low excluded, high excluded): what each number can mean
+class Range(NamedTuple):
+    """What a number option can mean: from LOW (excluded when `low_open`) to HIGH (None: no top; excluded when
+    `high_open`), and a hint for the message."""
+
+    group: str
+    name: str
+    low: float
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    hint: str = ""
+
+    def holds(self, value: float) -> bool:
+        below = value < self.low or (self.low_open and value == self.low)
+        above = self.high is not None and (value > self.high or (self.high_open and value == self.high))
+        return not (below or above)
+
+    def said(self) -> str:
+        start = f"above {self.low:g}" if self.low_open else f"at least {self.low:g}"
+        end = "" if self.high is None else f" and {'below' if self.high_open else 'at most'} {self.high:g}"
+        return f"{start}{end}{self.hint}"
+
+
 RANGES = (
-    ("optim", "lr", 0.0, None, True, False),
-    ("optim", "finetune_lr_ratio", 0.0, None, True, False),
-    ("optim", "weight_decay", 0.0, None, False, False),
-    ("optim", "label_smoothing", 0.0, 1.0, False, True),
-    ("model", "dropout", 0.0, 1.0, False, True),
-    ("model", "image_size", 0.0, None, False, False),
-    ("augment", "crop_scale", 0.0, 1.0, True, False),
-    ("augment", "rotate", 0.0, 180.0, False, False),
-    ("augment", "color_jitter", 0.0, None, False, False),
-    ("augment", "mixup", 0.0, None, False, False),
-    ("augment", "cutmix", 0.0, None, False, False),
-    ("data", "class_weight_power", 0.0, None, False, False),
-    ("data", "imbalance_ratio", 1.0, None, False, False),
-    ("schedule", "warmup_epochs", 0.0, None, False, False),
-    ("schedule", "patience", 0.0, None, False, False),
-    ("schedule", "ema_epochs", 0.0, None, False, False),
+    Range("data", "batch_size", 1),
+    Range("optim", "lr", 0.0, low_open=True),
+    Range("optim", "finetune_lr_ratio", 0.0, low_open=True),
+    Range("optim", "layer_decay", 0.0, 1.0, low_open=True, hint=" (1: off)"),
+    Range("optim", "weight_decay", 0.0),
+    Range("optim", "label_smoothing", 0.0, 1.0, high_open=True),
+    Range("model", "dropout", 0.0, 1.0, high_open=True),
+    Range("model", "image_size", 0.0),
+    Range("augment", "crop_scale", 0.0, 1.0, low_open=True),
+    Range("augment", "rotate", 0.0, 180.0),
+    Range("augment", "color_jitter", 0.0),
+    Range("augment", "mixup", 0.0),
+    Range("augment", "cutmix", 0.0),
+    Range("data", "class_weight_power", 0.0),
+    Range("data", "imbalance_ratio", 1.0),
+    Range("schedule", "warmup_epochs", 0.0),
+    Range("schedule", "patience", 0.0),
+    Range("schedule", "ema_epochs", 0.0),
+    Range("schedule", "keep_frozen", 0.0, 1.0, high_open=True, hint=" (0: every layer trains)"),
+    Range("schedule", "head_views", 1, hint=" (the plain view)"),
+    Range("engine", "num_nodes", 1),
 )
 
 

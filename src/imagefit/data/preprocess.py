@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 PIL_INTERPOLATIONS = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Image.NEAREST}
+WHOLE_PICTURE = ("squash", "pad")  # resize modes that keep every edge: no crop at evaluation (crop_pct 1.0)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from torchvision.transforms import InterpolationMode, v2
 
 from imagefit.config import AugmentRecipe
 from imagefit.data.decode import UNREADABLE, open_image
-from imagefit.data.preprocess import Preprocess
+from imagefit.data.preprocess import WHOLE_PICTURE, Preprocess
 from imagefit.data.sources import Sample
 
 INTERPOLATIONS = {
@@ -58,7 +58,7 @@ def train_transform(preprocess: Preprocess, augment: AugmentRecipe) -> v2.Compos
     """
     interpolation = INTERPOLATIONS.get(preprocess.interpolation, InterpolationMode.BICUBIC)
     steps: list = []
-    if preprocess.resize in ("squash", "pad"):
+    if preprocess.resize in WHOLE_PICTURE:
         steps.append(_resize(train_decode_size(preprocess, augment), preprocess, interpolation))
     steps += [
         v2.RandomResizedCrop(

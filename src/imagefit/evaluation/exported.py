@@ -15,7 +15,7 @@ from imagefit import runs
 from imagefit.errors import UserError
 from imagefit.evaluation.evaluator import Evaluation, evaluation_targets, write_predictions
 from imagefit.prediction.batches import check_batch, predict_with
-from imagefit.prediction.ensembles import Ensemble, ensemble_json, is_ensemble, load_ensemble
+from imagefit.prediction.ensembles import Ensemble, as_folder, is_ensemble, load_ensemble
 from imagefit.prediction.loading import load_predictor
 
 RUNTIMES = {"onnx": "onnxruntime", "openvino": "openvino"}
@@ -27,7 +27,7 @@ def exported_model(run, model: str | Path | None) -> Path:
     ensemble = isinstance(run, Ensemble)
     path = Path(model) if model is not None else run.files.onnx_ensemble if ensemble else run.files.onnx
     path = path if path.exists() else run.path / path
-    if ensemble and path.suffix.lower() == ".json" and path.is_file() and ensemble_json(path)[0] == "folder":
+    if ensemble and as_folder(path) != path:
         raise UserError(
             f"{model}: that is the ensemble itself; `imagefit evaluate {run.path}` evaluates it, --model takes "
             f"an exported ensemble's JSON ({run.path}/onnx/ensemble.json)"

@@ -10,7 +10,7 @@ from torch import nn
 
 import imagefit.models.pixels  # noqa: F401  (registers imagefit_pixel_svm with timm)
 from imagefit.config import ModelRecipe
-from imagefit.data.preprocess import Preprocess
+from imagefit.data.preprocess import WHOLE_PICTURE, Preprocess
 from imagefit.errors import UserError
 from imagefit.models.hub import offline_message
 from imagefit.models.weights import load_offline_weights
@@ -114,6 +114,6 @@ def preprocess_for(backbone: nn.Module, image_size: int = 0, resize: str = "crop
         mean=tuple(config["mean"]),
         std=tuple(config["std"]),
         interpolation=config.get("interpolation", "bicubic"),
-        crop_pct=1.0 if resize in ("squash", "pad") else float(config.get("crop_pct", 0.875)),
+        crop_pct=1.0 if resize in WHOLE_PICTURE else float(config.get("crop_pct", 0.875)),
         resize=resize,
     )

@@ -49,6 +49,13 @@ def ensemble_json(path: Path) -> tuple[str, dict]:
     )
 
 
+def as_folder(path: Path) -> Path:
+    """PATH, or its folder when PATH is an ensemble folder's own ensemble.json (which names that ensemble)."""
+    if path.suffix.lower() == ".json" and path.is_file() and ensemble_json(path)[0] == "folder":
+        return path.parent
+    return path
+
+
 @dataclass
 class Ensemble:
     """A loaded ensemble folder: its member run folders and their weights."""

@@ -8,7 +8,7 @@ from pathlib import Path
 from imagefit import runs
 from imagefit.errors import UserError
 from imagefit.prediction.batches import DEFAULT_TTA_N, Predictions, Predictor, check_batch, predict_with
-from imagefit.prediction.ensembles import EnsemblePredictor, ensemble_json, is_ensemble
+from imagefit.prediction.ensembles import EnsemblePredictor, as_folder, is_ensemble
 from imagefit.prediction.inputs import collect_inputs
 from imagefit.prediction.onnx import OnnxPredictor
 from imagefit.prediction.predictors import TorchPredictor
@@ -31,12 +31,10 @@ def check_model_path(model: str | Path) -> Path:
 def load_predictor(model: str | Path, *, device: str = "cpu", runtime: str = "onnxruntime") -> Predictor:
     """A predictor for a run folder, an ensemble folder, an exported `.onnx` file (in RUNTIME: onnxruntime or
     openvino), OpenVINO's `.xml` or an exported ensemble's JSON."""
-    path = check_model_path(model)
+    path = as_folder(check_model_path(model))
     if is_ensemble(path):
         return EnsemblePredictor.from_folder(path, device=device)
     if path.suffix.lower() == ".json" and path.exists():
-        if ensemble_json(path)[0] == "folder":  # the ensemble folder's own JSON: the folder's members
-            return EnsemblePredictor.from_folder(path.parent, device=device)
         return EnsemblePredictor.from_onnx(path, runtime=runtime)
     if path.suffix.lower() in (".onnx", ".xml"):
         return OnnxPredictor.from_file(path, runtime=runtime)

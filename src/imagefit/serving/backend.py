@@ -38,16 +38,14 @@ def load_backend(model: str | Path, *, backend: str = "auto") -> Backend:
     backend="openvino", PyTorch with backend="torch"), an exported .onnx file or OpenVINO's .xml; an ensemble
     folder the same way (ENS/onnx exported on first use) or an exported ensemble's JSON."""
     from imagefit.export.onnx import exported_graph
-    from imagefit.prediction.ensembles import EnsemblePredictor, ensemble_json, is_ensemble
+    from imagefit.prediction.ensembles import EnsemblePredictor, as_folder, is_ensemble
     from imagefit.prediction.onnx import OnnxPredictor
     from imagefit.prediction.predictors import TorchPredictor
 
-    path = Path(model)
+    path = as_folder(Path(model))  # an ensemble folder's own JSON: serve the folder
     if backend not in BACKENDS:
         raise UserError(f"--backend {backend} is not one of: {', '.join(BACKENDS)}")
     runtime = "openvino" if backend == "openvino" else "onnxruntime"  # an .xml is OpenVINO's whatever is asked
-    if path.suffix.lower() == ".json" and path.exists() and ensemble_json(path)[0] == "folder":
-        path = path.parent  # an ensemble folder's own JSON: serve the folder
     if path.suffix.lower() in (".onnx", ".xml", ".json"):
         if not path.exists():
             raise UserError(f"{path}: no such exported model. Make one with `imagefit export RUN`")
