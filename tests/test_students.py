@@ -10,7 +10,8 @@ import pytest
 from conftest import TINY, colour_image, make_class_folders
 
 import imagefit
-from imagefit.errors import UserError
+from imagefit import runs
+from imagefit.errors import TrainingInterrupted, UserError
 from imagefit.training.pseudo import NOISE_SE, choose, class_caps, paired_verdict, precision_goal, val_threshold
 from imagefit.training.round_time import round_share
 from imagefit.training.students import val_losses
@@ -232,3 +233,95 @@ def test_the_round_clock_says_its_plan_and_refuses_a_round_it_cannot_afford():
     clock = RoundClock(1000.0, cost=3000.0, rounds=3)  # a round costs three times what is left
     assert not clock.room(console) and clock.share(1, console) is None
     assert "under half of what a round costs (3000s); no further round" in printed.getvalue()
+
+
+def _chain_keeps_every_student(monkeypatch):
+    """Every student kept (the chain runs its rounds whatever tiny val sets say), two rounds at most, and the
+    pseudo-labelling passes counted; the returned list holds the passes at which to interrupt."""
+    from imagefit.training import students
+    from imagefit.training.pseudo import Verdict
+
+    monkeypatch.setattr(students, "paired_verdict", lambda teacher, student: Verdict(-1.0, 0.0, len(teacher)))
+    monkeypatch.setattr(students, "MAX_ROUNDS", 2)
+    real, interrupt_at, calls = students.pseudo_label, [], []
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) in interrupt_at:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(students, "pseudo_label", counted)
+    return interrupt_at, calls
+
+
+def test_a_chain_interrupted_between_rounds_resumes_at_the_round_it_was_in(tmp_path, monkeypatch):
+    data = make_class_folders(tmp_path / "colours", per_class=40)
+    pool, _ = _unlabelled_folder(tmp_path / "pool", per_class=12)
+    out = tmp_path / "run"
+    interrupt_at, calls = _chain_keeps_every_student(monkeypatch)
+    interrupt_at.append(2)  # round 2's labelling pass: student 1 is trained and kept
+    with pytest.raises(TrainingInterrupted, match=f"--resume {out}` \\(its students continue"):
+        imagefit.train(data, out=out, epochs=3, frozen_epochs=1, report=False, unlabelled=pool, **TINY)
+    first = tmp_path / "run-student1"
+    assert (first / "metrics.json").exists() and not (tmp_path / "run-student2").exists()
+    weights = runs.RunFiles(first).model.stat().st_mtime_ns
+    final = imagefit.train(resume=out, report=False)
+    assert len(calls) == 3, "round 1 was not labelled again; round 2 was, again"
+    assert runs.RunFiles(first).model.stat().st_mtime_ns == weights, "round 1's student was judged, not trained again"
+    assert final.path == tmp_path / "run-student2"
+    config = json.loads((out / "config.json").read_text())
+    assert config["students"] == {"rounds": 2, "kept": "run-student2"}
+    assert json.loads((tmp_path / "run-student2" / "config.json").read_text())["student_of"] == str(first.resolve())
+    with pytest.raises(UserError, match="nothing to resume"):
+        imagefit.train(resume=out, report=False)
+
+
+def test_a_student_interrupted_in_training_resumes_and_its_chain_goes_on(tmp_path, monkeypatch):
+    from imagefit.training import students
+
+    data = make_class_folders(tmp_path / "colours", per_class=40)
+    pool, _ = _unlabelled_folder(tmp_path / "pool", per_class=12)
+    out = tmp_path / "run"
+    _, calls = _chain_keeps_every_student(monkeypatch)
+    real_train = students._train_student
+
+    def stopped_in_round_1(teacher, samples, chosen, round_number, train, *args):
+        def interrupted_after_its_head(data, **options):
+            if round_number != 1:
+                return train(data, **options)
+            return train(data, on_stage=_stop_at("fine-tune"), **options)
+
+        return real_train(teacher, samples, chosen, round_number, interrupted_after_its_head, *args)
+
+    monkeypatch.setattr(students, "_train_student", stopped_in_round_1)
+    first = tmp_path / "run-student1"
+    with pytest.raises(TrainingInterrupted, match=f"--resume {first}`"):
+        imagefit.train(data, out=out, epochs=3, frozen_epochs=1, report=False, unlabelled=pool, **TINY)
+    assert not (first / "metrics.json").exists() and len(calls) == 1
+    monkeypatch.setattr(students, "_train_student", real_train)
+    final = imagefit.train(resume=first, report=False)
+    assert (first / "metrics.json").exists() and final.path == tmp_path / "run-student2"
+    assert len(calls) == 2, "round 1 labelled once, round 2 after the resume"
+    assert json.loads((out / "config.json").read_text())["students"] == {"rounds": 2, "kept": "run-student2"}
+
+
+def test_resume_with_unlabelled_none_finishes_the_run_alone(tmp_path, monkeypatch):
+    data = make_class_folders(tmp_path / "colours", per_class=40)
+    pool, _ = _unlabelled_folder(tmp_path / "pool", per_class=12)
+    out = tmp_path / "run"
+    interrupt_at, calls = _chain_keeps_every_student(monkeypatch)
+    interrupt_at.append(1)
+    with pytest.raises(TrainingInterrupted):
+        imagefit.train(data, out=out, epochs=3, frozen_epochs=1, report=False, unlabelled=pool, **TINY)
+    with pytest.raises(UserError, match="nothing to resume"):
+        imagefit.train(resume=out, report=False, unlabelled="none")
+    assert len(calls) == 1 and not (tmp_path / "run-student1").exists()
+
+
+def _stop_at(stage: str):
+    def notify(name: str) -> None:
+        if name == stage:
+            raise KeyboardInterrupt
+
+    return notify

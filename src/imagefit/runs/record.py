@@ -85,3 +85,7 @@ class ConfigRecord:
         shift = values.pop("prior_adjustment", None)
         baked = {"prior_adjustment_in_weights": shift} if shift else {}
         write_json(self.files.config, {**values, "added_classes": [*values.get("added_classes", []), facts], **baked})
+
+    def set_students(self, facts: dict) -> None:
+        """`--unlabelled`: the chain of students this run started has ended (its rounds, the run kept)."""
+        self._update(students=facts)

@@ -10,8 +10,8 @@ from rich.console import Console
 from imagefit.errors import UserError
 from imagefit.training import pipeline
 from imagefit.training.backbones import train_backbones
+from imagefit.training.chain import asked
 from imagefit.training.quality import train_quality
-from imagefit.training.students import asked
 
 
 def train(

@@ -42,7 +42,7 @@ def finish(plan: Plan, console: Console, *, report: bool, notify: StageFn, finis
     """
     files = plan.files
     left = after_evaluation_left(files) if finished else []
-    if finished and not left and (files.report.exists() or not report):
+    if finished and nothing_left(files, report=report):
         raise UserError(f"{plan.run_dir} has finished (model, metrics and report are written); nothing to resume")
     release_memory()  # training's peak is behind: evaluation starts from what is in use
     if not finished:
@@ -56,6 +56,13 @@ def finish(plan: Plan, console: Console, *, report: bool, notify: StageFn, finis
     run = runs.load_run(plan.run_dir)
     print_summary(run, console)
     return run
+
+
+def nothing_left(files: runs.RunFiles, *, report: bool) -> bool:
+    """Whether a run folder has finished everything a resume would do (its report too, when REPORT)."""
+    if files.stage() != "finished" or after_evaluation_left(files):
+        return False
+    return files.report.exists() or not report
 
 
 def _evaluate(plan: Plan, console: Console, model) -> None:

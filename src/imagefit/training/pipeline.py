@@ -19,16 +19,18 @@ from imagefit.config import Recipe, parse_duration
 from imagefit.data import write_split
 from imagefit.data.sources import CsvColumns
 from imagefit.errors import TrainingInterrupted
+from imagefit.training import chain
+from imagefit.training.chain import asked
 from imagefit.training.distill import distill as distill_run
 from imagefit.training.finetune import fine_tune_stage
-from imagefit.training.finish import finish
+from imagefit.training.finish import finish, nothing_left
 from imagefit.training.frozen import head_on_features
 from imagefit.training.head_stage import head_stage
 from imagefit.training.plan import NewRun, Plan, StageFn, new_plan, no_stage, option_key, resume_plan, with_recipe
 from imagefit.training.refit import plan_refit
 from imagefit.training.run_config import run_config
 from imagefit.training.setup import build_setup
-from imagefit.training.students import asked, student_rounds, unlabelled_inputs
+from imagefit.training.students import student_rounds, unlabelled_inputs
 
 # With --refit and --time-limit, the run gets this share of the limit and its refit the rest: the refit
 # trains about as long as the run's fine-tuning (1.18x the images, the kept epochs) on cached features.
@@ -73,12 +75,15 @@ def train(
         if resume is not None:
             made.append(Path(resume))
             plan = resume_plan(Path(resume), overrides)
-        else:
-            overrides, total = share_time_with_refit(overrides, console, students=asked(unlabelled))
-            request = NewRun(data, out, name, runs_dir, csv_columns, checks, dict(carried or {}))
-            plan = new_plan(request, overrides, console=console, notify=notify, started=started, made=made)
+            students = unlabelled is None or asked(unlabelled)  # --unlabelled none: resume the run alone
+            return resume_run(plan, console, report=report, callbacks=callbacks, notify=notify, students=students)
+        overrides, total = share_time_with_refit(overrides, console, students=asked(unlabelled))
+        request = NewRun(
+            data, out, name, runs_dir, csv_columns, checks, {**chain.request(unlabelled, total), **(carried or {})}
+        )
+        plan = new_plan(request, overrides, console=console, notify=notify, started=started, made=made)
         run = run_stages(plan, console, report=report, callbacks=callbacks, notify=notify)
-        if run is None or resume is not None:
+        if run is None:
             return run
         limit = total or parse_duration(plan.recipe.schedule.time_limit)  # total: set for a new run
         return follow_up(run, plan, unlabelled, console, report=report, limit=limit, started=started)
@@ -107,6 +112,32 @@ def follow_up(run, plan: Plan, unlabelled, console: Console, *, report: bool, li
         report=report,
         time_limit=left(),
         run_seconds=time.perf_counter() - started,
+    )
+
+
+def resume_run(plan: Plan, console: Console, *, report: bool, callbacks, notify: StageFn, students: bool):
+    """An interrupted run finished; then, with STUDENTS, the chain of students it belongs to, from where it was left
+    (training.chain). A finished run whose chain has ended has nothing to resume (finish says so)."""
+    started = time.perf_counter()
+    left = chain.left_of(plan.run_dir) if students else None
+    if left is None or not nothing_left(plan.files, report=report):
+        run = run_stages(plan, console, report=report, callbacks=callbacks, notify=notify)
+        if run is None or left is None:
+            return run
+    root = runs.load_run(left.root)
+    inputs = unlabelled_inputs(root, left.images, console)
+    if not inputs:
+        return root
+    console.print(f"unlabelled: the students of {root.path.name} continue", highlight=False)
+    return student_rounds(
+        root,
+        inputs,
+        train=train,
+        console=console,
+        report=report,
+        time_limit=max(left.time_limit - (time.perf_counter() - started), 1.0) if left.time_limit else 0.0,
+        run_seconds=left.run_seconds,
+        resume=True,
     )
 
 
@@ -201,7 +232,8 @@ def interrupted(run_dir: Path | None, *, new: bool) -> str:
         "trained": "its trained model",
         "finished": "its trained model",
     }[files.stage()]
-    return f"interrupted: {run_dir} keeps {kept}; continue with `imagefit train --resume {run_dir}`"
+    students = " (its students continue from the round they were in)" if chain.left_of(run_dir) else ""
+    return f"interrupted: {run_dir} keeps {kept}; continue with `imagefit train --resume {run_dir}`{students}"
 
 
 def distill(

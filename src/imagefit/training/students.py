@@ -24,10 +24,13 @@ from rich.console import Console
 
 from imagefit import runs
 from imagefit.data import Sample, write_split
+from imagefit.errors import TrainingInterrupted
 from imagefit.evaluation.calibration import fit_temperature
 from imagefit.evaluation.evaluator import read_predictions
 from imagefit.tasks import SINGLE, Task, task_for
 from imagefit.tasks.labels import view_probabilities
+from imagefit.training import chain
+from imagefit.training.chain import asked
 from imagefit.training.plan import PSEUDO_LABELS
 from imagefit.training.pseudo import (
     NOISE_SE,
@@ -46,11 +49,6 @@ MAX_ROUNDS = 3
 STUDENT_AUGMENT = "randaugment"
 # Recipe fields a student sets itself rather than taking from its teacher.
 NOT_CARRIED = ("time_limit", "refit", "init_weights", "lr_find")
-
-
-def asked(unlabelled: str | Path | None) -> bool:
-    """Whether UNLABELLED names images (not None, not 'none')."""
-    return str(unlabelled or "none").lower() != "none"
 
 
 def unlabelled_inputs(run: runs.Run, unlabelled: str | Path | None, console: Console) -> list[str]:
@@ -191,13 +189,15 @@ def student_rounds(
     report: bool,
     time_limit: float = 0.0,
     run_seconds: float = 0.0,
+    resume: bool = False,
 ) -> runs.Run:
     """Rounds of students while each is no worse on val than its teacher beyond noise (pseudo.NOISE_SE); returns
-    the last kept (the run itself when none was).
+    the last kept (the run itself when none was), and records on RUN that its chain has ended.
 
     TRAIN is `imagefit.training.pipeline.train`, which trains each student (and calls this module after a run).
     Under TIME_LIMIT (seconds left for the students) each round gets its share (round_time.RoundClock), a round
-    costing what the last one did (the run's RUN_SECONDS for the first).
+    costing what the last one did (the run's RUN_SECONDS for the first). With RESUME, a round whose student folder
+    exists (training.chain) takes that student, resumed if it was interrupted, instead of training a new one.
     """
     if not run.task.offers("pseudo-labels"):
         console.print(run.task.unsupported["pseudo-labels"], highlight=False)
@@ -206,25 +206,48 @@ def student_rounds(
     labelled = run.split()  # each round adds its own pseudo-labels to the run's labelled split
     best_val = val_rows(run)
     clock = RoundClock(time_limit, cost=run_seconds, rounds=MAX_ROUNDS)
+    judged_rounds = 0
     for round_number in range(1, MAX_ROUNDS + 1):
-        if not clock.room(console):
+        found = chain.student_of(best, round_number) if resume else None
+        if found is not None:
+            student = _continued(found, round_number, train, console, report)
+        else:
+            student = _new_round(best, inputs, labelled, best_val, round_number, clock, train, console, report)
+        if student is None:
             break
-        chosen, predicted = pseudo_label(best, inputs, labelled, best_val)
-        console.print(describe(chosen, predicted, round_number), highlight=False)
-        if not chosen.rows:
-            break
-        share = clock.share(round_number, console)  # the labelling pass took its part of the time
-        if share is None:
-            break
-        with clock.round():
-            student = _train_student(best, labelled, chosen, round_number, train, console, report, share)
         student_val = val_rows(student)
         verdict = paired_verdict(*(val_losses(rows, run.classes, run.task) for rows in (best_val, student_val)))
         console.print(judged(best, student, verdict, round_number), highlight=False)
+        judged_rounds = round_number
         if not verdict.kept:
             break
         best, best_val = student, student_val
+    chain.ended(chain.run_root(run.path), judged_rounds, best.path)
     return best
+
+
+def _new_round(teacher, inputs, labelled, teacher_val, round_number, clock, train, console, report):
+    """Round ROUND_NUMBER's new student of TEACHER, or None when the clock or the pseudo-labels allow none."""
+    if not clock.room(console):
+        return None
+    chosen, predicted = pseudo_label(teacher, inputs, labelled, teacher_val)
+    console.print(describe(chosen, predicted, round_number), highlight=False)
+    if not chosen.rows:
+        return None
+    share = clock.share(round_number, console)  # the labelling pass took its part of the time
+    if share is None:
+        return None
+    with clock.round():
+        return _train_student(teacher, labelled, chosen, round_number, train, console, report, share)
+
+
+def _continued(found: Path, round_number: int, train, console: Console, report: bool) -> runs.Run:
+    """Round ROUND_NUMBER's student from an earlier start of the chain: as it was, or resumed where interrupted."""
+    if runs.RunFiles(found).stage() == "finished":
+        console.print(f"round {round_number}: {found.name} was trained before; judged again", highlight=False)
+        return runs.load_run(found)
+    console.print(f"round {round_number}: {found.name} was interrupted; resumed", highlight=False)
+    return train(resume=found, console=console, report=report, unlabelled="none")
 
 
 def judged(teacher: runs.Run, student: runs.Run, verdict, round_number: int) -> str:
@@ -244,24 +267,23 @@ def judged(teacher: runs.Run, student: runs.Run, verdict, round_number: int) -> 
 
 def _train_student(teacher, samples, chosen, round_number, train, console, report, time_limit) -> runs.Run:
     """One student run folder: the run's split plus the pseudo-labelled images as training images."""
-    root = run_root(teacher)
-    target = root.with_name(f"{root.name}-student{round_number}")
+    target = chain.student_path(chain.run_root(teacher.path), round_number)
     merged = list(samples) + [Sample(path, label, "train") for path, label, _ in chosen.rows]
     with tempfile.TemporaryDirectory() as scratch:
         manifest, pseudo = Path(scratch) / "student.csv", Path(scratch) / "pseudo-labels.csv"
         write_manifest(manifest, merged, teacher)
         write_pseudo_labels(pseudo, chosen.rows, round_number, chosen.soft, teacher.classes)
         carried = {"student_of": str(teacher.path.resolve()), "pseudo_round": round_number, PSEUDO_LABELS: str(pseudo)}
-        return train(
-            manifest,
-            out=target,
-            console=console,
-            report=report,
-            checks=False,
-            carried=carried,
-            unlabelled="none",
-            **student_overrides(teacher, time_limit, images=sum(s.split == "train" for s in merged)),
-        )
+        overrides = student_overrides(teacher, time_limit, images=sum(s.split == "train" for s in merged))
+        try:
+            return train(
+                manifest, out=target, console=console, report=report, checks=False, carried=carried,
+                unlabelled="none", **overrides,
+            )  # fmt: skip
+        except TrainingInterrupted:
+            if runs.RunFiles(target).config.exists():
+                raise  # its message names the student to resume
+            raise KeyboardInterrupt from None  # nothing of the student was kept: the chain resumes from its run
 
 
 def write_manifest(path: Path, samples: list[Sample], teacher: runs.Run) -> None:
@@ -274,11 +296,3 @@ def write_manifest(path: Path, samples: list[Sample], teacher: runs.Run) -> None
     runs.write_rows(
         path, ["path", "split", *teacher.classes], [[s.path, s.split, *r] for s, r in zip(samples, rows, strict=True)]
     )
-
-
-def run_root(run: runs.Run) -> Path:
-    """The first run of the chain (RUN of RUN-student2), whose name the students take."""
-    name = run.path.name
-    if "-student" in name and name.rsplit("-student", 1)[1].isdigit():
-        return run.path.with_name(name.rsplit("-student", 1)[0])
-    return run.path
