@@ -52,3 +52,28 @@ def test_a_time_limit_with_refit_gives_the_run_half_and_the_refit_the_rest():
     assert "300s for the run" in console.file.getvalue()
     unchanged = {"time_limit": "10m"}
     assert share_time_with_refit(unchanged, console) == (unchanged, 0.0), "no refit: the whole limit"
+
+
+def test_a_run_interrupted_before_its_refit_resumes_with_the_refit(tmp_path, monkeypatch):
+    import pytest
+
+    from imagefit.errors import TrainingInterrupted, UserError
+    from imagefit.training import pipeline
+
+    data = make_class_folders(tmp_path / "d", per_class=20)
+    real = pipeline.plan_refit
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # the moment the run has finished and its refit is about to start
+
+    monkeypatch.setattr(pipeline, "plan_refit", interrupted)
+    out = tmp_path / "run"
+    with pytest.raises(TrainingInterrupted, match=f"--resume {out}`"):
+        imagefit.train(data, out=out, epochs=3, frozen_epochs=1, refit=True, report=False, **TINY)
+    assert (out / "metrics.json").exists() and not (tmp_path / "run-refit").exists()
+    monkeypatch.setattr(pipeline, "plan_refit", real)
+    done = imagefit.train(resume=out, report=False)
+    assert done.path == tmp_path / "run-refit" and "val_in_training" in done.metrics
+    assert done.config["refit_of"] == str(out.resolve())
+    with pytest.raises(UserError, match="nothing to resume"):
+        imagefit.train(resume=out, report=False)

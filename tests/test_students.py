@@ -261,7 +261,9 @@ def test_a_chain_interrupted_between_rounds_resumes_at_the_round_it_was_in(tmp_p
     out = tmp_path / "run"
     interrupt_at, calls = _chain_keeps_every_student(monkeypatch)
     interrupt_at.append(2)  # round 2's labelling pass: student 1 is trained and kept
-    with pytest.raises(TrainingInterrupted, match=f"--resume {out}` \\(its students continue"):
+    with pytest.raises(
+        TrainingInterrupted, match=f"--resume {out}` \\(then its students from the round they were in\\)"
+    ):
         imagefit.train(data, out=out, epochs=3, frozen_epochs=1, report=False, unlabelled=pool, **TINY)
     first = tmp_path / "run-student1"
     assert (first / "metrics.json").exists() and not (tmp_path / "run-student2").exists()

@@ -1,12 +1,13 @@
-"""A chain of students (`train --unlabelled`) survives an interruption: `--resume` continues the round it was in.
+"""What follows a run survives an interruption: `--resume` goes on with its refit and its students' rounds.
 
-The chain's first run records what was asked when it is made (config.json `unlabelled`: the images, or null for
-the competition layout's test/, and the whole command's time limit), and `students` when its chain has ended (the
-rounds run, the run kept). A resume of that run, or of any of its students, finishes what it resumed and then walks
+A command's first run records what was asked when it is made (config.json `unlabelled`: the images, or null for
+the competition layout's test/, and the whole command's time limit; its recipe says whether a refit follows), and
+the run the students start from records `students` when their chain has ended (the rounds, the run kept). A resume
+of the first run, its refit or any student finishes what it resumed, then makes or resumes the refit, then walks
 the chain again (students.student_rounds): a finished student of its round is judged again from its val
-predictions (no training), an interrupted one is resumed, and the rounds after it run as in a new run. A resumed
-chain gets the students' part of the time limit again, counted from the resume: a resume cannot know how long the
-machine was away.
+predictions (no training), an interrupted one is resumed, and the rounds after it run as in a new run. What
+follows gets its part of the time limit again, counted from the resume: a resume cannot know how long the machine
+was away.
 """
 
 from __future__ import annotations
@@ -49,31 +50,52 @@ def student_path(root: Path, round_number: int) -> Path:
 
 
 @dataclass(frozen=True)
-class Left:
-    """A chain whose students are still owed: its first run, the images asked, the time its students have (s)."""
+class Owed:
+    """What a command asked after its first run and has not done: the refit, the students, and their time."""
 
-    root: Path
-    images: str | None
-    time_limit: float
+    source: Path  # the command's first run
+    refit: Path | None  # its refit folder, when the recipe asks for one (made or not)
+    students: bool  # a chain of students is owed: asked, with images to label, and not ended
+    images: str | None  # the unlabelled images asked (None: the competition layout's test/)
+    time_limit: float  # seconds for what follows the first run, from the resume (0: no limit)
     run_seconds: float  # what a round costs at first: the first run's own share of the limit (0: no limit)
 
+    @property
+    def follows(self) -> Path:
+        """The run the students start from: the refit when one is asked, else the first run."""
+        return self.refit or self.source
 
-def left_of(run_dir: Path) -> Left | None:
-    """The chain RUN_DIR belongs to, when it asked for students that have not ended; else None."""
-    root = run_root(Path(run_dir))
+
+def first_run(path: Path) -> Path:
+    """The command's first run of PATH (RUN of RUN-student2, RUN-refit and RUN-refit-student1)."""
+    root = run_root(Path(path))
     record = runs.ConfigRecord(runs.RunFiles(root))
+    refit_of = record.values().get("refit_of") if record.exists() else None
+    return Path(refit_of) if refit_of else root
+
+
+def owed(run_dir: Path, *, students: bool = True) -> Owed | None:
+    """What RUN_DIR's command still owes after its first run (its refit, and with STUDENTS its students); None when
+    nothing."""
+    source = first_run(run_dir)
+    record = runs.ConfigRecord(runs.RunFiles(source))
     if not record.exists():
         return None
     config = record.values()
-    asked_for = config.get(UNLABELLED)
-    if not isinstance(asked_for, dict) or ENDED in config or asked_for.get("images") == "none":
-        return None
     recipe = Recipe.from_dict(config["recipe"]) if "recipe" in config else Recipe()
     if recipe.model.init_weights:  # a student (or a distilled run) makes no students of its own
         return None
+    refit = source.with_name(f"{source.name}-refit") if recipe.schedule.refit else None
+    follows = runs.RunFiles(refit or source)
+    asked_for = config.get(UNLABELLED) if isinstance(config.get(UNLABELLED), dict) else {"images": "none"}
+    images = asked_for.get("images")
+    some = asked(images) or (images is None and follows.unlabelled.exists())  # the competition layout's test/
+    chain = students and some and not (follows.config.exists() and ENDED in runs.ConfigRecord(follows).values())
+    if not chain and (refit is None or follows.stage() == "finished"):
+        return None
     total, share = float(asked_for.get("time_limit_s") or 0.0), parse_duration(recipe.schedule.time_limit)
-    students = max(total - share, 1.0) if total else (1.0 if share else 0.0)  # as at first: nothing left, or no limit
-    return Left(root, asked_for.get("images"), students, share)
+    after = max(total - share, 1.0) if total else (1.0 if share else 0.0)  # as at first: nothing left, or no limit
+    return Owed(source, refit, chain, images, after, share)
 
 
 def student_of(teacher: runs.Run, round_number: int) -> Path | None:

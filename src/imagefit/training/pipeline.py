@@ -35,6 +35,7 @@ from imagefit.training.students import student_rounds, unlabelled_inputs
 # With --refit and --time-limit, the run gets this share of the limit and its refit the rest: the refit
 # trains about as long as the run's fine-tuning (1.18x the images, the kept epochs) on cached features.
 REFIT_FIRST_SHARE = 0.5
+STUDENTS_AHEAD = "its students from the round they were in"
 
 
 def train(
@@ -116,27 +117,39 @@ def follow_up(run, plan: Plan, unlabelled, console: Console, *, report: bool, li
 
 
 def resume_run(plan: Plan, console: Console, *, report: bool, callbacks, notify: StageFn, students: bool):
-    """An interrupted run finished; then, with STUDENTS, the chain of students it belongs to, from where it was left
-    (training.chain). A finished run whose chain has ended has nothing to resume (finish says so)."""
+    """An interrupted run finished; then what its command asked after its first run and has not done
+    (training.chain): the refit, made or resumed, and with STUDENTS the students from the round they were in. A
+    run with nothing of it left has nothing to resume (finish says so)."""
     started = time.perf_counter()
-    left = chain.left_of(plan.run_dir) if students else None
-    if left is None or not nothing_left(plan.files, report=report):
+    owed = chain.owed(plan.run_dir, students=students)
+    if owed is None or not nothing_left(plan.files, report=report):
         run = run_stages(plan, console, report=report, callbacks=callbacks, notify=notify)
-        if run is None or left is None:
+        if run is None or owed is None:
             return run
-    root = runs.load_run(left.root)
-    inputs = unlabelled_inputs(root, left.images, console)
+
+    def left() -> float:
+        return max(owed.time_limit - (time.perf_counter() - started), 1.0) if owed.time_limit else 0.0
+
+    follows = owed.follows
+    if owed.refit is not None and runs.RunFiles(follows).stage() != "finished":
+        if runs.RunFiles(follows).config.exists():
+            console.print(f"refit: {follows.name} was interrupted; resumed", highlight=False)
+            train(resume=follows, console=console, report=report, unlabelled="none")
+        else:
+            refit(owed.source, console=console, time_limit=left(), report=report)
+    run = runs.load_run(follows)
+    inputs = unlabelled_inputs(run, owed.images, console) if owed.students else []
     if not inputs:
-        return root
-    console.print(f"unlabelled: the students of {root.path.name} continue", highlight=False)
+        return run
+    console.print(f"unlabelled: the students of {run.path.name} continue", highlight=False)
     return student_rounds(
-        root,
+        run,
         inputs,
         train=train,
         console=console,
         report=report,
-        time_limit=max(left.time_limit - (time.perf_counter() - started), 1.0) if left.time_limit else 0.0,
-        run_seconds=left.run_seconds,
+        time_limit=left(),
+        run_seconds=owed.run_seconds,
         resume=True,
     )
 
@@ -232,8 +245,12 @@ def interrupted(run_dir: Path | None, *, new: bool) -> str:
         "trained": "its trained model",
         "finished": "its trained model",
     }[files.stage()]
-    students = " (its students continue from the round they were in)" if chain.left_of(run_dir) else ""
-    return f"interrupted: {run_dir} keeps {kept}; continue with `imagefit train --resume {run_dir}`{students}"
+    owed = chain.owed(run_dir)
+    refit_ahead = owed is not None and owed.refit is not None and owed.refit != Path(run_dir)
+    students = owed is not None and owed.students
+    follows = [said for said, due in (("its refit", refit_ahead), (STUDENTS_AHEAD, students)) if due]
+    then = f" (then {' and '.join(follows)})" if follows else ""
+    return f"interrupted: {run_dir} keeps {kept}; continue with `imagefit train --resume {run_dir}`{then}"
 
 
 def distill(
