@@ -6,6 +6,7 @@ import pytest
 from conftest import TINY, make_class_folders
 
 import imagefit
+from imagefit import runs
 from imagefit.errors import UserError
 from imagefit.prediction.ensembles import Ensemble, is_ensemble
 from imagefit.training.quality import BEST_MODELS, plan_quality
@@ -77,3 +78,42 @@ def test_best_writes_an_ensemble_of_its_members_that_reads_like_a_run(tmp_path):
         assert json.loads((member / "config.json").read_text())["quality"] == "best"
     (evaluated,) = evaluate(made.path, split="val")
     assert evaluated.metrics["accuracy"] == pytest.approx(made.metrics["val"]["accuracy"])
+
+
+def _interrupt_second_member(monkeypatch, where: str):
+    """KeyboardInterrupt in test_resnet's (the second member's) WHERE: 'plan' (before its folder holds anything) or
+    'fine-tune' (after its head phase); once."""
+    from imagefit.training import pipeline
+
+    name = {"plan": "new_plan", "fine-tune": "fine_tune_stage"}[where]
+    real, fired = getattr(pipeline, name), []
+
+    def stopped(plan, *args, **kwargs):
+        model = plan.recipe.model.model if where == "fine-tune" else args[0].get("model")
+        if model == "test_resnet" and not fired:
+            fired.append(1)
+            raise KeyboardInterrupt
+        return real(plan, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, name, stopped)
+
+
+@pytest.mark.parametrize("where", ["fine-tune", "plan"])
+def test_best_interrupted_in_its_second_member_resumes_to_the_ensemble(tmp_path, monkeypatch, where):
+    from imagefit.errors import TrainingInterrupted
+
+    data = make_class_folders(tmp_path / "d", per_class=10)
+    options = {**TINY, "model": "test_efficientnet,test_resnet", "epochs": 2, "frozen_epochs": 1}
+    first, second = tmp_path / "runs" / "dots-test_efficientnet", tmp_path / "runs" / "dots-test_resnet"
+    _interrupt_second_member(monkeypatch, where)
+    named = second if where == "fine-tune" else first  # a member with nothing kept: the first carries on
+    with pytest.raises(TrainingInterrupted, match=f"--resume {named}`"):
+        imagefit.train_quality(data, "best", runs_dir=tmp_path / "runs", name="dots", report=False, **options)
+    assert (first / "metrics.json").exists() and not (tmp_path / "runs" / "dots-best").exists()
+    weights = runs.RunFiles(first).model.stat().st_mtime_ns
+    made = imagefit.train(resume=named, report=False)
+    assert isinstance(made, Ensemble) and made.path == tmp_path / "runs" / "dots-best"
+    assert [m.name for m in made.members] == [first.name, second.name] and (second / "metrics.json").exists()
+    assert runs.RunFiles(first).model.stat().st_mtime_ns == weights, "the first member was not trained again"
+    with pytest.raises(UserError, match="nothing to resume"):
+        imagefit.train(resume=named, report=False)

@@ -8,7 +8,9 @@ from pathlib import Path
 from rich.console import Console
 
 from imagefit import runs
+from imagefit.errors import TrainingInterrupted
 from imagefit.models.factory import check_model_name
+from imagefit.training.quality import ENSEMBLE
 
 
 def train_backbones(
@@ -19,12 +21,15 @@ def train_backbones(
     name: str | None = None,
     console: Console | None = None,
     budget: float = 0.0,
+    resume: bool = False,
     **options,
 ) -> list[runs.Run]:
     """Train every model in MODELS on DATA (runs_dir/<name>-<model>), all on the first run's split.
 
     BUDGET (seconds, 0 for none) is the members' time together: each member's `--time-limit` is what is left of
-    it shared by the members still to train, so time a member did not spend goes to the next (member_limit).
+    it shared by the members still to train, so time a member did not spend goes to the next (member_limit). With
+    RESUME a member's folder that exists is taken as it is, or resumed where it was interrupted; the time left is
+    counted from the resume.
     """
     from imagefit.training.pipeline import train
 
@@ -41,11 +46,34 @@ def train_backbones(
             console.print(f"time left for the members: {limit * (len(models) - index) / 60:.1f} min, "
                           f"{limit / 60:.1f} min for this one", highlight=False)  # fmt: skip
             options["time_limit"] = f"{limit:.0f}s"
-        source = data if not finished else runs.RunFiles(finished[0].path).split  # the same split for all
-        run = train(source, runs_dir=runs_dir, name=f"{stem}-{model}", console=console, model=model, **options)
+        folder = Path(runs_dir) / f"{stem}-{model}"
+        if resume and runs.RunFiles(folder).config.exists():  # trained or started before the interruption
+            run = _continued(folder, console, report=options.get("report", True))
+        else:
+            source = data if not finished else runs.RunFiles(finished[0].path).split  # the same split for all
+            try:
+                run = train(source, runs_dir=runs_dir, name=f"{stem}-{model}", console=console, model=model, **options)
+            except TrainingInterrupted:
+                if not finished or runs.RunFiles(folder).config.exists() or ENSEMBLE not in options.get("carried", {}):
+                    raise  # its line names the member to resume
+                raise TrainingInterrupted(  # nothing of this member was kept: the first one carries the command on
+                    f"interrupted before {folder.name} started; continue with `imagefit train --resume "
+                    f"{finished[0].path}`"
+                ) from None
         if run is not None:
             finished.append(run)
     return finished
+
+
+def _continued(folder: Path, console: Console, *, report: bool) -> runs.Run:
+    """A member from before an interruption: as it is when finished, else resumed (alone: no students)."""
+    from imagefit.training.finish import nothing_left
+    from imagefit.training.pipeline import train
+
+    if nothing_left(runs.RunFiles(folder), report=report):
+        console.print(f"{folder.name} was trained before; taken as it is", highlight=False)
+        return runs.load_run(folder)
+    return train(resume=folder, console=console, report=report, unlabelled="none")
 
 
 MEMBER_FLOOR = 60.0  # seconds: a member behind its share still gets this much to train and evaluate

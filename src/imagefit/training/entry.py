@@ -11,7 +11,7 @@ from imagefit.errors import UserError
 from imagefit.training import pipeline
 from imagefit.training.backbones import train_backbones
 from imagefit.training.chain import asked
-from imagefit.training.quality import train_quality
+from imagefit.training.quality import resume_best, train_quality
 
 
 def train(
@@ -33,6 +33,10 @@ def train(
     """
     if asked(options.get("unlabelled")) and (quality != "balanced" or "," in str(options.get("model", ""))):
         raise UserError("--unlabelled trains students of one run: use it with --quality balanced and one --model")
+    if resume is not None and quality == "balanced" and not asked(options.get("unlabelled")):
+        ensemble = resume_best(resume, console=console, report=options.get("report", True))
+        if ensemble is not None:  # a member of --quality best: the command goes on
+            return ensemble
     if quality != "balanced":
         options.pop("unlabelled", None)
         if resume is not None:

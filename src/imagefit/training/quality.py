@@ -30,6 +30,8 @@ BEST_MODELS = ("tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientne
 FAST_EPOCHS = 3  # the recipe's head epochs
 # With --time-limit, the share of it kept for the ensemble's figures and report after the members.
 BEST_FINISH_SHARE = 0.05
+# config.json of a --quality best member: the command's members, options and ensemble folder, so --resume goes on.
+ENSEMBLE = "quality_best"
 
 
 @dataclass
@@ -114,17 +116,49 @@ def train_quality(
             data, out=out, name=name, runs_dir=runs_dir, console=console, report=report, carried=carried,
             csv_columns=csv_columns, **model, **plan.overrides,
         )  # fmt: skip
+    stem = name or runs.dataset_name(Path(data))
+    asked = {
+        "data": str(data),
+        "models": plan.models,
+        "runs_dir": str(Path(runs_dir).resolve()),
+        "name": stem,
+        "out": str(Path(out or Path(runs_dir) / f"{stem}-best").resolve()),
+        "budget": plan.budget,
+        "options": {k: v for k, v in plan.overrides.items() if v is None or isinstance(v, str | int | float | bool)},
+    }
+    carried[ENSEMBLE] = asked
+    return _best(data, asked, console, report, carried, csv_columns, plan.overrides, resume=False)
+
+
+def resume_best(member: str | Path, *, console: Console | None = None, report: bool = True):
+    """`--resume` of a `--quality best` member (its config.json holds the command's ENSEMBLE): that member finished,
+    the members after it trained or resumed, the ensemble made; None for a folder of no such command."""
+    record = runs.ConfigRecord(runs.RunFiles(Path(member)))
+    asked = record.values().get(ENSEMBLE) if record.exists() else None
+    if not asked:
+        return None
+    folders = [Path(asked["runs_dir"]) / f"{asked['name']}-{model}" for model in asked["models"]]
+    ensemble = runs.RunFiles(Path(asked["out"]))
+    if ensemble.metrics.exists() and (ensemble.report.exists() or not report):
+        if all(runs.RunFiles(folder).stage() == "finished" for folder in folders):
+            raise UserError(f"{member} and its ensemble {asked['out']} have finished; nothing to resume")
+    console = console or Console(stderr=True, soft_wrap=True)
+    carried = {"quality": "best", ENSEMBLE: asked}
+    return _best(asked["data"], asked, console, report, carried, None, asked["options"], resume=True)
+
+
+def _best(data, asked: dict, console: Console, report: bool, carried: dict, csv_columns, options: dict, *, resume):
+    """The members of ASKED trained (with RESUME: each one found taken as it is, or resumed), then their ensemble."""
     from imagefit.evaluation.ensembles import make_ensemble
     from imagefit.training.backbones import train_backbones
 
-    stem = name or runs.dataset_name(Path(data))
     members = train_backbones(
-        data, plan.models, runs_dir=runs_dir, name=stem, console=console, report=report, carried=carried,
-        csv_columns=csv_columns, budget=plan.budget, **plan.overrides,
+        data, asked["models"], runs_dir=asked["runs_dir"], name=asked["name"], console=console, report=report,
+        carried=carried, csv_columns=csv_columns, budget=asked["budget"], resume=resume, **options,
     )  # fmt: skip
     if len(members) < 2:
         raise UserError(f"--quality best needs two finished members, {len(members)} finished: see the lines above")
-    ensemble = make_ensemble([m.path for m in members], out=out or Path(runs_dir) / f"{stem}-best", method="mean")
+    ensemble = make_ensemble([m.path for m in members], out=asked["out"], method="mean")
     if report:
         from imagefit.report.writer import write_report
 
