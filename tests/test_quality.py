@@ -75,7 +75,9 @@ def test_best_writes_an_ensemble_of_its_members_that_reads_like_a_run(tmp_path):
     assert [m.name for m in made.members] == ["dots-test_efficientnet", "dots-test_resnet"]
     assert made.method == "mean" and made.weights == [0.5, 0.5]
     for member in made.members:
-        assert json.loads((member / "config.json").read_text())["quality"] == "best"
+        config = json.loads((member / "config.json").read_text())
+        assert config["quality"] == "best"
+        assert config["unlabelled"]["images"] == "none", "no member trains students (a competition test/ included)"
     (evaluated,) = evaluate(made.path, split="val")
     assert evaluated.metrics["accuracy"] == pytest.approx(made.metrics["val"]["accuracy"])
 

@@ -39,6 +39,7 @@ def train_backbones(
     stem = name or runs.dataset_name(Path(data))
     finished: list[runs.Run] = []
     started = time.monotonic()
+    options["unlabelled"] = "none"  # students follow one run (entry refuses --unlabelled here): no member makes any
     for index, model in enumerate(models):
         console.rule(f"{model} ({index + 1} of {len(models)})")
         if budget and index:
