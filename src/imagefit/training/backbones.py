@@ -10,7 +10,7 @@ from rich.console import Console
 from imagefit import runs
 from imagefit.errors import TrainingInterrupted
 from imagefit.models.factory import check_model_name
-from imagefit.training.quality import ENSEMBLE
+from imagefit.training.chain import ENSEMBLE
 
 
 def train_backbones(
@@ -31,8 +31,6 @@ def train_backbones(
     RESUME a member's folder that exists is taken as it is, or resumed where it was interrupted; the time left is
     counted from the resume.
     """
-    from imagefit.training.pipeline import train
-
     console = console or Console(stderr=True, soft_wrap=True)
     for model in models:  # every name before any training starts
         check_model_name(model)
@@ -52,18 +50,25 @@ def train_backbones(
             run = _continued(folder, console, report=options.get("report", True))
         else:
             source = data if not finished else runs.RunFiles(finished[0].path).split  # the same split for all
-            try:
-                run = train(source, runs_dir=runs_dir, name=f"{stem}-{model}", console=console, model=model, **options)
-            except TrainingInterrupted:
-                if not finished or runs.RunFiles(folder).config.exists() or ENSEMBLE not in options.get("carried", {}):
-                    raise  # its line names the member to resume
-                raise TrainingInterrupted(  # nothing of this member was kept: the first one carries the command on
-                    f"interrupted before {folder.name} started; continue with `imagefit train --resume "
-                    f"{finished[0].path}`"
-                ) from None
+            run = _member(source, folder, finished, console=console, model=model, **options)
         if run is not None:
             finished.append(run)
     return finished
+
+
+def _member(source, folder: Path, finished: list[runs.Run], **options) -> runs.Run | None:
+    """One member trained new into FOLDER. Interrupted before it kept anything, after members FINISHED, a
+    `--quality best` member names the first member, whose `--resume` carries the command on."""
+    from imagefit.training.pipeline import train
+
+    try:
+        return train(source, runs_dir=folder.parent, name=folder.name, **options)
+    except TrainingInterrupted:
+        if not finished or runs.RunFiles(folder).config.exists() or ENSEMBLE not in options.get("carried", {}):
+            raise  # its line names the member to resume
+        raise TrainingInterrupted(
+            f"interrupted before {folder.name} started; continue with `imagefit train --resume {finished[0].path}`"
+        ) from None
 
 
 def _continued(folder: Path, console: Console, *, report: bool) -> runs.Run:

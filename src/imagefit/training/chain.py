@@ -21,6 +21,8 @@ from imagefit.config import Recipe, parse_duration
 UNLABELLED = "unlabelled"  # config.json of the chain's first run: {"images": ..., "time_limit_s": ...}
 ENDED = "students"  # config.json of the chain's first run, once its chain has ended
 STUDENT = "-student"
+# config.json of a --quality best member: the command's members, options and ensemble folder, so --resume goes on.
+ENSEMBLE = "quality_best"
 
 
 def asked(unlabelled: str | Path | None) -> bool:

@@ -76,12 +76,10 @@ def train(
         if resume is not None:
             made.append(Path(resume))
             plan = resume_plan(Path(resume), overrides)
-            students = unlabelled is None or asked(unlabelled)  # --unlabelled none: resume the run alone
-            return resume_run(plan, console, report=report, callbacks=callbacks, notify=notify, students=students)
+            return resume_run(plan, console, report=report, callbacks=callbacks, notify=notify, unlabelled=unlabelled)
         overrides, total = share_time_with_refit(overrides, console, students=asked(unlabelled))
-        request = NewRun(
-            data, out, name, runs_dir, csv_columns, checks, {**chain.request(unlabelled, total), **(carried or {})}
-        )
+        carried = {**chain.request(unlabelled, total), **(carried or {})}  # what follows the run, for a resume
+        request = NewRun(data, out, name, runs_dir, csv_columns, checks, carried)
         plan = new_plan(request, overrides, console=console, notify=notify, started=started, made=made)
         run = run_stages(plan, console, report=report, callbacks=callbacks, notify=notify)
         if run is None:
@@ -116,12 +114,12 @@ def follow_up(run, plan: Plan, unlabelled, console: Console, *, report: bool, li
     )
 
 
-def resume_run(plan: Plan, console: Console, *, report: bool, callbacks, notify: StageFn, students: bool):
+def resume_run(plan: Plan, console: Console, *, report: bool, callbacks, notify: StageFn, unlabelled=None):
     """An interrupted run finished; then what its command asked after its first run and has not done
-    (training.chain): the refit, made or resumed, and with STUDENTS the students from the round they were in. A
-    run with nothing of it left has nothing to resume (finish says so)."""
+    (training.chain): the refit, made or resumed, and the students from the round they were in (UNLABELLED 'none':
+    no students). A run with nothing of it left has nothing to resume (finish says so)."""
     started = time.perf_counter()
-    owed = chain.owed(plan.run_dir, students=students)
+    owed = chain.owed(plan.run_dir, students=unlabelled is None or asked(unlabelled))
     if owed is None or not nothing_left(plan.files, report=report):
         run = run_stages(plan, console, report=report, callbacks=callbacks, notify=notify)
         if run is None or owed is None:

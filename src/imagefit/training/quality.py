@@ -24,14 +24,13 @@ from rich.console import Console
 from imagefit import runs
 from imagefit.config import parse_duration
 from imagefit.errors import UserError
+from imagefit.training.chain import ENSEMBLE
 
 QUALITIES = ("fast", "balanced", "best")
 BEST_MODELS = ("tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2")
 FAST_EPOCHS = 3  # the recipe's head epochs
 # With --time-limit, the share of it kept for the ensemble's figures and report after the members.
 BEST_FINISH_SHARE = 0.05
-# config.json of a --quality best member: the command's members, options and ensemble folder, so --resume goes on.
-ENSEMBLE = "quality_best"
 
 
 @dataclass
