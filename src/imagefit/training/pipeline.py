@@ -100,18 +100,18 @@ def follow_up(run, plan: Plan, unlabelled, console: Console, *, report: bool, li
         run = refit(run.path, console=console, time_limit=max(left(), 1.0) if limit else 0.0, report=report)
     if plan.recipe.model.init_weights:  # a student makes no students of its own
         return run
+    return _students(run, unlabelled, console, report=report, time_limit=left(), cost=time.perf_counter() - started)
+
+
+def _students(run, unlabelled, console: Console, *, report: bool, time_limit: float, cost: float, resume=False):
+    """The students of RUN on the UNLABELLED images (training.students), or RUN when there are none to label."""
     inputs = unlabelled_inputs(run, unlabelled, console)
     if not inputs:
         return run
     return student_rounds(
-        run,
-        inputs,
-        train=train,
-        console=console,
-        report=report,
-        time_limit=left(),
-        run_seconds=time.perf_counter() - started,
-    )
+        run, inputs, train=train, console=console, report=report, time_limit=time_limit, run_seconds=cost,
+        resume=resume,
+    )  # fmt: skip
 
 
 def resume_run(plan: Plan, console: Console, *, report: bool, callbacks, notify: StageFn, unlabelled=None):
@@ -136,20 +136,10 @@ def resume_run(plan: Plan, console: Console, *, report: bool, callbacks, notify:
         else:
             refit(owed.source, console=console, time_limit=left(), report=report)
     run = runs.load_run(follows)
-    inputs = unlabelled_inputs(run, owed.images, console) if owed.students else []
-    if not inputs:
+    if not owed.students:
         return run
     console.print(f"unlabelled: the students of {run.path.name} continue", highlight=False)
-    return student_rounds(
-        run,
-        inputs,
-        train=train,
-        console=console,
-        report=report,
-        time_limit=left(),
-        run_seconds=owed.run_seconds,
-        resume=True,
-    )
+    return _students(run, owed.images, console, report=report, time_limit=left(), cost=owed.run_seconds, resume=True)
 
 
 def run_stages(plan: Plan, console: Console, *, report: bool, callbacks: list | None, notify: StageFn):
