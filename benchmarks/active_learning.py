@@ -101,7 +101,7 @@ def curve(name: str, scratch: Path, args, options: list[str], env: dict) -> dict
     first = train(start, test, scratch / f"{name}-0", options, env)
     print(f"# {name} round 0: {len(start)} labelled, test {first['accuracy']:.4f} ({first['wall']:.0f} s)", flush=True)
     result = {"start": first, "suggest": [], "random": []}
-    for strategy in ("suggest", "random"):
+    for strategy in args.strategies.split(","):
         labelled, run = list(start), scratch / f"{name}-0"
         strategy_rng = random.Random(args.seed + 1)
         for round_ in range(1, args.rounds + 1):
@@ -125,6 +125,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--n", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--strategies", default="suggest,random", help="suggest, random or both (the same picks alone)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("options", nargs=argparse.REMAINDER, help="train options after -- (default: --quality fast)")
     args = parser.parse_args()
@@ -137,7 +138,7 @@ def main() -> None:
     print("| data | strategy | " + " | ".join(f"round {r}" for r in range(args.rounds + 1)) + " |")
     print("|---|---|" + "---|" * (args.rounds + 1))
     for name, result in results.items():
-        for strategy in ("suggest", "random"):
+        for strategy in [s for s in ("suggest", "random") if result[s]]:
             cells = [result["start"]] + result[strategy]
             print(
                 f"| {name} | {strategy} | " + " | ".join(f"{c['accuracy']:.4f} ({c['labelled']})" for c in cells) + " |"
