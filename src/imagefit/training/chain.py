@@ -19,7 +19,7 @@ from imagefit import runs
 from imagefit.config import Recipe, parse_duration
 
 UNLABELLED = "unlabelled"  # config.json of the chain's first run: {"images": ..., "time_limit_s": ...}
-ENDED = "students"  # config.json of the chain's first run, once its chain has ended
+ENDED = "students"  # config.json of the run the students start from, once their chain has ended
 STUDENT = "-student"
 # config.json of a --quality best member: the command's members, options and ensemble folder, so --resume goes on.
 ENSEMBLE = "quality_best"
