@@ -10,6 +10,7 @@ from rich.console import Console
 from imagefit import runs
 from imagefit.errors import TrainingInterrupted
 from imagefit.models.factory import check_model_name
+from imagefit.training import chain
 from imagefit.training.chain import ENSEMBLE
 
 
@@ -31,6 +32,8 @@ def train_backbones(
     RESUME a member's folder that exists is taken as it is, or resumed where it was interrupted; the time left is
     counted from the resume.
     """
+    from imagefit.training.pipeline import train
+
     console = console or Console(stderr=True, soft_wrap=True)
     for model in models:  # every name before any training starts
         check_model_name(model)
@@ -47,20 +50,18 @@ def train_backbones(
             options["time_limit"] = f"{limit:.0f}s"
         folder = Path(runs_dir) / f"{stem}-{model}"
         if resume and runs.RunFiles(folder).config.exists():  # trained or started before the interruption
-            run = _continued(folder, console, report=options.get("report", True))
+            run = chain.carry_on(folder, train=train, console=console, report=options.get("report", True))
         else:
             source = data if not finished else runs.RunFiles(finished[0].path).split  # the same split for all
-            run = _member(source, folder, finished, console=console, model=model, **options)
+            run = _member(train, source, folder, finished, console=console, model=model, **options)
         if run is not None:
             finished.append(run)
     return finished
 
 
-def _member(source, folder: Path, finished: list[runs.Run], **options) -> runs.Run | None:
-    """One member trained new into FOLDER. Interrupted before it kept anything, after members FINISHED, a
-    `--quality best` member names the first member, whose `--resume` carries the command on."""
-    from imagefit.training.pipeline import train
-
+def _member(train, source, folder: Path, finished: list[runs.Run], **options) -> runs.Run | None:
+    """One member trained new into FOLDER (TRAIN is pipeline.train). Interrupted before it kept anything, after
+    members FINISHED, a `--quality best` member names the first member, whose `--resume` carries the command on."""
     try:
         return train(source, runs_dir=folder.parent, name=folder.name, **options)
     except TrainingInterrupted:
@@ -69,17 +70,6 @@ def _member(source, folder: Path, finished: list[runs.Run], **options) -> runs.R
         raise TrainingInterrupted(
             f"interrupted before {folder.name} started; continue with `imagefit train --resume {finished[0].path}`"
         ) from None
-
-
-def _continued(folder: Path, console: Console, *, report: bool) -> runs.Run:
-    """A member from before an interruption: as it is when finished, else resumed (alone: no students)."""
-    from imagefit.training.finish import nothing_left
-    from imagefit.training.pipeline import train
-
-    if nothing_left(runs.RunFiles(folder), report=report):
-        console.print(f"{folder.name} was trained before; taken as it is", highlight=False)
-        return runs.load_run(folder)
-    return train(resume=folder, console=console, report=report, unlabelled="none")
 
 
 MEMBER_FLOOR = 60.0  # seconds: a member behind its share still gets this much to train and evaluate

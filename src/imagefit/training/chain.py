@@ -17,6 +17,7 @@ from pathlib import Path
 
 from imagefit import runs
 from imagefit.config import Recipe, parse_duration
+from imagefit.training.finish import nothing_left
 
 UNLABELLED = "unlabelled"  # config.json of the chain's first run: {"images": ..., "time_limit_s": ...}
 ENDED = "students"  # config.json of the run the students start from, once their chain has ended
@@ -110,6 +111,17 @@ def student_of(teacher: runs.Run, round_number: int) -> Path | None:
     if config.get("student_of") != str(teacher.path.resolve()) or config.get("pseudo_round") != round_number:
         return None
     return path
+
+
+def carry_on(folder: Path, *, train, console, report: bool, said: str = "") -> runs.Run:
+    """A run folder from before an interruption (a student, a refit, a member): as it is when nothing of it is left
+    (finish.nothing_left), else resumed alone (TRAIN is pipeline.train; no students of its own); one line, after SAID,
+    says which."""
+    if nothing_left(runs.RunFiles(folder), report=report):
+        console.print(f"{said}{folder.name} was trained before; taken as it is", highlight=False)
+        return runs.load_run(folder)
+    console.print(f"{said}{folder.name} was interrupted; resumed", highlight=False)
+    return train(resume=folder, console=console, report=report, unlabelled="none")
 
 
 def ended(root: Path, rounds: int, kept: Path) -> None:

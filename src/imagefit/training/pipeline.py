@@ -131,8 +131,7 @@ def resume_run(plan: Plan, console: Console, *, report: bool, callbacks, notify:
     follows = owed.follows
     if owed.refit is not None and runs.RunFiles(follows).stage() != "finished":
         if runs.RunFiles(follows).config.exists():
-            console.print(f"refit: {follows.name} was interrupted; resumed", highlight=False)
-            train(resume=follows, console=console, report=report, unlabelled="none")
+            chain.carry_on(follows, train=train, console=console, report=report, said="refit: ")
         else:
             refit(owed.source, console=console, time_limit=left(), report=report)
     run = runs.load_run(follows)

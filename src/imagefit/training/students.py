@@ -210,7 +210,7 @@ def student_rounds(
     for round_number in range(1, MAX_ROUNDS + 1):
         found = chain.student_of(best, round_number) if resume else None
         if found is not None:
-            student = _continued(found, round_number, train, console, report)
+            student = chain.carry_on(found, train=train, console=console, report=report, said=f"round {round_number}: ")
         else:
             student = _new_round(best, inputs, labelled, best_val, round_number, clock, train, console, report)
         if student is None:
@@ -239,15 +239,6 @@ def _new_round(teacher, inputs, labelled, teacher_val, round_number, clock, trai
         return None
     with clock.round():
         return _train_student(teacher, labelled, chosen, round_number, train, console, report, share)
-
-
-def _continued(found: Path, round_number: int, train, console: Console, report: bool) -> runs.Run:
-    """Round ROUND_NUMBER's student from an earlier start of the chain: as it was, or resumed where interrupted."""
-    if runs.RunFiles(found).stage() == "finished":
-        console.print(f"round {round_number}: {found.name} was trained before; judged again", highlight=False)
-        return runs.load_run(found)
-    console.print(f"round {round_number}: {found.name} was interrupted; resumed", highlight=False)
-    return train(resume=found, console=console, report=report, unlabelled="none")
 
 
 def judged(teacher: runs.Run, student: runs.Run, verdict, round_number: int) -> str:
