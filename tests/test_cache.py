@@ -29,6 +29,27 @@ def test_two_processes_writing_at_once_lose_no_rows(tmp_path):
     assert len(got) == 80 and float(got["h1039"][0]) == 1039.0
 
 
+def test_a_store_locked_by_another_run_is_waited_for_and_never_taken_for_damage(tmp_path, monkeypatch):
+    import sqlite3
+
+    from imagefit.data import cache
+
+    store = VectorStore(tmp_path)
+    store.put("s", {"a": np.ones(3, dtype=np.float32)})
+    monkeypatch.setattr(cache, "_WAIT_S", 0.2)
+    other = sqlite3.connect(store.path, isolation_level=None)
+    other.execute("PRAGMA journal_mode=DELETE")  # leave WAL, so that the next run has to switch back alone
+    other.execute("BEGIN EXCLUSIVE")  # another run holds the file for the whole call
+    try:
+        with pytest.warns(UserWarning, match="could not be used"):
+            store.put("s", {"b": np.ones(3, dtype=np.float32)})
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert not list(tmp_path.glob("vectors.damaged-*")), "a lock is not damage: nothing was set aside"
+    assert list(store.get("s", ["a", "b"])) == ["a"], "what was stored stays; the locked write is recomputed later"
+
+
 def test_a_damaged_store_is_set_aside_and_recomputed(tmp_path):
     store = VectorStore(tmp_path)
     store.put("s", {"a": np.ones(3, dtype=np.float32)})

@@ -3,7 +3,8 @@
 One SQLite database, `vectors.sqlite` under $IMAGEFIT_CACHE or ~/.cache/imagefit, holds float32
 arrays by (space, file content hash). A *space* names everything a vector depends on besides
 the image bytes (model weights, preprocessing, augmentation seed ...). The store is:
-- safe for concurrent runs: SQLite's locking (write-ahead log, a busy timeout);
+- safe for concurrent runs: SQLite's locking (write-ahead log, a busy timeout); a lock is waited for,
+  never taken for damage;
 - written as it is computed: a killed run keeps every batch it committed;
 - bounded: past $IMAGEFIT_CACHE_GB (default 5) the least recently used spaces are dropped;
 - self-healing: a damaged database is moved aside and started anew, and the vectors recomputed.
@@ -26,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_LIMIT_GB = 5.0
+_WAIT_S = 120  # how long a run waits for another one's write before it goes on without the cache
 _CHUNK = 500  # hashes per SELECT (SQLite's host-parameter limit is 999 on old builds)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS vectors (space TEXT, hash TEXT, shape TEXT, data BLOB, PRIMARY KEY (space, hash));
@@ -61,6 +63,11 @@ class SpaceInfo:
     last_used: float
 
 
+def _busy(error: sqlite3.OperationalError) -> bool:
+    """SQLITE_BUSY/LOCKED: another process holds the file for a moment (damage is a DatabaseError of its own)."""
+    return "locked" in str(error) or "busy" in str(error)
+
+
 class VectorStore:
     """Float32 vectors by (space, file hash) in one SQLite file; see the module docstring."""
 
@@ -70,21 +77,35 @@ class VectorStore:
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        for attempt in range(2):
+        deadline = time.monotonic() + _WAIT_S
+        set_aside = False
+        while True:
+            connection = sqlite3.connect(self.path, timeout=_WAIT_S)
             try:
-                connection = sqlite3.connect(self.path, timeout=120)
-                connection.execute("PRAGMA journal_mode=WAL")
+                if connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    connection.execute("PRAGMA journal_mode=WAL")  # needs the file alone: no busy timeout here
                 connection.executescript(_SCHEMA)
                 break
+            except sqlite3.OperationalError as error:  # locked by another run, not damage: wait for it
+                connection.close()
+                if not _busy(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
             except sqlite3.DatabaseError:
-                if attempt:
+                connection.close()
+                if set_aside:
                     raise
                 self._set_aside()
+                set_aside = True
         try:
             with connection:  # one transaction: committed on success, rolled back on error
                 yield connection
         finally:
             connection.close()
+
+    def _unavailable(self, error: sqlite3.OperationalError) -> None:
+        """Locked past the wait, or a disk error: the run goes on without the cache, which stays as it is."""
+        warnings.warn(f"the vector cache {self.path} could not be used ({error}); computing without it", stacklevel=3)
 
     def _set_aside(self) -> None:
         """Move a damaged database out of the way (kept for a look), so a new one starts."""
@@ -113,6 +134,8 @@ class VectorStore:
                     for file_hash, shape, data in rows:
                         yield file_hash, np.frombuffer(data, dtype=np.float32).reshape(json.loads(shape))
                 db.execute("UPDATE spaces SET last_used = ? WHERE space = ?", (time.time(), space))
+        except sqlite3.OperationalError as error:
+            self._unavailable(error)
         except sqlite3.DatabaseError:
             self._set_aside()
 
@@ -134,6 +157,8 @@ class VectorStore:
                     (space, kind, added, time.time()),
                 )
                 self._evict(db, keep=space)
+        except sqlite3.OperationalError as error:
+            self._unavailable(error)
         except sqlite3.DatabaseError:
             self._set_aside()
 
