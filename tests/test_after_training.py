@@ -74,6 +74,21 @@ def test_predict_folder_writes_id_category_and_skips_bad_files(tiny_run, tmp_pat
         write_csv(predictions, out)
 
 
+def test_the_locators_a_split_records_for_a_zip_are_predicted_as_they_are(tiny_run, tmp_path):
+    # distill predicts its teacher's training images by their split.csv locators: a zip's are ARCHIVE::member
+    from conftest import zip_folder
+
+    archive = zip_folder(make_class_folders(tmp_path / "images", per_class=2), tmp_path / "images.zip")
+    locators = [f"{archive}::red/001.jpg", f"{archive}::blue/000.jpg"]
+    whole = predict(tiny_run, [archive])
+    one_by_one = predict(tiny_run, locators)
+    assert one_by_one.paths == locators
+    by_path = dict(zip(whole.paths, whole.probabilities, strict=True))
+    assert np.allclose(one_by_one.probabilities, [by_path[locator] for locator in locators], atol=1e-6)
+    with pytest.raises(UserError, match="no such file"):
+        predict(tiny_run, [f"{tmp_path / 'missing.zip'}::red/001.jpg"])
+
+
 def test_tta_with_two_views_averages_the_image_and_its_mirror(tiny_run, tmp_path):
     image = colour_image((200, 60, 90), seed=11, size=(50, 40))
     image.save(tmp_path / "a.png")
