@@ -11,7 +11,7 @@ from conftest import make_class_folders
 from PIL import Image
 
 from imagefit import runs
-from imagefit.audit.selection import CANDIDATES_PER_PICK, choose, k_center_greedy, margins
+from imagefit.audit.selection import CANDIDATES_PER_PICK, choose, margins, typical_per_cluster
 from imagefit.audit.suggest import COLUMNS, suggest
 from imagefit.errors import UserError
 
@@ -21,15 +21,6 @@ def test_margins_are_small_where_the_run_hesitates():
     np.testing.assert_allclose(margins(probabilities), [0.05, 0.85])
     # multi-label: the label closest to its threshold decides
     np.testing.assert_allclose(margins(np.array([[0.9, 0.42], [0.1, 0.95]]), np.array([0.5, 0.4])), [0.02, 0.4])
-
-
-def test_k_center_greedy_spreads_its_picks_away_from_what_is_covered():
-    rng = np.random.default_rng(0)
-    centres = np.eye(4)[:3] * 10
-    embeddings = np.concatenate([c + rng.normal(0, 0.1, (20, 4)) for c in centres])  # clusters A, B, C
-    picked = k_center_greedy(embeddings, 2, covered=embeddings[:20])  # A is labelled already
-    assert sorted(i // 20 for i in picked) == [1, 2], "one pick in each cluster not yet covered"
-    assert k_center_greedy(embeddings, 1, order=np.array([45, 3, 7])) == [45], "nothing covered: the first in order"
 
 
 def test_choose_picks_only_eligible_images_among_the_most_uncertain():
@@ -43,6 +34,19 @@ def test_choose_picks_only_eligible_images_among_the_most_uncertain():
     assert all(eligible[i] for i in choice.indices)
     uncertain = np.flatnonzero(eligible)[np.argsort(margins(probabilities)[eligible], kind="stable")]
     assert set(choice.indices) <= set(uncertain[: CANDIDATES_PER_PICK * n].tolist())
+
+
+def test_typical_per_cluster_takes_each_clusters_most_central_member_largest_first():
+    rng = np.random.default_rng(0)
+    centres = np.eye(4)[:3] * 10
+    offsets = [sign * size * np.eye(4)[axis] for axis in (0, 2, 3) for size in (1, 2, 3) for sign in (1, -1)]
+    largest = np.array([centres[1]] + [centres[1] + offset for offset in offsets])  # its centre, then around it
+    noisy = [centre + rng.normal(0, 1, (count, 4)) for centre, count in ((centres[0], 8), (centres[2], 12))]
+    embeddings = np.concatenate([noisy[0], largest, noisy[1]])
+    picked = typical_per_cluster(embeddings, 3)
+    assert picked[0] == 8, "the largest cluster first, and of it the member at its centre"
+    assert sorted(int(i >= 8) + int(i >= 8 + len(largest)) for i in picked) == [0, 1, 2], "one from each cluster"
+    assert typical_per_cluster(np.ones((5, 4)), 3) == [0, 1, 2], "identical vectors: still exactly n picks"
 
 
 def _copies(paths: list[str], into: Path) -> list[Path]:

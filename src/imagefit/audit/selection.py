@@ -1,16 +1,19 @@
-"""Which unlabelled images to label next (`imagefit suggest`): uncertain ones, spread over the embedding space.
+"""Which unlabelled images to label next (`imagefit suggest`): uncertain ones, typical of their kind.
 
-Pure NumPy. Uncertainty is the margin between the two most probable classes of the calibrated
-probabilities (Scheffer et al. 2001; for a multi-label run, the closest any label comes to its
-threshold). The UNCERTAIN_SHARE most uncertain images (at least CANDIDATES_PER_PICK per image to
-pick) are the candidates; among them k-center greedy (Sener and Savarese, ICLR 2018) picks, one at a
-time, the candidate farthest (cosine distance of the backbone embeddings) from everything labelled
-and picked so far, so that a batch of suggestions does not spend its labels on one cluster of
-look-alikes. Whether this beats random picks is measured, not assumed (benchmarks/RESULTS.md).
+Uncertainty is the margin between the two most probable classes of the calibrated probabilities
+(Scheffer et al. 2001; for a multi-label run, the closest any label comes to its threshold). The
+CANDIDATES_PER_PICK * N most uncertain images are the candidates. Among them k-means (scikit-learn,
+on unit-length backbone embeddings) makes N clusters, and from each the member nearest its centre is
+picked, the largest cluster's first: a batch spreads over the kinds of uncertain image instead of
+spending its labels on one cluster of look-alikes, and each pick is typical of its kind rather than an
+outlier (Hacohen et al., ICML 2022: at small budgets typical images teach more). The earlier pick,
+k-center greedy (Sener and Savarese, ICLR 2018: each candidate farthest from everything labelled),
+chose outliers; measured against it and against random picks in benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,28 +35,27 @@ def margins(probabilities: np.ndarray, thresholds: np.ndarray | None = None) -> 
     return top2[:, 0] - top2[:, 1]
 
 
-def k_center_greedy(embeddings: np.ndarray, n: int, covered: np.ndarray | None = None, order=None) -> list[int]:
-    """N indices of EMBEDDINGS, each the farthest (cosine) from COVERED and the ones picked before it.
+def typical_per_cluster(embeddings: np.ndarray, n: int) -> list[int]:
+    """N indices of EMBEDDINGS: k-means on the unit vectors into N clusters, from each the member nearest its
+    centre, the largest cluster's first; fewer clusters than N (identical vectors) are topped up in index order."""
+    from sklearn.cluster import KMeans
+    from sklearn.exceptions import ConvergenceWarning
 
-    With nothing covered, the first pick is ORDER[0] (the most uncertain), else index 0. Ties go to the
-    earlier index of ORDER.
-    """
     vectors = normalise(embeddings)
-    if not len(vectors) or n <= 0:
+    n = min(n, len(vectors))
+    if n <= 0:
         return []
-    order = np.arange(len(vectors)) if order is None else np.asarray(order)
-    vectors = vectors[order]
-    if covered is not None and len(covered):
-        nearest = 1.0 - (vectors @ normalise(covered).T).max(axis=1)
-    else:
-        nearest = np.full(len(vectors), np.inf)
+    with warnings.catch_warnings():  # fewer distinct vectors than clusters: topped up below
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fitted = KMeans(n_clusters=n, n_init=3, random_state=0).fit(vectors)
     picked: list[int] = []
-    for _ in range(min(n, len(vectors))):
-        choice = int(np.argmax(nearest))
-        picked.append(choice)
-        nearest = np.minimum(nearest, 1.0 - vectors @ vectors[choice])
-        nearest[picked] = -np.inf
-    return [int(order[i]) for i in picked]
+    for cluster in np.argsort(-np.bincount(fitted.labels_, minlength=n), kind="stable"):
+        members = np.flatnonzero(fitted.labels_ == cluster)
+        if len(members):
+            spread = ((vectors[members] - fitted.cluster_centers_[cluster]) ** 2).sum(axis=1)
+            picked.append(int(members[np.argmin(spread)]))
+    rest = [i for i in range(len(vectors)) if i not in set(picked)]
+    return picked + rest[: n - len(picked)]
 
 
 @dataclass
@@ -74,12 +76,12 @@ def choose(
     covered: np.ndarray | None = None,
     thresholds: np.ndarray | None = None,
 ) -> Choice:
-    """N eligible images: the CANDIDATES_PER_PICK * N most uncertain, thinned by k-center greedy."""
+    """N eligible images: the CANDIDATES_PER_PICK * N most uncertain, one typical image of each of N clusters."""
     margin = margins(probabilities, thresholds)
     pool = np.flatnonzero(eligible)
     by_margin = pool[np.argsort(margin[pool], kind="stable")]
     candidates = by_margin[: max(n, CANDIDATES_PER_PICK * n)]
-    picked = k_center_greedy(embeddings[candidates], n, covered, order=np.arange(len(candidates)))
+    picked = typical_per_cluster(embeddings[candidates], n)
     indices = [int(candidates[i]) for i in picked]
     distances = np.zeros(len(indices))
     if covered is not None and len(covered) and indices:

@@ -4,7 +4,8 @@ The run predicts every image of the pool once (its calibrated probabilities and 
 view). Images already in the run's split.csv, and near duplicates of them (perceptual hashes at most
 STRICT_PHASH bits apart, as the audit finds copies), are skipped; images the run flags as unknown are
 listed apart (they may be a class the run does not know). Of the rest, `selection.choose` picks N:
-uncertain, and spread over the embedding space away from the run's training images (its unknown index).
+uncertain, one typical image of each kind among them; each row's reason gives its margin and, when the run
+keeps its training embeddings (unknown index), its distance to the nearest training image.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class Suggestions:
             said.append(f"skipped: {skipped}")
         if not self.covered:
             said.append(
-                "the run keeps no training embeddings (unknown index), so diversity is among the suggestions only"
+                "the run keeps no training embeddings (unknown index): no distance to the training images is given"
             )
         return said
 
