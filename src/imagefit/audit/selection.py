@@ -54,7 +54,8 @@ def typical_per_cluster(embeddings: np.ndarray, n: int) -> list[int]:
         if len(members):
             spread = ((vectors[members] - fitted.cluster_centers_[cluster]) ** 2).sum(axis=1)
             picked.append(int(members[np.argmin(spread)]))
-    rest = [i for i in range(len(vectors)) if i not in set(picked)]
+    taken = set(picked)
+    rest = [i for i in range(len(vectors)) if i not in taken]
     return picked + rest[: n - len(picked)]
 
 
