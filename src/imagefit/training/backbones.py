@@ -11,7 +11,6 @@ from imagefit import runs
 from imagefit.errors import TrainingInterrupted
 from imagefit.models.factory import check_model_name
 from imagefit.training import chain
-from imagefit.training.chain import ENSEMBLE
 
 
 def train_backbones(
@@ -65,7 +64,7 @@ def _member(train, source, folder: Path, finished: list[runs.Run], **options) ->
     try:
         return train(source, runs_dir=folder.parent, name=folder.name, **options)
     except TrainingInterrupted:
-        if not finished or runs.RunFiles(folder).config.exists() or ENSEMBLE not in options.get("carried", {}):
+        if not finished or runs.RunFiles(folder).config.exists() or chain.ENSEMBLE not in options.get("carried", {}):
             raise  # its line names the member to resume
         raise TrainingInterrupted(
             f"interrupted before {folder.name} started; continue with `imagefit train --resume {finished[0].path}`"
