@@ -10,7 +10,7 @@ options after `--`), one after another, with a private feature cache per screen 
 The row gives, per dataset, the headline accuracy (test where the data has a test split, else
 val) with macro-F1 and balanced accuracy, then the total wall time and the largest peak RSS.
 `--time-limit` is one duration for every set or `set=duration,...`. `--keep DIR` copies each run's
-history, config and metrics into DIR/<set>. `--details` also prints one
+history, config, metrics and per-image predictions into DIR/<set>. `--details` also prints one
 row per dataset: epochs, kept epoch, the epochs of a soup (`--soup true`) with the kept epoch's own
 plain accuracy beside it, the prediction settings chosen on val, the headline accuracy
 and ECE with the plain settings (training size, one view, no temperature) and with the chosen
@@ -49,9 +49,11 @@ SET_OPTIONS = {"steel": ["--test-split", "0.2"]}  # steel has no split of its ow
 
 
 def keep_files(run: Path, into: Path) -> None:
-    """Copy the small files of RUN (its history, config and metrics) into INTO, before the scratch is deleted."""
+    """Copy the small files of RUN (its history, config, metrics and per-image predictions of each evaluated split)
+    into INTO, before the scratch is deleted."""
     into.mkdir(parents=True, exist_ok=True)
-    for name in ("history.csv", "config.json", "metrics.json"):
+    names = ["history.csv", "config.json", "metrics.json"] + sorted(p.name for p in run.glob("predictions-*.csv"))
+    for name in names:
         if (run / name).is_file():
             shutil.copy2(run / name, into / name)
 
