@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +66,7 @@ def bootstrap(runs: list[dict[str, tuple[str, str]]], resamples: int, seed: int 
 
 
 def main() -> None:
+    warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")  # a resample may miss a class
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("csvs", nargs="+", type=Path)
     parser.add_argument("--resamples", type=int, default=2000)

@@ -10,7 +10,8 @@ options after `--`), one after another, with a private feature cache per screen 
 The row gives, per dataset, the headline accuracy (test where the data has a test split, else
 val) with macro-F1 and balanced accuracy, then the total wall time and the largest peak RSS.
 `--time-limit` is one duration for every set or `set=duration,...`. `--keep DIR` copies each run's
-history, config, metrics and per-image predictions into DIR/<set>. `--details` also prints one
+history, config, metrics and per-image predictions into DIR/<set>; `--keep-runs DIR` the whole run folders
+(without checkpoints and logs), to evaluate again later. `--details` also prints one
 row per dataset: epochs, kept epoch, the epochs of a soup (`--soup true`) with the kept epoch's own
 plain accuracy beside it, the prediction settings chosen on val, the headline accuracy
 and ECE with the plain settings (training size, one view, no temperature) and with the chosen
@@ -95,6 +96,7 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=None, help="feature cache folder (default: a new one)")
     parser.add_argument("--details", action="store_true")
     parser.add_argument("--keep", type=Path, help="copy each run's history.csv, config.json and metrics.json here")
+    parser.add_argument("--keep-runs", type=Path, help="copy whole run folders here (no checkpoints, logs)")
     parser.add_argument("--json", type=Path, help="write every run's metrics, wall time and peak RSS here")
     parser.add_argument("options", nargs=argparse.REMAINDER, help="recipe options after --")
     args = parser.parse_args()
@@ -111,6 +113,9 @@ def main() -> None:
             results[name] = run_one(data, scratch / name, SET_OPTIONS.get(name, []) + options + limit, env)
             if args.keep:
                 keep_files(scratch / name, args.keep / name)
+            if args.keep_runs and (scratch / name).is_dir():
+                ignore = shutil.ignore_patterns("checkpoints", "logs")
+                shutil.copytree(scratch / name, args.keep_runs / name, ignore=ignore, dirs_exist_ok=True)
             if "error" not in results[name]:
                 results[name]["plain"] = plain_figures(scratch / name)
                 results[name]["single"] = plain_figures(scratch / name, single=True)
