@@ -95,7 +95,7 @@ def main() -> None:
     parser.add_argument("--sets", default=",".join(SETS))
     parser.add_argument("--cache", type=Path, default=None, help="feature cache folder (default: a new one)")
     parser.add_argument("--details", action="store_true")
-    parser.add_argument("--keep", type=Path, help="copy each run's history.csv, config.json and metrics.json here")
+    parser.add_argument("--keep", type=Path, help="copy each run's history, config, metrics and predictions here")
     parser.add_argument("--keep-runs", type=Path, help="copy whole run folders here (no checkpoints, logs)")
     parser.add_argument("--json", type=Path, help="write every run's metrics, wall time and peak RSS here")
     parser.add_argument("options", nargs=argparse.REMAINDER, help="recipe options after --")
