@@ -123,12 +123,17 @@ def _budget_after_one_epoch(val_seconds_measured: float):
 
     clock = _Clock()
     # 600 s from now; finish planned at 90 s and a validation pass at 10 s (probe's rate).
-    budget = TimeBudget(clock.now + 600.0, finish=90.0, val=10.0, cap=100, clock=clock)
+    budget = TimeBudget(clock.now + 600.0, finish=90.0, val=10.0, cap=100, clock=clock, min_part=1.0)  # whole epochs
     timer = Timer(duration=timedelta(seconds=500.0))
     timer.on_train_start(None, None)
     retargeted = []
     trainer = SimpleNamespace(
-        current_epoch=0, max_epochs=5, sanity_checking=False, fit_loop=SimpleNamespace(max_epochs=5), callbacks=[timer]
+        current_epoch=0,
+        max_epochs=5,
+        sanity_checking=False,
+        should_stop=False,
+        fit_loop=SimpleNamespace(max_epochs=5),
+        callbacks=[timer],
     )
     module = SimpleNamespace(retarget=retargeted.append)
     budget.on_train_epoch_start(trainer, module)
@@ -171,7 +176,9 @@ def test_the_budget_plans_the_remaining_epochs_at_the_slowest_epochs_pace():
     clock = _Clock()
     budget = TimeBudget(clock.now + 400.0, finish=0.0, val=0.0, cap=100, clock=clock)
     retargeted = []
-    trainer = SimpleNamespace(current_epoch=0, sanity_checking=False, fit_loop=SimpleNamespace(max_epochs=9))
+    trainer = SimpleNamespace(
+        current_epoch=0, sanity_checking=False, should_stop=False, fit_loop=SimpleNamespace(max_epochs=9)
+    )
     trainer.max_epochs, trainer.callbacks = 9, []
     module = SimpleNamespace(retarget=retargeted.append)
     for seconds in (60.0, 90.0, 50.0):  # the second epoch runs 1.5x the first, the third faster again
@@ -215,7 +222,9 @@ def test_halfway_through_an_epoch_the_budget_shortens_a_plan_that_no_longer_fits
 
     def halfway(seconds_for_half: float) -> tuple[int, list[int]]:
         clock = _Clock()
-        budget = TimeBudget(clock.now + 400.0, finish=0.0, val=0.0, cap=100, clock=clock, say=said.append, offset=3)
+        budget = TimeBudget(
+            clock.now + 400.0, finish=0.0, val=0.0, cap=100, clock=clock, say=said.append, offset=3, min_part=1.0
+        )
         retargeted: list[int] = []
         trainer = SimpleNamespace(current_epoch=0, num_training_batches=10, fit_loop=SimpleNamespace(max_epochs=3))
         module = SimpleNamespace(retarget=retargeted.append)
@@ -246,13 +255,13 @@ def test_the_epochs_end_does_not_undo_a_cut_its_own_halfway_check_made():
     from imagefit.training.deadline import TimeBudget
 
     clock = _Clock()
-    budget = TimeBudget(clock.now + 400.0, finish=0.0, val=0.0, cap=100, clock=clock)
+    budget = TimeBudget(clock.now + 400.0, finish=0.0, val=0.0, cap=100, clock=clock, min_part=1.0)
     retargeted: list[int] = []
 
     class Trainer(SimpleNamespace):  # as Lightning's: max_epochs is the fit loop's
         max_epochs = property(lambda self: self.fit_loop.max_epochs)
 
-    trainer = Trainer(current_epoch=0, num_training_batches=10, sanity_checking=False, callbacks=[])
+    trainer = Trainer(current_epoch=0, num_training_batches=10, sanity_checking=False, should_stop=False, callbacks=[])
     trainer.fit_loop = SimpleNamespace(max_epochs=5)
     module = SimpleNamespace(retarget=retargeted.append)
     budget.on_train_epoch_start(trainer, module)

@@ -82,6 +82,7 @@ def _trainer(plan: Plan, setup: Setup, *, offset: int, head_rows: list[dict], ex
             cap=plan.epoch_cap() - offset,
             say=lambda line: console.print(line, highlight=False),
             offset=offset,
+            epoch=budget.epoch_seconds,
         )
         left = timedelta(seconds=max(1.0, keeper.deadline - time.perf_counter()))
         extra.append(keeper)

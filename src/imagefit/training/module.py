@@ -119,9 +119,10 @@ class ClassifierModule(L.LightningModule):
         scheduler = LambdaLR(optimizer, lambda step: self.curve(step))  # `retarget` may move the curve's end
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
-    def retarget(self, epochs: int) -> None:
-        """Make the learning-rate curve end after `epochs` epochs (a time limit re-planned the run)."""
-        self.curve = dataclasses.replace(self.curve, total_steps=epochs * self._steps_per_epoch)
+    def retarget(self, epochs: float) -> None:
+        """Make the learning-rate curve end after `epochs` epochs (a time limit re-planned the run; a fraction where
+        the last epoch is partial)."""
+        self.curve = dataclasses.replace(self.curve, total_steps=round(epochs * self._steps_per_epoch))
 
 
 def _make_mixup(recipe: Recipe, num_classes: int) -> Mixup | None:
