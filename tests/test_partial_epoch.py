@@ -4,7 +4,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from imagefit.training.deadline import MIN_PART, TimeBudget, fitted_epochs
+from imagefit.training.budget import MIN_PART, fitted_epochs
+from imagefit.training.deadline import TimeBudget
 
 
 @pytest.mark.parametrize(
@@ -85,6 +86,11 @@ def test_before_the_first_epoch_the_plans_epoch_time_adds_the_part_its_whole_epo
     trainer = _trainer(2)
     unplanned.on_train_start(trainer, SimpleNamespace(retarget=retargeted.append))
     assert trainer.fit_loop.max_epochs == 2 and len(retargeted) == 1
+    # the re-plan after the feature pass asked for one epoch where only part of one fits: it is cut to that part
+    short = TimeBudget(clock.now + 55.0, finish=0.0, val=0.0, cap=100, clock=clock, epoch=100.0)
+    trainer = _trainer(1)
+    short.on_train_start(trainer, SimpleNamespace(retarget=retargeted.append))
+    assert trainer.fit_loop.max_epochs == 1 and retargeted[-1] == pytest.approx(0.55)
 
 
 def test_halfway_a_slower_pace_shrinks_the_last_part_or_drops_it():
@@ -152,3 +158,19 @@ def test_a_partial_epoch_stops_lightning_mid_epoch_and_is_validated(tmp_path):
     assert [epoch for epoch, _ in model.batches].count(2) == round((budget.planned - 2) * 64)
     assert [epoch for epoch, _ in model.batches].count(1) == 64
     assert model.validated == [0, 1, 2]
+
+
+def test_after_the_feature_pass_a_partial_epoch_is_planned_where_no_whole_one_fits():
+    import time
+
+    from imagefit.training.budget import Rates, TimePlan, replan_epochs
+
+    def plan(limit: float) -> TimePlan:  # 100 s epochs, 11 s of them validation; a 50 s finish, a last validation
+        return TimePlan(limit, 0.0, 192, 1, 3, Rates(train=1.0, infer=1.0), 0.0, 100.0, 50.0, val_seconds=10.0)
+
+    now = time.perf_counter()
+    # 60 s to the deadline (the finish and the last validation come off): no whole epoch, 49 of 89 s of training
+    assert replan_epochs(plan(120.0), started=now, wanted=5) == pytest.approx(49 / 89, abs=0.01)
+    assert replan_epochs(plan(80.0), started=now, wanted=5) == 0.0, "20 s: not 30 % of an epoch's training"
+    assert replan_epochs(plan(400.0), started=now, wanted=5) == pytest.approx(3 + 29 / 89, abs=0.01)
+    assert replan_epochs(plan(400.0), started=now, wanted=3) == 3.0, "--epochs caps the plan"

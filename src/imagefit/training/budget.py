@@ -7,8 +7,9 @@ validation) and the finish (prediction settings, evaluation, unknown index, repo
 `finish_plan` at what each really runs, and shrunk to FINISH_SHARE of the limit) against the
 limit. The plan is corrected with measured times: after the feature pass (`replan_epochs`), halfway
 through and after every fine-tuning epoch (`training.deadline.TimeBudget`, at the slowest epoch's pace), whose
-learning-rate curve is stretched or shrunk to the new end, and in the finish, which drops optional work that no longer
-fits. Lightning's `max_time` stops fine-tuning at the deadline should an epoch still run long.
+learning-rate curve is stretched or shrunk to the new end (a last, partial epoch takes what whole epochs leave),
+and in the finish, which drops optional work that no longer fits. Lightning's `max_time` stops fine-tuning at the
+deadline should an epoch still run long.
 """
 
 from __future__ import annotations
@@ -33,6 +34,20 @@ REAL_LOOP_FACTOR = 1.1
 EPOCH_OVERHEAD_S = 1.0
 SMALLEST_SIZE = 96
 MAX_PLANNED_EPOCHS = 60  # fine-tuning epochs a time limit may plan when no --epochs caps it
+
+# The smallest share of an epoch's training worth a last partial epoch (it still pays a whole validation pass).
+MIN_PART = 0.3
+
+
+def fitted_epochs(done: int, left: float, *, epoch: float, val: float, cap: int, min_part: float = MIN_PART) -> float:
+    """Epochs in all (Lightning's counting) when LEFT seconds follow DONE epochs: whole epochs of EPOCH seconds
+    (validation included) while they fit, up to CAP, then the share of one more epoch's training that fits beside
+    its validation pass (VAL seconds) when it is at least MIN_PART (`--time-limit` spends what whole epochs leave)."""
+    whole = max(0, math.floor(left / max(epoch, 1e-3))) if left > 0 else 0
+    if done + whole >= cap:
+        return float(cap)
+    part = (left - whole * epoch - val) / max(epoch - val, 1e-3)
+    return done + whole + (min(part, 1.0) if part >= min_part else 0.0)
 
 
 @dataclass
@@ -204,10 +219,12 @@ def apply_plan(recipe: Recipe, plan: TimePlan) -> Recipe:
     )
 
 
-def replan_epochs(plan: TimePlan, *, started: float, wanted: int) -> int:
-    """Fine-tuning epochs that fit between now and the deadline at the planned epoch time (after the feature pass)."""
+def replan_epochs(plan: TimePlan, *, started: float, wanted: int) -> float:
+    """Fine-tuning epochs that fit between now and the deadline at the planned epoch time (after the feature pass):
+    a fraction where the last is partial (`fitted_epochs`; the Trainer runs it whole, `TimeBudget` cuts it)."""
     left = started + plan.deadline - time.perf_counter()
-    return max(0, min(wanted, math.floor(left / plan.epoch_seconds))) if left > 0 else 0
+    val = REAL_LOOP_FACTOR * plan.val_seconds
+    return fitted_epochs(0, left, epoch=plan.epoch_seconds, val=val, cap=max(0, wanted))
 
 
 def _human(seconds: float) -> str:

@@ -10,21 +10,7 @@ import time
 import lightning as L
 from lightning.pytorch.callbacks import Timer
 
-from imagefit.training.budget import REAL_LOOP_FACTOR
-
-# The smallest share of an epoch's training worth a last partial epoch (it still pays a whole validation pass).
-MIN_PART = 0.3
-
-
-def fitted_epochs(done: int, left: float, *, epoch: float, val: float, cap: int, min_part: float = MIN_PART) -> float:
-    """Epochs in all (Lightning's counting) when LEFT seconds follow DONE epochs: whole epochs of EPOCH seconds
-    (validation included) while they fit, up to CAP, then the share of one more epoch's training that fits beside
-    its validation pass (VAL seconds) when it is at least MIN_PART (`--time-limit` spends what whole epochs leave)."""
-    whole = max(0, math.floor(left / max(epoch, 1e-3))) if left > 0 else 0
-    if done + whole >= cap:
-        return float(cap)
-    part = (left - whole * epoch - val) / max(epoch - val, 1e-3)
-    return done + whole + (min(part, 1.0) if part >= min_part else 0.0)
+from imagefit.training.budget import MIN_PART, REAL_LOOP_FACTOR, fitted_epochs
 
 
 class TimeBudget(L.Callback):
@@ -104,9 +90,9 @@ class TimeBudget(L.Callback):
         """Before the first epoch, at the plan's pace: the part of one more epoch that the whole epochs leave."""
         if self.epoch <= 0 or self.min_part >= 1:
             return
-        done = trainer.current_epoch
+        done, planned = trainer.current_epoch, trainer.fit_loop.max_epochs
         epochs = _agreed(trainer, self._fit(done, self.deadline - self.clock(), self.epoch))
-        if trainer.fit_loop.max_epochs - 1 <= epochs < trainer.fit_loop.max_epochs + 1 and epochs != int(epochs):
+        if epochs > done and epochs != planned and planned - 1 <= epochs < planned + 1:
             self._apply(trainer, pl_module, epochs)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

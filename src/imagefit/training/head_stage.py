@@ -4,6 +4,8 @@ test. Each returns the recipe it settles on."""
 
 from __future__ import annotations
 
+import math
+
 from rich.console import Console
 from safetensors.torch import load_file
 
@@ -122,10 +124,12 @@ def probe_stage(plan: Plan, setup: Setup, console: Console, notify: StageFn) -> 
 def replan(plan: Plan, budget: TimePlan, console: Console) -> Recipe:
     """Fine-tuning epochs re-fitted to the time left once the feature pass has run; saved in config.json."""
     frozen = plan.recipe.schedule.frozen_epochs
-    epochs = frozen + replan_epochs(budget, started=plan.started, wanted=plan.epoch_cap() - frozen)
+    fit = replan_epochs(budget, started=plan.started, wanted=plan.epoch_cap() - frozen)
+    epochs = frozen + math.ceil(fit - 1e-9)  # a partial last epoch is cut short by the time budget's callback
     if epochs == plan.recipe.schedule.epochs:
         return plan.recipe
-    console.print(f"plan: {epochs - frozen} fine-tuning epochs fit in the time left", highlight=False)
+    shown = f"{fit:.0f}" if fit == int(fit) else f"{fit:.1f}"
+    console.print(f"plan: {shown} fine-tuning epochs fit in the time left", highlight=False)
     recipe = plan.recipe.override(epochs=epochs)
     runs.ConfigRecord(plan.files).set_recipe(recipe.to_dict())
     return recipe
