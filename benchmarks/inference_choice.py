@@ -10,7 +10,11 @@ them (each with its own temperature). Three rules then pick, from the same candi
 - `margin`: a costlier candidate must lower val log loss by `polish.MARGIN` (1 %, relative): `polish.pick`, the
   rule imagefit uses;
 - `1se` and `2se`: by MARGIN and by more than 1 or 2 standard errors of the paired per-image difference in log
-  loss (the students' rule for `--unlabelled`), tried at stop 49 and not adopted.
+  loss (the students' rule for `--unlabelled`), tried at stop 49 and not adopted;
+- `rescaled`: `polish.pick` on each candidate's val log loss at the temperature that fits it best, whatever its
+  number of mistakes (the run's own rule keeps T = 1 under 3 val mistakes, so a candidate with more mistakes gets a
+  temperature and a lower loss than a mistake-free one that keeps T = 1: stop 50's digits ceiling). The pick then
+  predicts with its temperature as the run would fit it (`fit_temperature`'s own rule).
 
 Each pick gets the run's imbalance shift chosen again on it (where the run adjusts logits for imbalance) and is
 scored on test: accuracy, macro-F1 and balanced accuracy. Training is the same for all three rules, so the
@@ -36,7 +40,7 @@ from imagefit.prediction.batches import map_batches
 from imagefit.prediction.predictors import TorchPredictor
 from imagefit.training import polish
 
-RULES = {"margin": None, "1se": 1.0, "2se": 2.0}
+RULES = {"margin": None, "1se": 1.0, "2se": 2.0, "rescaled": "rescaled"}
 
 
 def logits_by_size(model, run, samples, sizes: list[int], views: int) -> dict[int, tuple[list[str], np.ndarray]]:
@@ -75,12 +79,14 @@ def candidates_of(val: dict, targets: np.ndarray, views: int) -> tuple[list[dict
             temperature = fit_temperature(chosen, targets)
             probabilities = view_probabilities(chosen, temperature)
             losses[(size, count)] = image_losses(probabilities, targets)
+            best_fit = view_probabilities(chosen, fit_temperature(chosen, targets, min_mistakes=0))
             candidates.append(
                 {
                     "size": size,
                     "tta_n": count,
                     "temperature": temperature,
                     "val_log_loss": log_loss(probabilities, targets),
+                    "val_log_loss_rescaled": log_loss(best_fit, targets),
                 }
             )
     return candidates, losses
@@ -121,7 +127,10 @@ def evaluate_run(path: Path) -> dict:
     test_targets = np.array([labels[p] for p in test_logits[sizes[0]][0]])
     rows = {}
     for rule, noise in RULES.items():
-        best = polish.pick(candidates) if noise is None else noise_pick(candidates, losses, noise)
+        if noise == "rescaled":
+            best = polish.pick([{**c, "val_log_loss": c["val_log_loss_rescaled"]} for c in candidates])
+        else:
+            best = polish.pick(candidates) if noise is None else noise_pick(candidates, losses, noise)
         size, count, temperature = best["size"], best["tta_n"], best["temperature"]
         offsets = np.zeros(len(run.classes))
         if priors is not None:
