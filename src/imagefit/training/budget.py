@@ -50,6 +50,11 @@ def fitted_epochs(done: int, left: float, *, epoch: float, val: float, cap: int,
     return done + whole + (min(part, 1.0) if part >= min_part else 0.0)
 
 
+def last_epoch(epochs: float) -> int:
+    """The epoch a plan of EPOCHS (a fraction where the last is partial) ends within: Lightning's `max_epochs`."""
+    return math.ceil(epochs - 1e-9)
+
+
 @dataclass
 class TimePlan:
     limit: float

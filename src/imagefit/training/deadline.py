@@ -10,7 +10,7 @@ import time
 import lightning as L
 from lightning.pytorch.callbacks import Timer
 
-from imagefit.training.budget import MIN_PART, REAL_LOOP_FACTOR, fitted_epochs
+from imagefit.training.budget import MIN_PART, REAL_LOOP_FACTOR, fitted_epochs, last_epoch
 
 
 class TimeBudget(L.Callback):
@@ -67,8 +67,8 @@ class TimeBudget(L.Callback):
 
     def _apply(self, trainer: L.Trainer, pl_module: L.LightningModule, epochs: float, *, quiet: bool = False) -> None:
         """Make the run end after EPOCHS (a fraction: the last epoch runs that share of its batches)."""
-        whole = math.ceil(epochs - 1e-9)
-        partial = whole != epochs and (self.planned is None or math.ceil(self.planned - 1e-9) != whole)
+        whole = last_epoch(epochs)
+        partial = whole != epochs and (self.planned is None or last_epoch(self.planned) != whole)
         if partial and not quiet and self.say is not None and getattr(trainer, "is_global_zero", True):
             self.say(
                 f"time limit: epoch {whole + self.offset} runs {epochs - whole + 1:.0%} of its batches, what fits "
@@ -77,6 +77,10 @@ class TimeBudget(L.Callback):
         trainer.fit_loop.max_epochs = whole
         pl_module.retarget(epochs)
         self.planned = epochs
+
+    def _current(self, trainer: L.Trainer) -> float:
+        """Epochs the plan now ends with: the fraction planned here, else the Trainer's whole epochs."""
+        return self.planned if self.planned is not None else trainer.fit_loop.max_epochs
 
     def _stop_batch(self, trainer: L.Trainer) -> int | None:
         """Batches the current epoch runs when it is the plan's partial last epoch."""
@@ -127,10 +131,9 @@ class TimeBudget(L.Callback):
         seconds = max(self.slowest, epoch) * REAL_LOOP_FACTOR
         left = self.deadline - (self._started + epoch)  # after this epoch, validation included
         epochs = _agreed(trainer, self._fit(trainer.current_epoch + 1, left, seconds))
-        current = self.planned if self.planned is not None else trainer.fit_loop.max_epochs
-        if epochs >= current:
+        if epochs >= self._current(trainer):
             return
-        last = math.ceil(epochs - 1e-9)
+        last = last_epoch(epochs)
         said = last < trainer.fit_loop.max_epochs and self.say is not None
         if said and getattr(trainer, "is_global_zero", True):
             fits = f"{math.floor(epochs) + self.offset}" if last == epochs else f"{epochs + self.offset:.1f}"
@@ -148,9 +151,9 @@ class TimeBudget(L.Callback):
         seconds = self.slowest * REAL_LOOP_FACTOR  # epochs vary (1.25x on held-back sets): plan at the slowest
         done = trainer.current_epoch + 1
         epochs = _agreed(trainer, self._fit(done, self.deadline - now, seconds))
+        current = self._current(trainer)
         if self._cut:  # the halfway check just cut the plan: the epoch's end may shorten it further, not undo it
-            epochs = min(epochs, self.planned if self.planned is not None else trainer.fit_loop.max_epochs)
-        current = self.planned if self.planned is not None else trainer.fit_loop.max_epochs
+            epochs = min(epochs, current)
         if not trainer.should_stop and epochs != current and epochs >= done:
             self._apply(trainer, pl_module, epochs)
         for callback in trainer.callbacks:

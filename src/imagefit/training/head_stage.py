@@ -4,8 +4,6 @@ test. Each returns the recipe it settles on."""
 
 from __future__ import annotations
 
-import math
-
 from rich.console import Console
 from safetensors.torch import load_file
 
@@ -15,7 +13,7 @@ from imagefit.data.inventory import content_hashes
 from imagefit.files import cpu_tensors, save_tensors
 from imagefit.tasks import task_for
 from imagefit.training.baseline import Measured, majority_rate, pixel_baseline
-from imagefit.training.budget import TimePlan, replan_epochs
+from imagefit.training.budget import TimePlan, last_epoch, replan_epochs
 from imagefit.training.distance import FAR_SHIFT
 from imagefit.training.engine import on_gpu
 from imagefit.training.frozen import cached_head_phase
@@ -125,7 +123,7 @@ def replan(plan: Plan, budget: TimePlan, console: Console) -> Recipe:
     """Fine-tuning epochs re-fitted to the time left once the feature pass has run; saved in config.json."""
     frozen = plan.recipe.schedule.frozen_epochs
     fit = replan_epochs(budget, started=plan.started, wanted=plan.epoch_cap() - frozen)
-    epochs = frozen + math.ceil(fit - 1e-9)  # a partial last epoch is cut short by the time budget's callback
+    epochs = frozen + last_epoch(fit)  # a partial last epoch is cut short by the time budget's callback
     if epochs == plan.recipe.schedule.epochs:
         return plan.recipe
     shown = f"{fit:.0f}" if fit == int(fit) else f"{fit:.1f}"
