@@ -5,20 +5,22 @@
 For each run folder (kept whole by `screen.py --keep-runs DIR`), the trained weights are loaded without the logit
 shift, the val and test images are predicted once at each evaluation size the run tried (`polish.evaluation_sizes`)
 with both views (image and mirror, where the recipe flips), and the candidates are scored as `imagefit train` scores
-them (each with its own temperature). Three rules then pick, from the same candidates:
+them (`polish.score_views`). Five rules then pick, from the same candidates:
 
-- `margin`: a costlier candidate must lower val log loss by `polish.MARGIN` (1 %, relative): `polish.pick`, the
-  rule imagefit uses;
+- `margin`: a costlier candidate must lower val log loss, each at the temperature it predicts with, by
+  `polish.MARGIN` (1 %, relative): the rule of runs before stop 51;
 - `1se` and `2se`: by MARGIN and by more than 1 or 2 standard errors of the paired per-image difference in log
   loss (the students' rule for `--unlabelled`), tried at stop 49 and not adopted;
-- `rescaled`: `polish.pick` on each candidate's val log loss at the temperature that fits it best, whatever its
+- `rescaled`: `margin` on each candidate's val log loss at the temperature that fits it best, whatever its
   number of mistakes (the run's own rule keeps T = 1 under 3 val mistakes, so a candidate with more mistakes gets a
-  temperature and a lower loss than a mistake-free one that keeps T = 1: stop 50's digits ceiling). The pick then
-  predicts with its temperature as the run would fit it (`fit_temperature`'s own rule).
+  temperature and a lower loss than a mistake-free one that keeps T = 1: stop 50's digits ceiling);
+- `floor`: `rescaled` with a costlier candidate also saving `polish.FLOOR` nats an image (mistake-free candidates
+  all fit to a loss near 0): `polish.pick`, the rule of runs since stop 51.
 
-Each pick gets the run's imbalance shift chosen again on it (where the run adjusts logits for imbalance) and is
-scored on test: accuracy, macro-F1 and balanced accuracy. Training is the same for all three rules, so the
-differences are the rules' alone. The `margin` row reproduces the run's own test figures (checked in the output).
+Each pick predicts with its temperature as the run would fit it (`fit_temperature`'s own rule), gets the run's
+imbalance shift chosen again on it (where the run adjusts logits for imbalance) and is scored on test: accuracy,
+macro-F1 and balanced accuracy. Training is the same for all rules, so the differences are the rules' alone. The
+row of the rule the run used reproduces the run's own test figures (beside them in the output).
 """
 
 from __future__ import annotations
@@ -33,14 +35,14 @@ from safetensors.torch import load_file
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
 from imagefit import runs
-from imagefit.evaluation.calibration import fit_temperature, log_loss, view_probabilities
+from imagefit.evaluation.calibration import fit_temperature, view_probabilities
 from imagefit.evaluation.priors import choose_adjustment, class_priors
 from imagefit.models.factory import build_classifier, fixed_input_size
 from imagefit.prediction.batches import map_batches
 from imagefit.prediction.predictors import TorchPredictor
 from imagefit.training import polish
 
-RULES = {"margin": None, "1se": 1.0, "2se": 2.0, "rescaled": "rescaled"}
+RULES = {"margin": None, "1se": 1.0, "2se": 2.0, "rescaled": "rescaled", "floor": "floor"}
 
 
 def logits_by_size(model, run, samples, sizes: list[int], views: int) -> dict[int, tuple[list[str], np.ndarray]]:
@@ -72,24 +74,26 @@ def noise_pick(candidates: list[dict], losses: dict, noise_se: float) -> dict:
 
 
 def candidates_of(val: dict, targets: np.ndarray, views: int) -> tuple[list[dict], dict]:
+    """The candidates as the run scores them, and each one's per-image val log loss at its own temperature."""
     candidates, losses = [], {}
     for size, (_, logits) in val.items():
-        for count in range(1, views + 1):
-            chosen = logits[:, :count]
-            temperature = fit_temperature(chosen, targets)
-            probabilities = view_probabilities(chosen, temperature)
-            losses[(size, count)] = image_losses(probabilities, targets)
-            best_fit = view_probabilities(chosen, fit_temperature(chosen, targets, min_mistakes=0))
-            candidates.append(
-                {
-                    "size": size,
-                    "tta_n": count,
-                    "temperature": temperature,
-                    "val_log_loss": log_loss(probabilities, targets),
-                    "val_log_loss_rescaled": log_loss(best_fit, targets),
-                }
-            )
+        for candidate in polish.score_views(logits, targets, size, views, 0.0):
+            chosen = logits[:, : candidate["tta_n"]]
+            probabilities = view_probabilities(chosen, candidate["temperature"])
+            losses[(size, candidate["tta_n"])] = image_losses(probabilities, targets)
+            candidates.append(candidate)
     return candidates, losses
+
+
+def choose(rule: str, candidates: list[dict], losses: dict) -> dict:
+    noise = RULES[rule]
+    if noise == "floor":
+        return polish.pick(candidates)
+    if noise == "rescaled":
+        return polish.pick(candidates, floor=0.0)
+    if noise is None:
+        return polish.pick(candidates, key="val_log_loss", floor=0.0)
+    return noise_pick(candidates, losses, noise)
 
 
 def scores_on(true: np.ndarray, predicted: np.ndarray) -> dict:
@@ -126,11 +130,8 @@ def evaluate_run(path: Path) -> dict:
     test_logits = logits_by_size(model, run, scored, sizes, views) if test else val_logits
     test_targets = np.array([labels[p] for p in test_logits[sizes[0]][0]])
     rows = {}
-    for rule, noise in RULES.items():
-        if noise == "rescaled":
-            best = polish.pick([{**c, "val_log_loss": c["val_log_loss_rescaled"]} for c in candidates])
-        else:
-            best = polish.pick(candidates) if noise is None else noise_pick(candidates, losses, noise)
+    for rule in RULES:
+        best = choose(rule, candidates, losses)
         size, count, temperature = best["size"], best["tta_n"], best["temperature"]
         offsets = np.zeros(len(run.classes))
         if priors is not None:
@@ -148,7 +149,7 @@ def evaluate_run(path: Path) -> dict:
         "val_images": len(val_targets),
         "rules": rows,
         "run_metrics": {k: round(own.get(k, float("nan")), 4) for k in ("accuracy", "macro_f1", "balanced_accuracy")},
-        "candidates": [{**c, "temperature": round(c["temperature"], 4)} for c in candidates],
+        "candidates": candidates,
     }
 
 
