@@ -13,9 +13,10 @@ them (`polish.score_views`). Five rules then pick, from the same candidates:
   loss (the students' rule for `--unlabelled`), tried at stop 49 and not adopted;
 - `rescaled`: `margin` on each candidate's val log loss at the temperature that fits it best, whatever its
   number of mistakes (the run's own rule keeps T = 1 under 3 val mistakes, so a candidate with more mistakes gets a
-  temperature and a lower loss than a mistake-free one that keeps T = 1: stop 50's digits ceiling);
-- `floor`: `rescaled` with a costlier candidate also saving `polish.FLOOR` nats an image (mistake-free candidates
-  all fit to a loss near 0): `polish.pick`, the rule of runs since stop 51.
+  temperature and a lower loss than a mistake-free one that keeps T = 1: stop 50's digits ceiling); tried at
+  stop 51 and not adopted (on 43 val images one mistake more or less decided it);
+- `plain`: `margin`, but where any candidate has under 3 val mistakes all are compared before scaling:
+  `polish.pick`, the rule of runs since stop 51.
 
 Each pick predicts with its temperature as the run would fit it (`fit_temperature`'s own rule), gets the run's
 imbalance shift chosen again on it (where the run adjusts logits for imbalance) and is scored on test: accuracy,
@@ -35,14 +36,14 @@ from safetensors.torch import load_file
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
 from imagefit import runs
-from imagefit.evaluation.calibration import fit_temperature, view_probabilities
+from imagefit.evaluation.calibration import fit_temperature, log_loss, view_probabilities
 from imagefit.evaluation.priors import choose_adjustment, class_priors
 from imagefit.models.factory import build_classifier, fixed_input_size
 from imagefit.prediction.batches import map_batches
 from imagefit.prediction.predictors import TorchPredictor
 from imagefit.training import polish
 
-RULES = {"margin": None, "1se": 1.0, "2se": 2.0, "rescaled": "rescaled", "floor": "floor"}
+RULES = {"margin": None, "1se": 1.0, "2se": 2.0, "rescaled": "rescaled", "plain": "plain"}
 
 
 def logits_by_size(model, run, samples, sizes: list[int], views: int) -> dict[int, tuple[list[str], np.ndarray]]:
@@ -74,25 +75,37 @@ def noise_pick(candidates: list[dict], losses: dict, noise_se: float) -> dict:
 
 
 def candidates_of(val: dict, targets: np.ndarray, views: int) -> tuple[list[dict], dict]:
-    """The candidates as the run scores them, and each one's per-image val log loss at its own temperature."""
+    """The candidates as the run scores them (with their val log loss at the temperature that fits each best), and
+    each one's per-image val log loss at its own temperature."""
     candidates, losses = [], {}
     for size, (_, logits) in val.items():
         for candidate in polish.score_views(logits, targets, size, views, 0.0):
             chosen = logits[:, : candidate["tta_n"]]
             probabilities = view_probabilities(chosen, candidate["temperature"])
             losses[(size, candidate["tta_n"])] = image_losses(probabilities, targets)
-            candidates.append(candidate)
+            best_fit = view_probabilities(chosen, fit_temperature(chosen, targets, min_mistakes=0))
+            candidates.append(candidate | {"val_log_loss_rescaled": log_loss(best_fit, targets)})
     return candidates, losses
+
+
+def margin_pick(candidates: list[dict], key: str) -> dict:
+    """The cheapest candidate unless a costlier one lowers KEY by more than `polish.MARGIN` (relative)."""
+    ordered = sorted(candidates, key=lambda c: (c["size"] ** 2 * c["tta_n"], c["tta_n"]))
+    best = ordered[0]
+    for candidate in ordered[1:]:
+        if candidate[key] < best[key] * (1 - polish.MARGIN):
+            best = candidate
+    return best
 
 
 def choose(rule: str, candidates: list[dict], losses: dict) -> dict:
     noise = RULES[rule]
-    if noise == "floor":
+    if noise == "plain":
         return polish.pick(candidates)
     if noise == "rescaled":
-        return polish.pick(candidates, floor=0.0)
+        return margin_pick(candidates, "val_log_loss_rescaled")
     if noise is None:
-        return polish.pick(candidates, key="val_log_loss", floor=0.0)
+        return margin_pick(candidates, "val_log_loss")
     return noise_pick(candidates, losses, noise)
 
 

@@ -3,12 +3,12 @@
     python3 benchmarks/pick_replay.py results/ --json F
 
 Every `config.json` under the given folders holds the candidates its run scored (`inference_candidates`: size,
-views, temperature, val log loss at that temperature). Since stop 51 `polish.pick` compares them by val log loss
-at the temperature that fits each best and asks a costlier one to save `polish.FLOOR` nats as well. Where every
-candidate was fitted a temperature (3 or more val mistakes, so T != 1), that loss is the recorded one and the new
-pick follows from the record alone; a candidate held at T = 1 (under 3 mistakes) needs the model's logits again
-(`benchmarks/inference_choice.py`), and the run is listed as such. A run with one candidate keeps it. The table says, for each run, the pick recorded
-and the pick of the new rule, and whether they differ.
+views, temperature, val log loss before and after it). Since stop 51 `polish.pick` compares them after their
+temperatures only where each candidate was fitted one (3 or more val mistakes); where any was held at T = 1, all
+are compared before scaling. Records before stop 51 do not count mistakes: a temperature of exactly 1 marks a
+candidate held at 1 (a fitted one is never exactly 1 in practice). The table gives each run's pick by the rule
+before stop 51 (what runs before it recorded) and by the rule of stop 51, and whether they differ; test figures
+of a changed pick need the model again (`benchmarks/inference_choice.py`, `plain` rule).
 """
 
 from __future__ import annotations
@@ -17,25 +17,36 @@ import argparse
 import json
 from pathlib import Path
 
+from imagefit.evaluation.calibration import MIN_MISTAKES
 from imagefit.training import polish
 
 
 def replay(config: dict) -> dict | None:
     candidates = config.get("inference_candidates") or []
-    if not candidates:
+    if not candidates or any("val_log_loss_before_scaling" not in c for c in candidates):
         return None
-    old = polish.pick(candidates, key="val_log_loss", floor=0.0)
-    held = [c for c in candidates if c["temperature"] == 1.0] if len(candidates) > 1 else []
-    row = {"candidates": len(candidates), "old": (old["size"], old["tta_n"]), "held_at_1": len(held)}
-    if held:
-        row["new"] = None
-        return row
-    if all("val_log_loss_compared" in c for c in candidates):
-        new = polish.pick(candidates)
-    else:
-        new = polish.pick([{**c, "val_log_loss_compared": c["val_log_loss"]} for c in candidates])
-    row["new"] = (new["size"], new["tta_n"])
-    return row
+    old = _margin(candidates, "val_log_loss")
+    marked = [
+        c if "val_mistakes" in c else {**c, "val_mistakes": 0 if c["temperature"] == 1.0 else MIN_MISTAKES}
+        for c in candidates
+    ]
+    new = polish.pick(marked)
+    return {
+        "candidates": len(candidates),
+        "held_at_1": sum(c["val_mistakes"] < MIN_MISTAKES for c in marked),
+        "compared_by": polish.compared_by(marked),
+        "old": (old["size"], old["tta_n"]),
+        "new": (new["size"], new["tta_n"]),
+    }
+
+
+def _margin(candidates: list[dict], key: str) -> dict:
+    ordered = sorted(candidates, key=lambda c: (c["size"] ** 2 * c["tta_n"], c["tta_n"]))
+    best = ordered[0]
+    for candidate in ordered[1:]:
+        if candidate[key] < best[key] * (1 - polish.MARGIN):
+            best = candidate
+    return best
 
 
 def main() -> None:
@@ -49,18 +60,18 @@ def main() -> None:
             row = replay(json.loads(path.read_text()))
             if row is not None:
                 rows[str(path.parent)] = row
-    print("| run | candidates | recorded pick | stop 51's pick |")
+    print("| run | candidates (held at T = 1) | rule before stop 51 | stop 51's rule |")
     print("|---|---|---|---|")
     for run, row in rows.items():
-        new = "needs the logits (a candidate under 3 val mistakes)" if row["new"] is None else _setting(row["new"])
-        same = "" if row["new"] is None or row["new"] == row["old"] else " **differs**"
-        print(f"| {run} | {row['candidates']} | {_setting(row['old'])} | {new}{same} |")
-    decided = [r for r in rows.values() if r["new"] is not None]
-    changed = sum(r["new"] != r["old"] for r in decided)
-    single = sum(r["candidates"] == 1 for r in rows.values())
+        same = "" if row["new"] == row["old"] else " **differs**"
+        counts = f"{row['candidates']} ({row['held_at_1']})"
+        print(f"| {run} | {counts} | {_setting(row['old'])} | {_setting(row['new'])}{same} |")
+    mixed = [r for r in rows.values() if 0 < r["held_at_1"] < r["candidates"]]
+    changed = [run for run, r in rows.items() if r["new"] != r["old"]]
     print(
-        f"\n{len(rows)} runs ({single} with one candidate); decided from the record: {len(decided)}, of which "
-        f"{changed} change pick; {len(rows) - len(decided)} need the logits"
+        f"\n{len(rows)} runs; {sum(r['held_at_1'] == 0 for r in rows.values())} with every candidate fitted a "
+        f"temperature, {sum(r['held_at_1'] == r['candidates'] for r in rows.values())} with every one held at 1, "
+        f"{len(mixed)} mixed; {len(changed)} change pick: {', '.join(changed) or 'none'}"
     )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))

@@ -18,7 +18,7 @@ from imagefit.evaluation.calibration import (
     view_probabilities,
 )
 from imagefit.tasks.scores import calibration_error
-from imagefit.training.polish import FLOOR, evaluation_sizes, pick, score_views
+from imagefit.training.polish import compared_by, evaluation_sizes, pick, score_views
 
 
 def test_temperature_scaling_lowers_the_calibration_error_of_an_over_confident_model():
@@ -66,36 +66,33 @@ def test_evaluation_sizes_and_the_cheapest_good_candidate():
     assert evaluation_sizes(192) == [192, 224, 256]
     assert evaluation_sizes(224, fixed=True) == [224]
     candidates = [
-        {"size": 192, "tta_n": 1, "val_log_loss_compared": 0.500},
-        {"size": 224, "tta_n": 1, "val_log_loss_compared": 0.497},  # less than MARGIN better: not worth its cost
-        {"size": 192, "tta_n": 2, "val_log_loss_compared": 0.450},
+        {"size": 192, "tta_n": 1, "val_log_loss": 0.500, "val_mistakes": 9},
+        {"size": 224, "tta_n": 1, "val_log_loss": 0.497, "val_mistakes": 9},  # under MARGIN better: not worth its cost
+        {"size": 192, "tta_n": 2, "val_log_loss": 0.450, "val_mistakes": 8},
     ]
     assert (pick(candidates)["size"], pick(candidates)["tta_n"]) == (192, 2)
-    near_zero = [  # mistake-free candidates all fit to a loss near 0: their relative differences mean nothing
-        {"size": 192, "tta_n": 1, "val_log_loss_compared": 1e-8},
-        {"size": 256, "tta_n": 1, "val_log_loss_compared": 1e-11},
-    ]
-    assert pick(near_zero)["size"] == 192 and pick(near_zero, floor=0.0)["size"] == 256
-    assert pick([{**near_zero[0], "val_log_loss_compared": 2 * FLOOR}, near_zero[1]])["size"] == 256
 
 
 def test_a_candidate_without_mistakes_is_not_beaten_by_one_whose_mistakes_bought_it_a_temperature():
     # Stop 50's digits: at the training size no val mistake, so T stays 1 and the loss is that of modest
-    # confidence; at a larger size 9 mistakes, sharp where right, so a fitted temperature gives a lower loss.
+    # confidence; at a larger size 5 mistakes, all sure (over-confident), so a fitted temperature gives a lower loss.
     rng = np.random.default_rng(0)
     targets = rng.integers(0, 3, size=100)
     clean = np.zeros((100, 1, 3))
     clean[np.arange(100), 0, targets] = 1.5
     sharp = np.zeros((100, 1, 3))
     sharp[np.arange(100), 0, targets] = 12.0
-    wrong = np.arange(9)
+    wrong = np.arange(5)
     sharp[wrong, 0, targets[wrong]] = 0.0
-    sharp[wrong, 0, (targets[wrong] + 1) % 3] = 1.0
+    sharp[wrong, 0, (targets[wrong] + 1) % 3] = 12.0
     candidates = score_views(clean, targets, 192, 1, 0.01) + score_views(sharp, targets, 256, 1, 0.01)
+    assert [c["val_mistakes"] for c in candidates] == [0, 5]
     assert candidates[0]["temperature"] == 1.0 and candidates[1]["temperature"] != 1.0
-    assert candidates[1]["val_log_loss"] < candidates[0]["val_log_loss"], "the guarded temperatures favour 256 px"
-    assert pick(candidates, key="val_log_loss", floor=0.0)["size"] == 256, "the rule before stop 51"
+    assert candidates[1]["val_log_loss"] < candidates[0]["val_log_loss"], "after the temperatures, 256 px looks better"
+    assert compared_by(candidates) == "val_log_loss_before_scaling"
     assert pick(candidates)["size"] == 192 and pick(candidates)["temperature"] == 1.0
+    fitted = [{**c, "val_mistakes": MIN_MISTAKES} for c in candidates]  # had both been fitted: compared after them
+    assert compared_by(fitted) == "val_log_loss" and pick(fitted)["size"] == 256
 
 
 def test_evaluate_predict_and_onnx_give_the_same_probabilities_with_the_recorded_settings(tiny_run, tmp_path):

@@ -3,12 +3,11 @@
 Models fine-tuned on random resized crops see objects larger than a centre crop shows them, so
 they often score better a little above their training size (FixRes, Touvron et al. 2019); a
 mirrored second view adds a little more; one temperature makes the confidences honest (Guo et
-al. 2017). Candidates are compared by validation log loss at the temperature that fits each best; a costlier
-candidate (larger size, more views) must beat the cheaper ones by MARGIN (relative) and by FLOOR (absolute) to be
-chosen. The temperature a candidate then predicts with is `fit_temperature`'s own, which keeps T = 1 under
-MIN_MISTAKES val mistakes: comparing at that temperature would let a candidate with more mistakes (fitted, sharper
-where it is right) beat a mistake-free one held at T = 1 (stop 50: digits picked 256 px at 9 val mistakes over
-192 px at none).
+al. 2017). Each candidate is scored by validation log loss after its own temperature; a costlier candidate (larger
+size, more views) must beat the cheaper ones by MARGIN to be chosen. Where any candidate has under MIN_MISTAKES val
+mistakes, its temperature stays 1 (`fit_temperature`: val cannot estimate it) while the others are fitted one that
+lowers their loss, so the comparison would favour the candidates with more mistakes (stop 50: digits picked 256 px
+at 9 val mistakes over 192 px at none, and lost 3.9 test points); then all are compared before scaling.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ import torch
 
 from imagefit.data.preprocess import Preprocess
 from imagefit.data.sources import Sample
-from imagefit.evaluation.calibration import fit_temperature, log_loss, view_probabilities
+from imagefit.evaluation.calibration import MIN_MISTAKES, fit_temperature, log_loss, view_probabilities
 from imagefit.evaluation.priors import choose_adjustment
 from imagefit.models.factory import fixed_input_size
 from imagefit.prediction.batches import map_batches
@@ -31,7 +30,6 @@ from imagefit.runs import Inference
 from imagefit.training.finish_plan import FinishBudget
 
 MARGIN = 0.01  # relative val log loss a costlier candidate must save
-FLOOR = 0.001  # and at least this much (nats an image): mistake-free candidates all fit to a loss near 0
 SIZE_STEPS = (1.0, 1.15, 1.3)  # evaluation sizes tried, as multiples of the training size
 
 
@@ -113,23 +111,23 @@ def _adjusted(best: dict, logits: np.ndarray, targets: np.ndarray, priors: np.nd
 
 
 def score_views(logits: np.ndarray, targets: np.ndarray, size: int, views: int, per_view: float) -> list[dict]:
-    """One candidate a view count up to VIEWS at SIZE: its temperature, val log loss (before and after, and at the
-    temperature that fits it best, which candidates are compared by), accuracy, and its images/s on this machine
-    (the val pass's measured PER_VIEW seconds times its views)."""
+    """One candidate a view count up to VIEWS at SIZE: its temperature, val log loss (before and after), accuracy,
+    mistakes before scaling (under MIN_MISTAKES, the temperature stays 1) and its images/s on this machine (the val
+    pass's measured PER_VIEW seconds times its views)."""
     candidates = []
     for count in range(1, views + 1):
         chosen = logits[:, :count]
         temperature = fit_temperature(chosen, targets)
         probabilities = view_probabilities(chosen, temperature)
-        compared = view_probabilities(chosen, fit_temperature(chosen, targets, min_mistakes=0))
+        plain = view_probabilities(chosen, 1.0)
         candidates.append(
             {
                 "size": size,
                 "tta_n": count,
                 "temperature": round(temperature, 4),
                 "val_log_loss": log_loss(probabilities, targets),
-                "val_log_loss_before_scaling": log_loss(view_probabilities(chosen, 1.0), targets),
-                "val_log_loss_compared": log_loss(compared, targets),
+                "val_log_loss_before_scaling": log_loss(plain, targets),
+                "val_mistakes": int((plain.argmax(1) != targets).sum()),
                 "val_accuracy": float((probabilities.argmax(1) == targets).mean()),
                 "images_per_s": round(1.0 / (per_view * count), 1) if per_view > 0 else None,
             }
@@ -137,15 +135,23 @@ def score_views(logits: np.ndarray, targets: np.ndarray, size: int, views: int, 
     return candidates
 
 
-def pick(candidates: list[dict], *, key: str = "val_log_loss_compared", floor: float = FLOOR) -> dict:
-    """The cheapest candidate unless a costlier one lowers val log loss (KEY) by more than MARGIN (relative) and
-    FLOOR (absolute). `key="val_log_loss", floor=0` is the rule of runs before stop 51."""
+def pick(candidates: list[dict]) -> dict:
+    """The cheapest candidate unless a costlier one lowers val log loss by more than MARGIN (relative): after each
+    one's temperature, or before scaling where any candidate has under MIN_MISTAKES val mistakes (`compared_by`)."""
+    key = compared_by(candidates)
     ordered = sorted(candidates, key=lambda c: (c["size"] ** 2 * c["tta_n"], c["tta_n"]))
     best = ordered[0]
     for candidate in ordered[1:]:
-        if candidate[key] < best[key] - max(best[key] * MARGIN, floor):
+        if candidate[key] < best[key] * (1 - MARGIN):
             best = candidate
     return best
+
+
+def compared_by(candidates: list[dict]) -> str:
+    """The val log loss the candidates are compared by: after their temperatures when each was fitted one, else
+    before scaling (a temperature held at 1 beside fitted ones is no common footing)."""
+    fitted = all(c["val_mistakes"] >= MIN_MISTAKES for c in candidates)
+    return "val_log_loss" if fitted else "val_log_loss_before_scaling"
 
 
 def describe(inference: Inference, candidates: list[dict], train_size: int) -> str:
