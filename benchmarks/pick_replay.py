@@ -17,6 +17,8 @@ import argparse
 import json
 from pathlib import Path
 
+from inference_choice import margin_pick
+
 from imagefit.evaluation.calibration import MIN_MISTAKES
 from imagefit.training import polish
 
@@ -25,7 +27,7 @@ def replay(config: dict) -> dict | None:
     candidates = config.get("inference_candidates") or []
     if not candidates or any("val_log_loss_before_scaling" not in c for c in candidates):
         return None
-    old = _margin(candidates, "val_log_loss")
+    old = margin_pick(candidates, "val_log_loss")
     marked = [
         c if "val_mistakes" in c else {**c, "val_mistakes": 0 if c["temperature"] == 1.0 else MIN_MISTAKES}
         for c in candidates
@@ -38,15 +40,6 @@ def replay(config: dict) -> dict | None:
         "old": (old["size"], old["tta_n"]),
         "new": (new["size"], new["tta_n"]),
     }
-
-
-def _margin(candidates: list[dict], key: str) -> dict:
-    ordered = sorted(candidates, key=lambda c: (c["size"] ** 2 * c["tta_n"], c["tta_n"]))
-    best = ordered[0]
-    for candidate in ordered[1:]:
-        if candidate[key] < best[key] * (1 - polish.MARGIN):
-            best = candidate
-    return best
 
 
 def main() -> None:
