@@ -88,24 +88,14 @@ def candidates_of(val: dict, targets: np.ndarray, views: int) -> tuple[list[dict
     return candidates, losses
 
 
-def margin_pick(candidates: list[dict], key: str) -> dict:
-    """The cheapest candidate unless a costlier one lowers KEY by more than `polish.MARGIN` (relative)."""
-    ordered = sorted(candidates, key=lambda c: (c["size"] ** 2 * c["tta_n"], c["tta_n"]))
-    best = ordered[0]
-    for candidate in ordered[1:]:
-        if candidate[key] < best[key] * (1 - polish.MARGIN):
-            best = candidate
-    return best
-
-
 def choose(rule: str, candidates: list[dict], losses: dict) -> dict:
     noise = RULES[rule]
     if noise == "plain":
         return polish.pick(candidates)
     if noise == "rescaled":
-        return margin_pick(candidates, "val_log_loss_rescaled")
+        return polish.pick(candidates, "val_log_loss_rescaled")
     if noise is None:
-        return margin_pick(candidates, "val_log_loss")
+        return polish.pick(candidates, "val_log_loss")
     return noise_pick(candidates, losses, noise)
 
 

@@ -17,8 +17,6 @@ import argparse
 import json
 from pathlib import Path
 
-from inference_choice import margin_pick
-
 from imagefit.evaluation.calibration import MIN_MISTAKES
 from imagefit.training import polish
 
@@ -27,7 +25,7 @@ def replay(config: dict) -> dict | None:
     candidates = config.get("inference_candidates") or []
     if not candidates or any("val_log_loss_before_scaling" not in c for c in candidates):
         return None
-    old = margin_pick(candidates, "val_log_loss")
+    old = polish.pick(candidates, "val_log_loss")
     marked = [
         c if "val_mistakes" in c else {**c, "val_mistakes": 0 if c["temperature"] == 1.0 else MIN_MISTAKES}
         for c in candidates

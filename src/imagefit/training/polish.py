@@ -135,10 +135,11 @@ def score_views(logits: np.ndarray, targets: np.ndarray, size: int, views: int, 
     return candidates
 
 
-def pick(candidates: list[dict]) -> dict:
+def pick(candidates: list[dict], key: str | None = None) -> dict:
     """The cheapest candidate unless a costlier one lowers val log loss by more than MARGIN (relative): after each
-    one's temperature, or before scaling where any candidate has under MIN_MISTAKES val mistakes (`compared_by`)."""
-    key = compared_by(candidates)
+    one's temperature, or before scaling where any candidate has under MIN_MISTAKES val mistakes (`compared_by`).
+    KEY compares by another recorded loss instead (benchmarks replay older rules with it)."""
+    key = key or compared_by(candidates)
     ordered = sorted(candidates, key=lambda c: (c["size"] ** 2 * c["tta_n"], c["tta_n"]))
     best = ordered[0]
     for candidate in ordered[1:]:
