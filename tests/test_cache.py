@@ -118,3 +118,25 @@ def test_cache_info_and_clear_from_the_command_line(tmp_path):
         [sys.executable, "-m", "imagefit.cli", "cache", "clear"], capture_output=True, text=True, env=env
     )
     assert cleared.returncode == 0 and VectorStore(tmp_path).info() == []
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="SQLite error codes on exceptions need Python 3.11+")
+def test_only_sqlites_busy_codes_count_as_a_lock_not_the_words_in_a_message(tmp_path):
+    import sqlite3
+
+    from imagefit.data.cache import _busy
+
+    path = tmp_path / "x.sqlite"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(sqlite3.OperationalError) as locked:
+            sqlite3.connect(path, timeout=0).execute("SELECT * FROM t")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    with pytest.raises(sqlite3.OperationalError) as missing:
+        sqlite3.connect(path).execute("SELECT * FROM locked_busy_table")  # the words, not the state
+    assert _busy(locked.value)
+    assert not _busy(missing.value)

@@ -63,8 +63,16 @@ class SpaceInfo:
     last_used: float
 
 
+_BUSY_CODES = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (primary codes; extended codes carry them in the low byte)
+
+
 def _busy(error: sqlite3.OperationalError) -> bool:
-    """SQLITE_BUSY/LOCKED: another process holds the file for a moment (damage is a DatabaseError of its own)."""
+    """SQLITE_BUSY/LOCKED: another process holds the file for a moment (damage is a DatabaseError of its own).
+
+    Python 3.11+ gives the error's SQLite code; 3.10 only its text."""
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in _BUSY_CODES
     return "locked" in str(error) or "busy" in str(error)
 
 
