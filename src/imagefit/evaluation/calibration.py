@@ -27,13 +27,18 @@ def log_loss(probabilities: np.ndarray, targets: np.ndarray) -> float:
     return float(-np.log(np.clip(chosen, 1e-12, 1.0)).mean())
 
 
+def mistakes(probabilities: np.ndarray, targets: np.ndarray) -> int:
+    """Wrong answers of PROBABILITIES [N, C]: what MIN_MISTAKES counts (on the logits before scaling)."""
+    return int((probabilities.argmax(axis=1) != np.asarray(targets)).sum())
+
+
 def fit_temperature(logits: np.ndarray, targets: np.ndarray, *, min_mistakes: int = MIN_MISTAKES) -> float:
     """The temperature that minimises the validation log loss of `view_probabilities(logits, T)`, within
     [LOWEST, HIGHEST]; 1 when val holds fewer than MIN_MISTAKES wrong answers (or MIN_MISTAKES given)."""
     targets = np.asarray(targets)
     if len(targets) == 0:
         return 1.0
-    if int((view_probabilities(logits, 1.0).argmax(axis=1) != targets).sum()) < min_mistakes:
+    if mistakes(view_probabilities(logits, 1.0), targets) < min_mistakes:
         return 1.0
     result = minimize_scalar(
         lambda log_t: log_loss(view_probabilities(logits, float(np.exp(log_t))), targets),

@@ -20,7 +20,7 @@ import torch
 
 from imagefit.data.preprocess import Preprocess
 from imagefit.data.sources import Sample
-from imagefit.evaluation.calibration import MIN_MISTAKES, fit_temperature, log_loss, view_probabilities
+from imagefit.evaluation.calibration import MIN_MISTAKES, fit_temperature, log_loss, mistakes, view_probabilities
 from imagefit.evaluation.priors import choose_adjustment
 from imagefit.models.factory import fixed_input_size
 from imagefit.prediction.batches import map_batches
@@ -127,7 +127,7 @@ def score_views(logits: np.ndarray, targets: np.ndarray, size: int, views: int, 
                 "temperature": round(temperature, 4),
                 "val_log_loss": log_loss(probabilities, targets),
                 "val_log_loss_before_scaling": log_loss(plain, targets),
-                "val_mistakes": int((plain.argmax(1) != targets).sum()),
+                "val_mistakes": mistakes(plain, targets),
                 "val_accuracy": float((probabilities.argmax(1) == targets).mean()),
                 "images_per_s": round(1.0 / (per_view * count), 1) if per_view > 0 else None,
             }
