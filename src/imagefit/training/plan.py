@@ -235,7 +235,7 @@ def resume_plan(run_dir: Path, overrides: dict) -> Plan:
         raise UserError(f"--resume continues {run_dir} with its saved recipe; drop the options {', '.join(overrides)}")
     config = runs.ConfigRecord(files).values()
     lacking = [p.name for p in (files.split, files.labels) if not p.exists()] + [
-        f"config.json's {key}" for key in ("recipe", "data") if key not in config
+        f"{files.config.name}'s {key}" for key in ("recipe", "data") if key not in config
     ]
     if lacking:
         raise UserError(

@@ -8,7 +8,7 @@ from imagefit.training.setup import Setup
 
 
 def run_config(plan: Plan, setup: Setup) -> dict:
-    """config.json's fields as the run starts; later stages add theirs through `runs.ConfigRecord`."""
+    """The fields of config.json as the run starts; later stages add theirs through `runs.ConfigRecord`."""
     return {
         "format_version": runs.FORMAT_VERSION,
         "imagefit_version": __version__,

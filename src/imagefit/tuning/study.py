@@ -122,7 +122,7 @@ def _fixed_split(data: Path, folder: Path, overrides: dict) -> Path:
     from imagefit.config import Recipe
     from imagefit.data import assign_splits, scan, write_split
 
-    target = folder / "split.csv"
+    target = runs.RunFiles(folder).split  # a study folder keeps its split as a run folder does
     if target.exists():
         return target
     recipe = Recipe().override(**{k: v for k, v in overrides.items() if k in ("val_split", "test_split", "seed")})
