@@ -92,6 +92,25 @@ def test_killed_run_resumes_and_loses_at_most_the_current_epoch(tmp_path, stage)
     assert after[: len(before)] == before, "finished epochs are kept as they were"
 
 
+def test_a_killed_run_resumes_its_weight_average_where_it_stood(tmp_path):
+    """EMA (the default on full-length runs): the average over steps before the kill is restored, not restarted."""
+    import torch
+
+    data = make_class_folders(tmp_path / "d", per_class=10)
+    run_dir = tmp_path / "run"
+    options = _tiny_options(epochs=5, frozen_epochs=1, ema_epochs=1, patience=100)
+    result = _signalled("epoch 4", "SIGKILL", str(data), "--out", str(run_dir), "--no-report", *options)
+    assert result.returncode == -signal.SIGKILL
+    killed = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert int(killed["averaging_state"]["n_averaged"]) == killed["global_step"] > 0, "epochs 2-3 were averaged"
+    resumed = _resume(run_dir, "--no-report")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    _assert_complete(run_dir, 5)
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["global_step"] > killed["global_step"]
+    assert int(last["averaging_state"]["n_averaged"]) == last["global_step"], "every fine-tuning step is in the average"
+
+
 def test_resume_of_a_folder_that_is_no_run_is_one_clear_line(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "config.json").write_text("{}")

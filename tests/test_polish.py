@@ -179,6 +179,25 @@ def test_ema_weights_are_the_kept_model_and_load_back_with_the_same_predictions(
     np.testing.assert_allclose(again, [[float(row[c]) for c in classes] for row in rows], atol=1e-5)
 
 
+# the defaults (3 frozen + 7 fine-tuning epochs, EMA over 2); a time limit that leaves 4 or 3; EMA off; EMA over 1
+EMA_CASES = [({}, True), ({"epochs": 7}, True), ({"epochs": 6}, False), ({"ema_epochs": 0}, False),
+             ({"ema_epochs": 1, "epochs": 5}, True)]  # fmt: skip
+
+
+@pytest.mark.parametrize(("overrides", "averaged"), EMA_CASES)
+def test_ema_averages_the_runs_with_twice_its_horizon_of_fine_tuning_and_the_soup_takes_the_others(
+    tmp_path, overrides, averaged
+):
+    from imagefit.config import Recipe
+    from imagefit.training.callbacks import EMAWeights
+    from imagefit.training.engine import build_trainer, ema_applies, soup_applies
+
+    recipe = Recipe().override(accelerator="cpu", devices="1", soup=True, **overrides)  # 3 frozen epochs
+    assert ema_applies(recipe) is averaged and soup_applies(recipe) is not averaged
+    trainer, _ = build_trainer(recipe, tmp_path)
+    assert any(isinstance(c, EMAWeights) for c in trainer.callbacks) is averaged
+
+
 @pytest.mark.parametrize("limit", [300.0, 1000.0])
 def test_the_plan_is_the_same_for_the_same_measured_rates(limit):
     from imagefit.training.budget import Rates, fit_plan

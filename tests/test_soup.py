@@ -57,6 +57,7 @@ def test_the_run_keeps_the_soup_it_scored_and_drops_the_epoch_files(tmp_path, so
         epochs=5,
         frozen_epochs=1,
         soup=soup,
+        ema_epochs=0,  # 4 fine-tuning epochs would average by EMA instead
         tune_inference=False,  # predictions-val.csv then holds plain softmax outputs: the soup's val loss
         unknown_index=False,
         report=False,

@@ -171,10 +171,10 @@ class ScheduleRecipe:
         ),
     )
     ema_epochs: float = field(
-        default=0.0,
+        default=2.0,
         metadata=doc(
             "average the weights over about this many recent fine-tuning epochs (EMA; validation and the kept "
-            "model use the average); 0 turns it off"
+            "model use the average) in runs of at least twice that many fine-tuning epochs; 0 turns it off"
         ),
     )
     progressive_size: float = field(

@@ -31,6 +31,9 @@ from imagefit.training.soup import EpochWeights
 SELECT_BY = "val_loss"
 
 
+EMA_SPAN = 2  # EMA only where fine-tuning runs at least twice its horizon (measured at 7 epochs, horizon 2)
+
+
 def on_gpu(recipe: Recipe) -> bool:
     """Whether this run trains on a CUDA GPU (asked for, or 'auto' with one present)."""
     accelerator = recipe.engine.accelerator
@@ -55,6 +58,9 @@ def trainer_precision(recipe: Recipe) -> str:
     if not on_gpu(recipe):
         return "32-true"  # bf16 autocast on CPUs without native bf16 is many times slower
     return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+
+
+EMA_SPAN = 2  # EMA only where fine-tuning runs at least twice its horizon (measured at 7 epochs, horizon 2)
 
 
 def _devices(text: str):
@@ -138,17 +144,24 @@ def _averaging(recipe: Recipe, run_dir: Path, offset: int) -> list:
     """EMA of the weights, or the fine-tuning epochs saved for a soup, or nothing."""
     schedule = recipe.schedule
     frozen = schedule.frozen_epochs - offset
-    if schedule.ema_epochs > 0:
+    if ema_applies(recipe):
         return [EMAWeights(horizon_epochs=schedule.ema_epochs, start_epoch=frozen)]
     if soup_applies(recipe):
         return [EpochWeights(run_dir / "checkpoints", offset=offset, start_epoch=frozen)]
     return []
 
 
+def ema_applies(recipe: Recipe) -> bool:
+    """Whether the weights are averaged (EMA): asked for, and at least EMA_SPAN times its horizon of fine-tuning
+    epochs, so the average is not mostly the warm-up (a run that `--time-limit` cut to 1-3 epochs trains plain)."""
+    schedule = recipe.schedule
+    return schedule.ema_epochs > 0 and schedule.epochs - schedule.frozen_epochs >= EMA_SPAN * schedule.ema_epochs
+
+
 def soup_applies(recipe: Recipe) -> bool:
     """Whether fine-tuning epochs are saved for a soup: asked for, kept by val loss, and no EMA already averaging."""
     schedule = recipe.schedule
-    return schedule.soup and schedule.keep == "best" and schedule.ema_epochs <= 0
+    return schedule.soup and schedule.keep == "best" and not ema_applies(recipe)
 
 
 def make_logger(kind: str, run_dir: Path):
