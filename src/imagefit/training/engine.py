@@ -60,9 +60,6 @@ def trainer_precision(recipe: Recipe) -> str:
     return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
 
 
-EMA_SPAN = 2  # EMA only where fine-tuning runs at least twice its horizon (measured at 7 epochs, horizon 2)
-
-
 def _devices(text: str):
     if text == "auto":
         return "auto"
