@@ -56,12 +56,14 @@ def _folder_items(folder: Path) -> list[tuple[str, str]]:
 SETS = {"clothing": clothing, "cifar": cifar}
 
 
-def write_manifest(path: Path, labelled, test) -> Path:
-    """path,label,split of the labelled (train) and test items: what `imagefit train` reads."""
+def write_manifest(path: Path, labelled, test, val=()) -> Path:
+    """path,label,split of the labelled (train), test and (when given, else the run carves it) val items: what
+    `imagefit train` reads."""
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "label", "split"])
         writer.writerows([[p, label, "train"] for p, label in labelled] + [[p, label, "test"] for p, label in test])
+        writer.writerows([[p, label, "val"] for p, label in val])
     return path
 
 

@@ -23,18 +23,13 @@ run says what the images left out cost; the two against each other, what the wro
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
-import random
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
-from pseudo_labels import SETS, run_child
+from pseudo_labels import SETS, run_child, split_share
 from sklearn.semi_supervised import LabelSpreading
 
 K = 10
@@ -55,6 +50,30 @@ def scores(name: str, probabilities: np.ndarray, truth: np.ndarray, coverages: d
     return row
 
 
+def propagated(known_vectors, known_onehot, pool_vectors, teacher) -> dict[str, np.ndarray]:
+    """The pool's labels by neighbours in the embedding space (`knn`, `spreading_alone`, `spreading`, as above)."""
+    # knn: own probabilities + the K nearest pool images' + the labelled neighbours' one-hot rows (within the K
+    # nearest of all), each weighted by cosine similarity.
+    everything = np.concatenate([known_vectors, pool_vectors])
+    targets = np.concatenate([known_onehot, teacher])
+    similarity = pool_vectors @ everything.T
+    np.fill_diagonal(similarity[:, len(known_vectors) :], -np.inf)  # not itself
+    nearest = np.argsort(-similarity, axis=1)[:, :K]
+    weights = np.clip(np.take_along_axis(similarity, nearest, axis=1), 0, None)
+    smoothed = (weights[:, :, None] * targets[nearest]).sum(axis=1) / np.maximum(
+        weights.sum(axis=1, keepdims=True), 1e-9
+    )
+    spreading = LabelSpreading(kernel="knn", n_neighbors=K, alpha=0.2, max_iter=100)
+    spreading.fit(everything, np.concatenate([known_onehot.argmax(axis=1), -np.ones(len(pool_vectors), dtype=int)]))
+    spread = spreading.label_distributions_[len(known_vectors) :]
+    product = teacher * np.clip(spread, 1e-6, None)
+    return {
+        "knn": 0.5 * teacher + 0.5 * smoothed,
+        "spreading_alone": spread,
+        "spreading": product / product.sum(axis=1, keepdims=True),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sets", default="clothing")
@@ -68,14 +87,11 @@ def main() -> None:
     import imagefit
     from imagefit.audit.embeddings import embed, embedding_model
     from imagefit.evaluation.evaluator import read_predictions
-    from imagefit.training.pseudo import val_threshold
+    from imagefit.training.pseudo import choose, val_threshold
 
     scratch = Path(tempfile.mkdtemp(prefix="plq-"))
     train_items, test = SETS[args.sets](scratch)
-    rng = random.Random(args.seed)
-    labelled = rng.sample(train_items, round(args.keep * len(train_items)))
-    known = {p for p, _ in labelled}
-    pool = [(p, label) for p, label in train_items if p not in known]
+    labelled, pool = split_share(train_items, args.keep, args.seed)
     run = args.run
     if run is None:
         run = scratch / f"{args.sets}-{args.keep}"
@@ -94,43 +110,18 @@ def main() -> None:
         np.array([float(r["confidence"]) for r in val_rows]), np.array([r["true"] == r["predicted"] for r in val_rows])
     )
     fitted = [(p, label) for p, label in labelled if os.path.realpath(p) not in val_paths]  # what the run trained on
+    fitted_labels = [label for _, label in fitted]
+    chosen = choose([p for p, _ in pool], teacher, classes, threshold=threshold, goal=goal, train_labels=fitted_labels)
 
     backbone, preprocess, cache_name = embedding_model(run, median_side=0)
     locators = [p for p, _ in fitted] + [p for p, _ in pool]
     vectors = embed(locators, locators, backbone, preprocess, cache_name=cache_name, cache_dir=scratch / "cache")
-    known_vectors, pool_vectors = vectors[: len(fitted)], vectors[len(fitted) :]
-    known_onehot = np.eye(len(classes))[[index[label] for _, label in fitted]]
+    known_onehot = np.eye(len(classes))[[index[label] for label in fitted_labels]]
+    sources = {"teacher": teacher} | propagated(vectors[: len(fitted)], known_onehot, vectors[len(fitted) :], teacher)
 
-    # knn: own probabilities + the K nearest pool images' + the labelled neighbours' one-hot rows (within the K
-    # nearest of all), each weighted by cosine similarity.
-    everything = np.concatenate([known_vectors, pool_vectors])
-    targets = np.concatenate([known_onehot, teacher])
-    similarity = pool_vectors @ everything.T
-    np.fill_diagonal(similarity[:, len(fitted) :], -np.inf)  # not itself
-    nearest = np.argsort(-similarity, axis=1)[:, :K]
-    weights = np.clip(np.take_along_axis(similarity, nearest, axis=1), 0, None)
-    smoothed = (weights[:, :, None] * targets[nearest]).sum(axis=1) / np.maximum(
-        weights.sum(axis=1, keepdims=True), 1e-9
-    )
-    knn = 0.5 * teacher + 0.5 * smoothed
-
-    spreading = LabelSpreading(kernel="knn", n_neighbors=K, alpha=0.2, max_iter=100)
-    spreading.fit(everything, np.concatenate([[index[label] for _, label in fitted], -np.ones(len(pool), dtype=int)]))
-    spread = spreading.label_distributions_[len(fitted) :]
-    product = teacher * np.clip(spread, 1e-6, None)
-    product /= product.sum(axis=1, keepdims=True)
-
-    passed = int((teacher.max(axis=1) >= threshold).sum())
+    passed = chosen.passed
     coverages = {"threshold": passed, "50": len(pool) // 2, "80": int(0.8 * len(pool)), "90": int(0.9 * len(pool))}
-    rows = [
-        scores(name, probabilities, truth, coverages)
-        for name, probabilities in [
-            ("teacher", teacher),
-            ("knn", knn),
-            ("spreading_alone", spread),
-            ("spreading", product),
-        ]
-    ]
+    rows = [scores(name, probabilities, truth, coverages) for name, probabilities in sources.items()]
     test_metrics = json.loads((run / "metrics.json").read_text())["test"]
     result = {
         "set": args.sets,
@@ -147,7 +138,8 @@ def main() -> None:
         "rows": rows,
     }
     if args.oracle:
-        result["oracle"] = oracle(args, run, scratch, fitted, val_rows, test, pool, teacher, classes, threshold, goal)
+        val = [(r["path"], r["true"]) for r in val_rows]
+        result["oracle"] = oracle(chosen, dict(pool), fitted, val, test, scratch)
     print(json.dumps(result, indent=1))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -160,33 +152,19 @@ def main() -> None:
         )
 
 
-def oracle(args, run, scratch, fitted, val_rows, test, pool, teacher, classes, threshold, goal) -> dict:
-    """Two fresh runs on the fitted images + the chosen ones, with true and with taught labels: test figures."""
-    from imagefit.training.pseudo import choose
-
-    paths = [p for p, _ in pool]
-    chosen = choose(paths, teacher, classes, threshold=threshold, goal=goal, train_labels=[lab for _, lab in fitted])
-    true_label = dict(pool)
+def oracle(chosen, true_label: dict[str, str], fitted, val, test, scratch: Path) -> dict:
+    """Two fresh runs on the FITTED images + the CHOSEN ones, with true and with taught labels: test figures."""
     out = {"chosen": len(chosen.rows), "chosen_right": sum(true_label[p] == lab for p, lab, _ in chosen.rows)}
-    val = [(r["path"], r["true"]) for r in val_rows]
     for name, taken in [
         ("true_labels", [(p, true_label[p]) for p, _, _ in chosen.rows]),
         ("taught_labels", [(p, lab) for p, lab, _ in chosen.rows]),
     ]:
-        manifest = scratch / f"oracle-{name}.csv"
-        with manifest.open("w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["path", "label", "split"])
-            writer.writerows([[p, lab, "train"] for p, lab in fitted + taken])
-            writer.writerows([[p, lab, "val"] for p, lab in val] + [[p, lab, "test"] for p, lab in test])
         folder = scratch / f"oracle-{name}"
-        command = [sys.executable, "-m", "imagefit.cli", "train", str(manifest), "--out", str(folder), "--no-report"]
-        started = time.perf_counter()
-        subprocess.run(command + ["--unlabelled", "none"], check=True, capture_output=True, text=True)
+        child = run_child(fitted + taken, test, folder, [], dict(os.environ), None, val=val)
         metrics = json.loads((folder / "metrics.json").read_text())
         out[name] = {key: metrics["test"][key] for key in ("accuracy", "macro_f1")} | {
             "val_accuracy": metrics["val"]["accuracy"],
-            "wall": round(time.perf_counter() - started),
+            "wall": round(child["wall"]),
         }
         print(f"# oracle {name}: {json.dumps(out[name])}", flush=True)
     return out

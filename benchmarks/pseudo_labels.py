@@ -42,9 +42,10 @@ def digits(scratch: Path) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]
 SETS = {"clothing": clothing, "cifar": cifar, "digits": digits}
 
 
-def run_child(labelled, test, out: Path, options: list[str], env: dict, pool: Path | None) -> dict:
-    """`imagefit train` on LABELLED (+ the POOL unlabelled) in a child process: wall seconds and peak RSS."""
-    manifest = write_manifest(out.with_suffix(".csv"), labelled, test)
+def run_child(labelled, test, out: Path, options: list[str], env: dict, pool: Path | None, val=()) -> dict:
+    """`imagefit train` on LABELLED (+ the POOL unlabelled; VAL when given, else carved) in a child process: wall
+    seconds and peak RSS."""
+    manifest = write_manifest(out.with_suffix(".csv"), labelled, test, val)
     command = [sys.executable, "-m", "imagefit.cli", "train", str(manifest), "--out", str(out), "--no-report"]
     command += ["--unlabelled", str(pool) if pool else "none"]
     started = time.perf_counter()
@@ -80,15 +81,20 @@ def students(run: Path, truth: dict[str, str], lines: list[str]) -> tuple[Path, 
     return kept, rounds
 
 
+def split_share(train_items: list[tuple[str, str]], keep: float, seed: int) -> tuple[list, list]:
+    """The seeded KEEP share of the training items that keeps its labels, and the rest (the unlabelled pool)."""
+    labelled = random.Random(seed).sample(train_items, round(keep * len(train_items)))
+    known = {p for p, _ in labelled}
+    return labelled, [item for item in train_items if item[0] not in known]
+
+
 def one(name: str, keep: float, scratch: Path, args, options: list[str], env: dict) -> dict:
     train_items, test = SETS[name](scratch)
-    rng = random.Random(args.seed)
-    labelled = rng.sample(train_items, round(keep * len(train_items)))
-    known = {p for p, _ in labelled}
+    labelled, rest = split_share(train_items, keep, args.seed)
     pool = scratch / f"{name}-{keep}-pool"
     pool.mkdir()
     truth = {}
-    for i, (path, label) in enumerate(item for item in train_items if item[0] not in known):
+    for i, (path, label) in enumerate(rest):
         (pool / f"{i:06d}{Path(path).suffix}").symlink_to(path)
         truth[os.path.realpath(path)] = label
     run = scratch / f"{name}-{keep}"
